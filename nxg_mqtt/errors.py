@@ -1,0 +1,97 @@
+"""The one exception tree of NXG MQTT.
+
+    NxgError                      root; carries a machine `code` and an HTTP `status`
+    ├── ValidationError           bad input: 400 (`INVALID`)
+    │   └── PayloadRejected       a device payload broke its schema (`PAYLOAD_INVALID`)
+    ├── AuthError                 missing or wrong credentials: 401 (`UNAUTHORIZED`)
+    ├── ForbiddenError            authenticated but not allowed: 403 (`FORBIDDEN`)
+    ├── NotFoundError             unknown device, command, key: 404 (`DEVICE_NOT_FOUND`, …)
+    ├── ConflictError             already exists: 409 (`CONFLICT`)
+    ├── RateLimitedError          too many attempts: 429 (`RATE_LIMIT_EXCEEDED`)
+    ├── ConnectRefused            an MQTT CONNECT refused with a CONNACK return code
+    └── StoreError                the store failed or its schema is newer than this code
+
+Every error that crosses a surface (REST body, WebSocket `error`, CONNACK) is one of these,
+so the surfaces translate by looking at `code`/`status`, never at message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NxgError(Exception):
+    code: str = "INTERNAL"
+    status: int = 500
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class ValidationError(NxgError):
+    code = "INVALID"
+    status = 400
+
+
+class PayloadRejected(ValidationError):
+    code = "PAYLOAD_INVALID"
+
+
+class AuthError(NxgError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class ForbiddenError(NxgError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class NotFoundError(NxgError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class DeviceNotFound(NotFoundError):
+    code = "DEVICE_NOT_FOUND"
+
+    def __init__(self, serial: str) -> None:
+        super().__init__(f"device not found: {serial}")
+        self.serial = serial
+
+
+class ConflictError(NxgError):
+    code = "CONFLICT"
+    status = 409
+
+
+class RateLimitedError(NxgError):
+    code = "RATE_LIMIT_EXCEEDED"
+    status = 429
+
+
+class ConnectRefused(NxgError):
+    """An MQTT CONNECT refused; `return_code` is the MQTT 3.1.1 CONNACK code."""
+
+    code = "CONNECT_REFUSED"
+    status = 401
+
+    # MQTT 3.1.1 CONNACK return codes
+    BAD_PROTOCOL = 0x01
+    IDENTIFIER_REJECTED = 0x02
+    SERVER_UNAVAILABLE = 0x03
+    BAD_CREDENTIALS = 0x04
+    NOT_AUTHORIZED = 0x05
+
+    def __init__(self, return_code: int, message: str) -> None:
+        super().__init__(message)
+        self.return_code = return_code
+
+
+class StoreError(NxgError):
+    code = "STORE_ERROR"
+    status = 500

@@ -1,0 +1,77 @@
+"""Sliding-window counters and lockouts, keyed by a string (source address, tenant, …).
+
+Pure and synchronous: callers pass `now` (monotonic seconds) so tests need no clock tricks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SlidingWindow:
+    """At most `limit` events per `window_s` per key; `limit <= 0` disables the check."""
+
+    limit: int
+    window_s: float = 60.0
+    _events: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _trim(self, key: str, now: float) -> deque[float]:
+        events = self._events.get(key)
+        if events is None:
+            events = self._events[key] = deque()
+        horizon = now - self.window_s
+        while events and events[0] <= horizon:
+            events.popleft()
+        return events
+
+    def count(self, key: str, now: float) -> int:
+        return len(self._trim(key, now))
+
+    def allow(self, key: str, now: float) -> bool:
+        """True if one more event fits; does not record it."""
+        return self.limit <= 0 or self.count(key, now) < self.limit
+
+    def hit(self, key: str, now: float) -> int:
+        """Record one event; return the count inside the window."""
+        events = self._trim(key, now)
+        events.append(now)
+        if len(self._events) > 10_000:
+            self._forget_idle(now)
+        return len(events)
+
+    def _forget_idle(self, now: float) -> None:
+        # bound memory under a spray of source addresses
+        for key in [k for k, ev in self._events.items() if not ev or ev[-1] <= now - self.window_s]:
+            del self._events[key]
+
+
+@dataclass
+class Lockout:
+    """Failures per key; `threshold` failures within the window lock the key for `lock_s`."""
+
+    threshold: int
+    lock_s: float
+    window_s: float = 60.0
+    _failures: SlidingWindow = field(init=False)
+    _locked_until: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._failures = SlidingWindow(self.threshold, self.window_s)
+
+    def locked(self, key: str, now: float) -> bool:
+        until = self._locked_until.get(key)
+        if until is None:
+            return False
+        if now >= until:
+            del self._locked_until[key]
+            return False
+        return True
+
+    def fail(self, key: str, now: float) -> bool:
+        """Record a failure; True if the key is now locked."""
+        if self.threshold > 0 and self._failures.hit(key, now) >= self.threshold:
+            self._locked_until[key] = now + self.lock_s
+            return True
+        return False

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up everything the project needs on a fresh machine, idempotently:
+# system packages (Mosquitto for the benchmark baseline and the Mosquitto profile,
+# libmosquitto for the C host client), a virtualenv in .venv, and the package itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+dpkg -s libmosquitto-dev >/dev/null 2>&1 || need_apt+=(libmosquitto-dev)
+if [ ${#need_apt[@]} -gt 0 ] && [ "${NXG_SKIP_APT:-0}" != "1" ]; then
+    if [ "$(id -u)" = "0" ]; then
+        apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null \
+            || echo "warning: could not install ${need_apt[*]} (only the benchmark baseline needs them)" >&2
+    else
+        echo "warning: not root, skipping system packages: ${need_apt[*]}" >&2
+    fi
+fi
+# a system mosquitto service would hold port 1883; the project starts its own on port 0
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[dev]"
