@@ -1,0 +1,241 @@
+"""BrokerSession: one MQTT client id's state, connected or not.
+
+The attribute names plugins read are amqtt's (`client_id`, `username`, `will_topic`, …) so amqtt
+plugins work unchanged; `role`, `serial` and `attrs` are NXG's. Delivery lives here because it is
+session state: a message is written straight to the connection when nothing is queued ahead of it,
+otherwise it joins a bounded queue. When the queue is full, QoS 0 goes first (dropped and counted);
+a QoS 1/2 message is only dropped when no QoS 0 is left to evict, and that is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from nxg_mqtt.broker.codec import encode_publish_topic, encode_pubrel, encode_topic
+from nxg_mqtt.broker.message import OutgoingMessage
+
+if TYPE_CHECKING:
+    from nxg_mqtt.broker.connection import Connection
+
+logger = logging.getLogger("nxg_mqtt.broker")
+
+
+class BrokerSession:
+    __slots__ = (
+        "_next_packet_id",
+        "attrs",
+        "clean_session",
+        "client_id",
+        "conn",
+        "connected",
+        "disconnect_reason",
+        "inbound_qos2",
+        "inflight",
+        "is_anonymous",
+        "keep_alive",
+        "overflowed",
+        "password",
+        "queue",
+        "queue_limit",
+        "remote_address",
+        "remote_port",
+        "role",
+        "serial",
+        "stats",
+        "subscriptions",
+        "username",
+        "will_flag",
+        "will_message",
+        "will_qos",
+        "will_retain",
+        "will_topic",
+    )
+
+    def __init__(self, client_id: str, *, queue_limit: int, stats: dict[str, int]) -> None:
+        self.client_id = client_id
+        self.username: str | None = None
+        self.password: str | None = None
+        self.remote_address: str | None = None
+        self.remote_port: int | None = None
+        self.keep_alive = 0
+        self.clean_session = True
+        self.will_flag = False
+        self.will_topic: str | None = None
+        self.will_message: bytes | None = None
+        self.will_qos = 0
+        self.will_retain = False
+        self.is_anonymous = False
+        self.role: str | None = None
+        self.serial: str | None = None
+        self.attrs: dict[str, object] = {}
+        self.disconnect_reason = ""
+        self.connected = False
+        self.subscriptions: dict[str, int] = {}
+        self.conn: Connection | None = None
+        self.queue: deque[OutgoingMessage] = deque()
+        self.queue_limit = max(1, queue_limit)
+        # packet id -> message awaiting PUBACK/PUBREC, or None once PUBREL was sent (awaiting PUBCOMP)
+        self.inflight: dict[int, OutgoingMessage | None] = {}
+        self.inbound_qos2: set[int] = set()  # QoS 2 packet ids routed, awaiting PUBREL
+        self.stats = stats
+        self.overflowed = False
+        self._next_packet_id = 0
+
+    @property
+    def attributes(self) -> dict[str, object]:
+        """amqtt's name for the plugin-owned attributes."""
+        return self.attrs
+
+    def __repr__(self) -> str:
+        return f"BrokerSession(client_id={self.client_id!r}, connected={self.connected})"
+
+    def adopt(self, other: BrokerSession) -> None:
+        """Take the connection-level fields of a fresh CONNECT, keeping subscriptions and queues."""
+        for name in (
+            "username",
+            "password",
+            "remote_address",
+            "remote_port",
+            "keep_alive",
+            "clean_session",
+            "will_flag",
+            "will_topic",
+            "will_message",
+            "will_qos",
+            "will_retain",
+            "is_anonymous",
+            "role",
+            "serial",
+            "attrs",
+        ):
+            setattr(self, name, getattr(other, name))
+        self.disconnect_reason = ""
+
+    # ------------------------------------------------------------------------------- delivery
+
+    def deliver(self, message: OutgoingMessage) -> bool:
+        """Send or queue `message`; False if it was dropped (offline QoS 0 or a full queue)."""
+        conn = self.conn
+        if conn is not None and not conn.blocked and not self.queue:
+            if not message.qos:
+                conn.write(_qos0_packet(message))
+                return True
+            if len(self.inflight) < self.queue_limit:
+                self._send_tracked(conn, message)
+                return True
+        elif conn is None and not message.qos:
+            return False  # offline sessions keep QoS 1/2 only
+        return self._enqueue(message)
+
+    def _enqueue(self, message: OutgoingMessage) -> bool:
+        queue = self.queue
+        if len(queue) < self.queue_limit:
+            queue.append(message)
+            return True
+        if self.conn is not None:
+            self.overflowed = True
+        if not message.qos:
+            self._count_drop(message)
+            return False
+        for index, queued in enumerate(queue):  # evict the oldest QoS 0 to make room
+            if not queued.qos:
+                del queue[index]
+                self._count_drop(queued)
+                queue.append(message)
+                return True
+        self._count_drop(message)
+        return False
+
+    def _count_drop(self, message: OutgoingMessage) -> None:
+        if message.qos:
+            self.stats["dropped_qos1"] += 1
+            logger.warning(
+                "session %s queue full (%d): dropped QoS %d message on %s",
+                self.client_id,
+                self.queue_limit,
+                message.qos,
+                message.topic,
+            )
+        else:
+            count = self.stats["dropped_qos0"] = self.stats["dropped_qos0"] + 1
+            if count == 1 or count % 1000 == 0:
+                logger.info("session %s queue full: dropping QoS 0 messages (%d so far)", self.client_id, count)
+
+    def _send_tracked(self, conn: Connection, message: OutgoingMessage) -> None:
+        packet_id = self._allocate_packet_id()
+        self.inflight[packet_id] = message
+        if message.topic_bytes is None:
+            message.topic_bytes = encode_topic(message.topic)
+        conn.write(encode_publish_topic(message.topic_bytes, message.data, message.qos, message.retain, False, packet_id))
+
+    def _allocate_packet_id(self) -> int:
+        packet_id = self._next_packet_id
+        inflight = self.inflight
+        for _ in range(65535):
+            packet_id = packet_id % 65535 + 1
+            if packet_id not in inflight:
+                self._next_packet_id = packet_id
+                return packet_id
+        raise RuntimeError("no free packet id")  # unreachable: inflight is bounded by queue_limit
+
+    def pump(self) -> None:
+        """Move queued messages to the connection while the in-flight window has room."""
+        conn = self.conn
+        queue = self.queue
+        if conn is None or not queue or conn.blocked:
+            return
+        while queue:
+            message = queue[0]
+            if message.qos:
+                if len(self.inflight) >= self.queue_limit:
+                    return
+                queue.popleft()
+                self._send_tracked(conn, message)
+            else:
+                queue.popleft()
+                conn.write(_qos0_packet(message))
+        self.overflowed = False
+
+    def resend_inflight(self) -> None:
+        """On reconnect: unacknowledged PUBLISH again with DUP set, PUBREL for those past PUBREC."""
+        conn = self.conn
+        if conn is None:
+            return
+        for packet_id, message in self.inflight.items():
+            if message is None:
+                conn.write(encode_pubrel(packet_id))
+            else:
+                topic_bytes = message.topic_bytes or encode_topic(message.topic)
+                conn.write(
+                    encode_publish_topic(topic_bytes, message.data, message.qos, message.retain, True, packet_id)
+                )
+
+    def acknowledge(self, packet_id: int) -> None:
+        """PUBACK or PUBCOMP: the flow for `packet_id` is complete."""
+        if self.inflight.pop(packet_id, False) is not False and self.queue:
+            self.pump()
+
+    def received(self, packet_id: int) -> bool:
+        """PUBREC: True if `packet_id` was in flight (PUBREL must be sent either way)."""
+        if packet_id in self.inflight:
+            self.inflight[packet_id] = None
+            return True
+        return False
+
+    def discard_state(self) -> None:
+        self.subscriptions.clear()
+        self.queue.clear()
+        self.inflight.clear()
+        self.inbound_qos2.clear()
+
+
+def _qos0_packet(message: OutgoingMessage) -> bytes:
+    # one QoS 0 message fans out as the same bytes to every subscriber: encode it once
+    packet = message.packet
+    if packet is None:
+        if message.topic_bytes is None:
+            message.topic_bytes = encode_topic(message.topic)
+        packet = message.packet = encode_publish_topic(message.topic_bytes, message.data, 0, message.retain)
+    return packet

@@ -1,0 +1,179 @@
+"""The byte pipes a connection runs over: TCP streams and MQTT-over-WebSocket.
+
+Writes are synchronous so fan-out never awaits per subscriber; `buffered()` tells the router
+how far a subscriber is behind and `drain()` lets a publisher wait for it (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Protocol
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from nxg_mqtt.broker.codec import ProtocolError
+
+HIGH_WATER = 256 * 1024  # bytes buffered for a subscriber before its publishers wait
+LOW_WATER = 64 * 1024
+READ_SIZE = 64 * 1024
+_WS_FRAME = 64 * 1024
+
+
+class Transport(Protocol):
+    remote_address: str | None
+    remote_port: int | None
+
+    async def read(self) -> bytes:
+        """Next chunk of bytes; b"" once the peer is gone."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below the low-water mark."""
+        ...
+
+    def abort(self) -> None:
+        """Close now, discarding unsent bytes; a pending `read()` returns b""."""
+        ...
+
+    async def close(self) -> None:
+        """Flush (briefly) and close."""
+        ...
+
+
+def _peer(peer: object) -> tuple[str | None, int | None]:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), int(peer[1])
+    return None, None
+
+
+class TcpTransport:
+    __slots__ = ("_reader", "_transport", "_writer", "remote_address", "remote_port")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._transport = writer.transport
+        self._transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self.remote_address, self.remote_port = _peer(writer.get_extra_info("peername"))
+
+    async def read(self) -> bytes:
+        try:
+            return await self._reader.read(READ_SIZE)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def buffered(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+        except (TimeoutError, OSError):
+            self._transport.abort()
+
+
+class WebSocketTransport:
+    """Binary frames in, binary frames out; one sender task per connection batches writes."""
+
+    __slots__ = ("_closed", "_drained", "_pending", "_sender", "_size", "_wake", "_ws", "remote_address", "remote_port")
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self._ws = ws
+        self._pending: deque[bytes] = deque()
+        self._size = 0
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closed = False
+        self.remote_address, self.remote_port = _peer(ws.remote_address)
+        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
+    async def read(self) -> bytes:
+        try:
+            data = await self._ws.recv()
+        except ConnectionClosed:
+            return b""
+        if isinstance(data, str):
+            raise ProtocolError("MQTT over WebSocket needs binary frames")
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size > HIGH_WATER:
+            self._drained.clear()
+        self._wake.set()
+
+    def buffered(self) -> int:
+        return self._size
+
+    async def drain(self) -> None:
+        await self._drained.wait()
+        if self._closed:
+            raise ConnectionResetError("websocket closed")
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    batch: list[bytes] = []
+                    size = 0
+                    while self._pending and size < _WS_FRAME:
+                        chunk = self._pending.popleft()
+                        batch.append(chunk)
+                        size += len(chunk)
+                    await self._ws.send(b"".join(batch))
+                    self._size -= size
+                    if self._size <= LOW_WATER:
+                        self._drained.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closed = True
+            self._pending.clear()
+            self._size = 0
+            self._drained.set()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._sender.cancel()
+        self._ws.transport.abort()
+
+    async def close(self) -> None:
+        if not self._closed and self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained_fully(), 1.0)
+        self._closed = True
+        self._sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+        try:
+            await asyncio.wait_for(self._ws.close(), 1.0)
+        except (TimeoutError, ConnectionClosed):
+            self._ws.transport.abort()
+
+    async def _drained_fully(self) -> None:
+        while self._pending or self._size:
+            await asyncio.sleep(0.01)

@@ -1,0 +1,64 @@
+"""The core: the store and every service, wired once and owned by one async context manager.
+
+    async with open_core(settings, serve=True) as core:
+        core.attach_publisher(broker)   # where presence, commands and Warning events go
+        ...
+
+`serve=True` is for a server process (broker or bridge): it starts the ingest writer, the
+command sweep and the signal watcher, and recovers presence after a crash. The CLI opens the
+core without them; its changes reach a running server through signals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from nxg_mqtt.services import NullPublisher, Publisher
+from nxg_mqtt.services.commands import CommandService
+from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.ingest import IngestService
+from nxg_mqtt.services.presence import PresenceService
+from nxg_mqtt.services.signals import SignalWatcher
+from nxg_mqtt.settings import Settings
+from nxg_mqtt.store import Store, open_store
+
+
+@dataclass
+class Core:
+    settings: Settings
+    store: Store
+    devices: DeviceService
+    ingest: IngestService
+    presence: PresenceService
+    commands: CommandService
+    signals: SignalWatcher
+
+    def attach_publisher(self, publisher: Publisher) -> None:
+        self.ingest.publisher = publisher
+        self.presence.publisher = publisher
+        self.commands.publisher = publisher
+
+
+@asynccontextmanager
+async def open_core(settings: Settings, *, serve: bool = False) -> AsyncIterator[Core]:
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings.db_path, settings.tenant_id))
+        publisher = NullPublisher()
+        devices = DeviceService(store, settings)
+        ingest = IngestService(store, settings, publisher)
+        presence = PresenceService(store, ingest, publisher)
+        commands = CommandService(store, settings, devices, presence, ingest, publisher)
+        signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
+        core = Core(settings, store, devices, ingest, presence, commands, signals)
+        # closed in reverse: the writer flushes last, after everything that feeds it has stopped
+        stack.push_async_callback(ingest.close)
+        if serve:
+            await ingest.start()
+            await presence.recover()
+            await commands.start()
+            stack.push_async_callback(commands.close)
+            await signals.start()
+            stack.push_async_callback(signals.close)
+        yield core

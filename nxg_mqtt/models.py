@@ -1,0 +1,153 @@
+"""Value types shared by the store, the services and the surfaces (frozen, slotted)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    serial: str
+    name: str | None
+    code: str
+    paired: bool
+    online: bool
+    last_seen: int | None
+    created_at: int
+    revoked: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """The device object of seed 000's REST API (never the token)."""
+        return {
+            "serial": self.serial,
+            "name": self.name,
+            "online": self.online,
+            "paired": self.paired,
+            "last_seen": self.last_seen,
+            "created_at": self.created_at,
+        }
+
+
+class MessageType(StrEnum):
+    TELEMETRY = "telemetry"
+    STATUS = "status"
+    EVENT = "event"
+    ACK = "ack"
+    CMD = "cmd"
+    PRESENCE = "presence"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One stored message; `body` holds the app object's fields other than serial and ts."""
+
+    serial: str
+    type: MessageType
+    ts: int
+    body: dict[str, Any]
+    device_ts: int | None = None
+    id: int | None = None
+
+    def app_message(self) -> dict[str, Any]:
+        """The flat object `/ws/app` delivers and `/api/history` lists."""
+        message: dict[str, Any] = {"t": self.body.get("t", self.type.value), "serial": self.serial, "ts": self.ts}
+        message.update((k, v) for k, v in self.body.items() if k != "t")
+        if self.device_ts is not None:
+            message["device_ts"] = self.device_ts
+        return message
+
+
+class CommandStatus(StrEnum):
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    ACKED = "acked"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @property
+    def final(self) -> bool:
+        return self not in (CommandStatus.QUEUED, CommandStatus.DISPATCHED)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    serial: str
+    action: str
+    target: str | None
+    params: dict[str, Any]
+    status: CommandStatus
+    created_at: int
+    expires_at: int
+    source: str = "api"
+    ref: str | None = None
+    error: str | None = None
+    result: Any = None
+    dispatched_at: int | None = None
+    finished_at: int | None = None
+
+    def device_message(self) -> dict[str, Any]:
+        """What the device receives on `nxg/{S}/cmd` (and `/ws/gateway`)."""
+        message: dict[str, Any] = {"t": "cmd", "id": self.id, "action": self.action, "params": self.params}
+        if self.target is not None:
+            message["target"] = self.target
+        return message
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "command_id": self.id,
+            "serial": self.serial,
+            "target": self.target,
+            "action": self.action,
+            "params": self.params,
+            "ref": self.ref,
+            "status": self.status.value,
+            "error": self.error,
+            "result": self.result,
+            "created_at": self.created_at,
+            "dispatched_at": self.dispatched_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    serial: str
+    transport: str
+    remote: str | None
+    connected_at: int
+    ended_at: int | None
+    reason: str | None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A change made by another process (the CLI) that live sessions must see."""
+
+    id: int
+    kind: str
+    serial: str | None
+
+
+@dataclass(slots=True)
+class Counters:
+    """Named counters (rejections by reason, drops, …) for metrics and tests."""
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + amount
+
+    def get(self, name: str) -> int:
+        return self.values.get(name, 0)

@@ -1,0 +1,241 @@
+"""Commands: committed before anything is acknowledged, dispatched at QoS 1, closed by the ack.
+
+Lifecycle: `queued` (device offline or not subscribed) → `dispatched` → `acked` | `failed`
+(the device said ok=false) | `timeout` (no ack within the ack timeout), or `expired` (TTL in the
+queue). Queued commands go out in creation order when the device subscribes to `nxg/{S}/cmd`.
+Every change is published on `nxg/{S}/cmd/res`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nxg_mqtt import messages
+from nxg_mqtt.errors import PayloadRejected, RateLimitedError, ValidationError
+from nxg_mqtt.models import Command, CommandStatus, Counters, HistoryEntry, MessageType, now_ms
+from nxg_mqtt.ratelimit import SlidingWindow
+from nxg_mqtt.services import Publisher
+from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.ingest import IngestService
+from nxg_mqtt.services.presence import PresenceService
+from nxg_mqtt.settings import Settings
+from nxg_mqtt.store import Store
+from nxg_mqtt.topics import Channel, device_topic
+
+log = logging.getLogger(__name__)
+
+CommandListener = Callable[[Command], Awaitable[None]]
+
+
+def new_command_id() -> str:
+    return "c_" + secrets.token_hex(8)
+
+
+class CommandService:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        devices: DeviceService,
+        presence: PresenceService,
+        ingest: IngestService,
+        publisher: Publisher,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._devices = devices
+        self._presence = presence
+        self._ingest = ingest
+        self.publisher = publisher
+        self._rate = SlidingWindow(settings.command_rate_limit)
+        self._deadlines: dict[str, tuple[str, float]] = {}  # id → (serial, loop time of timeout)
+        self._dispatch_locks: dict[str, asyncio.Lock] = {}
+        self._listeners: list[CommandListener] = []
+        self._task: asyncio.Task[None] | None = None
+        self.counters = Counters()
+        presence.on_ready(self.dispatch_queued)
+
+    def on_change(self, listener: CommandListener) -> None:
+        self._listeners.append(listener)
+
+    # ---- submitting ------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        serial: str,
+        action: str,
+        target: str | None = None,
+        params: dict[str, Any] | None = None,
+        ref: str | None = None,
+        source: str = "api",
+        dispatch: bool = True,
+    ) -> Command:
+        """Validate, commit, then dispatch (or queue). `dispatch=False` leaves it to the server
+        process (the CLI writes the record and signals the server)."""
+        device = await self._devices.get(serial)
+        request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
+        if target is not None:
+            request["target"] = target
+        problem = messages.schema_errors("command_request", request)
+        if problem is not None:
+            if isinstance(action, str) and action.startswith("_"):
+                raise ValidationError("actions starting with '_' are reserved", code="RESTRICTED_ACTION")
+            raise ValidationError(f"invalid command: {problem}", code="INVALID_COMMAND")
+        loop_now = asyncio.get_running_loop().time()
+        if not self._rate.allow(self._store.tenant_id, loop_now):
+            raise RateLimitedError(
+                f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
+            )
+        self._rate.hit(self._store.tenant_id, loop_now)
+        created = now_ms()
+        command = Command(
+            id=new_command_id(),
+            serial=device.serial,
+            action=action,
+            target=target,
+            params=request["params"],
+            status=CommandStatus.QUEUED,
+            created_at=created,
+            expires_at=created + int(self._settings.command_ttl_s * 1000),
+            source=source,
+            ref=ref,
+        )
+        await self._store.commands.insert(command)
+        self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
+        if dispatch:
+            await self.dispatch_queued(device.serial)
+        else:
+            await self._store.signals.emit("command", device.serial, now_ms())
+        return await self.get(command.id) or command
+
+    async def get(self, command_id: str) -> Command | None:
+        return await self._store.commands.get(command_id)
+
+    # ---- dispatching -----------------------------------------------------------------------------
+
+    async def dispatch_queued(self, serial: str) -> int:
+        """Send every queued command of a ready device, oldest first."""
+        if not self._presence.is_ready(serial):
+            return 0
+        lock = self._dispatch_locks.setdefault(serial, asyncio.Lock())
+        sent = 0
+        async with lock:
+            for command in await self._store.commands.open_for(serial):
+                if command.expires_at <= now_ms():
+                    await self._finish(command, CommandStatus.EXPIRED, error="expired in the queue")
+                    continue
+                if not self._presence.is_ready(serial):
+                    break
+                ts = now_ms()
+                await self._store.commands.mark_dispatched(command.id, ts)
+                self._deadlines[command.id] = (
+                    serial,
+                    asyncio.get_running_loop().time() + self._settings.command_ack_timeout_s,
+                )
+                await self.publisher.publish(
+                    device_topic(serial, Channel.CMD),
+                    json.dumps(command.device_message(), separators=(",", ":")).encode(),
+                    qos=1,
+                )
+                self.counters.add("dispatched")
+                sent += 1
+                await self._changed(command.id)
+        if not lock.locked():
+            self._dispatch_locks.pop(serial, None)
+        return sent
+
+    # ---- acks ------------------------------------------------------------------------------------
+
+    async def on_ack(self, serial: str, raw: bytes, ts: int | None = None) -> Command | None:
+        """A device's ack; returns the closed command, None for a replay or an unknown id."""
+        try:
+            value = messages.decode_object(raw, self._settings.max_payload_bytes)
+            messages.validate("ack", value)
+        except PayloadRejected as exc:
+            self._ingest.reject(serial, exc, Channel.ACK.value)
+            raise
+        ts = ts or now_ms()
+        self._ingest.record(HistoryEntry(serial, MessageType.ACK, ts, {"t": "ack", **value}))
+        command = await self._store.commands.get(value["id"])
+        if command is None or command.serial.lower() != serial.lower():
+            self.counters.add("ack_unknown")
+            return None
+        status = CommandStatus.ACKED if value["ok"] else CommandStatus.FAILED
+        closed = await self._store.commands.finish(
+            command.id, status, ts, error=value.get("error"), result=value.get("result")
+        )
+        self._deadlines.pop(command.id, None)
+        if not closed:
+            self.counters.add("ack_replayed")
+            return None
+        self.counters.add(status.value)
+        return await self._changed(command.id)
+
+    # ---- timeouts and expiry ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for command in await self._store.commands.with_status(CommandStatus.DISPATCHED):
+            # dispatched before a restart: the ack may still come; give it a full timeout
+            self._deadlines[command.id] = (command.serial, loop.time() + self._settings.command_ack_timeout_s)
+        self._task = asyncio.create_task(self._sweep(), name="nxg-command-sweep")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        ticks = 0
+        while True:
+            await asyncio.sleep(0.2)
+            ticks += 1
+            try:
+                now = loop.time()
+                for command_id, (_serial, deadline) in list(self._deadlines.items()):
+                    if deadline <= now:
+                        del self._deadlines[command_id]
+                        command = await self._store.commands.get(command_id)
+                        if command is not None:
+                            await self._finish(command, CommandStatus.TIMEOUT, error="no ack from the device")
+                if ticks % 25 == 0:
+                    for command in await self._store.commands.with_status(CommandStatus.QUEUED):
+                        if command.expires_at <= now_ms():
+                            await self._finish(command, CommandStatus.EXPIRED, error="expired in the queue")
+            except Exception:
+                log.exception("command sweep failed")
+
+    async def _finish(self, command: Command, status: CommandStatus, error: str | None = None) -> None:
+        if await self._store.commands.finish(command.id, status, now_ms(), error=error):
+            self.counters.add(status.value)
+            await self._changed(command.id)
+
+    async def _changed(self, command_id: str) -> Command | None:
+        command = await self._store.commands.get(command_id)
+        if command is None:
+            return None
+        result: dict[str, Any] = {"id": command.id, "status": command.status.value}
+        if command.ref is not None:
+            result["ref"] = command.ref
+        if command.error is not None:
+            result["error"] = command.error
+        try:
+            await self.publisher.publish(
+                device_topic(command.serial, Channel.CMD_RES), json.dumps(result).encode(), qos=1
+            )
+        except Exception:
+            log.exception("publishing the result of %s failed", command.id)
+        for listener in list(self._listeners):
+            try:
+                await listener(command)
+            except Exception:
+                log.exception("command listener failed")
+        return command

@@ -1,0 +1,182 @@
+"""Devices, pairing and login: the registry and every credential decision about devices.
+
+Only wrong connection codes count as failed attempts (tokens are unguessable, and a stale token
+is a normal event after a reset). Ten wrong codes in a minute from one source address lock that
+address out of pairing for five minutes, on MQTT and `/ws/gateway` alike; a global cap on wrong
+codes slows a distributed attack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, RateLimitedError, ValidationError
+from nxg_mqtt.models import Device, now_ms
+from nxg_mqtt.ratelimit import Lockout, SlidingWindow
+from nxg_mqtt.services import credentials
+from nxg_mqtt.settings import Settings
+from nxg_mqtt.store import Store
+from nxg_mqtt.topics import RESERVED_SERIALS, SERIAL_RE
+
+log = logging.getLogger(__name__)
+
+# why a device's live sessions must end
+RevokeListener = Callable[[str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    serial: str
+    token: str
+
+
+class DeviceService:
+    def __init__(self, store: Store, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._lockout = Lockout(settings.pair_failures_per_minute, settings.pair_lockout_s)
+        self._global_failures = SlidingWindow(settings.pair_global_failures_per_minute)
+        self._revoke_listeners: list[RevokeListener] = []
+        self.own_signal_ids: set[int] = set()
+
+    # ---- registry -------------------------------------------------------------------------------
+
+    async def create(self, serial: str | None = None, name: str | None = None, actor: str = "admin") -> Device:
+        serial = (serial or "").strip()
+        if name is not None and (not isinstance(name, str) or len(name) > 200):
+            raise ValidationError("name must be a string of at most 200 characters")
+        generated = not serial
+        for _attempt in range(8):
+            candidate = credentials.new_serial() if generated else serial
+            if not generated:
+                if not SERIAL_RE.match(candidate):
+                    raise ValidationError(
+                        "serial must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'", code="INVALID_SERIAL"
+                    )
+                if candidate.lower() in RESERVED_SERIALS:
+                    raise ValidationError(f"serial {candidate!r} is reserved", code="INVALID_SERIAL")
+            if await self._store.devices.insert(candidate, name, credentials.new_code(), now_ms()):
+                await self._store.audit.add(now_ms(), actor, "device.create", candidate)
+                return await self.get(candidate)
+            if not generated and await self._store.devices.get(candidate) is not None:
+                raise ConflictError(f"device {candidate} already exists")
+        raise ConflictError("could not allocate a unique serial or code")  # pragma: no cover - 40 bits
+
+    async def get(self, serial: str) -> Device:
+        device = await self._store.devices.get(serial)
+        if device is None:
+            raise DeviceNotFound(serial)
+        return device
+
+    async def list(self) -> list[Device]:
+        return await self._store.devices.list()
+
+    async def code(self, serial: str) -> str:
+        return credentials.format_code((await self.get(serial)).code)
+
+    async def reset(self, serial: str, actor: str = "admin") -> Device:
+        """Invalidate the token; the connection code stays valid."""
+        device = await self.get(serial)
+        await self._store.devices.set_token(device.serial, None, paired=False)
+        await self._store.audit.add(now_ms(), actor, "device.reset", device.serial)
+        await self._revoked(device.serial, "reset")
+        return await self.get(device.serial)
+
+    async def regenerate(self, serial: str, actor: str = "admin") -> Device:
+        """A new connection code; the old code and the token stop working."""
+        device = await self.get(serial)
+        for _attempt in range(8):
+            if await self._store.devices.set_code(device.serial, credentials.new_code()):
+                break
+        await self._store.audit.add(now_ms(), actor, "device.regenerate", device.serial)
+        await self._revoked(device.serial, "regenerate")
+        return await self.get(device.serial)
+
+    async def delete(self, serial: str, actor: str = "admin") -> None:
+        device = await self.get(serial)
+        async with self._store.transaction():
+            await self._store.devices.delete(device.serial)
+            await self._store.messages.delete_device(device.serial)
+            await self._store.commands.delete_device(device.serial)
+            await self._store.connections.delete_device(device.serial)
+        await self._store.audit.add(now_ms(), actor, "device.delete", device.serial)
+        await self._revoked(device.serial, "delete")
+
+    # ---- live-session revocation ------------------------------------------------------------------
+
+    def on_revoked(self, listener: RevokeListener) -> None:
+        """`listener(serial, why)` runs when a device's sessions must end (reset/regenerate/delete)."""
+        self._revoke_listeners.append(listener)
+
+    async def _revoked(self, serial: str, why: str) -> None:
+        # other processes (a server, when this is the CLI) learn of it through a signal
+        await self._store.signals.emit(f"revoked:{why}", serial, now_ms())
+        self.own_signal_ids.add(await self._store.signals.last_id())
+        await self.notify_revoked(serial, why)
+
+    async def notify_revoked(self, serial: str, why: str) -> None:
+        for listener in list(self._revoke_listeners):
+            try:
+                await listener(serial, why)
+            except Exception:
+                log.exception("revocation listener failed for %s", serial)
+
+    # ---- pairing --------------------------------------------------------------------------------
+
+    def pairing_locked(self, source: str) -> bool:
+        now = self._clock()
+        return self._lockout.locked(source, now) or not self._global_failures.allow("*", now)
+
+    async def resolve_code(self, code: str, source: str) -> Device:
+        """The device a connection code belongs to; counts a wrong code against `source`."""
+        if self.pairing_locked(source):
+            raise RateLimitedError("too many wrong connection codes; pairing is locked for a while")
+        canonical = credentials.normalize_code(code or "")
+        device = await self._store.devices.by_code(canonical) if canonical else None
+        if device is None:
+            now = self._clock()
+            self._global_failures.hit("*", now)
+            if self._lockout.fail(source, now):
+                log.warning("pairing locked for %s after repeated wrong codes", source)
+            raise AuthError("invalid connection code", code="INVALID_CODE")
+        return device
+
+    async def complete_pairing(self, serial: str, code: str, source: str) -> Paired:
+        """Issue a fresh token to a device whose code was checked; any older token stops working."""
+        canonical = credentials.normalize_code(code)
+        device = await self._store.devices.get(serial)
+        if device is None or canonical is None or device.code != canonical:
+            # regenerated or deleted between CONNECT and the request
+            raise AuthError("invalid connection code", code="INVALID_CODE")
+        token = credentials.new_token()
+        await self._store.devices.set_token(device.serial, credentials.token_hash(token), paired=True)
+        await self._store.audit.add(now_ms(), f"device:{device.serial}", "device.pair", device.serial, source)
+        return Paired(device.serial, token)
+
+    async def pair(self, code: str, source: str) -> Paired:
+        device = await self.resolve_code(code, source)
+        return await self.complete_pairing(device.serial, device.code, source)
+
+    # ---- login ----------------------------------------------------------------------------------
+
+    async def authenticate(self, serial: str, token: str) -> str | None:
+        """The canonical serial if `token` is the device's current token, else None (auth_reset_required)."""
+        if not serial or not token:
+            return None
+        found = await self._store.devices.token_hash(serial)
+        if found is None:
+            return None
+        canonical, stored, revoked = found
+        if revoked or stored is None or not credentials.tokens_equal(stored, token):
+            return None
+        return str(canonical)
+
+    async def authenticate_token(self, token: str) -> str | None:
+        """Login by token alone (`/ws/gateway` `{"t":"auth","token"}`); the serial is looked up."""
+        if not token:
+            return None
+        return await self._store.devices.serial_by_token_hash(credentials.token_hash(token))

@@ -1,0 +1,136 @@
+"""Ingest: device telemetry, status and events validated, then stored in bounded batches.
+
+Entries wait at most `batch_window_ms` (or until `batch_max_rows` are pending) before one
+transaction writes them; `close()` flushes what is pending, so a clean shutdown loses nothing.
+A payload that breaks its schema is dropped, counted by reason, and recorded as a `Warning`
+event for that device (also published on `nxg/{S}/event`, so apps see why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from nxg_mqtt import messages
+from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.models import Counters, HistoryEntry, MessageType, now_ms
+from nxg_mqtt.services import Publisher
+from nxg_mqtt.settings import Settings
+from nxg_mqtt.store import Store
+from nxg_mqtt.topics import Channel, device_topic
+
+log = logging.getLogger(__name__)
+
+_KINDS = {
+    Channel.TELEMETRY: MessageType.TELEMETRY,
+    Channel.STATUS: MessageType.STATUS,
+    Channel.EVENT: MessageType.EVENT,
+}
+
+
+class IngestService:
+    def __init__(self, store: Store, settings: Settings, publisher: Publisher) -> None:
+        self._store = store
+        self._settings = settings
+        self.publisher = publisher
+        self._pending: list[HistoryEntry] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self.rejected = Counters()
+        self.stored = 0
+
+    # ---- accepting -------------------------------------------------------------------------------
+
+    def accept(self, serial: str, channel: Channel, raw: bytes, ts: int | None = None) -> HistoryEntry:
+        """Validate and queue one device payload; PayloadRejected (already recorded) if it is bad."""
+        kind = _KINDS[channel]
+        try:
+            message = messages.parse_device_message(kind.value, raw, self._settings.max_payload_bytes)
+        except PayloadRejected as exc:
+            self.reject(serial, exc, channel.value)
+            raise
+        body: dict[str, Any] = {"t": kind.value, **message.fields}
+        entry = HistoryEntry(serial, kind, ts or now_ms(), body, message.device_ts)
+        self.record(entry)
+        return entry
+
+    def reject(self, serial: str, exc: PayloadRejected, topic_leaf: str) -> HistoryEntry:
+        """Count a rejected payload and record the Warning event the developer will look for."""
+        self.rejected.add(exc.code)
+        body = {
+            "t": "event",
+            "type": "payload_rejected",
+            "severity": "Warning",
+            "category": "protocol",
+            "body": {"error": exc.message, "reason": exc.code, "channel": topic_leaf},
+        }
+        entry = HistoryEntry(serial, MessageType.EVENT, now_ms(), body)
+        self.record(entry)
+        event = {k: v for k, v in body.items() if k != "t"}
+        task = asyncio.get_running_loop().create_task(
+            self.publisher.publish(
+                device_topic(serial, Channel.EVENT), json.dumps(event).encode(), qos=0, retain=False
+            )
+        )
+        task.add_done_callback(_log_failure)
+        return entry
+
+    def record(self, entry: HistoryEntry) -> None:
+        self._pending.append(entry)
+        if len(self._pending) >= self._settings.batch_max_rows:
+            self._wakeup.set()
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="nxg-ingest")
+
+    async def _run(self) -> None:
+        window = self._settings.batch_window_ms / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=window)
+            self._wakeup.clear()
+            try:
+                await self.flush()
+            except Exception:
+                # the rows stay pending and are retried next window; never lose them silently
+                log.exception("ingest flush failed; %d rows pending", len(self._pending))
+                await asyncio.sleep(window)
+
+    async def flush(self) -> int:
+        async with self._flush_lock:
+            if not self._pending:
+                return 0
+            batch, self._pending = self._pending, []
+            last_seen: dict[str, int] = {}
+            for entry in batch:
+                if entry.type is not MessageType.PRESENCE and entry.ts > last_seen.get(entry.serial, 0):
+                    last_seen[entry.serial] = entry.ts
+            try:
+                async with self._store.transaction():
+                    await self._store.messages.append_many(batch)
+                    if last_seen:
+                        await self._store.devices.touch_many(last_seen)
+            except BaseException:
+                self._pending[:0] = batch
+                raise
+            self.stored += len(batch)
+            return len(batch)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("publishing a Warning event failed", exc_info=task.exception())

@@ -1,0 +1,123 @@
+"""Presence: who is online, on which transport, since when; the connection log; retained presence.
+
+A device is online from its first authenticated connection until its last one ends. A takeover
+(a second connection with the same serial) closes the first session's log entry but publishes
+no offline/online pair, so apps never see a flicker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nxg_mqtt.models import HistoryEntry, MessageType, now_ms
+from nxg_mqtt.services import Publisher
+from nxg_mqtt.services.ingest import IngestService
+from nxg_mqtt.store import Store
+from nxg_mqtt.topics import Channel, device_topic
+
+log = logging.getLogger(__name__)
+
+TAKEN_OVER = "taken over"
+ReadyListener = Callable[[str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Online:
+    connection_id: int
+    transport: str
+    since: int
+    cmd_ready: bool = False
+    handed_over: bool = False  # its connection was taken over; the new one is on its way
+
+
+class PresenceService:
+    def __init__(self, store: Store, ingest: IngestService, publisher: Publisher) -> None:
+        self._store = store
+        self._ingest = ingest
+        self.publisher = publisher
+        self._online: dict[str, Online] = {}
+        self._ready_listeners: list[ReadyListener] = []
+
+    def is_online(self, serial: str) -> bool:
+        return serial in self._online
+
+    def is_ready(self, serial: str) -> bool:
+        """Online and subscribed to its command topic: a command published now reaches it."""
+        online = self._online.get(serial)
+        return online is not None and online.cmd_ready
+
+    def online_serials(self) -> list[str]:
+        return list(self._online)
+
+    def on_ready(self, listener: ReadyListener) -> None:
+        self._ready_listeners.append(listener)
+
+    async def recover(self) -> None:
+        """At start-up nobody is connected yet: close what a crashed process left open."""
+        ts = now_ms()
+        for serial in await self._store.devices.mark_all_offline(ts):
+            await self._publish(serial, False, ts)
+        await self._store.connections.close_dangling(ts, "server shutdown")
+
+    async def connected(self, serial: str, transport: str, remote: str | None) -> None:
+        ts = now_ms()
+        connection_id = await self._store.connections.opened(serial, transport, remote, ts)
+        previous = self._online.get(serial)
+        self._online[serial] = Online(connection_id, transport, ts)
+        if previous is not None:
+            # a takeover: the device never went offline, so nothing is published
+            if not previous.handed_over:
+                await self._store.connections.closed(previous.connection_id, ts, TAKEN_OVER)
+            return
+        await self._store.devices.set_online(serial, True, ts)
+        await self._publish(serial, True, ts)
+
+    async def disconnected(self, serial: str, reason: str, transport: str | None = None) -> None:
+        online = self._online.get(serial)
+        if online is None or (transport is not None and online.transport != transport):
+            return
+        ts = now_ms()
+        if reason == TAKEN_OVER:
+            # the new session's `connected` follows and keeps the device online
+            await self._store.connections.closed(online.connection_id, ts, reason)
+            online.handed_over = True
+            online.cmd_ready = False
+            return
+        del self._online[serial]
+        await self._store.connections.closed(online.connection_id, ts, reason)
+        await self._store.devices.set_online(serial, False, ts)
+        await self._publish(serial, False, ts)
+
+    async def subscribed_commands(self, serial: str) -> None:
+        online = self._online.get(serial)
+        if online is None:
+            return
+        online.cmd_ready = True
+        for listener in list(self._ready_listeners):
+            try:
+                await listener(serial)
+            except Exception:
+                log.exception("command-ready listener failed for %s", serial)
+
+    def unsubscribed_commands(self, serial: str) -> None:
+        online = self._online.get(serial)
+        if online is not None:
+            online.cmd_ready = False
+
+    async def _publish(self, serial: str, online: bool, ts: int) -> None:
+        self._ingest.record(
+            HistoryEntry(serial, MessageType.PRESENCE, ts, {"t": "device_online" if online else "device_offline"})
+        )
+        payload = json.dumps({"online": online, "ts": ts}).encode()
+        try:
+            await self.publisher.publish(device_topic(serial, Channel.PRESENCE), payload, qos=1, retain=True)
+        except Exception:
+            log.exception("publishing presence of %s failed", serial)
+
+    async def forget(self, serial: str) -> None:
+        """A deleted device: its retained presence is cleared."""
+        self._online.pop(serial, None)
+        await self.publisher.publish(device_topic(serial, Channel.PRESENCE), b"", qos=0, retain=True)

@@ -1,0 +1,63 @@
+"""Changes made by another process (the CLI on the same data directory) reach live sessions.
+
+The CLI writes a `signals` row next to its change; a server polls for new rows every
+`signal_poll_s` (250 ms by default), so a reset from the CLI disconnects the device within 1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nxg_mqtt.models import now_ms
+from nxg_mqtt.services.commands import CommandService
+from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class SignalWatcher:
+    def __init__(self, store: Store, devices: DeviceService, commands: CommandService, poll_s: float) -> None:
+        self._store = store
+        self._devices = devices
+        self._commands = commands
+        self._poll_s = poll_s
+        self._last_id = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._last_id = await self._store.signals.last_id()
+        await self._store.signals.prune(now_ms() - 3600_000)
+        self._task = asyncio.create_task(self._run(), name="nxg-signals")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def poll(self) -> int:
+        handled = 0
+        for signal in await self._store.signals.since(self._last_id):
+            self._last_id = signal.id
+            if signal.id in self._devices.own_signal_ids:
+                self._devices.own_signal_ids.discard(signal.id)
+                continue
+            if signal.serial is None:
+                continue
+            if signal.kind.startswith("revoked:"):
+                await self._devices.notify_revoked(signal.serial, signal.kind.split(":", 1)[1])
+            elif signal.kind == "command":
+                await self._commands.dispatch_queued(signal.serial)
+            handled += 1
+        return handled
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("polling signals failed")

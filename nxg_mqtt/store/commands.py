@@ -1,0 +1,116 @@
+"""Commands: the durable record of every command and its lifecycle."""
+
+from __future__ import annotations
+
+import json
+
+import aiosqlite
+
+from nxg_mqtt.models import Command, CommandStatus
+from nxg_mqtt.store.db import Database
+
+
+def _command(row: aiosqlite.Row) -> Command:
+    return Command(
+        id=row["id"],
+        serial=row["serial"],
+        action=row["action"],
+        target=row["target"],
+        params=json.loads(row["params"]),
+        status=CommandStatus(row["status"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        source=row["source"],
+        ref=row["ref"],
+        error=row["error"],
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        dispatched_at=row["dispatched_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+class CommandRepository:
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self._db = db
+        self._tenant = tenant_id
+
+    async def insert(self, command: Command) -> None:
+        await self._db.conn.execute(
+            "INSERT INTO commands (id, tenant_id, serial, target, action, params, ref, source, status,"
+            " error, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                command.id,
+                self._tenant,
+                command.serial,
+                command.target,
+                command.action,
+                json.dumps(command.params, separators=(",", ":")),
+                command.ref,
+                command.source,
+                command.status.value,
+                command.error,
+                command.created_at,
+                command.expires_at,
+            ),
+        )
+
+    async def get(self, command_id: str) -> Command | None:
+        async with self._db.conn.execute(
+            "SELECT * FROM commands WHERE tenant_id = ? AND id = ?", (self._tenant, command_id)
+        ) as cur:
+            row = await cur.fetchone()
+        return _command(row) if row else None
+
+    async def open_for(self, serial: str) -> list[Command]:
+        """Queued commands of a device, oldest first (the dispatch order)."""
+        async with self._db.conn.execute(
+            "SELECT * FROM commands WHERE tenant_id = ? AND serial = ? AND status = 'queued'"
+            " ORDER BY created_at, rowid",
+            (self._tenant, serial),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_command(r) for r in rows]
+
+    async def with_status(self, status: CommandStatus) -> list[Command]:
+        async with self._db.conn.execute(
+            "SELECT * FROM commands WHERE tenant_id = ? AND status = ? ORDER BY created_at, rowid",
+            (self._tenant, status.value),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_command(r) for r in rows]
+
+    async def mark_dispatched(self, command_id: str, ts: int) -> bool:
+        cur = await self._db.conn.execute(
+            "UPDATE commands SET status = 'dispatched', dispatched_at = ?"
+            " WHERE tenant_id = ? AND id = ? AND status IN ('queued', 'dispatched')",
+            (ts, self._tenant, command_id),
+        )
+        return cur.rowcount > 0
+
+    async def finish(
+        self,
+        command_id: str,
+        status: CommandStatus,
+        ts: int,
+        error: str | None = None,
+        result: object = None,
+    ) -> bool:
+        """Close an open command; False if it was already final (a replayed ack, say)."""
+        cur = await self._db.conn.execute(
+            "UPDATE commands SET status = ?, finished_at = ?, error = ?, result = ?"
+            " WHERE tenant_id = ? AND id = ? AND status IN ('queued', 'dispatched')",
+            (
+                status.value,
+                ts,
+                error,
+                json.dumps(result) if result is not None else None,
+                self._tenant,
+                command_id,
+            ),
+        )
+        return cur.rowcount > 0
+
+    async def delete_device(self, serial: str) -> None:
+        await self._db.conn.execute(
+            "DELETE FROM commands WHERE tenant_id = ? AND serial = ? COLLATE NOCASE", (self._tenant, serial)
+        )

@@ -1,0 +1,139 @@
+"""The SQLite connection, its pragmas and the versioned migrations.
+
+aiosqlite runs every statement on its own thread, so no query ever blocks the event loop.
+Migrations are numbered; `PRAGMA user_version` records the last one applied, and a database
+newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from nxg_mqtt.errors import StoreError
+
+MIGRATIONS: list[str] = [
+    # 1: devices, history, commands, connection log, audit, cross-process signals, key/values
+    """
+    CREATE TABLE devices (
+        tenant_id   TEXT NOT NULL,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        name        TEXT,
+        code        TEXT NOT NULL,
+        token_hash  TEXT,
+        paired      INTEGER NOT NULL DEFAULT 0,
+        online      INTEGER NOT NULL DEFAULT 0,
+        last_seen   INTEGER,
+        created_at  INTEGER NOT NULL,
+        revoked     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, serial)
+    );
+    CREATE UNIQUE INDEX devices_code ON devices (code);
+    CREATE INDEX devices_token ON devices (token_hash);
+    CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id   TEXT NOT NULL,
+        serial      TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        ts          INTEGER NOT NULL,
+        device_ts   INTEGER,
+        stored_at   INTEGER NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE INDEX messages_device ON messages (tenant_id, serial, type, ts);
+    CREATE INDEX messages_time ON messages (tenant_id, ts);
+    CREATE TABLE commands (
+        id            TEXT PRIMARY KEY,
+        tenant_id     TEXT NOT NULL,
+        serial        TEXT NOT NULL,
+        target        TEXT,
+        action        TEXT NOT NULL,
+        params        TEXT NOT NULL,
+        ref           TEXT,
+        source        TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        error         TEXT,
+        result        TEXT,
+        created_at    INTEGER NOT NULL,
+        dispatched_at INTEGER,
+        finished_at   INTEGER,
+        expires_at    INTEGER NOT NULL
+    );
+    CREATE INDEX commands_open ON commands (tenant_id, serial, status, created_at);
+    CREATE TABLE connections (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id    TEXT NOT NULL,
+        serial       TEXT NOT NULL,
+        transport    TEXT NOT NULL,
+        remote       TEXT,
+        connected_at INTEGER NOT NULL,
+        ended_at     INTEGER,
+        reason       TEXT
+    );
+    CREATE INDEX connections_device ON connections (tenant_id, serial, connected_at);
+    CREATE TABLE audit (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        ts        INTEGER NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        serial    TEXT,
+        detail    TEXT
+    );
+    CREATE TABLE signals (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id  TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        serial     TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE kv (
+        tenant_id TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        value     TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, key)
+    );
+    """,
+]
+
+
+class Database:
+    """One aiosqlite connection; statements are serialised on its thread."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def migrate(self) -> int:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"database schema version {version} is newer than this code ({len(MIGRATIONS)})"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            await self.conn.executescript(
+                "BEGIN;\n" + MIGRATIONS[number] + f"\nPRAGMA user_version = {number + 1};\nCOMMIT;"
+            )
+        return len(MIGRATIONS)
+
+
+@asynccontextmanager
+async def open_database(path: Path) -> AsyncIterator[Database]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        # another process (the CLI) may write while the server runs
+        await conn.execute("PRAGMA busy_timeout=5000")
+        conn.row_factory = aiosqlite.Row
+        db = Database(conn)
+        await db.migrate()
+        yield db
+    finally:
+        await conn.close()

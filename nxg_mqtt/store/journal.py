@@ -1,0 +1,79 @@
+"""Audit entries, cross-process signals and small key/values (the admin password hash)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nxg_mqtt.models import Signal
+from nxg_mqtt.store.db import Database
+
+
+class AuditRepository:
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self._db = db
+        self._tenant = tenant_id
+
+    async def add(self, ts: int, actor: str, action: str, serial: str | None, detail: Any = None) -> None:
+        await self._db.conn.execute(
+            "INSERT INTO audit (tenant_id, ts, actor, action, serial, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (self._tenant, ts, actor, action, serial, json.dumps(detail) if detail is not None else None),
+        )
+
+    async def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+        async with self._db.conn.execute(
+            "SELECT ts, actor, action, serial, detail FROM audit WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+            (self._tenant, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            {**dict(r), "detail": json.loads(r["detail"]) if r["detail"] is not None else None} for r in rows
+        ]
+
+
+class SignalRepository:
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self._db = db
+        self._tenant = tenant_id
+
+    async def emit(self, kind: str, serial: str | None, ts: int) -> None:
+        await self._db.conn.execute(
+            "INSERT INTO signals (tenant_id, kind, serial, created_at) VALUES (?, ?, ?, ?)",
+            (self._tenant, kind, serial, ts),
+        )
+
+    async def last_id(self) -> int:
+        async with self._db.conn.execute("SELECT COALESCE(MAX(id), 0) FROM signals") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def since(self, last_id: int) -> list[Signal]:
+        async with self._db.conn.execute(
+            "SELECT id, kind, serial FROM signals WHERE tenant_id = ? AND id > ? ORDER BY id",
+            (self._tenant, last_id),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [Signal(r["id"], r["kind"], r["serial"]) for r in rows]
+
+    async def prune(self, older_than_ms: int) -> None:
+        await self._db.conn.execute("DELETE FROM signals WHERE created_at < ?", (older_than_ms,))
+
+
+class KeyValueRepository:
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self._db = db
+        self._tenant = tenant_id
+
+    async def get(self, key: str) -> str | None:
+        async with self._db.conn.execute(
+            "SELECT value FROM kv WHERE tenant_id = ? AND key = ?", (self._tenant, key)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def set(self, key: str, value: str) -> None:
+        await self._db.conn.execute(
+            "INSERT INTO kv (tenant_id, key, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value",
+            (self._tenant, key, value),
+        )

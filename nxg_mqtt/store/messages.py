@@ -1,0 +1,85 @@
+"""Message history: append-only, written in batches, read newest first."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from nxg_mqtt.models import HistoryEntry, MessageType, now_ms
+from nxg_mqtt.store.db import Database
+
+
+class MessageRepository:
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self._db = db
+        self._tenant = tenant_id
+
+    async def append_many(self, entries: Sequence[HistoryEntry]) -> int:
+        stored_at = now_ms()
+        await self._db.conn.executemany(
+            "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    self._tenant,
+                    e.serial,
+                    e.type.value,
+                    e.ts,
+                    e.device_ts,
+                    stored_at,
+                    json.dumps(e.body, separators=(",", ":")),
+                )
+                for e in entries
+            ],
+        )
+        return stored_at
+
+    async def query(
+        self,
+        serial: str | None = None,
+        type_: MessageType | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[HistoryEntry]:
+        """Newest first; `before` is a ts (exclusive) for paging."""
+        clauses = ["tenant_id = ?"]
+        params: list[object] = [self._tenant]
+        if serial is not None:
+            clauses.append("serial = ? COLLATE NOCASE")
+            params.append(serial)
+        if type_ is not None:
+            clauses.append("type = ?")
+            params.append(type_.value)
+        if before is not None:
+            clauses.append("ts < ?")
+            params.append(before)
+        params.append(limit)
+        sql = (
+            "SELECT id, serial, type, ts, device_ts, body FROM messages WHERE "
+            + " AND ".join(clauses)
+            + " ORDER BY ts DESC, id DESC LIMIT ?"
+        )
+        async with self._db.conn.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        return [
+            HistoryEntry(
+                id=r["id"],
+                serial=r["serial"],
+                type=MessageType(r["type"]),
+                ts=r["ts"],
+                device_ts=r["device_ts"],
+                body=json.loads(r["body"]),
+            )
+            for r in rows
+        ]
+
+    async def delete_device(self, serial: str) -> None:
+        await self._db.conn.execute(
+            "DELETE FROM messages WHERE tenant_id = ? AND serial = ? COLLATE NOCASE", (self._tenant, serial)
+        )
+
+    async def prune(self, older_than_ms: int) -> int:
+        cur = await self._db.conn.execute(
+            "DELETE FROM messages WHERE tenant_id = ? AND ts < ?", (self._tenant, older_than_ms)
+        )
+        return cur.rowcount

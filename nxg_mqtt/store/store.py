@@ -1,0 +1,48 @@
+"""The store facade: one object holding a repository per aggregate, opened as a context manager."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from nxg_mqtt.store.commands import CommandRepository
+from nxg_mqtt.store.connections import ConnectionRepository
+from nxg_mqtt.store.db import Database, open_database
+from nxg_mqtt.store.devices import DeviceRepository
+from nxg_mqtt.store.journal import AuditRepository, KeyValueRepository, SignalRepository
+from nxg_mqtt.store.messages import MessageRepository
+
+
+class Store:
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+        self.devices = DeviceRepository(db, tenant_id)
+        self.messages = MessageRepository(db, tenant_id)
+        self.commands = CommandRepository(db, tenant_id)
+        self.connections = ConnectionRepository(db, tenant_id)
+        self.audit = AuditRepository(db, tenant_id)
+        self.signals = SignalRepository(db, tenant_id)
+        self.kv = KeyValueRepository(db, tenant_id)
+        # one connection: transactions from different tasks must not interleave
+        self._tx_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Several writes committed together (the connection is in autocommit otherwise)."""
+        async with self._tx_lock:
+            await self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self.db.conn.execute("ROLLBACK")
+                raise
+            await self.db.conn.execute("COMMIT")
+
+
+@asynccontextmanager
+async def open_store(path: Path, tenant_id: str = "default") -> AsyncIterator[Store]:
+    async with open_database(path) as db:
+        yield Store(db, tenant_id)
