@@ -422,7 +422,9 @@ def encode_unsuback(packet_id: int) -> bytes:
 
 
 def encode_suback(packet_id: int, return_codes: tuple[int, ...] | list[int]) -> bytes:
-    return bytes((0x90,)) + _length(2 + len(return_codes)) + struct.pack(">H", packet_id) + bytes(return_codes)
+    return (
+        bytes((0x90,)) + _length(2 + len(return_codes)) + struct.pack(">H", packet_id) + bytes(return_codes)
+    )
 
 
 def encode_connect(packet: Connect) -> bytes:

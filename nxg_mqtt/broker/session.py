@@ -161,14 +161,20 @@ class BrokerSession:
         else:
             count = self.stats["dropped_qos0"] = self.stats["dropped_qos0"] + 1
             if count == 1 or count % 1000 == 0:
-                logger.info("session %s queue full: dropping QoS 0 messages (%d so far)", self.client_id, count)
+                logger.info(
+                    "session %s queue full: dropping QoS 0 messages (%d so far)", self.client_id, count
+                )
 
     def _send_tracked(self, conn: Connection, message: OutgoingMessage) -> None:
         packet_id = self._allocate_packet_id()
         self.inflight[packet_id] = message
         if message.topic_bytes is None:
             message.topic_bytes = encode_topic(message.topic)
-        conn.write(encode_publish_topic(message.topic_bytes, message.data, message.qos, message.retain, False, packet_id))
+        conn.write(
+            encode_publish_topic(
+                message.topic_bytes, message.data, message.qos, message.retain, False, packet_id
+            )
+        )
 
     def _allocate_packet_id(self) -> int:
         packet_id = self._next_packet_id
@@ -209,7 +215,9 @@ class BrokerSession:
             else:
                 topic_bytes = message.topic_bytes or encode_topic(message.topic)
                 conn.write(
-                    encode_publish_topic(topic_bytes, message.data, message.qos, message.retain, True, packet_id)
+                    encode_publish_topic(
+                        topic_bytes, message.data, message.qos, message.retain, True, packet_id
+                    )
                 )
 
     def acknowledge(self, packet_id: int) -> None:

@@ -93,7 +93,18 @@ class TcpTransport:
 class WebSocketTransport:
     """Binary frames in, binary frames out; one sender task per connection batches writes."""
 
-    __slots__ = ("_closed", "_drained", "_pending", "_sender", "_size", "_wake", "_ws", "remote_address", "remote_port")
+    __slots__ = (
+        "_closed",
+        "_drained",
+        "_emptied",
+        "_pending",
+        "_sender",
+        "_size",
+        "_wake",
+        "_ws",
+        "remote_address",
+        "remote_port",
+    )
 
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
@@ -102,6 +113,8 @@ class WebSocketTransport:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._emptied = asyncio.Event()
+        self._emptied.set()
         self._closed = False
         self.remote_address, self.remote_port = _peer(ws.remote_address)
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
@@ -122,6 +135,7 @@ class WebSocketTransport:
         self._size += len(data)
         if self._size > HIGH_WATER:
             self._drained.clear()
+        self._emptied.clear()
         self._wake.set()
 
     def buffered(self) -> int:
@@ -148,6 +162,7 @@ class WebSocketTransport:
                     self._size -= size
                     if self._size <= LOW_WATER:
                         self._drained.set()
+                self._emptied.set()
         except ConnectionClosed:
             pass
         finally:
@@ -155,6 +170,7 @@ class WebSocketTransport:
             self._pending.clear()
             self._size = 0
             self._drained.set()
+            self._emptied.set()
 
     def abort(self) -> None:
         self._closed = True
@@ -164,7 +180,7 @@ class WebSocketTransport:
     async def close(self) -> None:
         if not self._closed and self._pending:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained_fully(), 1.0)
+                await asyncio.wait_for(self._emptied.wait(), 1.0)
         self._closed = True
         self._sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -173,7 +189,3 @@ class WebSocketTransport:
             await asyncio.wait_for(self._ws.close(), 1.0)
         except (TimeoutError, ConnectionClosed):
             self._ws.transport.abort()
-
-    async def _drained_fully(self) -> None:
-        while self._pending or self._size:
-            await asyncio.sleep(0.01)

@@ -1,0 +1,414 @@
+"""One client connection: the read loop, the MQTT 3.1.1 flows, and the close path.
+
+The loop reads a chunk, decodes every whole packet in it and handles them in order; there is no
+task per packet and no per-packet timer (the broker's sweep checks `last_activity`). An inbound
+PUBLISH is routed into its subscribers' write buffers before its PUBACK/PUBREC is written, so an
+acknowledged message is never only in memory of a connection that may die. After each chunk, a
+publisher whose subscribers are buffering too much waits (bounded) for them to drain: the
+publisher's TCP window fills instead of the broker's memory.
+
+Whoever closes a connection (kick, takeover, sweep, shutdown) calls `abort(reason)`; the
+connection's own task then runs `_finish()` exactly once — will, session cleanup, disconnect
+event — and resolves `done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from amqtt.contexts import Action
+
+from nxg_mqtt.broker.codec import (
+    PINGRESP_BYTES,
+    SUBACK_FAILURE,
+    Connect,
+    Disconnect,
+    Packet,
+    PingReq,
+    ProtocolError,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    Subscribe,
+    Unsubscribe,
+    decode,
+    encode_connack,
+    encode_puback,
+    encode_pubcomp,
+    encode_pubrec,
+    encode_pubrel,
+    encode_suback,
+    encode_unsuback,
+)
+from nxg_mqtt.broker.message import IncomingMessage
+from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.broker.transport import HIGH_WATER, LOW_WATER, Transport
+from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.topics import valid_topic_filter, valid_topic_name
+
+if TYPE_CHECKING:
+    from nxg_mqtt.broker.server import NxgBroker
+
+logger = logging.getLogger("nxg_mqtt.broker")
+
+DISCONNECTED = "disconnected"
+CONNECTION_LOST = "connection lost"
+PROTOCOL_ERROR = "protocol error"
+KEEPALIVE_TIMEOUT = "keepalive timeout"
+TAKEN_OVER = "taken over"
+SERVER_SHUTDOWN = "server shutdown"
+CONNECT_REFUSED = "connect refused"
+CONNECT_TIMEOUT = "connect timeout"
+SLOW_CONSUMER = "slow consumer"
+NO_WILL = frozenset({DISCONNECTED, SERVER_SHUTDOWN})
+
+
+class Connection:
+    __slots__ = (
+        "_pressure",
+        "blocked",
+        "broker",
+        "close_reason",
+        "connect_deadline",
+        "done",
+        "keepalive_limit",
+        "last_activity",
+        "paused",
+        "session",
+        "transport",
+        "write",
+    )
+
+    def __init__(self, broker: NxgBroker, transport: Transport) -> None:
+        loop = asyncio.get_running_loop()
+        self.broker = broker
+        self.transport = transport
+        self.write = transport.write
+        self.session: BrokerSession | None = None
+        self.blocked = False  # a slow subscriber: deliveries queue instead of writing
+        self.paused = False  # waiting on subscribers' backpressure: not the client's silence
+        self.close_reason: str | None = None
+        self.last_activity = loop.time()
+        self.connect_deadline = self.last_activity + broker.settings.connect_timeout_s
+        self.keepalive_limit = 0.0
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._pressure: set[Connection] = set()
+
+    def __repr__(self) -> str:
+        client = self.session.client_id if self.session else None
+        return f"Connection({client!r}, {self.transport.remote_address}:{self.transport.remote_port})"
+
+    def abort(self, reason: str) -> None:
+        """Close now; the first reason given is the one reported."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self.transport.abort()
+
+    def block(self) -> None:
+        if not self.blocked:
+            self.blocked = True
+            logger.info("%r is not reading: queueing its messages", self)
+
+    def note_pressure(self, subscriber: Connection) -> None:
+        self._pressure.add(subscriber)
+
+    # ------------------------------------------------------------------------------ read loop
+
+    async def run(self) -> None:
+        broker = self.broker
+        broker.connections.add(self)
+        try:
+            await self._serve()
+        except ProtocolError as exc:
+            broker.stats["protocol_errors"] += 1
+            logger.info("%r: protocol error: %s", self, exc.message)
+            if self.close_reason is None:
+                self.close_reason = PROTOCOL_ERROR
+        except Exception:
+            logger.exception("%r: internal error", self)
+            if self.close_reason is None:
+                self.close_reason = CONNECTION_LOST
+        finally:
+            try:
+                await self._finish()
+            finally:
+                broker.connections.discard(self)
+                if not self.done.done():
+                    self.done.set_result(None)
+
+    async def _serve(self) -> None:
+        transport = self.transport
+        loop = asyncio.get_running_loop()
+        max_bytes = self.broker.settings.max_packet_bytes
+        pending = b""
+        while self.close_reason is None:
+            data = await transport.read()
+            if not data:
+                return
+            self.last_activity = loop.time()
+            if pending:
+                data = pending + data
+            packets, used = decode(data, max_bytes)
+            pending = data[used:] if used < len(data) else b""
+            for packet in packets:
+                if not await self._handle(packet) or self.close_reason is not None:
+                    return
+            if self._pressure:
+                await self._relieve()
+
+    async def _handle(self, packet: Packet) -> bool:
+        """Handle one packet; False ends the connection."""
+        session = self.session
+        if session is None:
+            if not isinstance(packet, Connect):
+                raise ProtocolError("first packet must be CONNECT")
+            return await self._on_connect(packet)
+        match packet:
+            case Publish():
+                await self._on_publish(session, packet)
+            case PubAck(packet_id) | PubComp(packet_id):
+                session.acknowledge(packet_id)
+            case PubRec(packet_id):
+                session.received(packet_id)
+                self.write(encode_pubrel(packet_id))
+            case PubRel(packet_id):
+                session.inbound_qos2.discard(packet_id)
+                self.write(encode_pubcomp(packet_id))
+            case PingReq():
+                self.write(PINGRESP_BYTES)
+            case Subscribe():
+                await self._on_subscribe(session, packet)
+            case Unsubscribe():
+                await self._on_unsubscribe(session, packet)
+            case Disconnect():
+                session.will_flag = False  # MQTT-3.14.4-3: a clean DISCONNECT discards the will
+                self.close_reason = DISCONNECTED
+                return False
+            case _:
+                raise ProtocolError(f"unexpected {type(packet).__name__} from a client")
+        return True
+
+    async def _relieve(self) -> None:
+        """Wait (bounded) for subscribers this chunk filled up; block those that stay full."""
+        pressured = list(self._pressure)
+        self._pressure.clear()
+        timeout = self.broker.drain_timeout_s
+        self.paused = True
+        try:
+            for conn in pressured:
+                if conn is self or conn.blocked or conn.close_reason is not None:
+                    continue
+                if conn.transport.buffered() <= HIGH_WATER:
+                    continue
+                try:
+                    await asyncio.wait_for(conn.transport.drain(), timeout)
+                except TimeoutError:
+                    conn.block()
+                except (OSError, RuntimeError):
+                    pass  # the subscriber went away; its own task cleans up
+        finally:
+            self.paused = False
+            self.last_activity = asyncio.get_running_loop().time()
+
+    def sweep(self, now: float) -> None:
+        """Called periodically by the broker: timeouts and slow-subscriber recovery."""
+        if self.close_reason is not None:
+            return
+        if self.session is None:
+            if now > self.connect_deadline:
+                self.abort(CONNECT_TIMEOUT)
+            return
+        if self.keepalive_limit and not self.paused and now - self.last_activity > self.keepalive_limit:
+            self.abort(KEEPALIVE_TIMEOUT)
+            return
+        if self.blocked:
+            if self.transport.buffered() <= LOW_WATER:
+                self.blocked = False
+                self.session.pump()
+            elif self.session.overflowed:
+                logger.warning("%r: queue overflowed while not reading: disconnecting", self)
+                self.abort(SLOW_CONSUMER)
+
+    # ------------------------------------------------------------------------------- CONNECT
+
+    async def _refuse(self, code: int, why: str, *, count_failure: bool = True) -> bool:
+        broker = self.broker
+        broker.stats["connect_refused"] += 1
+        if count_failure:
+            broker.lockout.fail(self.transport.remote_address or "", asyncio.get_running_loop().time())
+        logger.info("%r: CONNECT refused (%#x): %s", self, code, why)
+        self.write(encode_connack(False, code))
+        self.close_reason = CONNECT_REFUSED
+        return False
+
+    async def _on_connect(self, packet: Connect) -> bool:
+        broker = self.broker
+        address = self.transport.remote_address or ""
+        if broker.lockout.locked(address, asyncio.get_running_loop().time()):
+            return await self._refuse(
+                ConnectRefused.SERVER_UNAVAILABLE, "too many failures", count_failure=False
+            )
+        if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
+            if packet.protocol_name in ("MQTT", "MQIsdp"):
+                return await self._refuse(
+                    ConnectRefused.BAD_PROTOCOL, f"protocol level {packet.protocol_level}"
+                )
+            raise ProtocolError(f"unknown protocol name {packet.protocol_name!r}")
+        client_id = packet.client_id
+        if not client_id:
+            if not packet.clean_session:
+                return await self._refuse(ConnectRefused.IDENTIFIER_REJECTED, "empty client id with clean=0")
+            client_id = "nxg-" + secrets.token_hex(8)
+        session = broker.new_session(client_id)
+        session.username = packet.username
+        if packet.password is not None:
+            session.password = packet.password.decode("utf-8", errors="surrogateescape")
+        session.remote_address = self.transport.remote_address
+        session.remote_port = self.transport.remote_port
+        session.keep_alive = packet.keep_alive
+        session.clean_session = packet.clean_session
+        if packet.will_topic is not None:
+            session.will_flag = True
+            session.will_topic = packet.will_topic
+            session.will_message = packet.will_message
+            session.will_qos = packet.will_qos
+            session.will_retain = packet.will_retain
+        session.is_anonymous = packet.username is None
+        code = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
+        if code:
+            return await self._refuse(code, "authentication")
+        if self.close_reason is not None:
+            return False
+
+        # takeover (MQTT-3.1.4-2): the old connection finishes — disconnect event included — first
+        existing = broker.sessions.get(client_id)
+        while existing is not None and existing.conn is not None and existing.conn is not self:
+            old = existing.conn
+            old.abort(TAKEN_OVER)
+            await asyncio.shield(old.done)
+            existing = broker.sessions.get(client_id)
+        if self.close_reason is not None:
+            return False
+        present = False
+        if existing is not None and not packet.clean_session and not existing.clean_session:
+            existing.adopt(session)
+            session = existing
+            present = True
+        else:
+            if existing is not None:
+                broker.forget(existing)
+            broker.sessions[client_id] = session
+        session.conn = self
+        session.connected = True
+        session.overflowed = False
+        self.session = session
+        self.keepalive_limit = 1.5 * packet.keep_alive
+        self.write(encode_connack(present, 0))
+        broker.stats["connects"] += 1
+        await broker.hooks.fire("on_broker_client_connected", client_id=client_id, client_session=session)
+        session.resend_inflight()
+        session.pump()
+        return True
+
+    # ------------------------------------------------------------------------------- PUBLISH
+
+    async def _on_publish(self, session: BrokerSession, packet: Publish) -> None:
+        broker = self.broker
+        broker.stats["messages_in"] += 1
+        qos = packet.qos
+        packet_id = packet.packet_id or 0
+        if qos == 2 and packet_id in session.inbound_qos2:
+            self.write(encode_pubrec(packet_id))  # a retransmission: routed already
+            return
+        topic = packet.topic
+        if not valid_topic_name(topic):
+            raise ProtocolError(f"invalid topic name in PUBLISH: {topic!r}")
+        hooks = broker.hooks
+        message = IncomingMessage(topic, packet.payload, qos, packet.retain)
+        if hooks.events["on_broker_message_received"]:
+            await hooks.fire("on_broker_message_received", client_id=session.client_id, message=message)
+        if topic.startswith("$") or (
+            hooks.topic_filters and not await hooks.allowed(session, topic, Action.PUBLISH)
+        ):
+            broker.stats["publish_denied"] += 1
+        elif hooks.validators and not await hooks.validate(session, message):
+            broker.stats["publish_invalid"] += 1
+        else:
+            await broker.route(topic, packet.payload, qos, packet.retain, pressure=self)
+            if hooks.events["on_broker_message_broadcast"]:
+                await hooks.fire("on_broker_message_broadcast", client_id=session.client_id, message=message)
+        if qos == 1:
+            self.write(encode_puback(packet_id))
+        elif qos == 2:
+            session.inbound_qos2.add(packet_id)
+            self.write(encode_pubrec(packet_id))
+
+    # ----------------------------------------------------------------------------- SUBSCRIBE
+
+    async def _on_subscribe(self, session: BrokerSession, packet: Subscribe) -> None:
+        broker = self.broker
+        hooks = broker.hooks
+        codes: list[int] = []
+        granted: list[tuple[str, int]] = []
+        for topic_filter, qos in packet.topics:
+            if (
+                not valid_topic_filter(topic_filter)
+                or topic_filter.startswith("$share/")
+                or (hooks.topic_filters and not await hooks.allowed(session, topic_filter, Action.SUBSCRIBE))
+            ):
+                broker.stats["subscribe_denied"] += 1
+                codes.append(SUBACK_FAILURE)
+                continue
+            if session.conn is not self:
+                return  # taken over while a plugin was deciding
+            broker.subscribe(session, topic_filter, qos)
+            codes.append(qos)
+            granted.append((topic_filter, qos))
+        self.write(encode_suback(packet.packet_id, codes))
+        if granted:
+            await broker.deliver_retained(session, granted)
+        for topic_filter, qos in granted:
+            await hooks.fire(
+                "on_broker_client_subscribed", client_id=session.client_id, topic=topic_filter, qos=qos
+            )
+
+    async def _on_unsubscribe(self, session: BrokerSession, packet: Unsubscribe) -> None:
+        broker = self.broker
+        removed = [
+            topic_filter for topic_filter in packet.topics if broker.unsubscribe(session, topic_filter)
+        ]
+        self.write(encode_unsuback(packet.packet_id))
+        for topic_filter in removed:
+            await broker.hooks.fire(
+                "on_broker_client_unsubscribed", client_id=session.client_id, topic=topic_filter
+            )
+
+    # --------------------------------------------------------------------------------- close
+
+    async def _finish(self) -> None:
+        reason = self.close_reason or CONNECTION_LOST
+        self.close_reason = reason
+        broker = self.broker
+        session = self.session
+        closing = asyncio.get_running_loop().create_task(self.transport.close())
+        try:
+            if session is None or session.conn is not self:
+                return
+            session.conn = None
+            session.connected = False
+            session.disconnect_reason = reason
+            self.blocked = False
+            if session.will_flag and reason not in NO_WILL:
+                await broker.publish_will(session)
+            if session.clean_session:
+                broker.forget(session)
+            await broker.hooks.fire(
+                "on_broker_client_disconnected", client_id=session.client_id, client_session=session
+            )
+        finally:
+            await closing
