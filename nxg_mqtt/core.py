@@ -4,9 +4,10 @@
         core.attach_publisher(broker)   # where presence, commands and Warning events go
         ...
 
-`serve=True` is for a server process (broker or bridge): it starts the ingest writer, the
-command sweep and the signal watcher, and recovers presence after a crash. The CLI opens the
-core without them; its changes reach a running server through signals.
+`serve=True` is for the process that runs the broker: it starts the ingest writer, the command
+sweep and the signal watcher, and recovers presence after a crash. `writer=True` alone (a bridge
+running against a separate broker) starts only the ingest writer. The CLI opens the core with
+neither; its changes reach a running server through signals.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Core:
 
 
 @asynccontextmanager
-async def open_core(settings: Settings, *, serve: bool = False) -> AsyncIterator[Core]:
+async def open_core(settings: Settings, *, serve: bool = False, writer: bool = False) -> AsyncIterator[Core]:
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings.db_path, settings.tenant_id))
         publisher = NullPublisher()
@@ -54,8 +55,9 @@ async def open_core(settings: Settings, *, serve: bool = False) -> AsyncIterator
         core = Core(settings, store, devices, ingest, presence, commands, signals)
         # closed in reverse: the writer flushes last, after everything that feeds it has stopped
         stack.push_async_callback(ingest.close)
-        if serve:
+        if serve or writer:
             await ingest.start()
+        if serve:
             await presence.recover()
             await commands.start()
             stack.push_async_callback(commands.close)

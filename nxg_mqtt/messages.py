@@ -20,7 +20,17 @@ from jsonschema.exceptions import best_match
 from nxg_mqtt.errors import PayloadRejected
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-KINDS = ("telemetry", "status", "event", "ack", "cmd", "command_request", "pair_request", "presence", "manifest")
+KINDS = (
+    "telemetry",
+    "status",
+    "event",
+    "ack",
+    "cmd",
+    "command_request",
+    "pair_request",
+    "presence",
+    "manifest",
+)
 _SCALARS = (int, float, str, bool, type(None))
 _RESERVED = frozenset({"t", "serial"})
 

@@ -57,7 +57,11 @@ class HistoryEntry:
 
     def app_message(self) -> dict[str, Any]:
         """The flat object `/ws/app` delivers and `/api/history` lists."""
-        message: dict[str, Any] = {"t": self.body.get("t", self.type.value), "serial": self.serial, "ts": self.ts}
+        message: dict[str, Any] = {
+            "t": self.body.get("t", self.type.value),
+            "serial": self.serial,
+            "ts": self.ts,
+        }
         message.update((k, v) for k, v in self.body.items() if k != "t")
         if self.device_ts is not None:
             message["device_ts"] = self.device_ts

@@ -45,7 +45,9 @@ class DeviceService:
 
     # ---- registry -------------------------------------------------------------------------------
 
-    async def create(self, serial: str | None = None, name: str | None = None, actor: str = "admin") -> Device:
+    async def create(
+        self, serial: str | None = None, name: str | None = None, actor: str = "admin"
+    ) -> Device:
         serial = (serial or "").strip()
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise ValidationError("name must be a string of at most 200 characters")
@@ -73,7 +75,7 @@ class DeviceService:
         return device
 
     async def list(self) -> list[Device]:
-        return await self._store.devices.list()
+        return await self._store.devices.all()
 
     async def code(self, serial: str) -> str:
         return credentials.format_code((await self.get(serial)).code)

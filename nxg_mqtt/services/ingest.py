@@ -40,6 +40,7 @@ class IngestService:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._closing = False
         self.rejected = Counters()
         self.stored = 0
 
@@ -91,7 +92,9 @@ class IngestService:
 
     async def _run(self) -> None:
         window = self._settings.batch_window_ms / 1000
-        while True:
+        # stopped by a flag, never cancelled: a cancel landing between BEGIN and COMMIT would
+        # leave the shared connection inside a transaction
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=window)
             self._wakeup.clear()
@@ -123,10 +126,10 @@ class IngestService:
             return len(batch)
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._wakeup.set()
+            await self._task
             self._task = None
         await self.flush()
 

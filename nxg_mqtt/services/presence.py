@@ -21,7 +21,7 @@ from nxg_mqtt.topics import Channel, device_topic
 log = logging.getLogger(__name__)
 
 TAKEN_OVER = "taken over"
-ReadyListener = Callable[[str], Awaitable[None]]
+ReadyListener = Callable[[str], Awaitable[object]]
 
 
 @dataclass(slots=True)
@@ -109,7 +109,9 @@ class PresenceService:
 
     async def _publish(self, serial: str, online: bool, ts: int) -> None:
         self._ingest.record(
-            HistoryEntry(serial, MessageType.PRESENCE, ts, {"t": "device_online" if online else "device_offline"})
+            HistoryEntry(
+                serial, MessageType.PRESENCE, ts, {"t": "device_online" if online else "device_offline"}
+            )
         )
         payload = json.dumps({"online": online, "ts": ts}).encode()
         try:

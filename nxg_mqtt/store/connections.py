@@ -53,5 +53,6 @@ class ConnectionRepository:
 
     async def delete_device(self, serial: str) -> None:
         await self._db.conn.execute(
-            "DELETE FROM connections WHERE tenant_id = ? AND serial = ? COLLATE NOCASE", (self._tenant, serial)
+            "DELETE FROM connections WHERE tenant_id = ? AND serial = ? COLLATE NOCASE",
+            (self._tenant, serial),
         )

@@ -111,9 +111,7 @@ class Database:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
         if version > len(MIGRATIONS):
-            raise StoreError(
-                f"database schema version {version} is newer than this code ({len(MIGRATIONS)})"
-            )
+            raise StoreError(f"database schema version {version} is newer than this code ({len(MIGRATIONS)})")
         for number in range(version, len(MIGRATIONS)):
             await self.conn.executescript(
                 "BEGIN;\n" + MIGRATIONS[number] + f"\nPRAGMA user_version = {number + 1};\nCOMMIT;"

@@ -55,7 +55,7 @@ class DeviceRepository:
             row = await cur.fetchone()
         return _device(row) if row else None
 
-    async def list(self) -> list[Device]:
+    async def all(self) -> list[Device]:
         async with self._db.conn.execute(
             f"SELECT {_COLUMNS} FROM devices WHERE tenant_id = ? ORDER BY created_at, serial", (self._tenant,)
         ) as cur:

@@ -1,0 +1,23 @@
+"""Command acknowledgements on `nxg/{S}/ack` close the command they name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nxg_mqtt.broker.plugins.base import ROLE_BRIDGE, ROLE_DEVICE, NxgPlugin
+from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.topics import Channel, parse_device_topic
+
+
+class AckPlugin(NxgPlugin):
+    async def validate_message(self, *, session: Any, message: Any) -> bool | None:
+        if session.role not in (ROLE_DEVICE, ROLE_BRIDGE):
+            return None
+        parsed = parse_device_topic(message.topic)
+        if parsed is None or parsed.channel is not Channel.ACK:
+            return None
+        try:
+            await self.core.commands.on_ack(parsed.serial, message.data)
+        except PayloadRejected:
+            return False
+        return True

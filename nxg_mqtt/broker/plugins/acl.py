@@ -1,0 +1,56 @@
+"""The topic ACL of PROTOCOL §2, deny by default.
+
+A device publishes only to its own telemetry/status/event/manifest/ack and subscribes only to
+its own `nxg/{S}/cmd`; a pairing session speaks only on `nxg/pair/{C}`; nobody but the server
+(and the bridge acting for WebSocket devices) publishes commands or presence; `$SYS/#` is the
+bridge's. Anonymous sessions exist only on a standalone broker started with
+`--allow-anonymous`, where everything but the server-only topics is open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amqtt.contexts import Action
+
+from nxg_mqtt.broker.plugins.base import ROLE_ANONYMOUS, ROLE_BRIDGE, ROLE_DEVICE, ROLE_PAIR, NxgPlugin
+from nxg_mqtt.topics import (
+    DEVICE_PUBLISHES,
+    Channel,
+    device_topic,
+    pair_reply_topic,
+    pair_request_topic,
+    parse_device_topic,
+)
+
+_SERVER_ONLY = frozenset({Channel.CMD, Channel.PRESENCE, Channel.CMD_RES})
+
+
+class AclPlugin(NxgPlugin):
+    async def topic_filtering(self, *, session: Any = None, topic: str | None = None, action: Any = None) -> bool:
+        if session is None or topic is None:
+            return False
+        role = session.role
+        if role == ROLE_BRIDGE:
+            return True
+        if topic.startswith("$SYS"):
+            return False
+        if role == ROLE_DEVICE:
+            serial = session.serial
+            if action == Action.PUBLISH:
+                parsed = parse_device_topic(topic)
+                return parsed is not None and parsed.serial == serial and parsed.channel in DEVICE_PUBLISHES
+            # subscribe and receive: exactly its command topic, no wildcards
+            return bool(topic == device_topic(serial, Channel.CMD))
+        if role == ROLE_PAIR:
+            client_id = session.client_id
+            if action == Action.PUBLISH:
+                return bool(topic == pair_request_topic(client_id))
+            return bool(topic == pair_reply_topic(client_id))
+        if role == ROLE_ANONYMOUS:
+            if action == Action.PUBLISH:
+                parsed = parse_device_topic(topic)
+                return parsed is None or parsed.channel not in _SERVER_ONLY
+            # pairing replies carry tokens: never to an anonymous `#` subscriber
+            return not (action == Action.RECEIVE and topic.startswith("nxg/pair/"))
+        return False

@@ -1,0 +1,70 @@
+"""Pairing over MQTT: `nxg/pair/{C}/req` → `nxg/pair/{C}` with `pair_ok` (serial, token) or `pair_error`.
+
+The session was bound to its device when the auth plugin checked the code at CONNECT, so the
+request's `code` is optional; if given it must be the same code. Requests are never routed to
+other subscribers (they carry the code). A pairing session lives at most `pairing_session_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from nxg_mqtt import messages
+from nxg_mqtt.broker.plugins.base import ROLE_PAIR, NxgPlugin
+from nxg_mqtt.errors import NxgError
+from nxg_mqtt.services import credentials
+from nxg_mqtt.topics import pair_reply_topic, parse_pair_request
+
+log = logging.getLogger(__name__)
+
+
+class PairingPlugin(NxgPlugin):
+    async def validate_message(self, *, session: Any, message: Any) -> bool | None:
+        client_id = parse_pair_request(message.topic)
+        if client_id is None:
+            return None
+        if session.role != ROLE_PAIR or client_id != session.client_id:
+            return False
+        reply = await self._pair(session, message.data)
+        await self.broker.publish(pair_reply_topic(client_id), json.dumps(reply).encode(), qos=1)
+        return False
+
+    async def _pair(self, session: Any, data: bytes) -> dict[str, Any]:
+        bound_code = str(session.attrs.get("code", ""))
+        try:
+            request = messages.decode_object(data, self.settings.max_payload_bytes) if data else {}
+            messages.validate("pair_request", request)
+            given = request.get("code")
+            if given is not None and credentials.normalize_code(given) != bound_code:
+                return {"t": "pair_error", "error": "code does not match this pairing session"}
+            paired = await self.core.devices.complete_pairing(
+                session.serial, bound_code, session.remote_address or "unknown"
+            )
+        except NxgError as exc:
+            return {"t": "pair_error", "error": exc.message}
+        return {"t": "pair_ok", "serial": paired.serial, "token": paired.token}
+
+    async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
+        if client_session.role != ROLE_PAIR:
+            return
+        loop = asyncio.get_running_loop()
+        client_session.attrs["expiry"] = loop.call_later(
+            self.settings.pairing_session_s, self._expire, client_id, client_session
+        )
+
+    def _expire(self, client_id: str, client_session: Any) -> None:
+        current = self.broker.session(client_id)
+        if current is None or current is not client_session:
+            return
+        # keep a reference: a task nobody holds may be collected before it runs
+        current.attrs["expiry_task"] = asyncio.get_running_loop().create_task(
+            self.broker.kick(client_id, "pairing session expired")
+        )
+
+    async def on_broker_client_disconnected(self, *, client_id: str, client_session: Any) -> None:
+        handle = client_session.attrs.pop("expiry", None)
+        if isinstance(handle, asyncio.TimerHandle):
+            handle.cancel()

@@ -1,0 +1,373 @@
+"""`nxg-mqtt`: run the broker, the bridge or both, and administer devices on a data directory.
+
+This is the edge: the only place that reads flags and `NXG_*` environment variables. Everything
+below receives a frozen `Settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from nxg_mqtt.core import Core, open_core
+from nxg_mqtt.errors import NxgError
+from nxg_mqtt.models import MessageType
+from nxg_mqtt.services import credentials
+from nxg_mqtt.settings import Settings, settings_from_env
+
+log = logging.getLogger("nxg_mqtt")
+
+ADMIN_PASSWORD_KEY = "admin_password_hash"
+
+
+# ---- settings at the edge ---------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+    return value
+
+
+def _build_settings(args: argparse.Namespace) -> Settings:
+    base = settings_from_env()
+    changes: dict[str, Any] = {}
+    mapping = {
+        "data": "data_dir",
+        "host": "host",
+        "mqtt_port": "mqtt_port",
+        "ws_port": "ws_port",
+        "http_port": "http_port",
+        "admin_password": "admin_password",
+        "ws_ping_interval": "ws_ping_interval_s",
+        "ws_pong_timeout": "ws_pong_timeout_s",
+        "command_rate_limit": "command_rate_limit",
+        "internal_secret": "internal_secret",
+        "public_host": "public_host",
+        "command_ack_timeout": "command_ack_timeout_s",
+    }
+    for arg, field in mapping.items():
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[field] = Path(value) if field == "data_dir" else value
+    if getattr(args, "allow_anonymous", False):
+        changes["allow_anonymous"] = True
+    if getattr(args, "no_ws", False):
+        changes["ws_port"] = None
+    settings = base.with_overrides(**changes)
+    if "NXG_INTERNAL_SECRET" not in os.environ and "internal_secret" not in changes:
+        settings = settings.with_overrides(internal_secret=_stored_internal_secret(settings.data_dir))
+    return settings
+
+
+def _stored_internal_secret(data_dir: Path) -> str:
+    """The broker and a separate bridge on one data directory share the internal secret."""
+    path = data_dir / "internal_secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    return secret
+
+
+async def ensure_admin_password(core: Core) -> str | None:
+    """Replace the stored hash with `admin_password` if given; generate one on first start.
+
+    Returns the password when it was generated here (to print once), else None.
+    """
+    wanted = core.settings.admin_password
+    if wanted:
+        await core.store.kv.set(ADMIN_PASSWORD_KEY, await asyncio.to_thread(credentials.hash_password, wanted))
+        return None
+    if await core.store.kv.get(ADMIN_PASSWORD_KEY) is not None:
+        return None
+    generated = secrets.token_urlsafe(12)
+    await core.store.kv.set(ADMIN_PASSWORD_KEY, await asyncio.to_thread(credentials.hash_password, generated))
+    return generated
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+
+def _run(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(runner())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(runner())
+
+
+def _display_host(settings: Settings) -> str:
+    return settings.public_host or ("127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    from bridge.server import open_bridge
+
+    from nxg_mqtt.broker.embedded import open_broker
+
+    async with open_core(settings, serve=True) as core:
+        generated = await ensure_admin_password(core)
+        async with open_broker(core) as broker, open_bridge(settings, core, "127.0.0.1", broker.mqtt_port) as bridge:
+            host = _display_host(settings)
+            _say("NXG MQTT is running (Ctrl-C to stop)")
+            _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
+            if broker.ws_port is not None:
+                _say(f"  MQTT/WebSocket  ws://{host}:{broker.ws_port}/mqtt")
+            _say(f"  HTTP            http://{host}:{bridge.http_port}/")
+            _say(f"  App WebSocket   ws://{host}:{bridge.http_port}/ws/app")
+            _say(f"  Gateway         ws://{host}:{bridge.http_port}/ws/gateway")
+            _say(f"  Data            {settings.data_dir.resolve()}")
+            if generated:
+                _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
+            else:
+                _say("  Admin password  (as set; stored hashed)")
+            await stop.wait()
+            _say("stopping…")
+
+
+async def _broker(settings: Settings, stop: asyncio.Event) -> None:
+    from nxg_mqtt.broker.embedded import open_broker
+
+    if settings.allow_anonymous:
+        print(
+            "WARNING: --allow-anonymous: clients without credentials may connect. For conformance"
+            " testing only; never on a network.",
+            file=sys.stderr,
+            flush=True,
+        )
+    async with open_core(settings, serve=True) as core, open_broker(core) as broker:
+        host = _display_host(settings)
+        _say(f"NXG broker listening: mqtt://{host}:{broker.mqtt_port}")
+        if broker.ws_port is not None:
+            _say(f"NXG broker listening: ws://{host}:{broker.ws_port}/mqtt")
+        await stop.wait()
+
+
+async def _bridge(settings: Settings, mqtt_url: str, stop: asyncio.Event) -> None:
+    from bridge.server import open_bridge
+
+    url = urlparse(mqtt_url)
+    if url.scheme not in ("mqtt", "tcp") or not url.hostname:
+        raise NxgError(f"--mqtt must look like mqtt://host:port, got {mqtt_url!r}")
+    async with open_core(settings, writer=True) as core:
+        generated = await ensure_admin_password(core)
+        async with open_bridge(settings, core, url.hostname, url.port or 1883, embedded=False) as bridge:
+            host = _display_host(settings)
+            _say(f"NXG bridge on http://{host}:{bridge.http_port}/ (broker {mqtt_url})")
+            if generated:
+                _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
+            await stop.wait()
+
+
+# ---- administration ---------------------------------------------------------------------------
+
+
+def _emit(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False), flush=True)
+
+
+async def _admin(settings: Settings, action: Callable[[Core], Awaitable[Any]]) -> None:
+    async with open_core(settings) as core:
+        _emit(await action(core))
+
+
+async def _device(args: argparse.Namespace, core: Core) -> Any:
+    devices = core.devices
+    match args.device_command:
+        case "create":
+            device = await devices.create(args.serial, args.name, actor="cli")
+            return {**device.public(), "code": credentials.format_code(device.code)}
+        case "list":
+            return {"devices": [d.public() for d in await devices.list()]}
+        case "show":
+            device = await devices.get(args.serial)
+            connections = await core.store.connections.for_device(device.serial, limit=10)
+            return {
+                **device.public(),
+                "connections": [
+                    {
+                        "transport": c.transport,
+                        "remote": c.remote,
+                        "connected_at": c.connected_at,
+                        "ended_at": c.ended_at,
+                        "reason": c.reason,
+                    }
+                    for c in connections
+                ],
+            }
+        case "code":
+            return {
+                "serial": (await devices.get(args.serial)).serial,
+                "code": await devices.code(args.serial),
+            }
+        case "reset":
+            device = await devices.reset(args.serial, actor="cli")
+            return {"serial": device.serial, "code": credentials.format_code(device.code)}
+        case "regenerate":
+            device = await devices.regenerate(args.serial, actor="cli")
+            return {"serial": device.serial, "code": credentials.format_code(device.code)}
+        case "delete":
+            await devices.delete(args.serial, actor="cli")
+            return {"ok": True}
+    raise NxgError(f"unknown device command {args.device_command}")  # pragma: no cover
+
+
+async def _cmd(args: argparse.Namespace, core: Core) -> Any:
+    try:
+        params = json.loads(args.params) if args.params else {}
+    except json.JSONDecodeError as exc:
+        raise NxgError(f"--params is not valid JSON: {exc.msg}", code="INVALID") from None
+    if not isinstance(params, dict):
+        raise NxgError("--params must be a JSON object", code="INVALID")
+    command = await core.commands.submit(args.serial, args.action, args.target, params, source="cli", dispatch=False)
+    return command.public()
+
+
+async def _history(args: argparse.Namespace, core: Core) -> Any:
+    type_ = MessageType(args.type) if args.type else None
+    entries = await core.store.messages.query(args.serial, type_, args.limit)
+    return {"messages": [e.app_message() for e in entries]}
+
+
+# ---- argument parsing -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nxg-mqtt", description="NXG MQTT: an MQTT-native IoT backend.")
+    parser.add_argument("--data", help="data directory (default ./nxg-data, env NXG_DATA_DIR)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", default=argparse.SUPPRESS, help="data directory (default ./nxg-data)")
+
+    serve = sub.add_parser("serve", help="run the embedded broker and the bridge (the default setup)")
+    data_arg(serve)
+    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--mqtt-port", type=_port, help="MQTT TCP port (default 1883; 0 = any free)")
+    serve.add_argument("--ws-port", type=_port, help="MQTT over WebSocket port (default 8083)")
+    serve.add_argument("--no-ws", action="store_true", help="no MQTT-over-WebSocket listener")
+    serve.add_argument("--http-port", type=_port, help="HTTP/WebSocket port of the bridge (default 8080)")
+    serve.add_argument("--admin-password", help="admin password (env NXG_ADMIN_PASSWORD); replaces the stored one")
+    serve.add_argument("--ws-ping-interval", type=float, help="gateway ping interval, s (default 30)")
+    serve.add_argument("--ws-pong-timeout", type=float, help="gateway pong timeout, s (default 90)")
+    serve.add_argument("--command-rate-limit", type=int, help="commands per tenant per minute (0 = off)")
+    serve.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
+    serve.add_argument("--public-host", help="host name written into config.h")
+
+    broker = sub.add_parser("broker", help="run the broker alone")
+    data_arg(broker)
+    broker.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    broker.add_argument("--mqtt-port", type=_port, help="MQTT TCP port (default 1883; 0 = any free)")
+    broker.add_argument("--ws-port", type=_port, help="MQTT over WebSocket port (default: none)")
+    broker.add_argument("--allow-anonymous", action="store_true", help="accept clients without credentials")
+    broker.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
+
+    bridge = sub.add_parser("bridge", help="run the bridge alone against a running broker")
+    data_arg(bridge)
+    bridge.add_argument("--mqtt", required=True, help="the broker, mqtt://host:port")
+    bridge.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    bridge.add_argument("--http-port", type=_port, help="HTTP/WebSocket port (default 8080)")
+    bridge.add_argument("--admin-password", help="admin password; replaces the stored one")
+    bridge.add_argument("--internal-secret", help="the broker's internal secret (default: from the data dir)")
+    bridge.add_argument("--ws-ping-interval", type=float)
+    bridge.add_argument("--ws-pong-timeout", type=float)
+    bridge.add_argument("--public-host")
+
+    device = sub.add_parser("device", help="manage devices")
+    dsub = device.add_subparsers(dest="device_command", required=True)
+    create = dsub.add_parser("create", help="register a device; prints its serial and connection code")
+    data_arg(create)
+    create.add_argument("--serial", help="serial (default: generated NXG-XXXXXXXX)")
+    create.add_argument("--name")
+    data_arg(dsub.add_parser("list", help="list devices"))
+    for name, text in (
+        ("show", "one device and its recent connections"),
+        ("code", "the device's connection code"),
+        ("reset", "invalidate the token (the code stays)"),
+        ("regenerate", "a new connection code (the token stops working)"),
+        ("delete", "delete the device permanently"),
+    ):
+        p = dsub.add_parser(name, help=text)
+        data_arg(p)
+        p.add_argument("serial")
+
+    cmd = sub.add_parser("cmd", help="send a command to a device")
+    data_arg(cmd)
+    cmd.add_argument("serial")
+    cmd.add_argument("--action", required=True)
+    cmd.add_argument("--target")
+    cmd.add_argument("--params", help="JSON object")
+
+    history = sub.add_parser("history", help="stored messages of a device, newest first")
+    data_arg(history)
+    history.add_argument("serial")
+    history.add_argument("--type", choices=[t.value for t in MessageType])
+    history.add_argument("--limit", type=int, default=100)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command in ("device", "cmd", "history"):
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        settings = _build_settings(args)
+        if args.command == "serve":
+            _run(lambda stop: _serve(settings, stop))
+        elif args.command == "broker":
+            if getattr(args, "ws_port", None) is None and "NXG_WS_PORT" not in os.environ:
+                # the standalone broker listens on MQTT/TCP only unless asked
+                settings = replace(settings, ws_port=None)
+            _run(lambda stop: _broker(settings, stop))
+        elif args.command == "bridge":
+            _run(lambda stop: _bridge(settings, args.mqtt, stop))
+        elif args.command == "device":
+            asyncio.run(_admin(settings, lambda core: _device(args, core)))
+        elif args.command == "cmd":
+            asyncio.run(_admin(settings, lambda core: _cmd(args, core)))
+        elif args.command == "history":
+            asyncio.run(_admin(settings, lambda core: _history(args, core)))
+    except NxgError as exc:
+        print(json.dumps({"error": exc.message, "code": exc.code}), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
