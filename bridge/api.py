@@ -1,0 +1,188 @@
+"""Seed 000's REST API under `/api`: devices, codes, reset/regenerate/delete, history, protocol.
+
+Every route needs `Authorization: Bearer <admin password>`. Errors are `{"error": "message"}`
+with the status of the core's `NxgError` (400 invalid, 401, 404 unknown device, 409 taken).
+Times are ms since the epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bridge import config_h
+from bridge.protocol_doc import protocol_document
+from bridge.state import state_of
+from nxg_mqtt.errors import NxgError, ValidationError
+from nxg_mqtt.models import MessageType
+from nxg_mqtt.services import credentials
+
+HISTORY_DEFAULT_LIMIT = 100
+HISTORY_MAX_LIMIT = 1000
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def admin(handler: Handler) -> Handler:
+    """Require the admin password; turn the core's errors into `{"error"}` responses."""
+
+    @wraps(handler)
+    async def guarded(request: Request) -> Response:
+        if not await state_of(request).auth.allowed(request):
+            return JSONResponse(
+                {"error": "unauthorized: send Authorization: Bearer <admin password>"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            return await handler(request)
+        except NxgError as exc:
+            return error(exc.status, exc.message)
+
+    return guarded
+
+
+def _serial(request: Request) -> str:
+    return str(request.path_params["serial"])
+
+
+def _code_body(serial: str, code: str) -> dict[str, str]:
+    return {"serial": serial, "code": credentials.format_code(code)}
+
+
+@admin
+async def list_devices(request: Request) -> Response:
+    devices = await state_of(request).core.devices.list()
+    return JSONResponse({"devices": [d.public() for d in devices]})
+
+
+@admin
+async def create_device(request: Request) -> Response:
+    raw = await request.body()
+    body: Any = {}
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "body must be a JSON object")
+    if not isinstance(body, dict):
+        return error(400, "body must be a JSON object")
+    serial, name = body.get("serial"), body.get("name")
+    if serial is not None and not isinstance(serial, str):
+        return error(400, "serial must be a string")
+    if name is not None and not isinstance(name, str):
+        return error(400, "name must be a string")
+    device = await state_of(request).core.devices.create(serial, name, actor="api")
+    return JSONResponse({**device.public(), **_code_body(device.serial, device.code)}, status_code=201)
+
+
+@admin
+async def get_device(request: Request) -> Response:
+    device = await state_of(request).core.devices.get(_serial(request))
+    return JSONResponse(device.public())
+
+
+@admin
+async def delete_device(request: Request) -> Response:
+    await state_of(request).core.devices.delete(_serial(request), actor="api")
+    return JSONResponse({"ok": True})
+
+
+@admin
+async def device_code(request: Request) -> Response:
+    device = await state_of(request).core.devices.get(_serial(request))
+    return JSONResponse(_code_body(device.serial, device.code))
+
+
+@admin
+async def reset_device(request: Request) -> Response:
+    device = await state_of(request).core.devices.reset(_serial(request), actor="api")
+    return JSONResponse(_code_body(device.serial, device.code))
+
+
+@admin
+async def regenerate_device(request: Request) -> Response:
+    device = await state_of(request).core.devices.regenerate(_serial(request), actor="api")
+    return JSONResponse(_code_body(device.serial, device.code))
+
+
+def _int_param(request: Request, name: str, default: int | None, low: int, high: int | None) -> int | None:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValidationError(f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        limits = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValidationError(f"{name} must be {limits}")
+    return value
+
+
+@admin
+async def history(request: Request) -> Response:
+    state = state_of(request)
+    params = request.query_params
+    serial = params.get("serial") or None
+    type_text = params.get("type") or None
+    type_: MessageType | None = None
+    if type_text is not None:
+        try:
+            type_ = MessageType(type_text)
+        except ValueError:
+            allowed = ", ".join(t.value for t in MessageType)
+            raise ValidationError(f"type must be one of {allowed}") from None
+    limit = _int_param(request, "limit", HISTORY_DEFAULT_LIMIT, 1, HISTORY_MAX_LIMIT) or HISTORY_DEFAULT_LIMIT
+    before = _int_param(request, "before", None, 0, None)
+    if serial is not None:
+        serial = (await state.core.devices.get(serial)).serial
+    entries = await state.core.store.messages.query(serial, type_, limit, before)
+    next_before = entries[-1].ts if len(entries) == limit else None
+    return JSONResponse({"messages": [e.app_message() for e in entries], "next_before": next_before})
+
+
+@admin
+async def protocol(request: Request) -> Response:
+    return JSONResponse(protocol_document(state_of(request).settings))
+
+
+@admin
+async def device_config_h(request: Request) -> Response:
+    state = state_of(request)
+    device = await state.core.devices.get(_serial(request))
+    host = state.settings.public_host or config_h.safe_host(request.url.hostname)
+    text = config_h.render(
+        device,
+        host,
+        state.ports.mqtt,
+        state.ports.mqtt_ws,
+        state.ports.http,
+        state.settings.max_payload_bytes,
+    )
+    return PlainTextResponse(text, headers={"Content-Disposition": f'attachment; filename="config-{device.serial}.h"'})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/devices", list_devices, methods=["GET"]),
+        Route("/api/devices", create_device, methods=["POST"]),
+        Route("/api/devices/{serial}", get_device, methods=["GET"]),
+        Route("/api/devices/{serial}", delete_device, methods=["DELETE"]),
+        Route("/api/devices/{serial}/code", device_code, methods=["GET"]),
+        Route("/api/devices/{serial}/config.h", device_config_h, methods=["GET"]),
+        Route("/api/devices/{serial}/reset", reset_device, methods=["POST"]),
+        Route("/api/devices/{serial}/regenerate", regenerate_device, methods=["POST"]),
+        Route("/api/history", history, methods=["GET"]),
+        Route("/api/protocol", protocol, methods=["GET"]),
+    ]

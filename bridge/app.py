@@ -1,0 +1,78 @@
+"""`create_app(...)`: the bridge's Starlette app; its lifespan owns the MQTT link and the hub.
+
+    app = create_app(settings, core, "127.0.0.1", 1883, embedded=True, ports=Ports(1883, None, 8080))
+
+`embedded=True`: the broker runs in this process on the same core, so commands dispatch at once
+and the core publishes through the broker. `embedded=False` (`nxg-mqtt bridge --mqtt ...`): the
+core publishes presence and Warning events through the link, and commands are left to the broker
+process (it picks them up through signals), except for devices on this bridge's own gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from bridge import api
+from bridge.auth import AdminAuth
+from bridge.health import health
+from bridge.hub import Hub
+from bridge.link import MqttLink
+from bridge.state import BridgeState, Ports
+from bridge.ws_app import app_socket
+from bridge.ws_gateway import GatewaySessions, gateway_socket
+from nxg_mqtt.core import Core
+from nxg_mqtt.settings import Settings
+
+LINK_START_WAIT_S = 5.0
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(
+    settings: Settings,
+    core: Core,
+    mqtt_host: str,
+    mqtt_port: int,
+    *,
+    embedded: bool = True,
+    ports: Ports | None = None,
+) -> Starlette:
+    ports = ports or Ports(mqtt_port, settings.ws_port, settings.http_port)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        hub = Hub(settings.ws_queue_limit, settings.max_payload_bytes)
+        link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=hub.on_mqtt)
+        gateway = GatewaySessions()
+        core.devices.on_revoked(gateway.revoke)
+        if not embedded:
+            core.attach_publisher(link)
+        state = BridgeState(settings, core, AdminAuth(core.store), hub, link, gateway, ports, embedded)
+        app.state.bridge = state
+        await link.start()
+        # apps connecting right after start-up must not miss events; a broker that is down only
+        # makes /health say "degraded" while the link keeps retrying
+        await link.wait_connected(LINK_START_WAIT_S)
+        try:
+            yield {"bridge": state}
+        finally:
+            await link.close()
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        *api.routes(),
+        WebSocketRoute("/ws/app", app_socket),
+        WebSocketRoute("/ws/gateway", gateway_socket),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

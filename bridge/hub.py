@@ -1,0 +1,159 @@
+"""In-process fan-out of what the MQTT link receives.
+
+Apps: each `/ws/app` socket owns an `AppFeed`, a bounded queue of JSON texts (`ws_queue_limit`).
+A message is encoded once and offered to every feed; a feed that is full is marked overflowed
+(its socket is closed with 1013 by its owner) and never slows the others. Every subscriber is a
+plain callback, each call guarded: one that raises is logged and counted, the rest still run.
+
+Gateway devices: a `/ws/gateway` socket attaches a sink for its serial; commands published on
+`nxg/{S}/cmd` go to that sink only.
+
+Presence: retained `nxg/{S}/presence` messages (replayed by the broker whenever the link
+(re)subscribes) are *not* forwarded to apps: they describe the past, and an app that wants the
+current state asks `GET /api/devices`. Only live presence changes become `device_online` /
+`device_offline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nxg_mqtt import messages
+from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.models import Counters, now_ms
+from nxg_mqtt.topics import Channel, parse_device_topic
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[str], None]
+DeviceSink = Callable[[bytes], None]
+
+
+class AppFeed:
+    """One app socket's bounded queue; `overflowed` is set once, when a message did not fit."""
+
+    def __init__(self, limit: int) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, limit))
+        self.overflowed = asyncio.Event()
+        self.dropped = 0
+
+    def offer(self, text: str) -> None:
+        if self.overflowed.is_set():
+            self.dropped += 1
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self.overflowed.set()
+
+
+class Hub:
+    def __init__(self, queue_limit: int, max_payload_bytes: int = 16 * 1024) -> None:
+        self._queue_limit = queue_limit
+        self._max_payload_bytes = max_payload_bytes
+        self._subscribers: list[Subscriber] = []
+        self._sinks: dict[str, DeviceSink] = {}
+        self.counters = Counters()
+
+    # ---- subscribers ----------------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(json_text)` for every app message; returns the unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def open_feed(self) -> tuple[AppFeed, Callable[[], None]]:
+        feed = AppFeed(self._queue_limit)
+        return feed, self.subscribe(feed.offer)
+
+    @property
+    def app_count(self) -> int:
+        return len(self._subscribers)
+
+    def attach_device(self, serial: str, sink: DeviceSink) -> Callable[[], None]:
+        """Route `nxg/{serial}/cmd` to `sink` (the newest socket of that serial wins)."""
+        self._sinks[serial] = sink
+
+        def detach() -> None:
+            if self._sinks.get(serial) is sink:
+                del self._sinks[serial]
+
+        return detach
+
+    # ---- fan-out --------------------------------------------------------------------------------
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        text = json.dumps(message, separators=(",", ":"))
+        self.counters.add("app_messages")
+        for callback in list(self._subscribers):
+            try:
+                callback(text)
+            except Exception:
+                self.counters.add("subscriber_errors")
+                log.exception("an app subscriber failed")
+
+    def on_mqtt(self, topic: str, payload: bytes, retain: bool) -> None:
+        """The link's message handler: MQTT message → app message (or device command)."""
+        parsed = parse_device_topic(topic)
+        if parsed is None:
+            return
+        serial, channel = parsed.serial, parsed.channel
+        if channel is Channel.CMD:
+            sink = self._sinks.get(serial)
+            if sink is not None:
+                try:
+                    sink(payload)
+                except Exception:
+                    self.counters.add("subscriber_errors")
+                    log.exception("the gateway sink of %s failed", serial)
+            return
+        if not self._subscribers:
+            return
+        message = self.app_message(serial, channel, payload, retain)
+        if message is not None:
+            self.broadcast(message)
+
+    def app_message(self, serial: str, channel: Channel, payload: bytes, retain: bool) -> dict[str, Any] | None:
+        """The flat `/ws/app` object for one MQTT message, None for what apps do not see."""
+        ts = now_ms()
+        try:
+            if channel in (Channel.TELEMETRY, Channel.STATUS):
+                # the broker validated it; checking again keeps foreign brokers honest, and is cheap
+                parsed = messages.parse_device_message(channel.value, payload, self._max_payload_bytes)
+                message: dict[str, Any] = {"t": channel.value, "serial": serial, "ts": ts, **parsed.fields}
+                if parsed.device_ts is not None:
+                    message["device_ts"] = parsed.device_ts
+                return message
+            if channel in (Channel.EVENT, Channel.ACK):
+                value = messages.decode_object(payload, self._max_payload_bytes)
+                message = {"t": channel.value, "serial": serial, "ts": ts}
+                message.update((k, v) for k, v in value.items() if k not in ("t", "serial", "ts"))
+                device_ts = value.get("ts")
+                if channel is Channel.EVENT and isinstance(device_ts, int | float) and device_ts >= 0:
+                    message["device_ts"] = int(device_ts)
+                return message
+            if channel is Channel.PRESENCE:
+                if retain or not payload:
+                    return None
+                value = messages.decode_object(payload, self._max_payload_bytes)
+                online = value.get("online") is True
+                at = value.get("ts")
+                return {
+                    "t": "device_online" if online else "device_offline",
+                    "serial": serial,
+                    "ts": at if isinstance(at, int) and not isinstance(at, bool) else ts,
+                }
+        except PayloadRejected as exc:
+            self.counters.add("invalid_" + channel.value)
+            log.debug("dropping an invalid %s message of %s: %s", channel.value, serial, exc.message)
+        return None

@@ -1,0 +1,107 @@
+"""`open_bridge(...)`: the bridge served by uvicorn inside the caller's event loop.
+
+    async with open_bridge(settings, core, "127.0.0.1", broker.mqtt_port) as bridge:
+        print(bridge.http_port)   # the bound port (settings.http_port may be 0)
+
+The socket is bound here, before the app is built, so config.h can name the real HTTP port.
+Signals belong to the CLI: uvicorn's own handlers are not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import cast
+
+import uvicorn
+from starlette.applications import Starlette
+
+from bridge.app import create_app
+from bridge.state import BridgeState, Ports
+from nxg_mqtt.core import Core
+from nxg_mqtt.settings import Settings
+
+SHUTDOWN_GRACE_S = 2.0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeServer:
+    http_port: int
+    app: Starlette
+
+    @property
+    def state(self) -> BridgeState:
+        return cast(BridgeState, self.app.state.bridge)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def open_bridge(
+    settings: Settings,
+    core: Core,
+    mqtt_host: str,
+    mqtt_port: int,
+    *,
+    embedded: bool = True,
+    mqtt_ws_port: int | None = None,
+) -> AsyncIterator[BridgeServer]:
+    sock = bind(settings.host, settings.http_port)
+    http_port = int(sock.getsockname()[1])
+    ws_port = mqtt_ws_port if mqtt_ws_port is not None else settings.ws_port
+    app = create_app(
+        settings, core, mqtt_host, mqtt_port, embedded=embedded, ports=Ports(mqtt_port, ws_port, http_port)
+    )
+    max_size = max(4 * settings.ws_max_frame_bytes, 1024 * 1024)
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        http="h11",
+        ws="websockets-sansio",
+        ws_max_size=max_size,  # frames above ws_max_frame_bytes get an error; above this, 1009
+        ws_per_message_deflate=False,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+    )
+    server = _Server(config)
+
+    async def serve() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits when the lifespan fails to start
+            raise RuntimeError(f"the bridge failed to start (exit {exc.code})") from None
+
+    task = asyncio.create_task(serve(), name="nxg-bridge-http")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the bridge stopped during start-up")
+            await asyncio.sleep(0.01)
+        yield BridgeServer(http_port, app)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()

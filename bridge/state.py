@@ -1,0 +1,42 @@
+"""What the lifespan owns and every route reaches through `request.state.bridge`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from starlette.requests import HTTPConnection
+
+from bridge.auth import AdminAuth
+from bridge.hub import Hub
+from bridge.link import MqttLink
+from nxg_mqtt.core import Core
+from nxg_mqtt.settings import Settings
+
+if TYPE_CHECKING:
+    from bridge.ws_gateway import GatewaySessions
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Where devices reach this installation (written into config.h)."""
+
+    mqtt: int
+    mqtt_ws: int | None
+    http: int
+
+
+@dataclass(slots=True)
+class BridgeState:
+    settings: Settings
+    core: Core
+    auth: AdminAuth
+    hub: Hub
+    link: MqttLink
+    gateway: GatewaySessions
+    ports: Ports
+    embedded: bool
+
+
+def state_of(conn: HTTPConnection) -> BridgeState:
+    return cast(BridgeState, conn.state.bridge)

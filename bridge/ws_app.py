@@ -1,0 +1,181 @@
+"""`/ws/app` (seed 000): live device messages down, commands up.
+
+Down (flat): `device_online` / `device_offline`, `telemetry`, `status`, `event`, `ack`, each with
+`serial` and `ts` (server receive time, ms; a device's own `ts` is `device_ts`).
+Up: `{"t":"cmd","serial","target"?,"action","params"?,"ref"?}` → `{"t":"cmd_accepted","id","ref"}`
+then, later, the device's `{"t":"ack","id",...}`; a refused command → `{"t":"error","error",
+"code","ref"}`. `{"t":"ping"}` → `{"t":"pong"}`. Bad input gets an `error` and the socket stays open.
+
+The upgrade needs the admin password (`?token=` or `Authorization: Bearer`), else HTTP 401.
+A socket that cannot keep up (its feed of `ws_queue_limit` messages overflows) is closed with
+1013 (try again later); the others never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from bridge.hub import AppFeed
+from bridge.state import BridgeState, state_of
+from bridge.tasks import first_completed
+from nxg_mqtt.errors import NxgError
+
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_GRACE_S = 5.0  # how long a stuck socket gets to take its close frame before we give up
+
+
+def unauthorized() -> JSONResponse:
+    return JSONResponse({"error": "unauthorized: pass ?token=<admin password>"}, status_code=401)
+
+
+async def deny_unless_admin(websocket: WebSocket, state: BridgeState) -> bool:
+    """Refuse the upgrade with a real HTTP 401 (the WebSocket Denial Response extension)."""
+    if await state.auth.allowed(websocket, allow_query=True):
+        return True
+    await websocket.send_denial_response(unauthorized())
+    return False
+
+
+def decode_frame(message: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
+    """An ASGI `websocket.receive` → JSON object, or ValueError saying what is wrong."""
+    text = message.get("text")
+    if text is None:
+        if message.get("bytes") is not None:
+            raise ValueError("binary frames are not supported: send JSON text")
+        raise ValueError("empty frame")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ValueError(f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("a message must be a JSON object")
+    t = value.get("t")
+    if not isinstance(t, str):
+        raise ValueError('missing "t" (the message type)')
+    return value
+
+
+class AppSession:
+    def __init__(self, websocket: WebSocket, state: BridgeState, feed: AppFeed) -> None:
+        self.ws = websocket
+        self.state = state
+        self.feed = feed
+        self.flowing = asyncio.Event()  # cleared while a command is being submitted
+        self.flowing.set()
+        self._in_flight = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def pump(self) -> None:
+        queue = self.feed.queue
+        while True:
+            text = await queue.get()
+            if not self.flowing.is_set():
+                await self.flowing.wait()
+            await self.ws.send_text(text)
+
+    async def read(self) -> None:
+        limit = self.state.settings.ws_max_frame_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                value = decode_frame(message, limit)
+            except ValueError as exc:
+                await self.send({"t": "error", "error": str(exc), "code": "INVALID"})
+                continue
+            await self.handle(value)
+
+    async def handle(self, value: dict[str, Any]) -> None:
+        t = value["t"]
+        ref = value.get("ref")
+        if t == "ping":
+            await self.send({"t": "pong"})
+            return
+        if t != "cmd":
+            await self.error(f"unknown message type {t!r} (expected cmd or ping)", "INVALID", ref)
+            return
+        problem = command_problem(value)
+        if problem is not None:
+            await self.error(problem, "INVALID", ref)
+            return
+        await self.submit(value, ref)
+
+    async def submit(self, value: dict[str, Any], ref: Any) -> None:
+        # hold the feed: the device's ack must not reach the app before cmd_accepted names its id
+        self._in_flight += 1
+        self.flowing.clear()
+        try:
+            core, embedded = self.state.core, self.state.embedded
+            command = await core.commands.submit(
+                value["serial"],
+                value["action"],
+                value.get("target"),
+                value.get("params"),
+                ref=None if ref is None else str(ref),
+                source="ws_app",
+                dispatch=embedded,
+            )
+            if not embedded and core.presence.is_ready(command.serial):
+                # a device on this bridge's own gateway: nobody else can dispatch to it
+                await core.commands.dispatch_queued(command.serial)
+            reply: dict[str, Any] = {"t": "cmd_accepted", "id": command.id, "ref": ref}
+            await self.send(reply)
+        except NxgError as exc:
+            await self.error(exc.message, exc.code, ref)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self.flowing.set()
+
+    async def error(self, text: str, code: str, ref: Any) -> None:
+        await self.send({"t": "error", "error": text, "code": code, "ref": ref})
+
+
+def command_problem(value: dict[str, Any]) -> str | None:
+    serial, action = value.get("serial"), value.get("action")
+    if not isinstance(serial, str) or not serial:
+        return 'cmd needs "serial" (a non-empty string)'
+    if not isinstance(action, str) or not action:
+        return 'cmd needs "action" (a non-empty string)'
+    target = value.get("target")
+    if target is not None and not isinstance(target, str):
+        return '"target" must be a string'
+    params = value.get("params")
+    if params is not None and not isinstance(params, dict):
+        return '"params" must be a JSON object'
+    ref = value.get("ref")
+    if ref is not None and not isinstance(ref, str | int | float):
+        return '"ref" must be a string or a number'
+    return None
+
+
+async def app_socket(websocket: WebSocket) -> None:
+    state = state_of(websocket)
+    if not await deny_unless_admin(websocket, state):
+        return
+    await websocket.accept()
+    feed, unsubscribe = state.hub.open_feed()
+    session = AppSession(websocket, state, feed)
+    try:
+        await first_completed("app socket", session.read(), session.pump(), feed.overflowed.wait())
+    finally:
+        unsubscribe()
+    if feed.overflowed.is_set():
+        state.hub.counters.add("slow_app_closed")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                websocket.close(CLOSE_TRY_AGAIN_LATER, "too slow: message queue overflowed"), CLOSE_GRACE_S
+            )

@@ -1,0 +1,288 @@
+"""`/ws/gateway`: devices speaking seed 000's JSON protocol over one WebSocket (PROTOCOL §3).
+
+    → {"t":"pair","code"}      ← {"t":"pair_ok","serial","token"} (also authenticates) | pair_error
+    → {"t":"auth","token"}     ← {"t":"auth_ok","serial"} | {"t":"auth_reset_required"}
+    → {"t":"telemetry"|"status"|"event",...}, {"t":"ack","id","ok"}, {"t":"pong"}
+    ← {"t":"cmd","id","target","action","params"}, {"t":"ping"}, {"t":"error","error"}
+
+Everything a device sends is republished through the MQTT link on `nxg/{S}/...` at QoS 1, so a
+WebSocket device looks exactly like an MQTT one to apps and integrators (the broker's ingest and
+ack plugins store it). Commands come back from `nxg/{S}/cmd` through the hub.
+
+The upgrade is open to everyone: devices authenticate in-band. Close codes: 1008 three protocol
+errors in a row before auth; 4000 taken over by a newer socket of the same serial; 4001 revoked
+(reset/regenerate/delete, after `auth_reset_required`); 4002 no pong within `ws_pong_timeout_s`;
+4003 no pair/auth within `connect_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from bridge.link import LinkDown
+from bridge.state import BridgeState, state_of
+from bridge.tasks import first_completed
+from bridge.ws_app import decode_frame
+from nxg_mqtt import messages
+from nxg_mqtt.errors import NxgError, PayloadRejected
+from nxg_mqtt.services.presence import TAKEN_OVER
+from nxg_mqtt.topics import Channel, device_topic
+
+log = logging.getLogger(__name__)
+
+CLOSE_PROTOCOL, CLOSE_TAKEN_OVER, CLOSE_REVOKED, CLOSE_KEEPALIVE, CLOSE_AUTH_TIMEOUT = 1008, 4000, 4001, 4002, 4003
+MAX_STRIKES = 3
+_DATA = {"telemetry": Channel.TELEMETRY, "status": Channel.STATUS, "event": Channel.EVENT}
+
+
+class GatewaySessions:
+    """The live gateway socket of each serial (the newest wins) and the revocation listener."""
+
+    def __init__(self) -> None:
+        self._by_serial: dict[str, GatewaySession] = {}
+
+    def claim(self, session: GatewaySession, serial: str) -> GatewaySession | None:
+        previous = self._by_serial.get(serial)
+        self._by_serial[serial] = session
+        return previous if previous is not session else None
+
+    def release(self, session: GatewaySession) -> bool:
+        """True if `session` was its serial's current socket (then presence must go offline)."""
+        serial = session.serial
+        if serial is not None and self._by_serial.get(serial) is session:
+            del self._by_serial[serial]
+            return True
+        return False
+
+    def current(self, serial: str) -> GatewaySession | None:
+        return self._by_serial.get(serial)
+
+    async def revoke(self, serial: str, why: str) -> None:
+        session = self._by_serial.get(serial)
+        if session is not None:
+            await session.revoked(why)
+
+    def __len__(self) -> int:
+        return len(self._by_serial)
+
+
+class GatewaySession:
+    def __init__(self, websocket: WebSocket, state: BridgeState) -> None:
+        self.ws = websocket
+        self.state = state
+        self.settings = state.settings
+        self.core = state.core
+        self.remote = websocket.client.host if websocket.client else "unknown"
+        self.serial: str | None = None
+        self.strikes = 0
+        loop = asyncio.get_running_loop()
+        self.opened = self.last_pong = loop.time()
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, self.settings.ws_queue_limit))
+        self.done = asyncio.Event()
+        self.close_code = 1000
+        self.reason = "disconnected"
+        self._detach: list[Any] = []
+
+    # ---- outcome ----------------------------------------------------------------------------------
+
+    def finish(self, code: int, reason: str) -> None:
+        if not self.done.is_set():
+            self.close_code, self.reason = code, reason
+            self.done.set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def revoked(self, why: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.send({"t": "auth_reset_required"}), 0.5)
+        self.finish(CLOSE_REVOKED, f"kicked ({why})")
+
+    def taken_over(self) -> None:
+        self.finish(CLOSE_TAKEN_OVER, TAKEN_OVER)
+
+    # ---- tasks ------------------------------------------------------------------------------------
+
+    async def read(self) -> None:
+        limit = self.settings.ws_max_frame_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                self.finish(1000, "disconnected")
+                return
+            try:
+                value = decode_frame(message, limit)
+            except ValueError as exc:
+                await self.protocol_error(str(exc))
+                continue
+            await self.handle(value)
+
+    async def keepalive(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval, timeout = self.settings.ws_ping_interval_s, self.settings.ws_pong_timeout_s
+        tick = max(0.02, min(interval, timeout, 1.0) / 4)
+        next_ping = loop.time() + interval
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            if self.serial is None and now - self.opened > self.settings.connect_timeout_s:
+                self.finish(CLOSE_AUTH_TIMEOUT, "no pair or auth in time")
+                return
+            if now - self.last_pong > timeout:
+                self.finish(CLOSE_KEEPALIVE, "keepalive timeout")
+                return
+            if now >= next_ping:
+                next_ping = now + interval
+                await self.send({"t": "ping"})
+
+    async def pump(self) -> None:
+        while True:
+            await self.ws.send_text(await self.outbox.get())
+
+    def on_command(self, payload: bytes) -> None:
+        try:
+            self.outbox.put_nowait(payload.decode())
+        except asyncio.QueueFull:
+            log.warning("gateway outbox of %s is full; a command waits for its timeout", self.serial)
+
+    # ---- messages ---------------------------------------------------------------------------------
+
+    async def protocol_error(self, text: str) -> None:
+        await self.send({"t": "error", "error": text})
+        if self.serial is None:
+            self.strikes += 1
+            if self.strikes >= MAX_STRIKES:
+                self.finish(CLOSE_PROTOCOL, "too many protocol errors before auth")
+
+    async def handle(self, value: dict[str, Any]) -> None:
+        t = value["t"]
+        if t == "pong":
+            self.last_pong = asyncio.get_running_loop().time()
+            return
+        if t == "ping":
+            await self.send({"t": "pong"})
+            return
+        if t in ("pair", "auth"):
+            if self.serial is not None:
+                await self.protocol_error(f"already authenticated as {self.serial}")
+                return
+            await (self.pair(value) if t == "pair" else self.auth(value))
+            return
+        if t not in _DATA and t != "ack":
+            await self.protocol_error(f"unknown message type {t!r}")
+            return
+        if self.serial is None:
+            await self.protocol_error(f"not authenticated: send pair or auth before {t}")
+            return
+        if t == "ack":
+            await self.ack(self.serial, value)
+        else:
+            await self.data(self.serial, t, value)
+
+    async def pair(self, value: dict[str, Any]) -> None:
+        code = value.get("code")
+        if not isinstance(code, str) or not code:
+            await self.protocol_error('pair needs "code" (the connection code, XXXX-XXXX)')
+            return
+        self.strikes = 0
+        try:
+            paired = await self.core.devices.pair(code, source=self.remote)
+        except NxgError as exc:
+            await self.send({"t": "pair_error", "error": exc.message})
+            return
+        await self.send({"t": "pair_ok", "serial": paired.serial, "token": paired.token})
+        await self.authenticated(paired.serial)
+
+    async def auth(self, value: dict[str, Any]) -> None:
+        token = value.get("token")
+        if not isinstance(token, str) or not token:
+            await self.protocol_error('auth needs "token" (from pair_ok)')
+            return
+        self.strikes = 0
+        serial = await self.core.devices.authenticate_token(token)
+        if serial is None:
+            await self.send({"t": "auth_reset_required"})
+            return
+        await self.send({"t": "auth_ok", "serial": serial})
+        await self.authenticated(serial)
+
+    async def authenticated(self, serial: str) -> None:
+        self.serial = serial
+        self.last_pong = asyncio.get_running_loop().time()
+        previous = self.state.gateway.claim(self, serial)
+        presence = self.core.presence
+        if previous is not None:
+            previous.taken_over()
+            await presence.disconnected(serial, TAKEN_OVER, "ws")
+        await presence.connected(serial, "ws", self.remote)
+        self._detach.append(self.state.hub.attach_device(serial, self.on_command))
+        await presence.subscribed_commands(serial)
+
+    async def data(self, serial: str, t: str, value: dict[str, Any]) -> None:
+        payload = {k: v for k, v in value.items() if k != "t"}
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        try:
+            limit = self.settings.max_payload_bytes
+            if len(raw) > limit:
+                raise messages.reject(
+                    messages.Reason.TOO_LARGE, f"payload of {len(raw)} bytes exceeds the limit of {limit} bytes"
+                )
+            messages.validate(t, payload)
+        except PayloadRejected as exc:
+            self.core.ingest.reject(serial, exc, t)
+            await self.send({"t": "error", "error": exc.message})
+            return
+        await self.publish(device_topic(serial, _DATA[t]), raw)
+
+    async def ack(self, serial: str, value: dict[str, Any]) -> None:
+        try:
+            messages.validate("ack", value)
+        except PayloadRejected as exc:
+            self.core.ingest.reject(serial, exc, Channel.ACK.value)
+            await self.send({"t": "error", "error": exc.message})
+            return
+        await self.publish(device_topic(serial, Channel.ACK), json.dumps(value, separators=(",", ":")).encode())
+
+    async def publish(self, topic: str, raw: bytes) -> None:
+        try:
+            await self.state.link.publish(topic, raw, qos=1)
+        except LinkDown as exc:
+            await self.send({"t": "error", "error": f"not delivered: {exc.message}"})
+
+    # ---- the end ----------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        for detach in self._detach:
+            detach()
+        if self.state.gateway.release(self) and self.serial is not None:
+            try:
+                await self.core.presence.disconnected(self.serial, self.reason, "ws")
+                if self.reason == "kicked (delete)":
+                    await self.core.presence.forget(self.serial)
+            except Exception:
+                log.exception("presence update for %s failed", self.serial)
+        if self.ws.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(self.close_code, self.reason), 1.0)
+
+
+async def gateway_socket(websocket: WebSocket) -> None:
+    state = state_of(websocket)
+    await websocket.accept()
+    session = GatewaySession(websocket, state)
+    try:
+        await first_completed(
+            f"gateway session {session.remote}",
+            session.read(),
+            session.keepalive(),
+            session.pump(),
+            session.done.wait(),
+        )
+    finally:
+        await session.close()

@@ -1,0 +1,16 @@
+"""Fixtures: the whole stack (core + embedded broker + bridge) in-process on port 0."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.bridge.helpers import Stack, make_settings, start_stack
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async for value in start_stack(make_settings(tmp_path)):
+        yield value

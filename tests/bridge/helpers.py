@@ -1,0 +1,107 @@
+"""Helpers for the bridge tests: the whole stack in-process on port 0, and clients to drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from bridge.server import BridgeServer, open_bridge
+from nxg_mqtt.broker.embedded import open_broker
+from nxg_mqtt.broker.server import NxgBroker
+from nxg_mqtt.cli import ensure_admin_password
+from nxg_mqtt.core import Core, open_core
+from nxg_mqtt.settings import Settings
+
+PASSWORD = "pw"
+WAIT_S = 5.0
+
+
+@dataclass
+class Stack:
+    core: Core
+    broker: NxgBroker
+    bridge: BridgeServer
+    http: httpx.AsyncClient
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.bridge.http_port}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.bridge.http_port}{path}"
+
+    async def app_socket(self, **kwargs: Any) -> ClientConnection:
+        return await connect(self.ws_url(f"/ws/app?token={PASSWORD}"), **kwargs)
+
+    async def gateway(self) -> ClientConnection:
+        return await connect(self.ws_url("/ws/gateway"))
+
+    async def create_device(self, serial: str) -> str:
+        """Register a device through the API; returns its connection code."""
+        response = await self.http.post("/api/devices", json={"serial": serial})
+        assert response.status_code == 201, response.text
+        return str(response.json()["code"])
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base = Settings(
+        data_dir=tmp_path,
+        host="127.0.0.1",
+        mqtt_port=0,
+        ws_port=None,
+        http_port=0,
+        admin_password=PASSWORD,
+        ws_ping_interval_s=0.5,
+        ws_pong_timeout_s=1.5,
+        command_ack_timeout_s=5.0,
+        batch_window_ms=10,
+    )
+    return base.with_overrides(**overrides)
+
+
+async def start_stack(settings: Settings) -> AsyncIterator[Stack]:
+    async with open_core(settings, serve=True) as core:
+        await ensure_admin_password(core)
+        async with open_broker(core) as broker:
+            async with open_bridge(settings, core, "127.0.0.1", broker.mqtt_port) as bridge:
+                headers = {"Authorization": f"Bearer {PASSWORD}"}
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{bridge.http_port}", headers=headers, timeout=WAIT_S
+                ) as http:
+                    yield Stack(core, broker, bridge, http)
+
+
+async def recv_json(ws: ClientConnection, timeout: float = WAIT_S) -> dict[str, Any]:
+    value = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    assert isinstance(value, dict)
+    return value
+
+
+async def recv_until(ws: ClientConnection, t: str, timeout: float = WAIT_S, **match: Any) -> dict[str, Any]:
+    """The first message of type `t` (with the given field values); others are skipped."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await recv_json(ws, timeout)
+            if value.get("t") == t and all(value.get(k) == v for k, v in match.items()):
+                return value
+
+
+async def send_json(ws: ClientConnection, value: dict[str, Any]) -> None:
+    await ws.send(json.dumps(value))
+
+
+async def pair_gateway(stack: Stack, serial: str) -> tuple[ClientConnection, str]:
+    """A WebSocket device, created and paired; returns the open socket and its token."""
+    code = await stack.create_device(serial)
+    ws = await stack.gateway()
+    await send_json(ws, {"t": "pair", "code": code})
+    reply = await recv_until(ws, "pair_ok")
+    assert reply["serial"] == serial
+    return ws, str(reply["token"])
