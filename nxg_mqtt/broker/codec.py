@@ -381,9 +381,7 @@ def encode_publish_topic(
     first = 0x30 | (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
     if qos:
         body_length = len(topic_bytes) + 2 + len(payload)
-        return b"".join(
-            (bytes((first,)), _length(body_length), topic_bytes, packet_id.to_bytes(2, "big"), payload)
-        )
+        return b"".join((bytes((first,)), _length(body_length), topic_bytes, packet_id.to_bytes(2, "big"), payload))
     return b"".join((bytes((first,)), _length(len(topic_bytes) + len(payload)), topic_bytes, payload))
 
 
@@ -422,9 +420,7 @@ def encode_unsuback(packet_id: int) -> bytes:
 
 
 def encode_suback(packet_id: int, return_codes: tuple[int, ...] | list[int]) -> bytes:
-    return (
-        bytes((0x90,)) + _length(2 + len(return_codes)) + struct.pack(">H", packet_id) + bytes(return_codes)
-    )
+    return bytes((0x90,)) + _length(2 + len(return_codes)) + struct.pack(">H", packet_id) + bytes(return_codes)
 
 
 def encode_connect(packet: Connect) -> bytes:

@@ -250,14 +250,10 @@ class Connection:
         broker = self.broker
         address = self.transport.remote_address or ""
         if broker.lockout.locked(address, asyncio.get_running_loop().time()):
-            return await self._refuse(
-                ConnectRefused.SERVER_UNAVAILABLE, "too many failures", count_failure=False
-            )
+            return await self._refuse(ConnectRefused.SERVER_UNAVAILABLE, "too many failures", count_failure=False)
         if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
             if packet.protocol_name in ("MQTT", "MQIsdp"):
-                return await self._refuse(
-                    ConnectRefused.BAD_PROTOCOL, f"protocol level {packet.protocol_level}"
-                )
+                return await self._refuse(ConnectRefused.BAD_PROTOCOL, f"protocol level {packet.protocol_level}")
             raise ProtocolError(f"unknown protocol name {packet.protocol_name!r}")
         client_id = packet.client_id
         if not client_id:
@@ -332,9 +328,7 @@ class Connection:
         message = IncomingMessage(topic, packet.payload, qos, packet.retain)
         if hooks.events["on_broker_message_received"]:
             await hooks.fire("on_broker_message_received", client_id=session.client_id, message=message)
-        if topic.startswith("$") or (
-            hooks.topic_filters and not await hooks.allowed(session, topic, Action.PUBLISH)
-        ):
+        if topic.startswith("$") or (hooks.topic_filters and not await hooks.allowed(session, topic, Action.PUBLISH)):
             broker.stats["publish_denied"] += 1
         elif hooks.validators and not await hooks.validate(session, message):
             broker.stats["publish_invalid"] += 1
@@ -373,20 +367,14 @@ class Connection:
         if granted:
             await broker.deliver_retained(session, granted)
         for topic_filter, qos in granted:
-            await hooks.fire(
-                "on_broker_client_subscribed", client_id=session.client_id, topic=topic_filter, qos=qos
-            )
+            await hooks.fire("on_broker_client_subscribed", client_id=session.client_id, topic=topic_filter, qos=qos)
 
     async def _on_unsubscribe(self, session: BrokerSession, packet: Unsubscribe) -> None:
         broker = self.broker
-        removed = [
-            topic_filter for topic_filter in packet.topics if broker.unsubscribe(session, topic_filter)
-        ]
+        removed = [topic_filter for topic_filter in packet.topics if broker.unsubscribe(session, topic_filter)]
         self.write(encode_unsuback(packet.packet_id))
         for topic_filter in removed:
-            await broker.hooks.fire(
-                "on_broker_client_unsubscribed", client_id=session.client_id, topic=topic_filter
-            )
+            await broker.hooks.fire("on_broker_client_unsubscribed", client_id=session.client_id, topic=topic_filter)
 
     # --------------------------------------------------------------------------------- close
 

@@ -114,9 +114,7 @@ class NxgBroker:
         await self.hooks.fire("on_broker_pre_start")
         settings = self.settings
         try:
-            self._tcp = await asyncio.start_server(
-                self._on_tcp, settings.host, settings.mqtt_port, reuse_address=True
-            )
+            self._tcp = await asyncio.start_server(self._on_tcp, settings.host, settings.mqtt_port, reuse_address=True)
             if settings.ws_port is not None:
                 self._ws = await serve(
                     self._on_ws,

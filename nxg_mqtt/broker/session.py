@@ -161,9 +161,7 @@ class BrokerSession:
         else:
             count = self.stats["dropped_qos0"] = self.stats["dropped_qos0"] + 1
             if count == 1 or count % 1000 == 0:
-                logger.info(
-                    "session %s queue full: dropping QoS 0 messages (%d so far)", self.client_id, count
-                )
+                logger.info("session %s queue full: dropping QoS 0 messages (%d so far)", self.client_id, count)
 
     def _send_tracked(self, conn: Connection, message: OutgoingMessage) -> None:
         packet_id = self._allocate_packet_id()
@@ -171,9 +169,7 @@ class BrokerSession:
         if message.topic_bytes is None:
             message.topic_bytes = encode_topic(message.topic)
         conn.write(
-            encode_publish_topic(
-                message.topic_bytes, message.data, message.qos, message.retain, False, packet_id
-            )
+            encode_publish_topic(message.topic_bytes, message.data, message.qos, message.retain, False, packet_id)
         )
 
     def _allocate_packet_id(self) -> int:
@@ -215,9 +211,7 @@ class BrokerSession:
             else:
                 topic_bytes = message.topic_bytes or encode_topic(message.topic)
                 conn.write(
-                    encode_publish_topic(
-                        topic_bytes, message.data, message.qos, message.retain, True, packet_id
-                    )
+                    encode_publish_topic(topic_bytes, message.data, message.qos, message.retain, True, packet_id)
                 )
 
     def acknowledge(self, packet_id: int) -> None:
