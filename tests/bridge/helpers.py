@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bridge.server import BridgeServer, open_bridge
 from nxg_mqtt.broker.embedded import open_broker
@@ -69,26 +71,29 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 async def start_stack(settings: Settings) -> AsyncIterator[Stack]:
     async with open_core(settings, serve=True) as core:
         await ensure_admin_password(core)
-        async with open_broker(core) as broker:
-            async with open_bridge(settings, core, "127.0.0.1", broker.mqtt_port) as bridge:
-                headers = {"Authorization": f"Bearer {PASSWORD}"}
-                async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{bridge.http_port}", headers=headers, timeout=WAIT_S
-                ) as http:
-                    yield Stack(core, broker, bridge, http)
+        async with (
+            open_broker(core) as broker,
+            open_bridge(settings, core, "127.0.0.1", broker.mqtt_port) as bridge,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{bridge.http_port}",
+                headers={"Authorization": f"Bearer {PASSWORD}"},
+                timeout=WAIT_S,
+            ) as http,
+        ):
+            yield Stack(core, broker, bridge, http)
 
 
-async def recv_json(ws: ClientConnection, timeout: float = WAIT_S) -> dict[str, Any]:
-    value = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+async def recv_json(ws: ClientConnection, within_s: float = WAIT_S) -> dict[str, Any]:
+    value = json.loads(await asyncio.wait_for(ws.recv(), within_s))
     assert isinstance(value, dict)
     return value
 
 
-async def recv_until(ws: ClientConnection, t: str, timeout: float = WAIT_S, **match: Any) -> dict[str, Any]:
+async def recv_until(ws: ClientConnection, t: str, within_s: float = WAIT_S, **match: Any) -> dict[str, Any]:
     """The first message of type `t` (with the given field values); others are skipped."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within_s):
         while True:
-            value = await recv_json(ws, timeout)
+            value = await recv_json(ws, within_s)
             if value.get("t") == t and all(value.get(k) == v for k, v in match.items()):
                 return value
 
@@ -105,3 +110,18 @@ async def pair_gateway(stack: Stack, serial: str) -> tuple[ClientConnection, str
     reply = await recv_until(ws, "pair_ok")
     assert reply["serial"] == serial
     return ws, str(reply["token"])
+
+
+async def expect_closed(ws: ClientConnection, within_s: float = WAIT_S) -> int | None:
+    """Read until the server closes the socket; its close code."""
+    async with asyncio.timeout(within_s):
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv()
+    return ws.close_code
+
+
+async def still_open(ws: ClientConnection) -> None:
+    """The socket answers a ping message (so an earlier error did not close it)."""
+    await send_json(ws, {"t": "ping"})
+    assert (await recv_until(ws, "pong"))["t"] == "pong"
