@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.bridge.helpers import Stack, make_settings, start_stack
+from tests.bridge.helpers import Stack, make_settings, open_stack
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async for value in start_stack(make_settings(tmp_path)):
+    async with open_stack(make_settings(tmp_path)) as value:
         yield value

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return base.with_overrides(**overrides)
 
 
-async def start_stack(settings: Settings) -> AsyncIterator[Stack]:
+@asynccontextmanager
+async def open_stack(settings: Settings) -> AsyncIterator[Stack]:
     async with open_core(settings, serve=True) as core:
         await ensure_admin_password(core)
         async with (
