@@ -130,7 +130,6 @@ def _say(line: str) -> None:
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     from bridge.server import open_bridge
-
     from nxg_mqtt.broker.embedded import open_broker
 
     async with open_core(settings, serve=True) as core:

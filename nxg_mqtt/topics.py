@@ -30,9 +30,7 @@ class Channel(StrEnum):
     PRESENCE = "presence"
 
 
-DEVICE_PUBLISHES = frozenset(
-    {Channel.TELEMETRY, Channel.STATUS, Channel.EVENT, Channel.MANIFEST, Channel.ACK}
-)
+DEVICE_PUBLISHES = frozenset({Channel.TELEMETRY, Channel.STATUS, Channel.EVENT, Channel.MANIFEST, Channel.ACK})
 
 
 def valid_topic_name(topic: str) -> bool:

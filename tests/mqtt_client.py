@@ -79,6 +79,7 @@ class TestClient:
     async def subscribe(self, topic: str, qos: int = 1) -> list[int]:
         result, mid = self.client.subscribe(topic, qos)
         assert result == mqtt.MQTT_ERR_SUCCESS
+        assert mid is not None
         with self._lock:
             box = self._subacks.setdefault(mid, queue.Queue())
         return await asyncio.to_thread(box.get, True, WAIT_S)

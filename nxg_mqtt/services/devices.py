@@ -45,9 +45,7 @@ class DeviceService:
 
     # ---- registry -------------------------------------------------------------------------------
 
-    async def create(
-        self, serial: str | None = None, name: str | None = None, actor: str = "admin"
-    ) -> Device:
+    async def create(self, serial: str | None = None, name: str | None = None, actor: str = "admin") -> Device:
         serial = (serial or "").strip()
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise ValidationError("name must be a string of at most 200 characters")
@@ -155,8 +153,12 @@ class DeviceService:
             # regenerated or deleted between CONNECT and the request
             raise AuthError("invalid connection code", code="INVALID_CODE")
         token = credentials.new_token()
+        was_paired = device.paired
         await self._store.devices.set_token(device.serial, credentials.token_hash(token), paired=True)
         await self._store.audit.add(now_ms(), f"device:{device.serial}", "device.pair", device.serial, source)
+        if was_paired:
+            # the previous token is dead: a session still using it ends like after a reset
+            await self._revoked(device.serial, "re-paired")
         return Paired(device.serial, token)
 
     async def pair(self, code: str, source: str) -> Paired:

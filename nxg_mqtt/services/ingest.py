@@ -73,9 +73,7 @@ class IngestService:
         self.record(entry)
         event = {k: v for k, v in body.items() if k != "t"}
         task = asyncio.get_running_loop().create_task(
-            self.publisher.publish(
-                device_topic(serial, Channel.EVENT), json.dumps(event).encode(), qos=0, retain=False
-            )
+            self.publisher.publish(device_topic(serial, Channel.EVENT), json.dumps(event).encode(), qos=0, retain=False)
         )
         task.add_done_callback(_log_failure)
         return entry

@@ -109,9 +109,7 @@ class PresenceService:
 
     async def _publish(self, serial: str, online: bool, ts: int) -> None:
         self._ingest.record(
-            HistoryEntry(
-                serial, MessageType.PRESENCE, ts, {"t": "device_online" if online else "device_offline"}
-            )
+            HistoryEntry(serial, MessageType.PRESENCE, ts, {"t": "device_online" if online else "device_offline"})
         )
         payload = json.dumps({"online": online, "ts": ts}).encode()
         try:

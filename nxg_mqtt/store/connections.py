@@ -13,8 +13,7 @@ class ConnectionRepository:
 
     async def opened(self, serial: str, transport: str, remote: str | None, ts: int) -> int:
         cur = await self._db.conn.execute(
-            "INSERT INTO connections (tenant_id, serial, transport, remote, connected_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO connections (tenant_id, serial, transport, remote, connected_at) VALUES (?, ?, ?, ?, ?)",
             (self._tenant, serial, transport, remote, ts),
         )
         return int(cur.lastrowid or 0)

@@ -120,15 +120,11 @@ class DeviceRepository:
             "SELECT serial FROM devices WHERE tenant_id = ? AND online = 1", (self._tenant,)
         ) as cur:
             serials = [r["serial"] for r in await cur.fetchall()]
-        await self._db.conn.execute(
-            "UPDATE devices SET online = 0 WHERE tenant_id = ? AND online = 1", (self._tenant,)
-        )
+        await self._db.conn.execute("UPDATE devices SET online = 0 WHERE tenant_id = ? AND online = 1", (self._tenant,))
         return serials
 
     async def count(self) -> int:
-        async with self._db.conn.execute(
-            "SELECT COUNT(*) FROM devices WHERE tenant_id = ?", (self._tenant,)
-        ) as cur:
+        async with self._db.conn.execute("SELECT COUNT(*) FROM devices WHERE tenant_id = ?", (self._tenant,)) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 

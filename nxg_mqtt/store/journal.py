@@ -26,9 +26,7 @@ class AuditRepository:
             (self._tenant, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [
-            {**dict(r), "detail": json.loads(r["detail"]) if r["detail"] is not None else None} for r in rows
-        ]
+        return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] is not None else None} for r in rows]
 
 
 class SignalRepository:

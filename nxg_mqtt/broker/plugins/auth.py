@@ -84,10 +84,11 @@ class AuthPlugin(NxgPlugin):
                     del self._pairing[client_session.serial]
 
     async def _revoked(self, serial: str, why: str) -> None:
-        """Reset/regenerate/delete: the device's session ends now (and pairing ones, unless reset)."""
+        """Reset/regenerate/delete/re-pair: the device's session ends now; pairing sessions bound to
+        the old code end too when the code itself is gone (regenerate, delete)."""
         session = self.broker.session(serial)
         if session is not None and session.role == ROLE_DEVICE:
             await self.broker.kick(serial, f"kicked ({why})")
-        if why != "reset":
+        if why in ("regenerate", "delete"):
             for client_id in list(self._pairing.get(serial, ())):
                 await self.broker.kick(client_id, f"kicked ({why})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -32,6 +33,10 @@ class Stack:
         client = TestClient(client_id, clean_session=clean_session)
         self.clients.append(client)
         return client
+
+    async def close_clients(self) -> None:
+        # paho's network thread notices a stop only once a second: stop them all at once
+        await asyncio.gather(*(asyncio.to_thread(c.close) for c in self.clients))
 
     async def create_device(self, serial: str) -> str:
         """Register a device; returns its formatted connection code."""
@@ -88,5 +93,4 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with open_core(stack_settings(tmp_path), serve=True) as core, open_broker(core) as broker:
         s = Stack(core, broker, [])
         yield s
-        for client in s.clients:
-            client.close()
+        await s.close_clients()

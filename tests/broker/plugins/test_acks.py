@@ -66,8 +66,7 @@ async def test_no_ack_times_out(tmp_path: object) -> None:
         await asyncio.sleep(1.2)
         stored = await core.commands.get(command.id)
         assert stored is not None and stored.status is CommandStatus.TIMEOUT
-        for c in s.clients:
-            c.close()
+        await s.close_clients()
 
 
 async def test_malformed_ack_is_a_warning(stack: Stack) -> None:

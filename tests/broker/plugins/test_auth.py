@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from nxg_mqtt.services.credentials import format_code
 from tests.broker.plugins.conftest import Stack
 
@@ -102,7 +100,7 @@ async def test_re_pairing_invalidates_the_previous_token(stack: Stack) -> None:
     code = await stack.core.devices.code("dev-i")
     reply = await stack.pair(code)
     assert reply["t"] == "pair_ok" and reply["token"] != token
-    await asyncio.sleep(0.1)
+    assert await device.wait_disconnected(1.5), "a session on the old token ends"
     assert await stack.client("dev-i").connect(stack.port, "dev-i", token) == 5
 
 

@@ -1,0 +1,134 @@
+"""The `nxg-mqtt` CLI as a user runs it: a separate process on the same data directory as a
+running broker, whose live sessions see the change within 1 s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.mqtt_client import TestClient
+
+CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
+
+
+def run_cli(data: Path, *args: str, ok: bool = True) -> dict[str, object]:
+    proc = subprocess.run([*CLI, *args, "--data", str(data)], capture_output=True, text=True, timeout=30)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, object] = json.loads(proc.stdout)
+        return result
+    assert proc.returncode != 0
+    error: dict[str, object] = json.loads(proc.stderr.strip().splitlines()[-1])
+    return error
+
+
+@pytest.fixture
+async def broker_process(tmp_path: Path) -> AsyncIterator[tuple[Path, int]]:
+    env = {**os.environ, "NXG_SIGNAL_POLL_S": "0.1"}
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "broker",
+        "--mqtt-port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--data",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
+    match = re.search(rb"mqtt://[^\s:]+:(\d+)", line)
+    assert match, line
+    try:
+        yield tmp_path, int(match.group(1))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=10) == 0
+
+
+def test_device_lifecycle(tmp_path: Path) -> None:
+    created = run_cli(tmp_path, "device", "create", "--serial", "cli-1", "--name", "Kitchen")
+    assert created["serial"] == "cli-1" and created["name"] == "Kitchen"
+    code = str(created["code"])
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}", code)
+    assert run_cli(tmp_path, "device", "code", "cli-1") == {"serial": "cli-1", "code": code}
+    listed = run_cli(tmp_path, "device", "list")
+    assert [d["serial"] for d in listed["devices"]] == ["cli-1"]  # type: ignore[attr-defined]
+    shown = run_cli(tmp_path, "device", "show", "cli-1")
+    assert shown["paired"] is False and "token" not in json.dumps(shown)
+    assert run_cli(tmp_path, "device", "reset", "cli-1")["code"] == code
+    new_code = run_cli(tmp_path, "device", "regenerate", "cli-1")["code"]
+    assert new_code != code
+    generated = run_cli(tmp_path, "device", "create")
+    assert re.fullmatch(r"NXG-[0-9A-HJKMNP-TV-Z]{8}", str(generated["serial"]))
+    assert run_cli(tmp_path, "device", "delete", "cli-1") == {"ok": True}
+    assert run_cli(tmp_path, "device", "show", "cli-1", ok=False)["code"] == "DEVICE_NOT_FOUND"
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    run_cli(tmp_path, "device", "create", "--serial", "dup")
+    assert run_cli(tmp_path, "device", "create", "--serial", "DUP", ok=False)["code"] == "CONFLICT"
+    assert run_cli(tmp_path, "device", "create", "--serial", "a/b", ok=False)["code"] == "INVALID_SERIAL"
+    assert run_cli(tmp_path, "device", "create", "--serial", "Pair", ok=False)["code"] == "INVALID_SERIAL"
+    error = run_cli(tmp_path, "cmd", "dup", "--action", "x", "--params", "{bad", ok=False)
+    assert "not valid JSON" in str(error["error"])
+    assert run_cli(tmp_path, "cmd", "ghost", "--action", "x", ok=False)["code"] == "DEVICE_NOT_FOUND"
+
+
+async def _paired_device(data: Path, port: int, serial: str) -> tuple[TestClient, str]:
+    code = str((await asyncio.to_thread(run_cli, data, "device", "create", "--serial", serial))["code"])
+    pairing = TestClient("p-" + serial)
+    assert await pairing.connect(port, "pair", code) == 0
+    await pairing.subscribe(f"nxg/pair/p-{serial}")
+    await pairing.publish(f"nxg/pair/p-{serial}/req", "{}")
+    token = json.loads((await pairing.next_message()).payload)["token"]
+    pairing.close()
+    device = TestClient(serial)
+    assert await device.connect(port, serial, token) == 0
+    assert await device.subscribe(f"nxg/{serial}/cmd") == [1]
+    return device, token
+
+
+@pytest.mark.parametrize("action", ["reset", "regenerate", "delete"])
+async def test_cli_change_disconnects_a_live_device_within_one_second(
+    broker_process: tuple[Path, int], action: str
+) -> None:
+    data, port = broker_process
+    device, token = await _paired_device(data, port, "live-1")
+    await asyncio.to_thread(run_cli, data, "device", action, "live-1")
+    # measured from the CLI's exit (its own start-up is not the server's delay)
+    assert await device.wait_disconnected(1.0)
+    device.close()
+    again = TestClient("live-1")
+    assert await again.connect(port, "live-1", token) == 5
+    again.close()
+
+
+async def test_cli_command_reaches_the_device_and_history(broker_process: tuple[Path, int]) -> None:
+    data, port = broker_process
+    device, _ = await _paired_device(data, port, "live-2")
+    sent = await asyncio.to_thread(
+        run_cli, data, "cmd", "live-2", "--action", "open", "--target", "door", "--params", '{"for": 3}'
+    )
+    received = json.loads((await device.next_message(timeout=3)).payload)
+    assert received == {"t": "cmd", "id": sent["id"], "action": "open", "target": "door", "params": {"for": 3}}
+    await device.publish("nxg/live-2/ack", json.dumps({"t": "ack", "id": sent["id"], "ok": True}))
+    await device.publish("nxg/live-2/telemetry", json.dumps({"temp": 20.5}))
+    await asyncio.sleep(0.3)
+    history = await asyncio.to_thread(run_cli, data, "history", "live-2", "--type", "telemetry")
+    assert history["messages"][0]["temp"] == 20.5  # type: ignore[index]
+    acks = await asyncio.to_thread(run_cli, data, "history", "live-2", "--type", "ack", "--limit", "1")
+    assert acks["messages"][0]["id"] == sent["id"]  # type: ignore[index]
+    device.close()
