@@ -1,0 +1,1 @@
+"""NXG MQTT benchmarks: `python -m bench.broker_bench` and `python -m bench.load`."""

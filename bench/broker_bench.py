@@ -1,0 +1,748 @@
+"""Broker benchmark: plain amqtt (a) vs the NXG broker (b) vs Mosquitto (c).
+
+    .venv/bin/python -m bench.broker_bench [--devices 200] [--idle-devices 5000] [--duration 5]
+                                            [--quick] [--only a,b,c] [--json out.json]
+
+See bench/README.md for what every row and column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from bench.brokers import (
+    BrokerProc,
+    BrokerUnavailable,
+    mosquitto_path,
+    new_secret,
+    nxg_available,
+    start_amqtt,
+    start_mosquitto,
+    start_nxg,
+)
+from bench.common import GRACE_S, Cred
+from bench.nxg import Store, provision, serials
+from bench.runner import IdleSession, PhaseResult, Runner
+
+BROKERS: dict[str, str] = {"a": "amqtt", "b": "nxg", "c": "mosquitto"}
+TITLES: dict[str, str] = {"a": "(a) amqtt", "b": "(b) NXG", "c": "(c) mosquitto"}
+KINDS = ("q0", "q1", "paced")
+
+
+@dataclass
+class Config:
+    devices: int
+    idle_devices: int
+    duration: float
+    warmup: float
+    grace: float
+    only: list[str]
+    publishers: int
+    idle_procs: int
+    inflight: int
+    q0_batch: int
+    q0_window: int
+    paced_rate: float
+    paced_rate_idle: float
+    paced_qos: int
+    gen_check: bool
+    amqtt_uvloop: bool
+    mosquitto_inflight: int
+    json_path: Path | None
+    keep: bool
+
+    @property
+    def idle_counts(self) -> list[int]:
+        return [0, self.idle_devices] if self.idle_devices > 0 else [0]
+
+
+@dataclass
+class BrokerReport:
+    key: str
+    name: str
+    available: bool = True
+    reason: str = ""
+    phases: dict[str, PhaseResult] = field(default_factory=dict)  # "{idle}:{kind}"
+    idle: IdleSession | None = None
+    idle_lost: int = 0
+    rss_start: dict[int, int] = field(default_factory=dict)  # fresh broker, per idle count
+    rss_peak: dict[int, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def get(self, idle: int, kind: str) -> PhaseResult | None:
+        return self.phases.get(f"{idle}:{kind}")
+
+    def as_dict(self) -> dict[str, Any]:
+        idle = None
+        if self.idle is not None:
+            s = self.idle
+            idle = {
+                "count": s.count,
+                "connected": s.connected,
+                "failed": s.failed,
+                "seconds": s.seconds,
+                "connect_rate": s.rate,
+                "rss_before": s.rss_before,
+                "rss_after": s.rss_after,
+                "kb_per_device": s.kb_per_device,
+                "dropped_while_idle": self.idle_lost,
+                "errors": s.errors,
+            }
+        return {
+            "broker": self.name,
+            "available": self.available,
+            "reason": self.reason,
+            "rss_start": self.rss_start,
+            "rss_peak": self.rss_peak,
+            "idle": idle,
+            "phases": {k: v.as_dict() for k, v in self.phases.items()},
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# running
+
+
+class Bench:
+    def __init__(self, cfg: Config, progress: Progress, console: Console) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.console = console
+        self.task = progress.add_task("starting", total=self.total_steps())
+        self.runner = Runner(
+            cfg.publishers,
+            cfg.idle_procs,
+            tick=self.tick,
+            inflight=cfg.inflight,
+            batch=cfg.q0_batch,
+            q0_batches=cfg.q0_window,
+        )
+        self.workdir = Path(tempfile.mkdtemp(prefix="nxg-bench-"))
+        self.brokers: list[BrokerProc] = []
+        self.generator: dict[str, PhaseResult] = {}
+
+    def total_steps(self) -> int:
+        per_broker = sum(self.steps_per_idle(i) for i in self.cfg.idle_counts)
+        return len(self.cfg.only) * per_broker + (2 if self.cfg.gen_check else 0)
+
+    def tick(self, msg: str) -> None:
+        self.progress.update(self.task, description=msg)
+
+    def step(self) -> None:
+        self.progress.advance(self.task)
+
+    def cleanup(self) -> None:
+        self.runner.shutdown()
+        for bp in self.brokers:
+            bp.stop()
+        self.brokers.clear()
+        if not self.cfg.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- the load generator's own ceiling -----------------------------------------------------
+    def generator_check(self, creds: list[Cred]) -> None:
+        """Publish into Mosquitto with nobody subscribed: what the generator can push at most."""
+        if mosquitto_path() is None:
+            self.step()
+            self.step()
+            return
+        bp = start_mosquitto(self.workdir / "gen", self.cfg.mosquitto_inflight)
+        self.brokers.append(bp)
+        try:
+            for qos in (0, 1):
+                self.generator[f"q{qos}"] = self.runner.phase(
+                    bp,
+                    f"generator QoS {qos} → mosquitto (no subscriber)",
+                    creds,
+                    "sat",
+                    qos,
+                    self.cfg.duration,
+                    self.cfg.warmup,
+                    subscriber=False,
+                )
+                self.step()
+        finally:
+            bp.stop()
+            self.brokers.remove(bp)
+
+    # -- one broker ---------------------------------------------------------------------------
+    def start_broker(self, key: str) -> tuple[BrokerProc, list[Cred], list[Cred]]:
+        cfg = self.cfg
+        bdir = self.workdir / BROKERS[key]
+        bdir.mkdir(parents=True, exist_ok=True)
+        pub_serials = serials(cfg.devices, "bench")
+        idle_serials = serials(cfg.idle_devices, "idle")
+        if key == "a":
+            bp = start_amqtt(bdir, cfg.amqtt_uvloop)
+        elif key == "c":
+            bp = start_mosquitto(bdir, cfg.mosquitto_inflight)
+        else:
+            reason = nxg_available()
+            if reason:
+                raise BrokerUnavailable(reason)
+            total = cfg.devices + cfg.idle_devices
+            self.tick(f"NXG: provisioning {total} devices")
+            creds = provision(
+                bdir / "data",
+                pub_serials + idle_serials,
+                on_progress=lambda n: self.tick(f"NXG: provisioned {n}/{total} devices"),
+            )
+            self.tick("NXG: starting broker")
+            bp = start_nxg(bdir / "data", bdir, creds, new_secret())
+            self.brokers.append(bp)
+            return bp, creds[: cfg.devices], creds[cfg.devices :]
+        self.brokers.append(bp)
+        return bp, [Cred(s) for s in pub_serials], [Cred(s) for s in idle_serials]
+
+    def bench_broker(self, key: str) -> BrokerReport:
+        """Per idle count: a fresh broker, RSS baseline, idle devices, the three load phases."""
+        report = BrokerReport(key, BROKERS[key])
+        for idle in self.cfg.idle_counts:
+            if not report.available:
+                self.progress.advance(self.task, self.steps_per_idle(idle))
+                continue
+            self.bench_broker_idle(report, idle)
+        return report
+
+    def steps_per_idle(self, idle: int) -> int:
+        return 1 + len(KINDS) + (1 if idle else 0)
+
+    def bench_broker_idle(self, report: BrokerReport, idle: int) -> None:
+        cfg = self.cfg
+        key = report.key
+        title = TITLES[key]
+        total = self.steps_per_idle(idle)
+        steps_done = 0
+        try:
+            bp, pub_creds, idle_creds = self.start_broker(key)
+        except BrokerUnavailable as exc:
+            report.available, report.reason = False, str(exc)
+            self.progress.advance(self.task, total)
+            return
+        except RuntimeError as exc:
+            report.available, report.reason = False, f"failed to start: {exc}"
+            self.progress.advance(self.task, total)
+            return
+        self.step()
+        steps_done += 1
+        store = Store(bp.db_path) if bp.db_path is not None else None
+        try:
+            self.runner.settle(bp, f"{title}: starting", max_s=5.0)
+            report.rss_start[idle] = bp.rss()
+            session: IdleSession | None = None
+            if idle:
+                session = self.runner.connect_idle(bp, idle_creds[:idle], title)
+                report.idle = session
+                self.step()
+                steps_done += 1
+            for kind in KINDS:
+                if not bp.alive():
+                    raise RuntimeError(f"broker died: {bp.log_tail(3)}")
+                label = f"{title} · {idle:,} idle · {kind}"
+                if kind == "paced":
+                    res = self.runner.phase(
+                        bp,
+                        label,
+                        pub_creds,
+                        "paced",
+                        cfg.paced_qos,
+                        cfg.duration,
+                        cfg.warmup,
+                        rate=cfg.paced_rate_idle if idle else cfg.paced_rate,
+                        grace=cfg.grace,
+                        store=store,
+                    )
+                else:
+                    res = self.runner.phase(
+                        bp,
+                        label,
+                        pub_creds,
+                        "sat",
+                        int(kind[1]),
+                        cfg.duration,
+                        cfg.warmup,
+                        grace=cfg.grace,
+                        store=store,
+                    )
+                report.phases[f"{idle}:{kind}"] = res
+                report.rss_peak[idle] = max(report.rss_peak.get(idle, 0), res.rss_peak)
+                self.step()
+                steps_done += 1
+                if kind != KINDS[-1]:
+                    self.runner.settle(bp, label)
+            if session is not None:
+                report.idle_lost = self.runner.release_idle(session, title)
+                if report.idle_lost:
+                    report.notes.append(f"{report.idle_lost} idle devices were disconnected by the broker")
+                if session.failed:
+                    report.notes.append(f"{session.failed} idle devices failed to connect")
+        except RuntimeError as exc:
+            report.notes.append(f"{idle} idle: {exc}")
+        finally:
+            self.tick(f"{title}: stopping broker")
+            bp.stop()
+            if bp in self.brokers:
+                self.brokers.remove(bp)
+            self.progress.advance(self.task, max(0, total - steps_done))
+        if bp.proc.returncode not in (0, -signal.SIGTERM, -signal.SIGINT, None):
+            report.notes.append(f"{idle} idle: broker exit code {bp.proc.returncode}")
+
+    def run(self) -> tuple[dict[str, PhaseResult], list[BrokerReport]]:
+        if self.cfg.gen_check:
+            creds = [Cred(s) for s in serials(self.cfg.devices, "gen")]
+            self.generator_check(creds)
+        reports = [self.bench_broker(key) for key in self.cfg.only]
+        self.tick("done")
+        return self.generator, reports
+
+
+# --------------------------------------------------------------------------------------------
+# the table
+
+
+def fmt_rate(v: float) -> str:
+    if v is None or math.isnan(v):
+        return "–"
+    return f"{v:,.0f}"
+
+
+def fmt_ms(v: float) -> str:
+    if v is None or math.isnan(v):
+        return "–"
+    return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def fmt_ratio(x: float, y: float) -> str:
+    if math.isnan(x) or math.isnan(y) or y == 0:
+        return "–"
+    return f"{x / y:.2f}"
+
+
+def verdict(ok: bool | None) -> Text:
+    if ok is None:
+        return Text("n/a", style="dim")
+    return Text("PASS", style="bold green") if ok else Text("FAIL", style="bold red")
+
+
+def join_text(parts: list[Text]) -> Text:
+    out = Text()
+    for i, part in enumerate(parts):
+        if i:
+            out.append(" · ")
+        out.append_text(part)
+    return out
+
+
+def check(value: float, ok: Callable[[float], bool]) -> bool | None:
+    if value is None or math.isnan(value):
+        return None
+    return ok(value)
+
+
+@dataclass
+class Row:
+    label: str
+    values: Callable[[BrokerReport, int], str]
+    raw: Callable[[BrokerReport, int], float] | None = None
+    gen: str = ""
+    ratio: bool = False
+    target: str = ""
+    verdicts: Callable[[dict[str, BrokerReport], Config], list[bool | None]] | None = None
+    only_idle: bool = False  # value only meaningful with idle devices connected
+    section_end: bool = False
+
+
+def phase_val(kind: str, attr: str) -> Callable[[BrokerReport, int], float]:
+    def get(rep: BrokerReport, idle: int) -> float:
+        ph = rep.get(idle, kind)
+        if ph is None:
+            return math.nan
+        value: float = getattr(ph, attr)
+        return value
+
+    return get
+
+
+def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[BrokerReport], elapsed: float) -> Table:
+    by_key = {r.key: r for r in reports}
+    idle_n = cfg.idle_devices
+    hi = idle_n if idle_n else 0
+
+    def b(idle: int, kind: str, attr: str) -> float:
+        rep = by_key.get("b")
+        return phase_val(kind, attr)(rep, idle) if rep and rep.available else math.nan
+
+    def a(idle: int, kind: str, attr: str) -> float:
+        rep = by_key.get("a")
+        return phase_val(kind, attr)(rep, idle) if rep and rep.available else math.nan
+
+    def gen_cell(kind: str) -> str:
+        g = generator.get(kind)
+        return fmt_rate(g.accepted) if g else ""
+
+    def acc_vs_a(kind: str) -> Callable[[dict[str, BrokerReport], Config], list[bool | None]]:
+        def v(_r: dict[str, BrokerReport], _c: Config) -> list[bool | None]:
+            base = a(0, kind, "accepted")
+            return [check(b(0, kind, "accepted"), lambda x: x >= 0.8 * base) if not math.isnan(base) else None]
+
+        return v
+
+    def delivered(kind: str) -> Callable[[dict[str, BrokerReport], Config], list[bool | None]]:
+        def v(_r: dict[str, BrokerReport], _c: Config) -> list[bool | None]:
+            acc = b(0, kind, "accepted")
+            out = [check(b(0, kind, "delivered"), lambda x: x >= 0.8 * acc)]
+            if idle_n:
+                out.append(check(b(hi, kind, "delivered"), lambda x: x >= 3000))
+            return out
+
+        return v
+
+    def kb_idle(rep: BrokerReport, idle: int) -> float:
+        return rep.idle.kb_per_device if idle and rep.idle is not None else math.nan
+
+    def connect_rate(rep: BrokerReport, idle: int) -> float:
+        return rep.idle.rate if idle and rep.idle is not None else math.nan
+
+    def rss_mb(rep: BrokerReport, idle: int) -> float:
+        if idle:
+            return rep.idle.rss_after / 2**20 if rep.idle is not None else math.nan
+        return rep.rss_start[idle] / 2**20 if idle in rep.rss_start else math.nan
+
+    def rss_peak_mb(rep: BrokerReport, idle: int) -> float:
+        return rep.rss_peak[idle] / 2**20 if idle in rep.rss_peak else math.nan
+
+    def rate(kind: str, attr: str) -> Callable[[BrokerReport, int], str]:
+        return lambda rep, idle: fmt_rate(phase_val(kind, attr)(rep, idle))
+
+    def ms(kind: str, attr: str) -> Callable[[BrokerReport, int], str]:
+        return lambda rep, idle: fmt_ms(phase_val(kind, attr)(rep, idle))
+
+    def pct(kind: str, attr: str, scale: float = 1.0) -> Callable[[BrokerReport, int], str]:
+        def f(rep: BrokerReport, idle: int) -> str:
+            v = phase_val(kind, attr)(rep, idle) * scale
+            return "–" if math.isnan(v) else f"{v:.0f}%"
+
+        return f
+
+    def backlog(kind: str) -> Callable[[BrokerReport, int], str]:
+        def f(rep: BrokerReport, idle: int) -> str:
+            ph = rep.get(idle, kind)
+            return f"{ph.backlog:,}" if ph is not None and not math.isnan(ph.delivered) else "–"
+
+        return f
+
+    def stored_backlog(kind: str) -> Callable[[BrokerReport, int], str]:
+        def f(rep: BrokerReport, idle: int) -> str:
+            ph = rep.get(idle, kind)
+            return f"{ph.stored_backlog:,}" if ph is not None and not math.isnan(ph.stored) else "–"
+
+        return f
+
+    def paced_rate_label(rep: BrokerReport, idle: int) -> str:
+        ph = rep.get(idle, "paced")
+        return f"{ph.rate:,.0f}/s QoS {ph.qos}" if ph is not None else "–"
+
+    def lat_count(rep: BrokerReport, idle: int) -> str:
+        ph = rep.get(idle, "paced")
+        if ph is None:
+            return "–"
+        sent = ph.rate * ph.window_s
+        return f"{ph.lat_n:,}/{sent:,.0f}"
+
+    rows = [
+        Row(
+            "QoS 0 accepted msg/s",
+            rate("q0", "accepted"),
+            phase_val("q0", "accepted"),
+            gen=gen_cell("q0"),
+            ratio=True,
+            target="b ≥ 0.8×a (0 idle)",
+            verdicts=acc_vs_a("q0"),
+        ),
+        Row(
+            "QoS 0 delivered msg/s",
+            rate("q0", "delivered"),
+            phase_val("q0", "delivered"),
+            ratio=True,
+            target="b ≥ 0.8×b acc (0) · ≥ 3,000 (N)",
+            verdicts=delivered("q0"),
+        ),
+        Row("QoS 0 backlog msgs (≤3 s after stop)", backlog("q0")),
+        Row("QoS 0 stored msg/s", rate("q0", "stored")),
+        Row("QoS 0 broker CPU (% of a core)", pct("q0", "broker_cpu"), section_end=True),
+        Row(
+            "QoS 1 accepted msg/s (PUBACKs)",
+            rate("q1", "accepted"),
+            phase_val("q1", "accepted"),
+            gen=gen_cell("q1"),
+            ratio=True,
+            target="b ≥ 0.8×a (0 idle)",
+            verdicts=acc_vs_a("q1"),
+        ),
+        Row(
+            "QoS 1 delivered msg/s",
+            rate("q1", "delivered"),
+            phase_val("q1", "delivered"),
+            ratio=True,
+            target="b ≥ 0.8×b acc (0) · ≥ 3,000 (N)",
+            verdicts=delivered("q1"),
+        ),
+        Row("QoS 1 backlog msgs (≤3 s after stop)", backlog("q1")),
+        Row(
+            "QoS 1 stored msg/s",
+            rate("q1", "stored"),
+            target="b ≥ 5,000 (0 idle)",
+            verdicts=lambda _r, _c: [check(b(0, "q1", "stored"), lambda x: x >= 5000)],
+        ),
+        Row("QoS 1 stored after stop (rows)", stored_backlog("q1")),
+        Row("QoS 1 broker CPU (% of a core)", pct("q1", "broker_cpu"), section_end=True),
+        Row("paced rate", paced_rate_label),
+        Row("paced publish→delivered p50 ms", ms("paced", "lat_p50")),
+        Row(
+            "paced publish→delivered p99 ms",
+            ms("paced", "lat_p99"),
+            target="b ≤ 100 ms (N, 1,000/s)",
+            verdicts=lambda _r, _c: [check(b(hi, "paced", "lat_p99"), lambda x: x <= 100)] if idle_n else [],
+        ),
+        Row("paced delivered / sent", lat_count),
+        Row("paced publish→stored p50 ms", ms("paced", "store_p50")),
+        Row(
+            "paced publish→stored p99 ms",
+            ms("paced", "store_p99"),
+            target="b ≤ 250 ms (0 idle)",
+            verdicts=lambda _r, _c: [check(b(0, "paced", "store_p99"), lambda x: x <= 250)],
+            section_end=True,
+        ),
+        Row("idle CONNECT+SUBSCRIBE /s", lambda r, i: fmt_rate(connect_rate(r, i)), only_idle=True),
+        Row(
+            "RSS per idle device KB",
+            lambda r, i: fmt_ms(kb_idle(r, i)),
+            target="b ≤ 30 KB",
+            verdicts=lambda rr, _c: [check(kb_idle(rr["b"], hi), lambda x: x <= 30)] if "b" in rr else [],
+            only_idle=True,
+        ),
+        Row("broker RSS MB (before load, with idle)", lambda r, i: fmt_ms(rss_mb(r, i))),
+        Row("broker RSS MB (peak under load)", lambda r, i: fmt_ms(rss_peak_mb(r, i))),
+    ]
+
+    keys = [k for k in cfg.only]
+    idles = cfg.idle_counts
+    table = Table(
+        title=f"NXG MQTT broker benchmark — {cfg.devices} publishing devices, "
+        f"{cfg.duration:g} s windows, {cfg.publishers} publisher processes",
+        caption=caption(cfg, generator, reports, elapsed),
+        caption_justify="left",
+        show_lines=False,
+        header_style="bold",
+    )
+    table.add_column("metric", no_wrap=True)
+    if generator:
+        table.add_column("gen max", justify="right")
+    for k in keys:
+        for idle in idles:
+            table.add_column(f"{TITLES[k]}\n{idle:,} idle", justify="right")
+    have_bc = "b" in keys and "c" in keys
+    if have_bc:
+        table.add_column("b/c\n" + " · ".join(f"{i:,}" for i in idles), justify="right")
+    table.add_column("target (b)")
+    table.add_column("pass")
+    for row in rows:
+        cells: list[str | Text] = [row.label]
+        if generator:
+            cells.append(row.gen)
+        for k in keys:
+            rep = by_key.get(k)
+            for idle in idles:
+                if rep is None or not rep.available:
+                    cells.append(Text("n/a", style="dim"))
+                elif row.only_idle and not idle:
+                    cells.append("")
+                else:
+                    cells.append(row.values(rep, idle))
+        if have_bc:
+            if row.ratio and row.raw is not None and by_key["b"].available and by_key["c"].available:
+                cells.append(" · ".join(fmt_ratio(row.raw(by_key["b"], i), row.raw(by_key["c"], i)) for i in idles))
+            else:
+                cells.append("")
+        cells.append(row.target)
+        cells.append(join_text([verdict(v) for v in row.verdicts(by_key, cfg)]) if row.verdicts else "")
+        table.add_row(*cells, end_section=row.section_end)
+    return table
+
+
+def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[BrokerReport], elapsed: float) -> str:
+    lines = []
+    for rep in reports:
+        if not rep.available:
+            lines.append(f"{TITLES[rep.key]}: not available — {rep.reason.splitlines()[0] if rep.reason else ''}")
+        if rep.idle is not None and rep.idle.count:
+            s = rep.idle
+            lines.append(
+                f"{TITLES[rep.key]}: {s.connected:,}/{s.count:,} idle devices connected+subscribed in "
+                f"{s.seconds:.1f} s; RSS {s.rss_before / 2**20:.0f} → {s.rss_after / 2**20:.0f} MB"
+                + (f"; {s.failed} failed" if s.failed else "")
+            )
+        for note in rep.notes:
+            lines.append(f"{TITLES[rep.key]}: {note.splitlines()[0]}")
+        for key, ph in rep.phases.items():
+            for err in ph.errors:
+                lines.append(f"{TITLES[rep.key]} {key}: {err.splitlines()[0]}")
+    gen_bound = []
+    for kind in ("q0", "q1"):
+        g = generator.get(kind)
+        if g is None or math.isnan(g.accepted):
+            continue
+        for rep in reports:
+            for idle in cfg.idle_counts:
+                res = rep.get(idle, kind)
+                if res is not None and res.accepted >= 0.7 * g.accepted:
+                    gen_bound.append(f"{TITLES[rep.key]} {kind} {idle} idle")
+    if gen_bound:
+        lines.append(
+            "NOTE: ≥ 70% of the generator's ceiling, may be generator-bound (a lower bound): " + ", ".join(gen_bound)
+        )
+    elif generator:
+        lines.append("Generator ceiling (gen max: Mosquitto, no subscriber) is above every broker's accepted rate.")
+    lines.append(
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; publishers, subscriber and idle devices "
+        f"run in separate processes on the same machine; warm-up {cfg.warmup:g} s, grace {cfg.grace:g} s; "
+        f"QoS 1 in-flight {cfg.inflight}/device; QoS 0 window {cfg.q0_window}×{cfg.q0_batch} msgs/device "
+        f"(PINGREQ after each batch); total {elapsed:.0f} s."
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.broker_bench", description="Benchmark amqtt (a), NXG (b) and Mosquitto (c)."
+    )
+    p.add_argument("--devices", type=int, default=None, help="publishing devices (default 200)")
+    p.add_argument("--idle-devices", type=int, default=None, help="idle subscribed devices (default 5000)")
+    p.add_argument("--duration", type=float, default=None, help="measurement window, s (default 5)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up before each window, s (default 1)")
+    p.add_argument("--grace", type=float, default=GRACE_S, help="backlog grace after the window, s")
+    p.add_argument("--quick", action="store_true", help="short windows and 1,000 idle devices")
+    p.add_argument("--only", default="a,b,c", help="brokers to run: letters or names, e.g. a,c or nxg")
+    p.add_argument("--json", type=Path, default=None, help="also write all raw results here")
+    p.add_argument("--publishers", type=int, default=2, help="publisher processes (default 2)")
+    p.add_argument("--idle-procs", type=int, default=2, help="processes holding the idle devices")
+    p.add_argument("--inflight", type=int, default=16, help="QoS 1 unacknowledged messages per device")
+    p.add_argument("--q0-batch", type=int, default=16, help="QoS 0: messages per write, then a PINGREQ")
+    p.add_argument("--q0-window", type=int, default=4, help="QoS 0: unanswered PINGREQ batches per device")
+    p.add_argument("--paced-rate", type=float, default=2000.0, help="paced msg/s with 0 idle devices")
+    p.add_argument("--paced-rate-idle", type=float, default=1000.0, help="paced msg/s with idle devices")
+    p.add_argument("--paced-qos", type=int, choices=(0, 1), default=1, help="QoS of the paced runs")
+    p.add_argument("--no-gen-check", action="store_true", help="skip measuring the generator ceiling")
+    p.add_argument("--amqtt-asyncio", action="store_true", help="run plain amqtt on asyncio, not uvloop")
+    p.add_argument("--mosquitto-inflight", type=int, default=1000, help="mosquitto max_inflight_messages")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (broker logs, NXG data)")
+    ns = p.parse_args(argv)
+    names = {v: k for k, v in BROKERS.items()}
+    only: list[str] = []
+    for item in (x.strip().lower() for x in ns.only.split(",") if x.strip()):
+        key = item if item in BROKERS else names.get(item)
+        if key is None:
+            p.error(f"--only: unknown broker {item!r} (a/amqtt, b/nxg, c/mosquitto)")
+        if key not in only:
+            only.append(key)
+    return Config(
+        devices=ns.devices if ns.devices is not None else 200,
+        idle_devices=ns.idle_devices if ns.idle_devices is not None else (1000 if ns.quick else 5000),
+        duration=ns.duration if ns.duration is not None else (2.0 if ns.quick else 5.0),
+        warmup=ns.warmup if ns.warmup is not None else (0.5 if ns.quick else 1.0),
+        grace=ns.grace,
+        only=only,
+        publishers=max(1, ns.publishers),
+        idle_procs=max(1, ns.idle_procs),
+        inflight=max(1, ns.inflight),
+        q0_batch=max(1, ns.q0_batch),
+        q0_window=max(1, ns.q0_window),
+        paced_rate=ns.paced_rate,
+        paced_rate_idle=ns.paced_rate_idle,
+        paced_qos=ns.paced_qos,
+        gen_check=not ns.no_gen_check,
+        amqtt_uvloop=not ns.amqtt_asyncio,
+        mosquitto_inflight=ns.mosquitto_inflight,
+        json_path=ns.json,
+        keep=ns.keep,
+    )
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    def handler(_sig: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    console = Console() if sys.stdout.isatty() else Console(width=220)
+    started = time.time()
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    bench = Bench(cfg, progress, console)
+    try:
+        with sigterm_as_interrupt(), progress:
+            generator, reports = bench.run()
+    except KeyboardInterrupt:
+        console.print("[red]interrupted; stopping brokers and workers[/red]")
+        bench.cleanup()
+        return 130
+    finally:
+        bench.cleanup()
+    elapsed = time.time() - started
+    console.print(build_table(cfg, generator, reports, elapsed))
+    if cfg.keep:
+        console.print(f"work dir kept: {bench.workdir}")
+    if cfg.json_path is not None:
+        data = {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "elapsed_s": elapsed,
+            "generator": {k: v.as_dict() for k, v in generator.items()},
+            "brokers": {TITLES[r.key]: r.as_dict() for r in reports},
+        }
+        cfg.json_path.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Shared pieces of the benchmarks: payloads, job descriptions, event loops, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+PAYLOAD_SIZE = 100
+TELEMETRY_TOPIC = "nxg/{serial}/telemetry"
+CMD_TOPIC = "nxg/{serial}/cmd"
+TELEMETRY_FILTER = "nxg/+/telemetry"
+GRACE_S = 3.0
+
+
+def make_payload(seq: int, ts_ms: int, size: int = PAYLOAD_SIZE) -> bytes:
+    """`{"seq":N,"ts":<ms>,"temp":..,"pad":"xx…"}` padded to exactly `size` bytes."""
+    head = b'{"seq":%d,"ts":%d,"temp":%d.%d,"pad":"' % (seq, ts_ms, 18 + seq % 7, seq % 10)
+    pad = size - len(head) - 2
+    return head + b"x" * max(pad, 0) + b'"}'
+
+
+def payload_ts(payload: bytes) -> int:
+    """The `ts` field of a bench payload, without a JSON parse."""
+    i = payload.index(b'"ts":') + 5
+    return int(payload[i : payload.index(b",", i)])
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Cred:
+    """How one client logs in: client id, optional username/password."""
+
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def serial(self) -> str:
+        return self.client_id
+
+
+@dataclass(frozen=True, slots=True)
+class PubJob:
+    host: str
+    port: int
+    devices: Sequence[Cred]
+    mode: str  # "sat" (as fast as the broker takes it) or "paced"
+    qos: int
+    rate: float = 0.0  # paced: msg/s for this process
+    inflight: int = 16  # sat QoS 1: unacknowledged messages per device
+    batch: int = 16  # sat QoS 0: messages per write, each write followed by a PINGREQ
+    q0_batches: int = 4  # sat QoS 0: batches whose PINGRESP is still outstanding, per device
+    payload_size: int = PAYLOAD_SIZE
+    connect_concurrency: int = 50
+    keepalive: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SubJob:
+    host: str
+    port: int
+    cred: Cred
+    qos: int
+    topic_filter: str = TELEMETRY_FILTER
+    latency: bool = False  # parse the payload ts of every message
+
+
+@dataclass(frozen=True, slots=True)
+class IdleJob:
+    host: str
+    port: int
+    devices: Sequence[Cred]
+    qos: int = 1
+    concurrency: int = 100
+    keepalive: int = 0
+    retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Wall-clock times (s) shared by all workers of one phase."""
+
+    t0: float  # publishing starts
+    win0: float  # measurement window start (after warm-up)
+    win1: float  # measurement window end = publishers stop
+    grace_end: float  # subscriber stops counting backlog
+
+
+@dataclass(slots=True)
+class PubResult:
+    connected: int = 0
+    connect_failed: int = 0
+    sent_window: int = 0
+    acked_window: int = 0
+    sent_total: int = 0
+    acked_total: int = 0
+    blocked_s: float = 0.0  # seconds (summed over sockets) the socket refused more data
+    lost_connections: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class SubResult:
+    recv_window: int = 0
+    recv_backlog: int = 0
+    recv_total: int = 0
+    lat_ms: list[float] = field(default_factory=list)  # latencies of in-window messages (sampled)
+    lat_count: int = 0
+    lost: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class IdleResult:
+    connected: int = 0
+    failed: int = 0
+    t_start: float = 0.0
+    t_end: float = 0.0
+    lost: int = 0
+    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def run_async(coro: Coroutine[Any, Any, R]) -> R:
+    """asyncio.run on uvloop when it is installed."""
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of already sorted values; NaN when empty."""
+    if not values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100.0 * len(values)))
+    return values[min(rank, len(values)) - 1]
+
+
+def split(items: Sequence[Any], parts: int) -> list[list[Any]]:
+    parts = max(1, min(parts, len(items))) if items else 1
+    return [list(items[i::parts]) for i in range(parts)]

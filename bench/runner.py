@@ -1,0 +1,331 @@
+"""Phase runner: spawns the worker processes for one measurement and collects their results."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import psutil
+
+from bench.brokers import BrokerProc
+from bench.common import (
+    GRACE_S,
+    Cred,
+    IdleJob,
+    IdleResult,
+    PubJob,
+    PubResult,
+    Schedule,
+    SubJob,
+    SubResult,
+    percentile,
+    split,
+)
+from bench.nxg import Store
+from bench.workers import idle_main, publisher_main, subscriber_main
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+@dataclass
+class PhaseResult:
+    label: str
+    mode: str
+    qos: int
+    rate: float
+    devices: int
+    window_s: float
+    accepted: float = math.nan  # msg/s: QoS 0 written, QoS 1 PUBACKed, inside the window
+    delivered: float = math.nan  # msg/s received by the subscriber inside the window
+    backlog: int = 0  # messages the subscriber got after the publishers stopped (grace)
+    sent: int = 0
+    received_total: int = 0
+    lat_n: int = 0
+    lat_p50: float = math.nan
+    lat_p99: float = math.nan
+    lat_max: float = math.nan
+    stored: float = math.nan  # NXG: rows/s with stored_at inside the window
+    stored_backlog: int = 0
+    store_n: int = 0
+    store_p50: float = math.nan
+    store_p99: float = math.nan
+    store_max: float = math.nan
+    broker_cpu: float = math.nan  # % of one core during the window
+    blocked: float = math.nan  # fraction of socket-time the publishers were blocked
+    rss_peak: int = 0  # broker RSS, sampled every 0.25 s during the phase
+    connect_failed: int = 0
+    lost_connections: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IdleSession:
+    procs: list[BaseProcess]
+    pipes: list[Connection]
+    count: int
+    connected: int = 0
+    failed: int = 0
+    rate: float = math.nan  # CONNECT+SUBSCRIBE per second
+    seconds: float = math.nan
+    rss_before: int = 0
+    rss_after: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def kb_per_device(self) -> float:
+        if not self.connected:
+            return math.nan
+        return (self.rss_after - self.rss_before) / self.connected / 1024.0
+
+
+Tick = Callable[[str], None]
+
+
+class Runner:
+    def __init__(
+        self,
+        publishers: int,
+        idle_procs: int,
+        tick: Tick | None = None,
+        inflight: int = 16,
+        batch: int = 16,
+        q0_batches: int = 4,
+    ) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.inflight, self.batch, self.q0_batches = inflight, batch, q0_batches
+        self.publishers = publishers
+        self.idle_procs = idle_procs
+        self.procs: list[BaseProcess] = []
+        self.tick: Tick = tick or (lambda _msg: None)
+        self.watch: BrokerProc | None = None  # sampled for peak RSS while waiting
+        self.rss_peak = 0
+
+    # -- process plumbing -------------------------------------------------------------------
+    def spawn(self, target: Callable[[Any, Connection], None], job: Any) -> tuple[BaseProcess, Connection]:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=target, args=(job, child), daemon=True)
+        proc.start()
+        child.close()
+        self.procs.append(proc)
+        return proc, parent
+
+    def collect(self, pipes: Sequence[Connection], tag: str, timeout: float, what: str) -> list[Any]:
+        """One message `tag` from every pipe; raises WorkerError on an error report or timeout."""
+        out: dict[int, Any] = {}
+        deadline = time.time() + timeout
+        while len(out) < len(pipes):
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise WorkerError(f"{what}: {len(pipes) - len(out)} worker(s) silent after {timeout:.0f}s")
+            self.tick(what)
+            ready = mpc.wait([p for i, p in enumerate(pipes) if i not in out], timeout=min(0.25, remaining))
+            for p in ready:
+                assert isinstance(p, Connection)
+                i = pipes.index(p)
+                try:
+                    kind, payload = p.recv()
+                except EOFError as exc:
+                    raise WorkerError(f"{what}: worker exited without a report") from exc
+                if kind == "error":
+                    last = [ln for ln in str(payload).splitlines() if ln.strip()][-1:] or ["?"]
+                    raise WorkerError(f"{what}: worker failed: {last[0].strip()}\n{payload}")
+                if kind != tag:
+                    raise WorkerError(f"{what}: expected {tag!r}, got {kind!r}")
+                out[i] = payload
+        return [out[i] for i in range(len(pipes))]
+
+    def wait_until(self, t: float, what: str) -> None:
+        while True:
+            left = t - time.time()
+            if left <= 0:
+                return
+            self.tick(f"{what} ({left:4.1f}s)")
+            if self.watch is not None:
+                self.rss_peak = max(self.rss_peak, self.watch.rss())
+            time.sleep(min(0.25, left))
+
+    def reap(self, procs: Sequence[BaseProcess], timeout: float = 5.0) -> None:
+        deadline = time.time() + timeout
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.time()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2)
+        for proc in procs:
+            if proc in self.procs:
+                self.procs.remove(proc)
+
+    def shutdown(self) -> None:
+        """Stop every worker still running (Ctrl-C / errors)."""
+        for proc in list(self.procs):
+            if proc.is_alive():
+                proc.terminate()
+        self.reap(list(self.procs), timeout=3.0)
+
+    # -- measurements -----------------------------------------------------------------------
+    def settle(self, bp: BrokerProc, what: str, max_s: float = 12.0, below: float = 15.0) -> None:
+        """Wait (bounded) until the broker's CPU drops, so a backlog does not leak into the next phase."""
+        try:
+            proc = psutil.Process(bp.pid)
+            proc.cpu_percent(None)
+            deadline = time.time() + max_s
+            while time.time() < deadline:
+                self.tick(f"{what}: broker settling")
+                time.sleep(0.4)
+                if proc.cpu_percent(None) < below:
+                    return
+        except psutil.Error:
+            return
+
+    def phase(
+        self,
+        bp: BrokerProc,
+        label: str,
+        devices: Sequence[Cred],
+        mode: str,
+        qos: int,
+        duration: float,
+        warmup: float,
+        rate: float = 0.0,
+        subscriber: bool = True,
+        grace: float = GRACE_S,
+        store: Store | None = None,
+    ) -> PhaseResult:
+        res = PhaseResult(label, mode, qos, rate, len(devices), duration)
+        self.watch, self.rss_peak = bp, 0
+        procs: list[BaseProcess] = []
+        try:
+            sub_pipe: Connection | None = None
+            if subscriber:
+                sub_job = SubJob(bp.host, bp.port, bp.subscriber, qos, latency=(mode == "paced"))
+                proc, sub_pipe = self.spawn(subscriber_main, sub_job)
+                procs.append(proc)
+                self.collect([sub_pipe], "ready", 30, f"{label}: subscriber connecting")
+            pub_pipes: list[Connection] = []
+            parts = split(list(devices), self.publishers)
+            for part in parts:
+                job = PubJob(
+                    bp.host,
+                    bp.port,
+                    part,
+                    mode,
+                    qos,
+                    rate=rate / len(parts),
+                    inflight=self.inflight,
+                    batch=self.batch,
+                    q0_batches=self.q0_batches,
+                )
+                proc, pipe = self.spawn(publisher_main, job)
+                procs.append(proc)
+                pub_pipes.append(pipe)
+            ready: list[PubResult] = self.collect(pub_pipes, "ready", 60, f"{label}: publishers connecting")
+            res.connect_failed = sum(r.connect_failed for r in ready)
+            t0 = time.time() + 0.3
+            sched = Schedule(t0, t0 + warmup, t0 + warmup + duration, t0 + warmup + duration + grace)
+            all_pipes = ([sub_pipe] if sub_pipe else []) + pub_pipes
+            for pipe in all_pipes:
+                pipe.send(sched)
+            self.wait_until(sched.win0, f"{label}: warm-up")
+            cpu0 = bp.cpu_times()
+            self.wait_until(sched.win1, f"{label}: measuring")
+            cpu1 = bp.cpu_times()
+            res.broker_cpu = 100.0 * (cpu1 - cpu0) / duration
+            pubs: list[PubResult] = self.collect(pub_pipes, "result", 30, f"{label}: publishers stopping")
+            sub: SubResult | None = None
+            if sub_pipe is not None:
+                self.wait_until(sched.grace_end, f"{label}: grace")
+                sub = self.collect([sub_pipe], "result", 30, f"{label}: subscriber")[0]
+            res.sent = sum(p.sent_total for p in pubs)
+            written = sum(p.sent_window for p in pubs)
+            acked = sum(p.acked_window for p in pubs)
+            res.accepted = (acked if qos else written) / duration
+            conns = sum(p.connected for p in pubs)
+            if conns:
+                res.blocked = sum(p.blocked_s for p in pubs) / (conns * (sched.win1 - sched.t0))
+            res.lost_connections = sum(p.lost_connections for p in pubs)
+            if sub is not None:
+                res.delivered = sub.recv_window / duration
+                res.backlog = sub.recv_backlog
+                res.received_total = sub.recv_total
+                if sub.lost:
+                    res.errors.append("subscriber connection lost")
+                if sub.lat_ms:
+                    lat = sub.lat_ms
+                    res.lat_n = len(lat)
+                    res.lat_p50, res.lat_p99, res.lat_max = percentile(lat, 50), percentile(lat, 99), lat[-1]
+            if store is not None:
+                w0, w1, ge = sched.win0 * 1000, sched.win1 * 1000, sched.grace_end * 1000
+                if sub is None:
+                    self.wait_until(sched.grace_end, f"{label}: grace")
+                res.stored = store.count_stored(w0, w1) / duration
+                res.stored_backlog = store.count_stored(w1, ge)
+                if mode == "paced":
+                    res.store_n, res.store_p50, res.store_p99, res.store_max = store.store_latency(w0, w1)
+            if res.connect_failed:
+                res.errors.append(f"{res.connect_failed} publisher connects failed")
+            if res.lost_connections:
+                res.errors.append(f"{res.lost_connections} publisher connections dropped")
+        except WorkerError as exc:
+            res.errors.append(str(exc))
+        finally:
+            self.reap(procs)
+            res.rss_peak = max(self.rss_peak, bp.rss())
+            self.watch = None
+        return res
+
+    def connect_idle(self, bp: BrokerProc, creds: Sequence[Cred], label: str) -> IdleSession:
+        time.sleep(0.5)
+        session = IdleSession([], [], len(creds), rss_before=bp.rss())
+        for part in split(list(creds), self.idle_procs):
+            proc, pipe = self.spawn(idle_main, IdleJob(bp.host, bp.port, part))
+            session.procs.append(proc)
+            session.pipes.append(pipe)
+        try:
+            results: list[IdleResult] = self.collect(
+                session.pipes, "ready", 120 + len(creds) / 50, f"{label}: connecting {len(creds)} idle devices"
+            )
+        except WorkerError as exc:
+            session.errors.append(str(exc))
+            return session
+        session.connected = sum(r.connected for r in results)
+        session.failed = sum(r.failed for r in results)
+        for r in results:
+            session.errors.extend(r.errors[:2])
+        t_start = min(r.t_start for r in results)
+        t_end = max(r.t_end for r in results)
+        session.seconds = t_end - t_start
+        session.rate = session.connected / session.seconds if session.seconds > 0 else math.nan
+        self.settle(bp, f"{label}: idle connected", max_s=5.0)
+        time.sleep(0.5)
+        session.rss_after = bp.rss()
+        return session
+
+    def release_idle(self, session: IdleSession, label: str) -> int:
+        """Disconnect the idle devices; returns how many had been dropped by the broker meanwhile."""
+        lost = 0
+        for pipe in session.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send("stop")
+        try:
+            results: list[IdleResult] = self.collect(session.pipes, "result", 60, f"{label}: idle disconnect")
+            lost = sum(r.lost for r in results)
+        except WorkerError as exc:
+            session.errors.append(str(exc))
+        self.reap(session.procs)
+        return lost
