@@ -134,22 +134,25 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
 
     async with open_core(settings, serve=True) as core:
         generated = await ensure_admin_password(core)
-        async with open_broker(core) as broker, open_bridge(settings, core, "127.0.0.1", broker.mqtt_port) as bridge:
-            host = _display_host(settings)
-            _say("NXG MQTT is running (Ctrl-C to stop)")
-            _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
-            if broker.ws_port is not None:
-                _say(f"  MQTT/WebSocket  ws://{host}:{broker.ws_port}/mqtt")
-            _say(f"  HTTP            http://{host}:{bridge.http_port}/")
-            _say(f"  App WebSocket   ws://{host}:{bridge.http_port}/ws/app")
-            _say(f"  Gateway         ws://{host}:{bridge.http_port}/ws/gateway")
-            _say(f"  Data            {settings.data_dir.resolve()}")
-            if generated:
-                _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
-            else:
-                _say("  Admin password  (as set; stored hashed)")
-            await stop.wait()
-            _say("stopping…")
+        async with open_broker(core) as broker:
+            # port 0 means "any": the bridge (config.h, /api/protocol) must show the bound ports
+            bound = replace(settings, mqtt_port=broker.mqtt_port, ws_port=broker.ws_port)
+            async with open_bridge(bound, core, "127.0.0.1", broker.mqtt_port) as bridge:
+                host = _display_host(settings)
+                _say("NXG MQTT is running (Ctrl-C to stop)")
+                _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
+                if broker.ws_port is not None:
+                    _say(f"  MQTT/WebSocket  ws://{host}:{broker.ws_port}/mqtt")
+                _say(f"  HTTP            http://{host}:{bridge.http_port}/")
+                _say(f"  App WebSocket   ws://{host}:{bridge.http_port}/ws/app")
+                _say(f"  Gateway         ws://{host}:{bridge.http_port}/ws/gateway")
+                _say(f"  Data            {settings.data_dir.resolve()}")
+                if generated:
+                    _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
+                else:
+                    _say("  Admin password  (as set; stored hashed)")
+                await stop.wait()
+                _say("stopping…")
 
 
 async def _broker(settings: Settings, stop: asyncio.Event) -> None:
