@@ -78,12 +78,15 @@ class AppSession:
         await self.ws.send_text(json.dumps(message, separators=(",", ":")))
 
     async def pump(self) -> None:
-        queue = self.feed.queue
+        queue, send = self.feed.queue, self.ws.send_text
         while True:
             text = await queue.get()
             if not self.flowing.is_set():
                 await self.flowing.wait()
-            await self.ws.send_text(text)
+            await send(text)
+            # drain what piled up meanwhile in one turn: no wake-up per message
+            while self.flowing.is_set() and not queue.empty():
+                await send(queue.get_nowait())
 
     async def read(self) -> None:
         limit = self.state.settings.ws_max_frame_bytes
