@@ -305,7 +305,9 @@ class Bench:
             if bp in self.brokers:
                 self.brokers.remove(bp)
             self.progress.advance(self.task, max(0, total - steps_done))
-        if bp.proc.returncode not in (0, -signal.SIGTERM, -signal.SIGINT, None):
+        if bp.killed:
+            report.notes.append(f"{idle} idle: broker did not stop within 15 s of SIGTERM/SIGINT (killed)")
+        elif bp.proc.returncode not in (0, -signal.SIGTERM, -signal.SIGINT, None):
             report.notes.append(f"{idle} idle: broker exit code {bp.proc.returncode}")
 
     def run(self) -> tuple[dict[str, PhaseResult], list[BrokerReport]]:

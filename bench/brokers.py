@@ -38,6 +38,7 @@ class BrokerProc:
     devices: list[Cred] = field(default_factory=list)
     subscriber: Cred = field(default_factory=lambda: Cred("bench-sub"))
     db_path: Path | None = None
+    killed: bool = False  # did not stop within the timeout after SIGINT/SIGTERM
 
     @property
     def pid(self) -> int:
@@ -78,6 +79,7 @@ class BrokerProc:
                 self.proc.send_signal(self.stop_signal)
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 self.proc.kill()
                 self.proc.wait(5)
             except ProcessLookupError:

@@ -11,11 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
-from bench.brokers import BrokerProc
 from bench.common import (
     GRACE_S,
     Cred,
@@ -35,6 +34,21 @@ from bench.workers import idle_main, publisher_main, subscriber_main
 
 class WorkerError(RuntimeError):
     pass
+
+
+class Target(Protocol):
+    """The broker under test, as the runner sees it (bench.brokers.BrokerProc or an external one)."""
+
+    host: str
+    port: int
+    subscriber: Cred
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def rss(self) -> int: ...
+
+    def cpu_times(self) -> float: ...
 
 
 @dataclass
@@ -110,7 +124,7 @@ class Runner:
         self.idle_procs = idle_procs
         self.procs: list[BaseProcess] = []
         self.tick: Tick = tick or (lambda _msg: None)
-        self.watch: BrokerProc | None = None  # sampled for peak RSS while waiting
+        self.watch: Target | None = None  # sampled for peak RSS while waiting
         self.rss_peak = 0
 
     # -- process plumbing -------------------------------------------------------------------
@@ -179,8 +193,11 @@ class Runner:
         self.reap(list(self.procs), timeout=3.0)
 
     # -- measurements -----------------------------------------------------------------------
-    def settle(self, bp: BrokerProc, what: str, max_s: float = 12.0, below: float = 15.0) -> None:
+    def settle(self, bp: Target, what: str, max_s: float = 12.0, below: float = 15.0) -> None:
         """Wait (bounded) until the broker's CPU drops, so a backlog does not leak into the next phase."""
+        if bp.pid is None:
+            time.sleep(1.0)
+            return
         try:
             proc = psutil.Process(bp.pid)
             proc.cpu_percent(None)
@@ -195,7 +212,7 @@ class Runner:
 
     def phase(
         self,
-        bp: BrokerProc,
+        bp: Target,
         label: str,
         devices: Sequence[Cred],
         mode: str,
@@ -206,6 +223,7 @@ class Runner:
         subscriber: bool = True,
         grace: float = GRACE_S,
         store: Store | None = None,
+        store_latency: bool | None = None,
     ) -> PhaseResult:
         res = PhaseResult(label, mode, qos, rate, len(devices), duration)
         self.watch, self.rss_peak = bp, 0
@@ -275,7 +293,7 @@ class Runner:
                     self.wait_until(sched.grace_end, f"{label}: grace")
                 res.stored = store.count_stored(w0, w1) / duration
                 res.stored_backlog = store.count_stored(w1, ge)
-                if mode == "paced":
+                if store_latency or (store_latency is None and mode == "paced"):
                     res.store_n, res.store_p50, res.store_p99, res.store_max = store.store_latency(w0, w1)
             if res.connect_failed:
                 res.errors.append(f"{res.connect_failed} publisher connects failed")
@@ -289,7 +307,7 @@ class Runner:
             self.watch = None
         return res
 
-    def connect_idle(self, bp: BrokerProc, creds: Sequence[Cred], label: str) -> IdleSession:
+    def connect_idle(self, bp: Target, creds: Sequence[Cred], label: str) -> IdleSession:
         time.sleep(0.5)
         session = IdleSession([], [], len(creds), rss_before=bp.rss())
         for part in split(list(creds), self.idle_procs):
