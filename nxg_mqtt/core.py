@@ -53,6 +53,13 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         commands = CommandService(store, settings, devices, presence, ingest, publisher)
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
         core = Core(settings, store, devices, ingest, presence, commands, signals)
+
+        async def forget_deleted(serial: str, why: str) -> None:
+            # a deleted device leaves no retained presence behind on the broker
+            if why == "delete":
+                await presence.forget(serial)
+
+        devices.on_revoked(forget_deleted)
         # closed in reverse: the writer flushes last, after everything that feeds it has stopped
         stack.push_async_callback(ingest.close)
         if serve or writer:

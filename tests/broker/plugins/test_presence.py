@@ -71,3 +71,12 @@ async def test_kicked_device_is_logged(stack: Stack) -> None:
     await asyncio.sleep(0.1)
     reasons = [r for (r,) in await _log(stack, "pr-d")]
     assert reasons and reasons[0] is not None and reasons[0].startswith("kicked")
+
+
+async def test_deleted_device_leaves_no_retained_presence(stack: Stack) -> None:
+    device, _ = await stack.device("pr-e")
+    device.close()
+    await asyncio.sleep(0.2)
+    await stack.core.devices.delete("pr-e")
+    late = await stack.bridge_client("nxg/pr-e/presence")
+    assert await late.no_message(0.5)
