@@ -92,7 +92,7 @@ def report(res: PhaseResult, args: argparse.Namespace, console: Console) -> None
     table.add_row("publish→stored p50 ms", fmt(res.store_p50))
     table.add_row("publish→stored p99 ms", fmt(res.store_p99))
     table.add_row("publish→stored max ms", fmt(res.store_max))
-    table.add_row("stored rows / sent in window", f"{res.store_n:,}")
+    table.add_row("rows stored of those sent in the window", f"{res.store_n:,}")
     if not math.isnan(res.delivered):
         table.add_row("delivered msg/s (bridge subscriber)", fmt(res.delivered))
         table.add_row("publish→delivered p50 / p99 ms", f"{fmt(res.lat_p50)} / {fmt(res.lat_p99)}")
