@@ -82,6 +82,10 @@ class Received:
     retain: bool
 
 
+# paho 2 reports MQTT 3.1.1 CONNACK codes as MQTT 5 reason codes; the tests speak 3.1.1
+_V311_CODES = {0: 0, 132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
+
+
 class PahoClient:
     """One paho client; `messages` collects everything received."""
 
@@ -103,7 +107,7 @@ class PahoClient:
         self.client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        self.connack = (int(reason.value), bool(flags.session_present))
+        self.connack = (_V311_CODES.get(int(reason.value), -1), bool(flags.session_present))
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with self._lock:
@@ -113,6 +117,7 @@ class PahoClient:
         self.subacks[mid] = [int(code.value) for code in codes]
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.client._thread_terminate = True  # paho would reconnect and take the session back
         self.disconnected.set()
 
     async def connect(
@@ -130,7 +135,7 @@ class PahoClient:
             self.client.will_set(topic, payload, qos, retain)
         if username is not None:
             self.client.username_pw_set(username, password)
-        self.client.connect(HOST, port, keepalive)
+        await asyncio.to_thread(self.client.connect, HOST, port, keepalive)  # blocking (WS handshake)
         self.client.loop_start()
         assert await wait_for(lambda: self.connack is not None or self.disconnected.is_set())
         assert self.connack is not None, "no CONNACK"

@@ -1,0 +1,340 @@
+"""MQTT 3.1.1 conformance of the engine: anonymous allowed, no plugins, paho and raw clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from nxg_mqtt.broker import NxgBroker
+from nxg_mqtt.broker.codec import Connect, PubAck, Publish, encode_connect, encode_publish
+from nxg_mqtt.settings import Settings
+from tests.broker.broker_clients import BASE_SETTINGS, PahoClient, RawClient, Received, wait_for
+
+Paho = Callable[..., PahoClient]
+
+
+@pytest.mark.parametrize("topic", ["TopicA", "TopicA/B", "/TopicA", "TopicA/"])
+async def test_publish_subscribe_each_qos(engine: NxgBroker, paho: Paho, topic: str) -> None:
+    sub, pub = paho("sub"), paho("pub")
+    await sub.connect(engine.mqtt_port)
+    assert await sub.subscribe(topic, 2) == 2
+    await pub.connect(engine.mqtt_port)
+    for qos in (0, 1, 2):
+        await pub.publish(topic, b"q%d" % qos, qos)
+    received = await sub.wait_messages(3)
+    assert sorted((m.payload, m.qos) for m in received) == [(b"q0", 0), (b"q1", 1), (b"q2", 2)]
+    assert all(m.topic == topic and not m.retain for m in received)
+
+
+async def test_wildcards_and_dollar_topics(engine: NxgBroker, paho: Paho) -> None:
+    wild, sys = paho("wild"), paho("sys")
+    await wild.connect(engine.mqtt_port)
+    await wild.subscribe("+/+", 0)
+    await wild.subscribe("#", 0)
+    await sys.connect(engine.mqtt_port)
+    await sys.subscribe("$SYS/#", 0)
+    assert await engine.publish("$SYS/broker/load", b"1") == 1
+    assert await engine.publish("TopicA/B", b"2") == 1  # one copy for the wildcard client
+    assert [m.topic for m in await sys.wait_messages(1)] == ["$SYS/broker/load"]
+    assert [m.topic for m in await wild.quiet(0.3)] == ["TopicA/B"]
+
+
+async def test_clients_may_not_publish_dollar_topics(engine: NxgBroker, paho: Paho) -> None:
+    sys, pub = paho("sys"), paho("pub")
+    await sys.connect(engine.mqtt_port)
+    await sys.subscribe("$SYS/#", 1)
+    await pub.connect(engine.mqtt_port)
+    await pub.publish("$SYS/fake", b"x", 1)  # acknowledged, then dropped
+    assert await sys.quiet(0.3) == []
+    assert engine.stats["publish_denied"] == 1
+
+
+async def test_will_on_abnormal_close_only(engine: NxgBroker, paho: Paho) -> None:
+    watcher = paho("watcher")
+    await watcher.connect(engine.mqtt_port)
+    await watcher.subscribe("wills/#", 1)
+    polite, rude = paho("polite"), paho("rude")
+    await polite.connect(engine.mqtt_port, will=("wills/polite", b"gone", 1, False))
+    await rude.connect(engine.mqtt_port, will=("wills/rude", b"gone", 1, True))
+    await polite.disconnect()
+    await rude.drop()
+    assert [(m.topic, m.payload, m.qos) for m in await watcher.wait_messages(1)] == [("wills/rude", b"gone", 1)]
+    assert len(await watcher.quiet(0.3)) == 1
+    late = paho("late")
+    await late.connect(engine.mqtt_port)
+    await late.subscribe("wills/#", 1)
+    assert [(m.topic, m.retain) for m in await late.wait_messages(1)] == [("wills/rude", True)]
+
+
+async def test_retained_set_delivered_and_cleared(engine: NxgBroker, paho: Paho) -> None:
+    pub = paho("pub")
+    await pub.connect(engine.mqtt_port)
+    await pub.publish("ret/a", b"kept", 1, retain=True)
+    first = paho("first")
+    await first.connect(engine.mqtt_port)
+    await first.subscribe("ret/+", 2)
+    assert await first.wait_messages(1) == [Received("ret/a", b"kept", 1, True)]
+    await pub.publish("ret/a", b"", 0, retain=True)  # clears; still reaches current subscribers
+    assert (await first.wait_messages(2))[1] == Received("ret/a", b"", 0, False)
+    second = paho("second")
+    await second.connect(engine.mqtt_port)
+    await second.subscribe("ret/+", 2)
+    assert await second.quiet(0.3) == []
+    assert engine.retained == {}
+
+
+async def test_overlapping_subscriptions_one_copy_at_highest_qos(engine: NxgBroker, paho: Paho) -> None:
+    sub, pub = paho("overlap"), paho("pub")
+    await sub.connect(engine.mqtt_port)
+    await sub.subscribe("ov/#", 0)
+    await sub.subscribe("ov/+", 2)
+    await sub.subscribe("ov/x", 1)
+    await pub.connect(engine.mqtt_port)
+    await pub.publish("ov/x", b"one", 2)
+    await sub.wait_messages(1)
+    assert [(m.payload, m.qos) for m in await sub.quiet(0.3)] == [(b"one", 2)]
+
+
+async def test_unsubscribe(engine: NxgBroker, paho: Paho) -> None:
+    sub, pub = paho("unsub"), paho("pub")
+    await sub.connect(engine.mqtt_port)
+    await sub.subscribe("u/t", 1)
+    await pub.connect(engine.mqtt_port)
+    await pub.publish("u/t", b"before", 1)
+    await sub.wait_messages(1)
+    await sub.unsubscribe("u/t")
+    assert not engine.has_subscription("unsub", "u/t")
+    await pub.publish("u/t", b"after", 1)
+    assert [m.payload for m in await sub.quiet(0.3)] == [b"before"]
+
+
+async def test_session_present_and_clean_discards(engine: NxgBroker, paho: Paho) -> None:
+    client = paho("resume", clean_session=False)
+    assert await client.connect(engine.mqtt_port) == (0, False)
+    await client.subscribe("r/t", 1)
+    await client.disconnect()
+    again = paho("resume", clean_session=False)
+    assert await again.connect(engine.mqtt_port) == (0, True)
+    assert engine.has_subscription("resume", "r/t")
+    await again.disconnect()
+    clean = paho("resume", clean_session=True)
+    assert await clean.connect(engine.mqtt_port) == (0, False)
+    assert not engine.has_subscription("resume", "r/t")
+
+
+async def test_inflight_resent_with_dup_on_reconnect(engine: NxgBroker) -> None:
+    raw = await RawClient.open(engine.mqtt_port)
+    await raw.connect("forgetful", clean_session=False)
+    raw.send(b"\x82\x06\x00\x01\x00\x01t\x01")  # SUBSCRIBE t QoS 1
+    await raw.recv()
+    await engine.publish("t", b"m", qos=1)
+    first = await raw.recv()
+    assert isinstance(first, Publish)
+    assert not first.dup
+    await raw.close()  # never acknowledged
+    assert await wait_for(lambda: engine.connected_count == 0)
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        assert (await raw.connect("forgetful", clean_session=False)).session_present
+        again = await raw.recv()
+        assert isinstance(again, Publish)
+        assert (again.dup, again.packet_id, again.payload) == (True, first.packet_id, b"m")
+    finally:
+        await raw.close()
+
+
+async def test_empty_client_id(engine: NxgBroker) -> None:
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        assert (await raw.connect("", clean_session=False)).return_code == 0x02
+        assert await raw.closed_by_peer(2.0)
+    finally:
+        await raw.close()
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        assert (await raw.connect("", clean_session=True)).return_code == 0
+        assert engine.connected_count == 1
+    finally:
+        await raw.close()
+
+
+async def test_takeover_keeps_persistent_session(engine: NxgBroker, paho: Paho) -> None:
+    first = paho("dup", clean_session=False)
+    await first.connect(engine.mqtt_port)
+    await first.subscribe("dup/t", 1)
+    second = paho("dup", clean_session=False)
+    assert await second.connect(engine.mqtt_port) == (0, True)
+    assert await wait_for(first.disconnected.is_set)
+    await engine.publish("dup/t", b"x", qos=1)
+    assert len(await second.wait_messages(1)) == 1
+    assert first.messages == []
+
+
+async def test_keepalive_timeout_publishes_will(engine: NxgBroker, paho: Paho) -> None:
+    watcher = paho("watcher")
+    await watcher.connect(engine.mqtt_port)
+    await watcher.subscribe("ka/will", 0)
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        started = time.monotonic()
+        await raw.connect("sleepy", keep_alive=1, will_topic="ka/will", will_message=b"dead")
+        assert await raw.closed_by_peer(3.0)
+        assert time.monotonic() - started >= 1.4  # not before 1.5 × keepalive
+        assert [m.payload for m in await watcher.wait_messages(1)] == [b"dead"]
+    finally:
+        await raw.close()
+
+
+async def test_connect_timeout(engine: NxgBroker) -> None:
+    raw = await RawClient.open(engine.mqtt_port)  # sends nothing
+    try:
+        assert await raw.closed_by_peer(engine.settings.connect_timeout_s + 1.5)
+    finally:
+        await raw.close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(encode_connect(Connect("x")), id="second-connect"),
+        pytest.param(b"\x82\x06\x00\x01\x00\x01#\x03", id="subscribe-qos3"),
+        pytest.param(b"\x20\x02\x00\x00", id="connack-from-client"),
+        pytest.param(encode_publish("a/+", b"x"), id="wildcard-in-topic-name"),
+    ],
+)
+async def test_protocol_violations_close(engine: NxgBroker, data: bytes) -> None:
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        await raw.connect("violator")
+        raw.send(data)
+        assert await raw.closed_by_peer(2.0)
+        assert engine.stats["protocol_errors"] == 1
+    finally:
+        await raw.close()
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(encode_connect(Connect("odd", protocol_name="MQTX")), id="unknown-protocol-name"),
+        pytest.param(b"\xc0\x00", id="not-connect-first"),
+    ],
+)
+async def test_bad_first_packet_closes(engine: NxgBroker, first: bytes) -> None:
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        raw.send(first)
+        assert await raw.closed_by_peer(2.0)
+    finally:
+        await raw.close()
+
+
+async def test_protocol_level_3_refused_then_closed(engine: NxgBroker) -> None:
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        connack = await raw.connect("old", protocol_name="MQIsdp", protocol_level=3)
+        assert connack.return_code == 0x01
+        assert await raw.closed_by_peer(2.0)
+    finally:
+        await raw.close()
+
+
+async def test_oversized_packet_closes(paho: Paho) -> None:
+    async with NxgBroker(replace(BASE_SETTINGS, max_packet_bytes=1024)) as broker:
+        raw = await RawClient.open(broker.mqtt_port)
+        try:
+            await raw.connect("big")
+            raw.send(encode_publish("t", b"x" * 2000))
+            assert await raw.closed_by_peer(2.0)
+        finally:
+            await raw.close()
+
+
+async def test_no_anonymous_access_without_auth_plugin(paho: Paho) -> None:
+    async with NxgBroker(replace(BASE_SETTINGS, allow_anonymous=False)) as broker:
+        client = paho("anon")
+        assert (await client.connect(broker.mqtt_port))[0] == 0x05
+        named = paho("named")
+        assert (await named.connect(broker.mqtt_port, username="u", password="p"))[0] == 0x05
+        assert broker.connected_count == 0
+
+
+async def test_failed_connects_rate_limited(paho: Paho) -> None:
+    settings: Settings = replace(BASE_SETTINGS, allow_anonymous=False, connect_failures_per_minute=3)
+    async with NxgBroker(settings) as broker:
+        codes = []
+        for attempt in range(5):
+            raw = await RawClient.open(broker.mqtt_port)
+            try:
+                codes.append((await raw.connect(f"try{attempt}")).return_code)
+            finally:
+                await raw.close()
+        assert codes == [5, 5, 5, 3, 3]
+        assert broker.stats["connect_refused"] == 5
+
+
+async def test_offline_queue_bounded(paho: Paho) -> None:
+    async with NxgBroker(replace(BASE_SETTINGS, session_queue_limit=5)) as broker:
+        client = paho("bounded", clean_session=False)
+        await client.connect(broker.mqtt_port)
+        await client.subscribe("b/t", 1)
+        await client.disconnect()
+        for i in range(8):
+            await broker.publish("b/t", b"%d" % i, qos=1)
+        assert broker.stats["dropped_qos1"] == 3
+        back = paho("bounded", clean_session=False)
+        await back.connect(broker.mqtt_port)
+        assert [m.payload for m in await back.wait_messages(5)] == [b"0", b"1", b"2", b"3", b"4"]
+
+
+async def test_websocket_listener(paho: Paho) -> None:
+    async with NxgBroker(replace(BASE_SETTINGS, ws_port=0)) as broker:
+        assert broker.ws_port
+        ws, tcp = paho("ws", transport="websockets"), paho("tcp")
+        assert (await ws.connect(broker.ws_port))[0] == 0
+        await ws.subscribe("w/t", 2)
+        await tcp.connect(broker.mqtt_port)
+        await tcp.publish("w/t", b"over-ws", 2)
+        assert await ws.wait_messages(1) == [Received("w/t", b"over-ws", 2, False)]
+        await ws.publish("w/t", b"from-ws", 1)
+        assert len(await ws.wait_messages(2)) == 2
+
+
+async def test_publisher_acks_after_routing_qos1(engine: NxgBroker, paho: Paho) -> None:
+    """PUBACK follows routing: by the time it is read, the subscriber's copy is on its way."""
+    sub = paho("sub")
+    await sub.connect(engine.mqtt_port)
+    await sub.subscribe("order/t", 1)
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        await raw.connect("orderly")
+        raw.send(encode_publish("order/t", b"x", 1, packet_id=9))
+        assert await raw.recv() == PubAck(9)
+        assert engine.stats["messages_out"] == 1
+    finally:
+        await raw.close()
+
+
+async def test_delivery_not_starved_by_another_clients_flood(engine: NxgBroker, paho: Paho) -> None:
+    sink, watcher = paho("sink"), paho("watcher")
+    await sink.connect(engine.mqtt_port)
+    await sink.subscribe("flood/#", 0)
+    await watcher.connect(engine.mqtt_port)
+    await watcher.subscribe("urgent", 0)
+    urgent = paho("urgent-pub")
+    await urgent.connect(engine.mqtt_port)
+    flood = await RawClient.open(engine.mqtt_port)
+    try:
+        assert (await flood.connect("flooder")).return_code == 0
+        flood.send(b"".join(encode_publish(f"flood/{i % 10}", b"f", 0) for i in range(20_000)))
+        await wait_for(lambda: len(sink.messages) > 100, 2.0)  # the flood is arriving
+        started = time.monotonic()
+        urgent.client.publish("urgent", b"now", 0)
+        arrived = await wait_for(lambda: bool(watcher.messages), 1.0)
+        assert arrived, f"urgent message still undelivered after {time.monotonic() - started:.1f} s"
+        assert len(sink.messages) < 20_000  # it really overtook the flood
+    finally:
+        await flood.close()
