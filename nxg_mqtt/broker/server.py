@@ -35,7 +35,7 @@ from nxg_mqtt.ratelimit import Lockout
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.topics import matches, valid_topic_name
 
-SWEEP_INTERVAL_S = 0.25
+SWEEP_INTERVAL_S = 0.5
 CONNECT_LOCK_S = 60.0
 STAT_KEYS = (
     "connects",
@@ -190,7 +190,11 @@ class NxgBroker:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = loop.time()
-            for conn in list(self.connections):
+            for conn in tuple(self.connections):
+                # the common case inline: a connected, unblocked client heard from recently
+                limit = conn.keepalive_limit
+                if conn.session is not None and not conn.blocked and (not limit or now - conn.last_activity <= limit):
+                    continue
                 try:
                     conn.sweep(now)
                 except Exception:
