@@ -160,6 +160,9 @@ class Connection:
                     return
             if self._pressure:
                 await self._relieve()
+            if packets:
+                # time spent in plugins is the broker's, not the client's silence
+                self.last_activity = loop.time()
 
     async def _handle(self, packet: Packet) -> bool:
         """Handle one packet; False ends the connection."""
@@ -226,13 +229,12 @@ class Connection:
         if self.keepalive_limit and not self.paused and now - self.last_activity > self.keepalive_limit:
             self.abort(KEEPALIVE_TIMEOUT)
             return
-        if self.blocked:
-            if self.transport.buffered() <= LOW_WATER:
-                self.blocked = False
-                self.session.pump()
-            elif self.session.overflowed:
-                logger.warning("%r: queue overflowed while not reading: disconnecting", self)
-                self.abort(SLOW_CONSUMER)
+        if self.session.overflowed:
+            logger.warning("%r: dropped QoS 1/2 messages while connected: disconnecting", self)
+            self.abort(SLOW_CONSUMER)
+        elif self.blocked and self.transport.buffered() <= LOW_WATER:
+            self.blocked = False
+            self.session.pump()
 
     # ------------------------------------------------------------------------------- CONNECT
 
@@ -303,7 +305,7 @@ class Connection:
         session.connected = True
         session.overflowed = False
         self.session = session
-        self.keepalive_limit = 1.5 * packet.keep_alive
+        self.keepalive_limit = 1.5 * session.keep_alive  # a plugin may have adjusted it
         self.write(encode_connack(present, 0))
         broker.stats["connects"] += 1
         await broker.hooks.fire("on_broker_client_connected", client_id=client_id, client_session=session)

@@ -193,7 +193,13 @@ class NxgBroker:
             for conn in tuple(self.connections):
                 # the common case inline: a connected, unblocked client heard from recently
                 limit = conn.keepalive_limit
-                if conn.session is not None and not conn.blocked and (not limit or now - conn.last_activity <= limit):
+                session = conn.session
+                if (
+                    session is not None
+                    and not conn.blocked
+                    and not session.overflowed
+                    and (not limit or now - conn.last_activity <= limit)
+                ):
                     continue
                 try:
                     conn.sweep(now)

@@ -134,8 +134,6 @@ class BrokerSession:
         if len(queue) < self.queue_limit:
             queue.append(message)
             return True
-        if self.conn is not None:
-            self.overflowed = True
         if not message.qos:
             self._count_drop(message)
             return False
@@ -145,19 +143,23 @@ class BrokerSession:
                 self._count_drop(queued)
                 queue.append(message)
                 return True
+        if self.conn is not None:
+            self.overflowed = True  # connected yet not keeping up: the sweep disconnects it
         self._count_drop(message)
         return False
 
     def _count_drop(self, message: OutgoingMessage) -> None:
         if message.qos:
-            self.stats["dropped_qos1"] += 1
-            logger.warning(
-                "session %s queue full (%d): dropped QoS %d message on %s",
-                self.client_id,
-                self.queue_limit,
-                message.qos,
-                message.topic,
-            )
+            count = self.stats["dropped_qos1"] = self.stats["dropped_qos1"] + 1
+            if count <= 10 or count % 100 == 0:  # never silent, but no log flood from one slow client
+                logger.warning(
+                    "session %s queue full (%d): dropped QoS %d message on %s (%d QoS 1/2 dropped so far)",
+                    self.client_id,
+                    self.queue_limit,
+                    message.qos,
+                    message.topic,
+                    count,
+                )
         else:
             count = self.stats["dropped_qos0"] = self.stats["dropped_qos0"] + 1
             if count == 1 or count % 1000 == 0:

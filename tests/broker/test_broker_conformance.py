@@ -338,3 +338,24 @@ async def test_delivery_not_starved_by_another_clients_flood(engine: NxgBroker, 
         assert len(sink.messages) < 20_000  # it really overtook the flood
     finally:
         await flood.close()
+
+
+async def test_slow_consumer_does_not_stall_publishers(paho: Paho) -> None:
+    """A subscriber that stops reading: publishers wait briefly, then it is queued, bounded, dropped."""
+    settings = replace(BASE_SETTINGS, session_queue_limit=10)
+    async with NxgBroker(settings, drain_timeout_s=0.3) as broker:
+        stuck = await RawClient.open(broker.mqtt_port)
+        try:
+            await stuck.connect("stuck")
+            stuck.send(b"\x82\x08\x00\x01\x00\x03big\x01")  # SUBSCRIBE big QoS 1, then never read again
+            assert await wait_for(lambda: broker.has_subscription("stuck", "big"))
+            pub = paho("pub")
+            await pub.connect(broker.mqtt_port)
+            payload = b"x" * 100_000
+            for _ in range(100):  # 10 MB: far beyond socket buffers and the high-water mark
+                await pub.publish("big", payload, 1)
+            assert await wait_for(lambda: broker.session("stuck") is None, 3.0), "slow consumer not dropped"
+            assert broker.stats["dropped_qos1"] > 0
+            assert broker.session("pub") is not None
+        finally:
+            await stuck.close()
