@@ -54,12 +54,28 @@ def _peer(peer: object) -> tuple[str | None, int | None]:
 
 
 class TcpTransport:
-    __slots__ = ("_reader", "_transport", "_writer", "remote_address", "remote_port")
+    """Writes are corked until the end of the event-loop pass: a chunk of PUBLISHes handled in one
+    pass leaves as one send() per socket (its PUBACKs to the publisher, the copies to each
+    subscriber) instead of one system call per packet."""
+
+    __slots__ = (
+        "_loop",
+        "_pending",
+        "_pending_size",
+        "_reader",
+        "_transport",
+        "_writer",
+        "remote_address",
+        "remote_port",
+    )
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
         self._transport = writer.transport
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] | None = None
+        self._pending_size = 0
         self._transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.remote_address, self.remote_port = _peer(writer.get_extra_info("peername"))
 
@@ -70,19 +86,35 @@ class TcpTransport:
             return b""
 
     def write(self, data: bytes) -> None:
-        if not self._transport.is_closing():
-            self._transport.write(data)
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            pending.append(data)
+        self._pending_size += len(data)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        self._pending = None
+        self._pending_size = 0
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def buffered(self) -> int:
-        return self._transport.get_write_buffer_size()
+        return self._pending_size + self._transport.get_write_buffer_size()
 
     async def drain(self) -> None:
+        self._flush()
         await self._writer.drain()
 
     def abort(self) -> None:
+        self._pending = None
+        self._pending_size = 0
         self._transport.abort()
 
     async def close(self) -> None:
+        self._flush()
         self._writer.close()
         try:
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
