@@ -9,7 +9,21 @@ from dataclasses import replace
 import pytest
 
 from nxg_mqtt.broker import NxgBroker
-from nxg_mqtt.broker.codec import Connect, PubAck, Publish, encode_connect, encode_publish
+from nxg_mqtt.broker.codec import (
+    Connect,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    encode_connect,
+    encode_pubcomp,
+    encode_publish,
+    encode_pubrec,
+    encode_pubrel,
+    encode_subscribe,
+)
 from nxg_mqtt.settings import Settings
 from tests.broker.broker_clients import BASE_SETTINGS, PahoClient, RawClient, Received, wait_for
 
@@ -359,3 +373,55 @@ async def test_slow_consumer_does_not_stall_publishers(paho: Paho) -> None:
             assert broker.session("pub") is not None
         finally:
             await stuck.close()
+
+
+async def test_qos2_inbound_retransmission_routed_once(engine: NxgBroker, paho: Paho) -> None:
+    sub = paho("sub")
+    await sub.connect(engine.mqtt_port)
+    await sub.subscribe("q2", 2)
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        await raw.connect("q2pub")
+        raw.send(encode_publish("q2", b"once", 2, packet_id=5))
+        assert await raw.recv() == PubRec(5)
+        raw.send(encode_publish("q2", b"once", 2, dup=True, packet_id=5))  # PUBREC lost, say
+        assert await raw.recv() == PubRec(5)
+        raw.send(encode_pubrel(5))
+        assert await raw.recv() == PubComp(5)
+        await sub.wait_messages(1)
+        assert [m.payload for m in await sub.quiet(0.3)] == [b"once"]
+    finally:
+        await raw.close()
+
+
+async def test_qos2_outbound_flow(engine: NxgBroker) -> None:
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        await raw.connect("q2sub")
+        raw.send(encode_subscribe(1, [("out", 2)]))
+        assert await raw.recv() == SubAck(1, (2,))
+        await engine.publish("out", b"x", qos=2)
+        publish = await raw.recv()
+        assert isinstance(publish, Publish)
+        assert publish.qos == 2
+        assert publish.packet_id is not None
+        raw.send(encode_pubrec(publish.packet_id))
+        assert await raw.recv() == PubRel(publish.packet_id)
+        session = engine.session("q2sub")
+        assert session is not None
+        assert session.inflight == {publish.packet_id: None}
+        raw.send(encode_pubcomp(publish.packet_id))
+        assert await wait_for(lambda: not session.inflight)
+    finally:
+        await raw.close()
+
+
+async def test_kick_publishes_will(engine: NxgBroker, paho: Paho) -> None:
+    watcher, victim = paho("watcher"), paho("victim")
+    await watcher.connect(engine.mqtt_port)
+    await watcher.subscribe("kick/will", 0)
+    await victim.connect(engine.mqtt_port, will=("kick/will", b"kicked", 0, False))
+    assert await engine.kick("victim")
+    assert await wait_for(victim.disconnected.is_set)
+    assert [m.payload for m in await watcher.wait_messages(1)] == [b"kicked"]
+    assert engine.session("victim") is None

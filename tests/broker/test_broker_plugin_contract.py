@@ -73,6 +73,9 @@ class Auth(BaseAuthPlugin):  # type: ignore[misc]
             raise ConnectRefused(ConnectRefused.BAD_CREDENTIALS, "wrong password")
         if session.username == "boom":
             raise RuntimeError("auth plugin bug")
+        if session.username == "device":
+            session.keep_alive = 1  # as the device keepalive-0 rule would
+            return True
         return None
 
 
@@ -317,3 +320,38 @@ async def test_server_side_publish_api(paho: Paho) -> None:
         assert broker.connected_count == 2
         with pytest.raises(ValueError, match="invalid topic"):
             await broker.publish("ro/#", b"x")
+
+
+async def test_will_checked_against_publish_acl(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+    broker, _ = stack
+    watcher = paho("watcher")
+    await watcher.connect(broker.mqtt_port, username="good", password="")
+    await watcher.subscribe("#", 0)
+    denied, allowed = paho("denied"), paho("allowed")
+    await denied.connect(broker.mqtt_port, username="good", password="", will=("ro/will", b"no", 0, False))
+    await allowed.connect(broker.mqtt_port, username="good", password="", will=("rw/will", b"yes", 0, False))
+    await denied.drop()
+    await allowed.drop()
+    await watcher.wait_messages(1)
+    assert [m.topic for m in await watcher.quiet(0.3)] == ["rw/will"]
+
+
+async def test_plugin_may_adjust_keepalive(stack: tuple[NxgBroker, Plugins]) -> None:
+    broker, plugins = stack
+    raw = await RawClient.open(broker.mqtt_port)
+    try:
+        assert (await raw.connect("dev", keep_alive=0, username="device", password=b"")).return_code == 0
+        assert await raw.closed_by_peer(3.0)
+        assert plugins.get(Recorder).named("disconnected") == [("disconnected", "dev", "keepalive timeout")]
+    finally:
+        await raw.close()
+
+
+async def test_websocket_client_sees_server_shutdown(paho: Paho) -> None:
+    plugins = Plugins()
+    async with NxgBroker(replace(BASE_SETTINGS, ws_port=0), [factory(Recorder, plugins.made)]) as broker:
+        assert broker.ws_port is not None
+        ws = paho("ws", transport="websockets")
+        assert (await ws.connect(broker.ws_port))[0] == 0
+    assert plugins.get(Recorder).named("disconnected") == [("disconnected", "ws", "server shutdown")]
+    assert await wait_for(ws.disconnected.is_set)
