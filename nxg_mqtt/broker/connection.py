@@ -308,9 +308,10 @@ class Connection:
         self.keepalive_limit = 1.5 * session.keep_alive  # a plugin may have adjusted it
         self.write(encode_connack(present, 0))
         broker.stats["connects"] += 1
-        await broker.hooks.fire("on_broker_client_connected", client_id=client_id, client_session=session)
+        # what was owed before this connection goes first; the connected hook may publish more
         session.resend_inflight()
         session.pump()
+        await broker.hooks.fire("on_broker_client_connected", client_id=client_id, client_session=session)
         return True
 
     # ------------------------------------------------------------------------------- PUBLISH

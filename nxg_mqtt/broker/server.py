@@ -58,6 +58,7 @@ class BrokerContext(BaseContext):  # type: ignore[misc]
 
     def __init__(self, broker: NxgBroker, settings: Settings, logger: logging.Logger) -> None:
         super().__init__()
+        self.loop = asyncio.get_running_loop()
         self.broker = broker
         self.settings = settings
         self.logger = logger

@@ -35,6 +35,7 @@ class BrokerSession:
         "inflight",
         "is_anonymous",
         "keep_alive",
+        "max_inflight",
         "overflowed",
         "password",
         "queue",
@@ -76,6 +77,7 @@ class BrokerSession:
         self.conn: Connection | None = None
         self.queue: deque[OutgoingMessage] = deque()
         self.queue_limit = max(1, queue_limit)
+        self.max_inflight = min(self.queue_limit, 65_535)  # unacknowledged QoS 1/2: packet ids are 16-bit
         # packet id -> message awaiting PUBACK/PUBREC, or None once PUBREL was sent (awaiting PUBCOMP)
         self.inflight: dict[int, OutgoingMessage | None] = {}
         self.inbound_qos2: set[int] = set()  # QoS 2 packet ids routed, awaiting PUBREL
@@ -122,7 +124,7 @@ class BrokerSession:
             if not message.qos:
                 conn.write(_qos0_packet(message))
                 return True
-            if len(self.inflight) < self.queue_limit:
+            if len(self.inflight) < self.max_inflight:
                 self._send_tracked(conn, message)
                 return True
         elif conn is None and not message.qos:
@@ -182,7 +184,7 @@ class BrokerSession:
             if packet_id not in inflight:
                 self._next_packet_id = packet_id
                 return packet_id
-        raise RuntimeError("no free packet id")  # unreachable: inflight is bounded by queue_limit
+        raise RuntimeError("no free packet id")  # unreachable: inflight is bounded by max_inflight
 
     def pump(self) -> None:
         """Move queued messages to the connection while the in-flight window has room."""
@@ -193,7 +195,7 @@ class BrokerSession:
         while queue:
             message = queue[0]
             if message.qos:
-                if len(self.inflight) >= self.queue_limit:
+                if len(self.inflight) >= self.max_inflight:
                     return
                 queue.popleft()
                 self._send_tracked(conn, message)
