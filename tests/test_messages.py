@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
 
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
 JSON = st.recursive(
     SCALARS,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
@@ -58,6 +58,7 @@ def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
     ("raw", "reason", "fragment"),
     [
         (b'{"temp": NaN}', "not_json", "NaN"),
+        (b'{"temp": -Infinity}', "not_json", "Infinity"),
         (b'{"a": [1]}', "schema", "a:"),
         (b'{"t": 1}', "schema", "reserved key 't'"),
         (b'{"serial": "x"}', "schema", "reserved key 'serial'"),

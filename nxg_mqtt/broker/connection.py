@@ -158,11 +158,16 @@ class Connection:
             for packet in packets:
                 if not await self._handle(packet) or self.close_reason is not None:
                     return
-            if self._pressure:
-                await self._relieve()
+                if self._pressure:
+                    # wait before the next message, not after the chunk: with many publishers a
+                    # chunk each would overflow a congested subscriber before anyone waited
+                    await self._relieve()
             if packets:
                 # time spent in plugins is the broker's, not the client's silence
                 self.last_activity = loop.time()
+                # a read of buffered data does not suspend: yield, or one busy publisher
+                # would hold the loop (and every other client, timer and flush) for its whole burst
+                await asyncio.sleep(0)
 
     async def _handle(self, packet: Packet) -> bool:
         """Handle one packet; False ends the connection."""
@@ -206,10 +211,14 @@ class Connection:
             for conn in pressured:
                 if conn is self or conn.blocked or conn.close_reason is not None:
                     continue
-                if conn.transport.buffered() <= HIGH_WATER:
-                    continue
+                session = conn.session
                 try:
-                    await asyncio.wait_for(conn.transport.drain(), timeout)
+                    if conn.transport.buffered() > HIGH_WATER:
+                        await asyncio.wait_for(conn.transport.drain(), timeout)
+                    if session is not None and session.congested:
+                        # QoS 1/2: the in-flight window is full and a backlog grows; the
+                        # publisher waits for PUBACKs instead of the backlog overflowing
+                        await asyncio.wait_for(session.wait_room(), timeout)
                 except TimeoutError:
                     conn.block()
                 except (OSError, RuntimeError):
@@ -393,6 +402,7 @@ class Connection:
             session.conn = None
             session.connected = False
             session.disconnect_reason = reason
+            session.release_waiters()  # publishers waiting for this subscriber go on
             self.blocked = False
             if session.will_flag and reason not in NO_WILL:
                 await broker.publish_will(session)

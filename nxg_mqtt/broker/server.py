@@ -266,7 +266,11 @@ class NxgBroker:
                 message = by_qos[effective] = OutgoingMessage(topic, data, effective, False, topic_bytes)
             if session.deliver(message):
                 count += 1
-            if pressure is not None and conn is not None and conn.transport.buffered() > HIGH_WATER:
+            if (
+                pressure is not None
+                and conn is not None
+                and (conn.transport.buffered() > HIGH_WATER or session.congested)
+            ):
                 pressure.note_pressure(conn)
         self.stats["messages_out"] += count
         return count

@@ -9,6 +9,7 @@ a QoS 1/2 message is only dropped when no QoS 0 is left to evict, and that is lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ class BrokerSession:
         "remote_address",
         "remote_port",
         "role",
+        "room",
         "serial",
         "stats",
         "subscriptions",
@@ -84,6 +86,8 @@ class BrokerSession:
         self.stats = stats
         self.overflowed = False
         self._next_packet_id = 0
+        # set when a congested queue has drained enough for waiting publishers to go on
+        self.room: asyncio.Event | None = None
 
     @property
     def attributes(self) -> dict[str, object]:
@@ -203,6 +207,26 @@ class BrokerSession:
                 queue.popleft()
                 conn.write(_qos0_packet(message))
         self.overflowed = False
+        if self.room is not None and len(queue) <= self.queue_limit // 8:
+            self.room.set()
+
+    @property
+    def congested(self) -> bool:
+        """The in-flight window is full and a backlog builds: publishers should wait."""
+        return len(self.queue) > self.queue_limit // 4
+
+    async def wait_room(self) -> None:
+        room = self.room
+        if room is None:
+            room = self.room = asyncio.Event()
+        room.clear()
+        if not self.congested or self.conn is None:
+            return
+        await room.wait()
+
+    def release_waiters(self) -> None:
+        if self.room is not None:
+            self.room.set()
 
     def resend_inflight(self) -> None:
         """On reconnect: unacknowledged PUBLISH again with DUP set, PUBREL for those past PUBREC."""
@@ -231,6 +255,7 @@ class BrokerSession:
         return False
 
     def discard_state(self) -> None:
+        self.release_waiters()
         self.subscriptions.clear()
         self.queue.clear()
         self.inflight.clear()

@@ -18,7 +18,7 @@ from nxg_mqtt.broker.codec import ProtocolError
 
 HIGH_WATER = 256 * 1024  # bytes buffered for a subscriber before its publishers wait
 LOW_WATER = 64 * 1024
-READ_SIZE = 64 * 1024
+READ_SIZE = 16 * 1024  # bounded work per turn: one busy publisher cannot hold the loop
 _WS_FRAME = 64 * 1024
 
 

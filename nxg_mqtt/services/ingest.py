@@ -113,10 +113,7 @@ class IngestService:
                 if entry.type is not MessageType.PRESENCE and entry.ts > last_seen.get(entry.serial, 0):
                     last_seen[entry.serial] = entry.ts
             try:
-                async with self._store.transaction():
-                    await self._store.messages.append_many(batch)
-                    if last_seen:
-                        await self._store.devices.touch_many(last_seen)
+                await self._store.history_writer.write(batch, last_seen)
             except BaseException:
                 self._pending[:0] = batch
                 raise

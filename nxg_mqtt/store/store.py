@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from nxg_mqtt.store.batch import HistoryWriter
 from nxg_mqtt.store.commands import CommandRepository
 from nxg_mqtt.store.connections import ConnectionRepository
 from nxg_mqtt.store.db import Database, open_database
@@ -16,8 +17,9 @@ from nxg_mqtt.store.messages import MessageRepository
 
 
 class Store:
-    def __init__(self, db: Database, tenant_id: str) -> None:
+    def __init__(self, db: Database, tenant_id: str, history_writer: HistoryWriter) -> None:
         self.db = db
+        self.history_writer = history_writer
         self.tenant_id = tenant_id
         self.devices = DeviceRepository(db, tenant_id)
         self.messages = MessageRepository(db, tenant_id)
@@ -45,4 +47,8 @@ class Store:
 @asynccontextmanager
 async def open_store(path: Path, tenant_id: str = "default") -> AsyncIterator[Store]:
     async with open_database(path) as db:
-        yield Store(db, tenant_id)
+        writer = HistoryWriter(path, tenant_id)
+        try:
+            yield Store(db, tenant_id, writer)
+        finally:
+            await writer.close()
