@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
 
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
+SCALARS = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
+)
 JSON = st.recursive(
     SCALARS,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),

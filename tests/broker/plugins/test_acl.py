@@ -46,3 +46,28 @@ async def test_pairing_session_is_confined(stack: Stack) -> None:
     await pairing.publish("nxg/acl-e/telemetry", json.dumps({"temp": 3}))
     await stack.core.ingest.flush()
     assert not [m for m in await stack.core.store.messages.query("acl-e") if m.type.value == "telemetry"]
+
+
+async def test_anonymous_standalone_broker_keeps_server_topics_closed(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from nxg_mqtt.broker.embedded import open_broker
+    from nxg_mqtt.core import open_core
+    from tests.broker.plugins.conftest import stack_settings
+
+    settings = stack_settings(Path(str(tmp_path)), allow_anonymous=True)
+    async with open_core(settings, serve=True) as core, open_broker(core) as broker:
+        s = Stack(core, broker, [])
+        code = await s.create_device("anon-dev")
+        anon = s.client("anon")
+        assert await anon.connect(s.port) == 0
+        assert await anon.subscribe("$SYS/#") == [0x80]
+        assert await anon.subscribe("#") == [1]
+        device, _ = await s.device("anon-dev2")
+        await anon.drain()
+        await anon.publish("nxg/anon-dev2/cmd", '{"t":"cmd","id":"x","action":"open","params":{}}')
+        assert await device.no_message(0.3), "anonymous clients may not command devices"
+        reply = await s.pair(code)  # a pairing reply carries a token: never to anonymous `#`
+        assert reply["t"] == "pair_ok"
+        assert not [m for m in await anon.drain() if m.topic.startswith("nxg/pair/")]
+        await s.close_clients()
