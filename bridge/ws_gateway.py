@@ -87,6 +87,7 @@ class GatewaySession:
         self.done = asyncio.Event()
         self.close_code = 1000
         self.reason = "disconnected"
+        self.revoked_why: str | None = None
         self._detach: list[Any] = []
 
     # ---- outcome ----------------------------------------------------------------------------------
@@ -102,7 +103,8 @@ class GatewaySession:
     async def revoked(self, why: str) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.send({"t": "auth_reset_required"}), 0.5)
-        self.finish(CLOSE_REVOKED, f"kicked ({why})")
+        self.revoked_why = why
+        self.finish(CLOSE_REVOKED, "kicked")
 
     def taken_over(self) -> None:
         self.finish(CLOSE_TAKEN_OVER, TAKEN_OVER)
@@ -263,7 +265,7 @@ class GatewaySession:
         if self.state.gateway.release(self) and self.serial is not None:
             try:
                 await self.core.presence.disconnected(self.serial, self.reason, "ws")
-                if self.reason == "kicked (delete)":
+                if self.revoked_why == "delete":
                     await self.core.presence.forget(self.serial)
             except Exception:
                 log.exception("presence update for %s failed", self.serial)

@@ -88,7 +88,7 @@ class AuthPlugin(NxgPlugin):
         the old code end too when the code itself is gone (regenerate, delete)."""
         session = self.broker.session(serial)
         if session is not None and session.role == ROLE_DEVICE:
-            await self.broker.kick(serial, f"kicked ({why})")
+            await self.broker.kick(serial, "kicked")
         if why in ("regenerate", "delete"):
             for client_id in list(self._pairing.get(serial, ())):
-                await self.broker.kick(client_id, f"kicked ({why})")
+                await self.broker.kick(client_id, "kicked")
