@@ -40,9 +40,9 @@ from bench.brokers import (
     start_mosquitto,
     start_nxg,
 )
-from bench.common import GRACE_S, Cred
+from bench.common import GRACE_S, Cred, StormJob, percentile
 from bench.nxg import Store, provision, serials
-from bench.runner import IdleSession, PhaseResult, Runner
+from bench.runner import IdleSession, PhaseResult, Runner, StormPhaseResult
 
 BROKERS: dict[str, str] = {"a": "amqtt", "b": "nxg", "c": "mosquitto"}
 TITLES: dict[str, str] = {"a": "(a) amqtt", "b": "(b) NXG", "c": "(c) mosquitto"}
@@ -70,6 +70,12 @@ class Config:
     mosquitto_inflight: int
     json_path: Path | None
     keep: bool
+    storm: int = 500
+    storm_rate: float = 1000.0
+    storm_bad: float = 0.2
+    storm_budget: float = 8.0
+    storm_concurrency: int = 100
+    storm_bad_addr: str = "127.0.0.2"
 
     @property
     def idle_counts(self) -> list[int]:
@@ -88,6 +94,7 @@ class BrokerReport:
     rss_start: dict[int, int] = field(default_factory=dict)  # fresh broker, per idle count
     rss_peak: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    storm: StormPhaseResult | None = None  # CONNECT storm, on the 0-idle broker
 
     def get(self, idle: int, kind: str) -> PhaseResult | None:
         return self.phases.get(f"{idle}:{kind}")
@@ -116,6 +123,7 @@ class BrokerReport:
             "rss_peak": self.rss_peak,
             "idle": idle,
             "phases": {k: v.as_dict() for k, v in self.phases.items()},
+            "storm": self.storm.as_dict() if self.storm is not None else None,
             "notes": self.notes,
         }
 
@@ -187,12 +195,14 @@ class Bench:
             self.brokers.remove(bp)
 
     # -- one broker ---------------------------------------------------------------------------
-    def start_broker(self, key: str) -> tuple[BrokerProc, list[Cred], list[Cred]]:
+    def start_broker(self, key: str) -> tuple[BrokerProc, list[Cred], list[Cred], list[Cred]]:
+        """The broker, and the creds of the publishers, the idle devices and the storm devices."""
         cfg = self.cfg
         bdir = self.workdir / BROKERS[key]
         bdir.mkdir(parents=True, exist_ok=True)
         pub_serials = serials(cfg.devices, "bench")
         idle_serials = serials(cfg.idle_devices, "idle")
+        storm_serials = serials(cfg.storm, "storm")
         if key == "a":
             bp = start_amqtt(bdir, cfg.amqtt_uvloop)
         elif key == "c":
@@ -201,19 +211,21 @@ class Bench:
             reason = nxg_available()
             if reason:
                 raise BrokerUnavailable(reason)
-            total = cfg.devices + cfg.idle_devices
+            total = cfg.devices + cfg.idle_devices + cfg.storm
             self.tick(f"NXG: provisioning {total} devices")
             creds = provision(
                 bdir / "data",
-                pub_serials + idle_serials,
+                pub_serials + idle_serials + storm_serials,
                 on_progress=lambda n: self.tick(f"NXG: provisioned {n}/{total} devices"),
             )
             self.tick("NXG: starting broker")
-            bp = start_nxg(bdir / "data", bdir, creds, new_secret())
+            n_pub, n_idle = cfg.devices, cfg.idle_devices
+            bp = start_nxg(bdir / "data", bdir, creds[: n_pub + n_idle], new_secret())
             self.brokers.append(bp)
-            return bp, creds[: cfg.devices], creds[cfg.devices :]
+            return bp, creds[:n_pub], creds[n_pub : n_pub + n_idle], creds[n_pub + n_idle :]
         self.brokers.append(bp)
-        return bp, [Cred(s) for s in pub_serials], [Cred(s) for s in idle_serials]
+        anon = [[Cred(s) for s in group] for group in (pub_serials, idle_serials, storm_serials)]
+        return bp, anon[0], anon[1], anon[2]
 
     def bench_broker(self, key: str) -> BrokerReport:
         """Per idle count: a fresh broker, RSS baseline, idle devices, the three load phases."""
@@ -226,7 +238,29 @@ class Bench:
         return report
 
     def steps_per_idle(self, idle: int) -> int:
-        return 1 + len(KINDS) + (1 if idle else 0)
+        return 1 + len(KINDS) + (1 if idle else 0) + (1 if self.storm_here(idle) else 0)
+
+    def storm_here(self, idle: int) -> bool:
+        """The CONNECT storm runs once per broker, on the broker without idle devices."""
+        return self.cfg.storm > 0 and idle == 0
+
+    def storm_job(self, key: str, bp: BrokerProc, creds: list[Cred]) -> StormJob:
+        """(b): a share of the attempts fail — half a wrong token for a real device, half a wrong
+        connection code — from their own source address; (a)/(c): all anonymous."""
+        cfg = self.cfg
+        if key != "b":
+            return StormJob(bp.host, bp.port, creds, concurrency=cfg.storm_concurrency)
+        n_bad = min(len(creds), round(cfg.storm * max(0.0, min(1.0, cfg.storm_bad))))
+        good, rest = creds[: len(creds) - n_bad], creds[len(creds) - n_bad :]
+        bad: list[Cred] = []
+        for i, cred in enumerate(rest):
+            if i % 2 == 0:
+                bad.append(Cred(cred.serial, cred.serial, "wrong-token-" + "x" * 20))
+            else:
+                bad.append(Cred(f"storm-pair-{i:05d}", "pair", "ZZZZ-ZZZZ"))
+        return StormJob(
+            bp.host, bp.port, good, bad, bad_addr=cfg.storm_bad_addr or None, concurrency=cfg.storm_concurrency
+        )
 
     def bench_broker_idle(self, report: BrokerReport, idle: int) -> None:
         cfg = self.cfg
@@ -235,7 +269,7 @@ class Bench:
         total = self.steps_per_idle(idle)
         steps_done = 0
         try:
-            bp, pub_creds, idle_creds = self.start_broker(key)
+            bp, pub_creds, idle_creds, storm_creds = self.start_broker(key)
         except BrokerUnavailable as exc:
             report.available, report.reason = False, str(exc)
             self.progress.advance(self.task, total)
@@ -289,8 +323,27 @@ class Bench:
                 report.rss_peak[idle] = max(report.rss_peak.get(idle, 0), res.rss_peak)
                 self.step()
                 steps_done += 1
-                if kind != KINDS[-1]:
+                if kind != KINDS[-1] or self.storm_here(idle):
                     self.runner.settle(bp, label)
+            if self.storm_here(idle):
+                if not bp.alive():
+                    raise RuntimeError(f"broker died: {bp.log_tail(3)}")
+                report.storm = self.runner.storm_phase(
+                    bp,
+                    f"{title} · CONNECT storm of {cfg.storm:,}",
+                    pub_creds,
+                    self.storm_job(key, bp, storm_creds),
+                    cfg.paced_qos,
+                    cfg.storm_rate,
+                    quiet=cfg.duration,
+                    budget=cfg.storm_budget,
+                    warmup=cfg.warmup,
+                    grace=cfg.grace,
+                    store=store,
+                )
+                report.rss_peak[idle] = max(report.rss_peak.get(idle, 0), report.storm.rss_peak)
+                self.step()
+                steps_done += 1
             if session is not None:
                 report.idle_lost = self.runner.release_idle(session, title)
                 if report.idle_lost:
@@ -372,6 +425,7 @@ class Row:
     target: str = ""
     verdicts: Callable[[dict[str, BrokerReport], Config], list[bool | None]] | None = None
     only_idle: bool = False  # value only meaningful with idle devices connected
+    only_zero: bool = False  # value only measured on the broker without idle devices (the storm)
     section_end: bool = False
 
 
@@ -465,6 +519,31 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
         ph = rep.get(idle, "paced")
         return f"{ph.rate:,.0f}/s QoS {ph.qos}" if ph is not None else "–"
 
+    def storm_cell(fn: Callable[[StormPhaseResult], str]) -> Callable[[BrokerReport, int], str]:
+        return lambda rep, _idle: fn(rep.storm) if rep.storm is not None else "–"
+
+    def storm_ratio(rep: BrokerReport | None) -> float:
+        return rep.storm.p99_ratio if rep is not None and rep.available and rep.storm is not None else math.nan
+
+    def storm_load(st: StormPhaseResult) -> str:
+        bad = f" ({st.storm_bad:,} bad)" if st.storm_bad else ""
+        return f"{st.storm_n:,}{bad} · {st.rate:,.0f}/s"
+
+    def storm_outcome(st: StormPhaseResult) -> str:
+        c = st.conn
+        refused = sum(c.refused.values())
+        tail = f" / {c.unfinished} unfin." if c.unfinished else ""
+        return f"{c.accepted:,} / {refused:,} / {c.failed + c.sub_refused + c.bad_accepted:,}{tail}"
+
+    def storm_codes(st: StormPhaseResult) -> str:
+        return " · ".join(f"{k}: {v}" for k, v in sorted(st.conn.refused.items())) or "–"
+
+    def pair_ms(a: float, b: float, sep: str = " / ") -> str:
+        return f"{fmt_ms(a)}{sep}{fmt_ms(b)}"
+
+    def storm_window(st: StormPhaseResult) -> str:
+        return f"{st.connect_rate:,.0f}/s · {st.storm_seconds:.2f} s" if not math.isnan(st.connect_rate) else "–"
+
     def lat_count(rep: BrokerReport, idle: int) -> str:
         ph = rep.get(idle, "paced")
         if ph is None:
@@ -536,6 +615,48 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
             verdicts=lambda _r, _c: [check(b(0, "paced", "store_p99"), lambda x: x <= 250)],
             section_end=True,
         ),
+        Row("storm CONNECTs (bad) · telemetry msg/s", storm_cell(storm_load), only_zero=True),
+        Row("storm CONNECTs/s · storm duration", storm_cell(storm_window), only_zero=True),
+        Row("storm accepted / refused / failed", storm_cell(storm_outcome), only_zero=True),
+        Row("storm refused by CONNACK rc (3 lockout)", storm_cell(storm_codes), only_zero=True),
+        Row(
+            "storm CONNECT→CONNACK p50 / p99 ms",
+            storm_cell(lambda st: pair_ms(percentile(st.conn.connack_ms, 50), percentile(st.conn.connack_ms, 99))),
+            only_zero=True,
+        ),
+        Row(
+            "quiet publish→delivered p50 / p99 ms",
+            storm_cell(lambda st: pair_ms(st.quiet.p50, st.quiet.p99)),
+            only_zero=True,
+        ),
+        Row(
+            "storm publish→delivered p50 / p99 ms",
+            storm_cell(lambda st: pair_ms(st.storm.p50, st.storm.p99)),
+            only_zero=True,
+        ),
+        Row(
+            "storm p99 ÷ quiet p99 (delivered)",
+            storm_cell(lambda st: "–" if math.isnan(st.p99_ratio) else f"{st.p99_ratio:.2f}×"),
+            target="b ≤ 3×",
+            verdicts=lambda rr, _c: [check(storm_ratio(rr.get("b")), lambda x: x <= 3.0)],
+            only_zero=True,
+        ),
+        Row(
+            "storm delivered / sent (quiet · storm)",
+            storm_cell(lambda st: f"{st.quiet.n}/{st.quiet.sent:.0f} · {st.storm.n}/{st.storm.sent:.0f}"),
+            only_zero=True,
+        ),
+        Row(
+            "publish→stored p99 ms quiet → storm",
+            storm_cell(lambda st: pair_ms(st.quiet_store.p99, st.storm_store.p99, " → ")),
+            only_zero=True,
+        ),
+        Row(
+            "broker CPU quiet → storm",
+            storm_cell(lambda st: "–" if math.isnan(st.cpu_storm) else f"{st.cpu_quiet:.0f}% → {st.cpu_storm:.0f}%"),
+            only_zero=True,
+            section_end=True,
+        ),
         Row("idle CONNECT+SUBSCRIBE /s", lambda r, i: fmt_rate(connect_rate(r, i)), only_idle=True),
         Row(
             "RSS per idle device KB",
@@ -578,7 +699,7 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
             for idle in idles:
                 if rep is None or not rep.available:
                     cells.append(Text("n/a", style="dim"))
-                elif row.only_idle and not idle:
+                elif (row.only_idle and not idle) or (row.only_zero and idle):
                     cells.append("")
                 else:
                     cells.append(row.values(rep, idle))
@@ -591,6 +712,28 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
         cells.append(join_text([verdict(v) for v in row.verdicts(by_key, cfg)]) if row.verdicts else "")
         table.add_row(*cells, end_section=row.section_end)
     return table
+
+
+def storm_notes(cfg: Config, key: str, st: StormPhaseResult) -> list[str]:
+    title = TITLES[key]
+    c = st.conn
+    out = [
+        f"{title} storm: quiet window {st.quiet.seconds:.1f} s ({st.quiet.n:,} msgs), storm window "
+        f"{st.storm.seconds:.2f} s ({st.storm.n:,} msgs, from the first CONNECT to the last finished one, ≥ 1 s); "
+        f"{c.attempts:,}/{st.storm_n:,} attempts finished in {st.storm_seconds:.2f} s, "
+        f"{c.lost} accepted storm clients dropped before the end"
+    ]
+    if st.storm_bad:
+        lock = c.refused.get(3, 0)
+        where = f"from {c.bad_addr}" if c.bad_addr else "from 127.0.0.1 (same as everyone: a lockout refuses all)"
+        out.append(
+            f"{title} storm: {st.storm_bad} bad CONNECTs {where}; the failed-CONNECT limiter "
+            f"(30/min per address, then 60 s refused) refused {lock} of them with CONNACK 3"
+            + (f"; {c.bad_accepted} bad CONNECTs were ACCEPTED" if c.bad_accepted else "")
+        )
+    for err in st.errors:
+        out.append(f"{title} storm: {err.splitlines()[0]}")
+    return out
 
 
 def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[BrokerReport], elapsed: float) -> str:
@@ -610,6 +753,8 @@ def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[Broker
         for key, ph in rep.phases.items():
             for err in ph.errors:
                 lines.append(f"{TITLES[rep.key]} {key}: {err.splitlines()[0]}")
+        if rep.storm is not None:
+            lines.extend(storm_notes(cfg, rep.key, rep.storm))
     gen_bound = []
     for kind in ("q0", "q1"):
         g = generator.get(kind)
@@ -663,6 +808,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--amqtt-asyncio", action="store_true", help="run plain amqtt on asyncio, not uvloop")
     p.add_argument("--mosquitto-inflight", type=int, default=1000, help="mosquitto max_inflight_messages")
     p.add_argument("--keep", action="store_true", help="keep the work dir (broker logs, NXG data)")
+    p.add_argument("--storm", type=int, default=500, help="CONNECT storm: new connections (default 500, 0 = skip)")
+    p.add_argument("--storm-rate", type=float, default=1000.0, help="paced telemetry msg/s during the storm phase")
+    p.add_argument("--storm-bad", type=float, default=0.2, help="(b): share of storm CONNECTs that must fail")
+    p.add_argument("--storm-budget", type=float, default=8.0, help="s the storm may take while telemetry runs")
+    p.add_argument("--storm-concurrency", type=int, default=100, help="storm CONNECTs in flight at once")
+    p.add_argument(
+        "--storm-bad-addr", default="127.0.0.2", help="source address of the failing CONNECTs ('' = 127.0.0.1)"
+    )
     ns = p.parse_args(argv)
     names = {v: k for k, v in BROKERS.items()}
     only: list[str] = []
@@ -692,6 +845,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         mosquitto_inflight=ns.mosquitto_inflight,
         json_path=ns.json,
         keep=ns.keep,
+        storm=max(0, ns.storm),
+        storm_rate=ns.storm_rate,
+        storm_bad=ns.storm_bad,
+        storm_budget=max(1.0, ns.storm_budget),
+        storm_concurrency=max(1, ns.storm_concurrency),
+        storm_bad_addr=ns.storm_bad_addr,
     )
 
 

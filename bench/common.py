@@ -73,6 +73,7 @@ class SubJob:
     qos: int
     topic_filter: str = TELEMETRY_FILTER
     latency: bool = False  # parse the payload ts of every message
+    keep_ts: bool = False  # also keep (payload ts, latency) pairs, to split the window afterwards
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,38 @@ class IdleJob:
     concurrency: int = 100
     keepalive: int = 0
     retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StormJob:
+    """CONNECT storm: open every connection as fast as `concurrency` allows, SUBSCRIBE the good ones."""
+
+    host: str
+    port: int
+    good: Sequence[Cred]  # expected to be accepted; each then subscribes to nxg/{serial}/cmd
+    bad: Sequence[Cred] = ()  # expected to be refused (wrong token / wrong connection code)
+    bad_addr: str | None = None  # local address the bad ones connect from (own lockout key)
+    concurrency: int = 100
+    timeout: float = 10.0  # per CONNECT→CONNACK, and again per SUBSCRIBE→SUBACK
+    qos: int = 1
+    keepalive: int = 0
+
+
+@dataclass(slots=True)
+class StormResult:
+    attempts: int = 0  # finished attempts (accepted, refused or failed)
+    accepted: int = 0  # CONNACK 0 and SUBACK granted
+    refused: dict[int, int] = field(default_factory=dict)  # CONNACK return code → count
+    bad_accepted: int = 0  # a "bad" credential that got CONNACK 0 (should not happen)
+    sub_refused: int = 0  # CONNACK 0 but SUBACK 0x80
+    failed: int = 0  # timeouts, resets, closed without CONNACK
+    unfinished: int = 0  # still pending when the phase ended (cancelled)
+    lost: int = 0  # accepted, then dropped by the broker before the phase ended
+    t_start: float = 0.0
+    t_end: float = 0.0  # last attempt finished
+    connack_ms: list[float] = field(default_factory=list)  # accepted: TCP connect → CONNACK, sorted
+    bad_addr: str | None = None  # as used (None: the bind failed, same address as the good ones)
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +148,7 @@ class SubResult:
     recv_backlog: int = 0
     recv_total: int = 0
     lat_ms: list[float] = field(default_factory=list)  # latencies of in-window messages (sampled)
+    lat_pairs: list[tuple[int, float]] = field(default_factory=list)  # (payload ts ms, latency ms), keep_ts
     lat_count: int = 0
     lost: bool = False
     error: str | None = None

@@ -23,13 +23,15 @@ from bench.common import (
     PubJob,
     PubResult,
     Schedule,
+    StormJob,
+    StormResult,
     SubJob,
     SubResult,
     percentile,
     split,
 )
 from bench.nxg import Store
-from bench.workers import idle_main, publisher_main, subscriber_main
+from bench.workers import idle_main, publisher_main, storm_main, subscriber_main
 
 
 class WorkerError(RuntimeError):
@@ -83,6 +85,78 @@ class PhaseResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class Lat:
+    """Latency figures (ms) of one sub-window: n messages of `sent` ≈ rate × window."""
+
+    t0: float = math.nan  # window, wall-clock s
+    t1: float = math.nan
+    sent: float = 0.0
+    n: int = 0
+    p50: float = math.nan
+    p99: float = math.nan
+    max: float = math.nan
+
+    @classmethod
+    def of(cls, values: list[float], t0: float, t1: float, rate: float) -> Lat:
+        values.sort()
+        lat = cls(t0, t1, rate * max(0.0, t1 - t0), len(values))
+        if values:
+            lat.p50, lat.p99, lat.max = percentile(values, 50), percentile(values, 99), values[-1]
+        return lat
+
+    @property
+    def seconds(self) -> float:
+        return self.t1 - self.t0
+
+
+@dataclass
+class StormPhaseResult:
+    """Paced telemetry with a quiet window, then a CONNECT storm (second window), in one run."""
+
+    label: str
+    qos: int
+    rate: float
+    devices: int
+    storm_n: int  # connections attempted
+    storm_bad: int  # of which expected to be refused
+    quiet: Lat = field(default_factory=Lat)  # publish→delivered, quiet window before the storm
+    storm: Lat = field(default_factory=Lat)  # publish→delivered, from storm start to its last CONNECT
+    quiet_store: Lat = field(default_factory=Lat)  # NXG: publish→stored, same windows
+    storm_store: Lat = field(default_factory=Lat)
+    conn: StormResult = field(default_factory=StormResult)
+    cpu_quiet: float = math.nan  # broker CPU, % of a core
+    cpu_storm: float = math.nan
+    budget_s: float = math.nan  # how long the storm was allowed to run while telemetry flowed
+    rss_peak: int = 0
+    lost_connections: int = 0  # publishers
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def p99_ratio(self) -> float:
+        q, s = self.quiet.p99, self.storm.p99
+        return s / q if q > 0 and not math.isnan(s) else math.nan
+
+    @property
+    def storm_seconds(self) -> float:
+        """First CONNECT sent → last attempt finished."""
+        c = self.conn
+        return c.t_end - c.t_start if c.attempts and c.t_end > c.t_start else math.nan
+
+    @property
+    def connect_rate(self) -> float:
+        """Finished CONNECT attempts (accepted or refused) per second."""
+        secs = self.storm_seconds
+        return self.conn.attempts / secs if secs > 0 else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["p99_ratio"] = self.p99_ratio
+        out["storm_seconds"] = self.storm_seconds
+        out["connect_rate"] = self.connect_rate
+        return out
 
 
 @dataclass
@@ -299,6 +373,103 @@ class Runner:
                 res.errors.append(f"{res.connect_failed} publisher connects failed")
             if res.lost_connections:
                 res.errors.append(f"{res.lost_connections} publisher connections dropped")
+        except WorkerError as exc:
+            res.errors.append(str(exc))
+        finally:
+            self.reap(procs)
+            res.rss_peak = max(self.rss_peak, bp.rss())
+            self.watch = None
+        return res
+
+    def storm_phase(
+        self,
+        bp: Target,
+        label: str,
+        devices: Sequence[Cred],
+        storm: StormJob,
+        qos: int,
+        rate: float,
+        quiet: float,
+        budget: float,
+        warmup: float,
+        grace: float = GRACE_S,
+        store: Store | None = None,
+        min_window: float = 1.0,
+    ) -> StormPhaseResult:
+        """Paced telemetry; after warm-up a quiet window of `quiet` s, then the storm starts and the
+        publishers keep going for `budget` s. The storm window runs from the storm start to its last
+        finished CONNECT (at least `min_window` s, at most `budget` s); latencies are split by the
+        payload's send time."""
+        res = StormPhaseResult(label, qos, rate, len(devices), len(storm.good) + len(storm.bad), len(storm.bad))
+        res.budget_s = budget
+        self.watch, self.rss_peak = bp, 0
+        procs: list[BaseProcess] = []
+        try:
+            sub_job = SubJob(bp.host, bp.port, bp.subscriber, qos, latency=True, keep_ts=True)
+            proc, sub_pipe = self.spawn(subscriber_main, sub_job)
+            procs.append(proc)
+            proc, storm_pipe = self.spawn(storm_main, storm)
+            procs.append(proc)
+            self.collect([sub_pipe, storm_pipe], "ready", 30, f"{label}: subscriber connecting")
+            pub_pipes: list[Connection] = []
+            parts = split(list(devices), self.publishers)
+            for part in parts:
+                job = PubJob(bp.host, bp.port, part, "paced", qos, rate=rate / len(parts))
+                proc, pipe = self.spawn(publisher_main, job)
+                procs.append(proc)
+                pub_pipes.append(pipe)
+            ready: list[PubResult] = self.collect(pub_pipes, "ready", 60, f"{label}: publishers connecting")
+            if sum(r.connect_failed for r in ready):
+                res.errors.append(f"{sum(r.connect_failed for r in ready)} publisher connects failed")
+            t0 = time.time() + 0.3
+            win0 = t0 + warmup
+            s0 = win0 + quiet
+            win1 = s0 + budget
+            sched = Schedule(t0, win0, win1, win1 + grace)
+            for pipe in [sub_pipe, *pub_pipes]:
+                pipe.send(sched)
+            # the storm: starts at s0, no new attempt after win1, holds its connections to the end
+            storm_pipe.send(Schedule(s0, s0, win1, win1 + grace))
+            self.wait_until(win0, f"{label}: warm-up")
+            cpu0 = bp.cpu_times()
+            self.wait_until(s0, f"{label}: quiet window")
+            # broker CPU sampled every 0.1 s through the storm, to cut out the storm window afterwards
+            cpu_samples = [(time.time(), bp.cpu_times())]
+            while time.time() < win1:
+                self.tick(f"{label}: CONNECT storm ({win1 - time.time():4.1f}s)")
+                self.rss_peak = max(self.rss_peak, bp.rss())
+                time.sleep(max(0.0, min(0.1, win1 - time.time())))
+                cpu_samples.append((time.time(), bp.cpu_times()))
+            res.cpu_quiet = 100.0 * (cpu_samples[0][1] - cpu0) / (cpu_samples[0][0] - win0)
+            pubs: list[PubResult] = self.collect(pub_pipes, "result", 30, f"{label}: publishers stopping")
+            res.lost_connections = sum(p.lost_connections for p in pubs)
+            self.wait_until(win1 + grace, f"{label}: grace")
+            sub: SubResult = self.collect([sub_pipe], "result", 30, f"{label}: subscriber")[0]
+            res.conn = self.collect([storm_pipe], "result", 30, f"{label}: storm clients")[0]
+            c = res.conn
+            s1 = min(win1, max(c.t_end, s0 + min_window)) if c.attempts else win1
+            t_a, c_a = cpu_samples[0]
+            t_b, c_b = next((x for x in cpu_samples if x[0] >= s1), cpu_samples[-1])
+            res.cpu_storm = 100.0 * (c_b - c_a) / (t_b - t_a) if t_b > t_a else math.nan
+            q_ms, s_ms = [], []
+            for ts, lat in sub.lat_pairs:
+                if win0 * 1000 <= ts < s0 * 1000:
+                    q_ms.append(lat)
+                elif s0 * 1000 <= ts < s1 * 1000:
+                    s_ms.append(lat)
+            res.quiet = Lat.of(q_ms, win0, s0, rate)
+            res.storm = Lat.of(s_ms, s0, s1, rate)
+            if store is not None:
+                for attr, (a, b) in (("quiet_store", (win0, s0)), ("storm_store", (s0, s1))):
+                    n, p50, p99, mx = store.store_latency(a * 1000, b * 1000)
+                    setattr(res, attr, Lat(a, b, rate * (b - a), n, p50, p99, mx))
+            if sub.lost:
+                res.errors.append("subscriber connection lost")
+            if res.lost_connections:
+                res.errors.append(f"{res.lost_connections} publisher connections dropped")
+            if c.unfinished:
+                res.errors.append(f"storm: {c.unfinished} CONNECTs unfinished after {budget:g} s (cancelled)")
+            res.errors.extend(f"storm: {e}" for e in c.errors[:3])
         except WorkerError as exc:
             res.errors.append(str(exc))
         finally:

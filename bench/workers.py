@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 import time
 import traceback
@@ -26,12 +27,22 @@ from bench.common import (
     PubJob,
     PubResult,
     Schedule,
+    StormJob,
+    StormResult,
     SubJob,
     SubResult,
     make_payload,
     run_async,
 )
-from bench.mqttproto import PINGREQ_PACKET, PUBLISH, MqttConn, open_conn, publish_prefix, subscribe
+from bench.mqttproto import (
+    PINGREQ_PACKET,
+    PUBLISH,
+    MqttConn,
+    connect_packet,
+    open_conn,
+    publish_prefix,
+    subscribe,
+)
 
 C = TypeVar("C", bound=MqttConn)
 _pack_pid = struct.Struct("!H").pack
@@ -274,8 +285,10 @@ class _SubConn(MqttConn):
         count = 0
         acks: list[bytes] = []
         lat = self.job.latency and self.sched is not None
+        keep_ts = self.job.keep_ts
         now_ms = now * 1000.0
         lat_list = self.res.lat_ms
+        pairs = self.res.lat_pairs
         for first, body in packets:
             if first & 0xF0 != PUBLISH:
                 super().on_packets([(first, body)])
@@ -292,6 +305,8 @@ class _SubConn(MqttConn):
                     ts = int(body[i + 5 : body.index(b",", i)])
                     if self.win0_ms <= ts < self.win1_ms:
                         lat_list.append(now_ms - ts)
+                        if keep_ts:
+                            pairs.append((ts, now_ms - ts))
         if acks and self.transport is not None:
             self.transport.write(b"".join(acks))
         res = self.res
@@ -366,6 +381,113 @@ async def _idle(job: IdleJob, pipe: Connection) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# CONNECT storm
+
+
+def _usable_addr(addr: str | None) -> str | None:
+    """`addr` if a socket can bind to it here (any 127.x.y.z on Linux loopback), else None."""
+    if not addr:
+        return None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((addr, 0))
+        return addr
+    except OSError:
+        return None
+
+
+def _interleave(good: Sequence[Cred], bad: Sequence[Cred]) -> list[tuple[Cred, bool]]:
+    """Good and bad attempts spread evenly over the storm (bad ones are not all at the start/end)."""
+    total = len(good) + len(bad)
+    out: list[tuple[Cred, bool]] = []
+    gi = bi = 0
+    for i in range(total):
+        # place bad attempt k at position ≈ (k + 0.5) · total / len(bad)
+        if bi < len(bad) and (gi >= len(good) or (bi + 0.5) * total / len(bad) <= i + 1):
+            out.append((bad[bi], True))
+            bi += 1
+        else:
+            out.append((good[gi], False))
+            gi += 1
+    return out
+
+
+async def _storm(job: StormJob, pipe: Connection) -> None:
+    res = StormResult(bad_addr=_usable_addr(job.bad_addr))
+    if job.bad_addr and res.bad_addr is None:
+        res.errors.append(f"cannot bind {job.bad_addr}: bad CONNECTs come from the same address as the good ones")
+    pipe.send(("ready", res))
+    sched = await _recv(pipe)
+    if not isinstance(sched, Schedule):
+        return
+    loop = asyncio.get_running_loop()
+    attempts = _interleave(job.good, job.bad)
+    sem = asyncio.Semaphore(max(1, job.concurrency))
+    conns: list[MqttConn] = []
+    refused = res.refused
+
+    def note(msg: str) -> None:
+        if len(res.errors) < 5:
+            res.errors.append(msg)
+
+    async def one(cred: Cred, bad: bool) -> None:
+        async with sem:
+            proto: MqttConn | None = None
+            cancelled = False
+            t = time.time()
+            try:
+                local = (res.bad_addr, 0) if bad and res.bad_addr else None
+                async with asyncio.timeout(job.timeout):
+                    _, proto = await loop.create_connection(MqttConn, job.host, job.port, local_addr=local)
+                    proto.write(connect_packet(cred.client_id, cred.username, cred.password, job.keepalive))
+                    code = await proto.connack
+                if code != 0:
+                    refused[code] = refused.get(code, 0) + 1
+                    proto.close(graceful=False)
+                    return
+                if bad:
+                    res.bad_accepted += 1
+                    proto.close()
+                    return
+                res.connack_ms.append((time.time() - t) * 1000.0)
+                await subscribe(proto, CMD_TOPIC.format(serial=cred.serial), job.qos, timeout=job.timeout)
+                res.accepted += 1
+                conns.append(proto)
+                proto = None
+            except PermissionError:
+                res.sub_refused += 1
+            except (OSError, TimeoutError) as exc:
+                res.failed += 1
+                note(f"{cred.client_id}: {exc!r}")
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+            finally:
+                if proto is not None:
+                    proto.close(graceful=False)
+                if not cancelled:
+                    res.attempts += 1
+                    res.t_end = max(res.t_end, time.time())
+
+    await _sleep_until(sched.t0)
+    res.t_start = time.time()
+    tasks = [asyncio.ensure_future(one(cred, bad)) for cred, bad in attempts]
+    # nothing new may start after the telemetry stopped: what is still pending then is cancelled
+    _done, pending = await asyncio.wait(tasks, timeout=max(0.0, sched.win1 - time.time()))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    res.unfinished = len(pending)
+    await _sleep_until(sched.grace_end)  # the storm clients stay connected until the phase ends
+    res.lost = sum(1 for c in conns if c.lost.done())
+    res.connack_ms.sort()
+    pipe.send(("result", res))
+    for c in conns:
+        c.close()
+    await asyncio.sleep(0.3)
+
+
+# --------------------------------------------------------------------------------------------
 # entry points
 
 
@@ -389,3 +511,7 @@ def subscriber_main(job: SubJob, pipe: Connection) -> None:
 
 def idle_main(job: IdleJob, pipe: Connection) -> None:
     _entry(_idle, job, pipe)
+
+
+def storm_main(job: StormJob, pipe: Connection) -> None:
+    _entry(_storm, job, pipe)
