@@ -55,28 +55,25 @@ class CommandRepository:
         )
 
     async def get(self, command_id: str) -> Command | None:
-        async with self._db.conn.execute(
+        row = await self._db.fetchone(
             "SELECT * FROM commands WHERE tenant_id = ? AND id = ?", (self._tenant, command_id)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return _command(row) if row else None
 
     async def open_for(self, serial: str) -> list[Command]:
         """Queued commands of a device, oldest first (the dispatch order)."""
-        async with self._db.conn.execute(
+        rows = await self._db.fetchall(
             "SELECT * FROM commands WHERE tenant_id = ? AND serial = ? AND status = 'queued'"
             " ORDER BY created_at, rowid",
             (self._tenant, serial),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [_command(r) for r in rows]
 
     async def with_status(self, status: CommandStatus) -> list[Command]:
-        async with self._db.conn.execute(
+        rows = await self._db.fetchall(
             "SELECT * FROM commands WHERE tenant_id = ? AND status = ? ORDER BY created_at, rowid",
             (self._tenant, status.value),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [_command(r) for r in rows]
 
     async def mark_dispatched(self, command_id: str, ts: int) -> bool:

@@ -31,12 +31,11 @@ class ConnectionRepository:
         )
 
     async def for_device(self, serial: str, limit: int = 100) -> list[ConnectionRecord]:
-        async with self._db.conn.execute(
+        rows = await self._db.fetchall(
             "SELECT * FROM connections WHERE tenant_id = ? AND serial = ? COLLATE NOCASE"
             " ORDER BY connected_at DESC, id DESC LIMIT ?",
             (self._tenant, serial, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [
             ConnectionRecord(
                 id=r["id"],

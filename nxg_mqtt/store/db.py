@@ -7,7 +7,7 @@ newer than this code is refused rather than guessed at.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -101,10 +101,23 @@ MIGRATIONS: list[str] = [
 
 
 class Database:
-    """One aiosqlite connection; statements are serialised on its thread."""
+    """One aiosqlite connection; statements are serialised on its thread.
+
+    Reads go through `fetchone`/`fetchall`, which execute and fetch in ONE call on that thread.
+    A cursor held open across awaits would keep a read transaction open while other tasks
+    write on the same connection; once the history writer (its own connection) commits, such an
+    upgrade fails at once with "database is locked" instead of waiting (a stale WAL snapshot).
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
+
+    async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
+        return list(await self.conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def migrate(self) -> int:
         async with self.conn.execute("PRAGMA user_version") as cur:

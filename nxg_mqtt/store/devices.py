@@ -42,41 +42,36 @@ class DeviceRepository:
         return True
 
     async def get(self, serial: str) -> Device | None:
-        async with self._db.conn.execute(
+        row = await self._db.fetchone(
             f"SELECT {_COLUMNS} FROM devices WHERE tenant_id = ? AND serial = ?", (self._tenant, serial)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return _device(row) if row else None
 
     async def by_code(self, code: str) -> Device | None:
-        async with self._db.conn.execute(
+        row = await self._db.fetchone(
             f"SELECT {_COLUMNS} FROM devices WHERE tenant_id = ? AND code = ?", (self._tenant, code)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return _device(row) if row else None
 
     async def all(self) -> list[Device]:
-        async with self._db.conn.execute(
+        rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM devices WHERE tenant_id = ? ORDER BY created_at, serial", (self._tenant,)
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [_device(r) for r in rows]
 
     async def token_hash(self, serial: str) -> tuple[str, str | None, bool] | None:
         """(canonical serial, token hash, revoked) — the login check's one query."""
-        async with self._db.conn.execute(
+        row = await self._db.fetchone(
             "SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial = ?",
             (self._tenant, serial),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return (row["serial"], row["token_hash"], bool(row["revoked"])) if row else None
 
     async def serial_by_token_hash(self, token_hash: str) -> str | None:
-        async with self._db.conn.execute(
+        row = await self._db.fetchone(
             "SELECT serial FROM devices WHERE tenant_id = ? AND token_hash = ? AND revoked = 0",
             (self._tenant, token_hash),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return str(row[0]) if row else None
 
     async def set_token(self, serial: str, token_hash: str | None, paired: bool) -> bool:
@@ -116,22 +111,18 @@ class DeviceRepository:
 
     async def mark_all_offline(self, ts: int) -> list[str]:
         """At start-up: whatever was online when the last process died is offline now."""
-        async with self._db.conn.execute(
-            "SELECT serial FROM devices WHERE tenant_id = ? AND online = 1", (self._tenant,)
-        ) as cur:
-            serials = [r["serial"] for r in await cur.fetchall()]
+        rows = await self._db.fetchall("SELECT serial FROM devices WHERE tenant_id = ? AND online = 1", (self._tenant,))
+        serials = [str(r["serial"]) for r in rows]
         await self._db.conn.execute("UPDATE devices SET online = 0 WHERE tenant_id = ? AND online = 1", (self._tenant,))
         return serials
 
     async def count(self) -> int:
-        async with self._db.conn.execute("SELECT COUNT(*) FROM devices WHERE tenant_id = ?", (self._tenant,)) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetchone("SELECT COUNT(*) FROM devices WHERE tenant_id = ?", (self._tenant,))
         return int(row[0]) if row else 0
 
     async def raw(self, serial: str) -> dict[str, Any] | None:
         """Every column, for tests and diagnostics."""
-        async with self._db.conn.execute(
+        row = await self._db.fetchone(
             "SELECT * FROM devices WHERE tenant_id = ? AND serial = ?", (self._tenant, serial)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return dict(row) if row else None

@@ -21,11 +21,10 @@ class AuditRepository:
         )
 
     async def recent(self, limit: int = 100) -> list[dict[str, Any]]:
-        async with self._db.conn.execute(
+        rows = await self._db.fetchall(
             "SELECT ts, actor, action, serial, detail FROM audit WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
             (self._tenant, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] is not None else None} for r in rows]
 
 
@@ -41,16 +40,14 @@ class SignalRepository:
         )
 
     async def last_id(self) -> int:
-        async with self._db.conn.execute("SELECT COALESCE(MAX(id), 0) FROM signals") as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetchone("SELECT COALESCE(MAX(id), 0) FROM signals")
         return int(row[0]) if row else 0
 
     async def since(self, last_id: int) -> list[Signal]:
-        async with self._db.conn.execute(
+        rows = await self._db.fetchall(
             "SELECT id, kind, serial FROM signals WHERE tenant_id = ? AND id > ? ORDER BY id",
             (self._tenant, last_id),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [Signal(r["id"], r["kind"], r["serial"]) for r in rows]
 
     async def prune(self, older_than_ms: int) -> None:
@@ -63,10 +60,7 @@ class KeyValueRepository:
         self._tenant = tenant_id
 
     async def get(self, key: str) -> str | None:
-        async with self._db.conn.execute(
-            "SELECT value FROM kv WHERE tenant_id = ? AND key = ?", (self._tenant, key)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetchone("SELECT value FROM kv WHERE tenant_id = ? AND key = ?", (self._tenant, key))
         return str(row[0]) if row else None
 
     async def set(self, key: str, value: str) -> None:

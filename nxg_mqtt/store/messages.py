@@ -59,8 +59,7 @@ class MessageRepository:
             + " AND ".join(clauses)
             + " ORDER BY ts DESC, id DESC LIMIT ?"
         )
-        async with self._db.conn.execute(sql, params) as cur:
-            rows = await cur.fetchall()
+        rows = await self._db.fetchall(sql, params)
         return [
             HistoryEntry(
                 id=r["id"],
