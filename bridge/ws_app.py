@@ -133,6 +133,7 @@ class AppSession:
             )
             if not embedded and core.presence.is_ready(command.serial):
                 # a device on this bridge's own gateway: nobody else can dispatch to it
+                core.commands.note_queued(command.serial)
                 await core.commands.dispatch_queued(command.serial)
             reply: dict[str, Any] = {"t": "cmd_accepted", "id": command.id, "ref": ref}
             await self.send(reply)

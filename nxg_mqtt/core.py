@@ -66,6 +66,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             await ingest.start()
         if serve:
             await presence.recover()
+            devices.online_now = presence.is_online
             await commands.start()
             stack.push_async_callback(commands.close)
             await signals.start()

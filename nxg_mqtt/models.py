@@ -136,6 +136,32 @@ class ConnectionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    serial: str
+    transport: str
+    remote: str | None
+    connected_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    serial: str
+    connected_at: int  # with the serial, names the log entry
+    ended_at: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineChanged:
+    serial: str
+    online: bool
+    ts: int
+
+
+PresenceOp = ConnectionOpened | ConnectionClosed | OnlineChanged
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """A change made by another process (the CLI) that live sessions must see."""
 

@@ -57,6 +57,9 @@ class CommandService:
         self._deadlines: dict[str, tuple[str, float]] = {}  # id → (serial, loop time of timeout)
         self._dispatch_locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[CommandListener] = []
+        # in the serving process: devices that may have queued commands, so that the usual
+        # subscribe (nothing queued) costs no query; None = unknown, always look
+        self._queued: set[str] | None = None
         self._task: asyncio.Task[None] | None = None
         self.counters = Counters()
         presence.on_ready(self.dispatch_queued)
@@ -109,6 +112,7 @@ class CommandService:
         await self._store.commands.insert(command)
         self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
         if dispatch:
+            self.note_queued(device.serial)
             await self.dispatch_queued(device.serial)
         else:
             await self._store.signals.emit("command", device.serial, now_ms())
@@ -119,18 +123,27 @@ class CommandService:
 
     # ---- dispatching -----------------------------------------------------------------------------
 
+    def note_queued(self, serial: str) -> None:
+        """A command for `serial` was queued (here, or by another process that signalled it)."""
+        if self._queued is not None:
+            self._queued.add(serial)
+
     async def dispatch_queued(self, serial: str) -> int:
         """Send every queued command of a ready device, oldest first."""
         if not self._presence.is_ready(serial):
             return 0
+        if self._queued is not None and serial not in self._queued:
+            return 0
         lock = self._dispatch_locks.setdefault(serial, asyncio.Lock())
         sent = 0
         async with lock:
+            drained = True
             for command in await self._store.commands.open_for(serial):
                 if command.expires_at <= now_ms():
                     await self._finish(command, CommandStatus.EXPIRED, error="expired in the queue")
                     continue
                 if not self._presence.is_ready(serial):
+                    drained = False
                     break
                 ts = now_ms()
                 await self._store.commands.mark_dispatched(command.id, ts)
@@ -146,6 +159,8 @@ class CommandService:
                 self.counters.add("dispatched")
                 sent += 1
                 await self._changed(command.id)
+            if drained and self._queued is not None:
+                self._queued.discard(serial)
         if not lock.locked():
             self._dispatch_locks.pop(serial, None)
         return sent
@@ -181,6 +196,7 @@ class CommandService:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._queued = await self._store.commands.serials_with_queued()
         for command in await self._store.commands.with_status(CommandStatus.DISPATCHED):
             # dispatched before a restart: the ack may still come; give it a full timeout
             self._deadlines[command.id] = (command.serial, loop.time() + self._settings.command_ack_timeout_s)

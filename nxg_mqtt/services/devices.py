@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, RateLimitedError, ValidationError
 from nxg_mqtt.models import Device, now_ms
@@ -42,6 +42,9 @@ class DeviceService:
         self._global_failures = SlidingWindow(settings.pair_global_failures_per_minute)
         self._revoke_listeners: list[RevokeListener] = []
         self.own_signal_ids: set[int] = set()
+        # in the process that runs the broker, presence knows who is online now; the store's
+        # flag follows within one ingest batch
+        self.online_now: Callable[[str], bool] | None = None
 
     # ---- registry -------------------------------------------------------------------------------
 
@@ -70,10 +73,16 @@ class DeviceService:
         device = await self._store.devices.get(serial)
         if device is None:
             raise DeviceNotFound(serial)
-        return device
+        return self._live(device)
 
     async def list(self) -> list[Device]:
-        return await self._store.devices.all()
+        return [self._live(d) for d in await self._store.devices.all()]
+
+    def _live(self, device: Device) -> Device:
+        if self.online_now is None:
+            return device
+        online = self.online_now(device.serial)
+        return device if online == device.online else replace(device, online=online)
 
     async def code(self, serial: str) -> str:
         return credentials.format_code((await self.get(serial)).code)

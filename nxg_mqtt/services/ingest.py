@@ -16,7 +16,7 @@ from typing import Any
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
-from nxg_mqtt.models import Counters, HistoryEntry, MessageType, now_ms
+from nxg_mqtt.models import Counters, HistoryEntry, MessageType, PresenceOp, now_ms
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
@@ -37,6 +37,7 @@ class IngestService:
         self._settings = settings
         self.publisher = publisher
         self._pending: list[HistoryEntry] = []
+        self._ops: list[PresenceOp] = []  # connection log and online flags, written with the batch
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -83,6 +84,10 @@ class IngestService:
         if len(self._pending) >= self._settings.batch_max_rows:
             self._wakeup.set()
 
+    def record_presence(self, op: PresenceOp) -> None:
+        """A presence change, written with the next batch (a CONNECT storm costs no extra commits)."""
+        self._ops.append(op)
+
     # ---- writing ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -105,17 +110,19 @@ class IngestService:
 
     async def flush(self) -> int:
         async with self._flush_lock:
-            if not self._pending:
+            if not self._pending and not self._ops:
                 return 0
             batch, self._pending = self._pending, []
+            ops, self._ops = self._ops, []
             last_seen: dict[str, int] = {}
             for entry in batch:
                 if entry.type is not MessageType.PRESENCE and entry.ts > last_seen.get(entry.serial, 0):
                     last_seen[entry.serial] = entry.ts
             try:
-                await self._store.history_writer.write(batch, last_seen)
+                await self._store.history_writer.write(batch, last_seen, ops)
             except BaseException:
                 self._pending[:0] = batch
+                self._ops[:0] = ops
                 raise
             self.stored += len(batch)
             return len(batch)

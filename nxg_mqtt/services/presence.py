@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from nxg_mqtt.models import HistoryEntry, MessageType, now_ms
+from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, MessageType, OnlineChanged, now_ms
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.store import Store
@@ -26,9 +26,8 @@ ReadyListener = Callable[[str], Awaitable[object]]
 
 @dataclass(slots=True)
 class Online:
-    connection_id: int
     transport: str
-    since: int
+    since: int  # with the serial, names the connection log entry
     cmd_ready: bool = False
     handed_over: bool = False  # its connection was taken over; the new one is on its way
 
@@ -64,15 +63,16 @@ class PresenceService:
 
     async def connected(self, serial: str, transport: str, remote: str | None) -> None:
         ts = now_ms()
-        connection_id = await self._store.connections.opened(serial, transport, remote, ts)
+        journal = self._ingest.record_presence
+        journal(ConnectionOpened(serial, transport, remote, ts))
         previous = self._online.get(serial)
-        self._online[serial] = Online(connection_id, transport, ts)
+        self._online[serial] = Online(transport, ts)
         if previous is not None:
             # a takeover: the device never went offline, so nothing is published
             if not previous.handed_over:
-                await self._store.connections.closed(previous.connection_id, ts, TAKEN_OVER)
+                journal(ConnectionClosed(serial, previous.since, ts, TAKEN_OVER))
             return
-        await self._store.devices.set_online(serial, True, ts)
+        journal(OnlineChanged(serial, True, ts))
         await self._publish(serial, True, ts)
 
     async def disconnected(self, serial: str, reason: str, transport: str | None = None) -> None:
@@ -80,15 +80,15 @@ class PresenceService:
         if online is None or (transport is not None and online.transport != transport):
             return
         ts = now_ms()
+        journal = self._ingest.record_presence
+        journal(ConnectionClosed(serial, online.since, ts, reason))
         if reason == TAKEN_OVER:
             # the new session's `connected` follows and keeps the device online
-            await self._store.connections.closed(online.connection_id, ts, reason)
             online.handed_over = True
             online.cmd_ready = False
             return
         del self._online[serial]
-        await self._store.connections.closed(online.connection_id, ts, reason)
-        await self._store.devices.set_online(serial, False, ts)
+        journal(OnlineChanged(serial, False, ts))
         await self._publish(serial, False, ts)
 
     async def subscribed_commands(self, serial: str) -> None:

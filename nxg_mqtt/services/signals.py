@@ -50,6 +50,7 @@ class SignalWatcher:
             if signal.kind.startswith("revoked:"):
                 await self._devices.notify_revoked(signal.serial, signal.kind.split(":", 1)[1])
             elif signal.kind == "command":
+                self._commands.note_queued(signal.serial)
                 await self._commands.dispatch_queued(signal.serial)
             handled += 1
         return handled

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nxg_mqtt.models import HistoryEntry, now_ms
+from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, OnlineChanged, PresenceOp, now_ms
 
 
 class HistoryWriter:
@@ -39,7 +39,7 @@ class HistoryWriter:
             self._conn = conn
         return self._conn
 
-    def _write(self, entries: Sequence[HistoryEntry], last_seen: dict[str, int]) -> int:
+    def _write(self, entries: Sequence[HistoryEntry], last_seen: dict[str, int], ops: Sequence[PresenceOp]) -> int:
         conn = self._connection()
         stored_at = now_ms()
         rows = json.dumps(
@@ -59,15 +59,54 @@ class HistoryWriter:
                     " FROM json_each(?) AS seen WHERE devices.tenant_id = ? AND devices.serial = seen.key",
                     (json.dumps(last_seen), self._tenant),
                 )
+            if ops:
+                self._presence(conn, ops)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return stored_at
 
-    async def write(self, entries: Sequence[HistoryEntry], last_seen: dict[str, int]) -> int:
-        """Append `entries` and raise devices' last_seen, in one transaction; returns stored_at."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, entries, last_seen)
+    def _presence(self, conn: sqlite3.Connection, ops: Sequence[PresenceOp]) -> None:
+        """Connection log entries and online flags, three statements whatever the batch size.
+
+        Opens go in before closes (a session may start and end within one batch); a close names
+        its entry by (serial, connected_at), so the order between sessions does not matter; for
+        the online flag only each device's last change counts.
+        """
+        opened = [[o.serial, o.transport, o.remote, o.connected_at] for o in ops if isinstance(o, ConnectionOpened)]
+        closed = [[o.serial, o.connected_at, o.ended_at, o.reason] for o in ops if isinstance(o, ConnectionClosed)]
+        online: dict[str, list[object]] = {}
+        for o in ops:
+            if isinstance(o, OnlineChanged):
+                online[o.serial] = [o.serial, int(o.online), o.ts]
+        if opened:
+            conn.execute(
+                "INSERT INTO connections (tenant_id, serial, transport, remote, connected_at)"
+                " SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)",
+                (self._tenant, json.dumps(opened)),
+            )
+        if closed:
+            conn.execute(
+                "UPDATE connections SET ended_at = c.value ->> 2, reason = c.value ->> 3 FROM json_each(?) AS c"
+                " WHERE connections.tenant_id = ? AND connections.serial = c.value ->> 0"
+                " AND connections.connected_at = c.value ->> 1 AND connections.ended_at IS NULL",
+                (json.dumps(closed), self._tenant),
+            )
+        if online:
+            conn.execute(
+                "UPDATE devices SET online = o.value ->> 1,"
+                " last_seen = MAX(COALESCE(devices.last_seen, 0), o.value ->> 2) FROM json_each(?) AS o"
+                " WHERE devices.tenant_id = ? AND devices.serial = o.value ->> 0",
+                (json.dumps(list(online.values())), self._tenant),
+            )
+
+    async def write(
+        self, entries: Sequence[HistoryEntry], last_seen: dict[str, int], ops: Sequence[PresenceOp] = ()
+    ) -> int:
+        """Append `entries`, raise devices' last_seen and apply presence changes, in one transaction;
+        returns stored_at."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, entries, last_seen, ops)
 
     def _close(self) -> None:
         if self._conn is not None:

@@ -76,6 +76,12 @@ class CommandRepository:
         )
         return [_command(r) for r in rows]
 
+    async def serials_with_queued(self) -> set[str]:
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT serial FROM commands WHERE tenant_id = ? AND status = 'queued'", (self._tenant,)
+        )
+        return {str(r["serial"]) for r in rows}
+
     async def mark_dispatched(self, command_id: str, ts: int) -> bool:
         cur = await self._db.conn.execute(
             "UPDATE commands SET status = 'dispatched', dispatched_at = ?"

@@ -108,6 +108,7 @@ async def test_server_pings_and_a_silent_device_is_dropped(stack: Stack) -> None
     offline = await recv_until(app, "device_offline", serial="G4")
     assert 1.0 < time.monotonic() - started < 4.0
     assert isinstance(offline["ts"], int)
+    await stack.core.ingest.flush()  # the connection log is written with the history batches
     connections = await stack.core.store.connections.for_device("G4", limit=1)
     assert connections[0].reason == "keepalive timeout"
     await app.close()

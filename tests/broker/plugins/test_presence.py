@@ -13,6 +13,7 @@ async def _presence(watcher_msgs: list[bytes]) -> list[bool]:
 
 
 async def _log(stack: Stack, serial: str) -> list[tuple[str | None]]:
+    await stack.core.ingest.flush()  # the connection log is written with the history batches
     return [(c.reason,) for c in await stack.core.store.connections.for_device(serial)]
 
 
