@@ -21,6 +21,32 @@ from pathlib import Path
 
 from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, OnlineChanged, PresenceOp, now_ms
 
+# staging tables: joining a json_each() directly in UPDATE … FROM defeats the indexes (every
+# device row compared with every batch row); a real table is probed by index
+STAGING = (
+    "CREATE TEMP TABLE seen (serial TEXT PRIMARY KEY, ts INTEGER);"
+    "CREATE TEMP TABLE closed (serial TEXT, connected_at INTEGER, ended_at INTEGER, reason TEXT,"
+    " PRIMARY KEY (serial, connected_at));"
+    "CREATE TEMP TABLE online (serial TEXT PRIMARY KEY, online INTEGER, ts INTEGER);"
+)
+UPDATE_LAST_SEEN = (
+    "UPDATE devices SET last_seen = MAX(COALESCE(devices.last_seen, 0), seen.ts)"
+    " FROM temp.seen AS seen WHERE devices.tenant_id = ? AND devices.serial = seen.serial"
+)
+# CROSS JOIN fixes the loop order (the few closes outside, the log probed by index); left to
+# itself the planner walks the whole log once per close
+UPDATE_CLOSED = (
+    "UPDATE connections SET (ended_at, reason) = (SELECT c.ended_at, c.reason FROM temp.closed AS c"
+    " WHERE c.serial = connections.serial AND c.connected_at = connections.connected_at)"
+    " WHERE rowid IN (SELECT connections.rowid FROM temp.closed AS c CROSS JOIN connections"
+    " WHERE connections.tenant_id = ? AND connections.serial = c.serial"
+    " AND connections.connected_at = c.connected_at AND connections.ended_at IS NULL)"
+)
+UPDATE_ONLINE = (
+    "UPDATE devices SET online = o.online, last_seen = MAX(COALESCE(devices.last_seen, 0), o.ts)"
+    " FROM temp.online AS o WHERE devices.tenant_id = ? AND devices.serial = o.serial"
+)
+
 
 class HistoryWriter:
     def __init__(self, path: Path, tenant_id: str) -> None:
@@ -36,6 +62,7 @@ class HistoryWriter:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(STAGING)
             self._conn = conn
         return self._conn
 
@@ -54,11 +81,9 @@ class HistoryWriter:
                 (self._tenant, stored_at, rows),
             )
             if last_seen:
-                conn.execute(
-                    "UPDATE devices SET last_seen = MAX(COALESCE(devices.last_seen, 0), seen.value)"
-                    " FROM json_each(?) AS seen WHERE devices.tenant_id = ? AND devices.serial = seen.key",
-                    (json.dumps(last_seen), self._tenant),
-                )
+                conn.execute("INSERT INTO temp.seen SELECT key, value FROM json_each(?)", (json.dumps(last_seen),))
+                conn.execute(UPDATE_LAST_SEEN, (self._tenant,))
+                conn.execute("DELETE FROM temp.seen")
             if ops:
                 self._presence(conn, ops)
         except BaseException:
@@ -88,18 +113,19 @@ class HistoryWriter:
             )
         if closed:
             conn.execute(
-                "UPDATE connections SET ended_at = c.value ->> 2, reason = c.value ->> 3 FROM json_each(?) AS c"
-                " WHERE connections.tenant_id = ? AND connections.serial = c.value ->> 0"
-                " AND connections.connected_at = c.value ->> 1 AND connections.ended_at IS NULL",
-                (json.dumps(closed), self._tenant),
+                "INSERT OR REPLACE INTO temp.closed"
+                " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)",
+                (json.dumps(closed),),
             )
+            conn.execute(UPDATE_CLOSED, (self._tenant,))
+            conn.execute("DELETE FROM temp.closed")
         if online:
             conn.execute(
-                "UPDATE devices SET online = o.value ->> 1,"
-                " last_seen = MAX(COALESCE(devices.last_seen, 0), o.value ->> 2) FROM json_each(?) AS o"
-                " WHERE devices.tenant_id = ? AND devices.serial = o.value ->> 0",
-                (json.dumps(list(online.values())), self._tenant),
+                "INSERT INTO temp.online SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                (json.dumps(list(online.values())),),
             )
+            conn.execute(UPDATE_ONLINE, (self._tenant,))
+            conn.execute("DELETE FROM temp.online")
 
     async def write(
         self, entries: Sequence[HistoryEntry], last_seen: dict[str, int], ops: Sequence[PresenceOp] = ()
