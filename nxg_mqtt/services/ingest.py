@@ -95,6 +95,8 @@ class IngestService:
 
     async def _run(self) -> None:
         window = self._settings.batch_window_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time() + 60
         # stopped by a flag, never cancelled: a cancel landing between BEGIN and COMMIT would
         # leave the shared connection inside a transaction
         while not self._closing:
@@ -103,6 +105,9 @@ class IngestService:
             self._wakeup.clear()
             try:
                 await self.flush()
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + 3600
+                    await self.prune()
             except Exception:
                 # the rows stay pending and are retried next window; never lose them silently
                 log.exception("ingest flush failed; %d rows pending", len(self._pending))
@@ -126,6 +131,16 @@ class IngestService:
                 raise
             self.stored += len(batch)
             return len(batch)
+
+    async def prune(self) -> int:
+        """History older than the retention setting goes (hourly in a serving process)."""
+        days = self._settings.history_retention_days
+        if days <= 0:
+            return 0
+        removed = await self._store.messages.prune(now_ms() - days * 86_400_000)
+        if removed:
+            log.info("retention: removed %d messages older than %d days", removed, days)
+        return removed
 
     async def close(self) -> None:
         self._closing = True

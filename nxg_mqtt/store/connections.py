@@ -11,19 +11,6 @@ class ConnectionRepository:
         self._db = db
         self._tenant = tenant_id
 
-    async def opened(self, serial: str, transport: str, remote: str | None, ts: int) -> int:
-        cur = await self._db.conn.execute(
-            "INSERT INTO connections (tenant_id, serial, transport, remote, connected_at) VALUES (?, ?, ?, ?, ?)",
-            (self._tenant, serial, transport, remote, ts),
-        )
-        return int(cur.lastrowid or 0)
-
-    async def closed(self, connection_id: int, ts: int, reason: str) -> None:
-        await self._db.conn.execute(
-            "UPDATE connections SET ended_at = ?, reason = ? WHERE id = ? AND ended_at IS NULL",
-            (ts, reason, connection_id),
-        )
-
     async def close_dangling(self, ts: int, reason: str) -> None:
         await self._db.conn.execute(
             "UPDATE connections SET ended_at = ?, reason = ? WHERE tenant_id = ? AND ended_at IS NULL",

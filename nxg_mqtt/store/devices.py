@@ -97,18 +97,6 @@ class DeviceRepository:
         )
         return cur.rowcount > 0
 
-    async def set_online(self, serial: str, online: bool, ts: int) -> None:
-        await self._db.conn.execute(
-            "UPDATE devices SET online = ?, last_seen = ? WHERE tenant_id = ? AND serial = ?",
-            (int(online), ts, self._tenant, serial),
-        )
-
-    async def touch_many(self, last_seen: dict[str, int]) -> None:
-        await self._db.conn.executemany(
-            "UPDATE devices SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE tenant_id = ? AND serial = ?",
-            [(ts, self._tenant, serial) for serial, ts in last_seen.items()],
-        )
-
     async def mark_all_offline(self, ts: int) -> list[str]:
         """At start-up: whatever was online when the last process died is offline now."""
         rows = await self._db.fetchall("SELECT serial FROM devices WHERE tenant_id = ? AND online = 1", (self._tenant,))

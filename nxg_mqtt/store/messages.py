@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
-from nxg_mqtt.models import HistoryEntry, MessageType, now_ms
+from nxg_mqtt.models import HistoryEntry, MessageType
 from nxg_mqtt.store.db import Database
 
 
@@ -13,26 +12,6 @@ class MessageRepository:
     def __init__(self, db: Database, tenant_id: str) -> None:
         self._db = db
         self._tenant = tenant_id
-
-    async def append_many(self, entries: Sequence[HistoryEntry]) -> int:
-        stored_at = now_ms()
-        await self._db.conn.executemany(
-            "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    self._tenant,
-                    e.serial,
-                    e.type.value,
-                    e.ts,
-                    e.device_ts,
-                    stored_at,
-                    json.dumps(e.body, separators=(",", ":")),
-                )
-                for e in entries
-            ],
-        )
-        return stored_at
 
     async def query(
         self,

@@ -19,8 +19,8 @@ async def test_reads_and_writes_interleave_with_history_batches(tmp_path: Path) 
         async def login_then_presence(serial: str) -> None:
             for ts in range(20):
                 assert await store.devices.token_hash(serial) is not None
-                await store.devices.set_online(serial, ts % 2 == 0, ts)
-                await store.connections.opened(serial, "mqtt", None, ts)
+                await store.devices.set_token(serial, f"hash-{ts}", paired=True)
+                await store.signals.emit("test", serial, ts)
 
         async def history() -> None:
             for batch in range(30):
@@ -33,4 +33,4 @@ async def test_reads_and_writes_interleave_with_history_batches(tmp_path: Path) 
 
         await asyncio.gather(history(), *(login_then_presence(s) for s in serials))
         assert len(await store.messages.query(limit=5000)) == 3000
-        assert len(await store.connections.for_device("d7")) == 20
+        assert len(await store.signals.since(0)) == 100 * 20

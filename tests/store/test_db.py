@@ -52,7 +52,7 @@ async def test_tenants_do_not_see_each_other(tmp_path: Path) -> None:
     db_path = tmp_path / "nxg.sqlite3"
     async with open_store(db_path, "t1") as one:
         assert await one.devices.insert("same", None, "AAAAAAAA", 1)
-        await one.messages.append_many([HistoryEntry("same", MessageType.TELEMETRY, 5, {"t": "telemetry"})])
+        await one.history_writer.write([HistoryEntry("same", MessageType.TELEMETRY, 5, {"t": "telemetry"})], {})
     async with open_store(db_path, "t2") as two:
         assert await two.devices.get("same") is None
         assert await two.messages.query("same") == []
@@ -67,8 +67,7 @@ async def test_serials_are_unique_case_insensitively(tmp_path: Path) -> None:
 async def test_history_pages_newest_first(tmp_path: Path) -> None:
     async with open_store(tmp_path / "nxg.sqlite3") as store:
         entries = [HistoryEntry("d", MessageType.TELEMETRY, ts, {"t": "telemetry", "n": ts}) for ts in range(1, 8)]
-        async with store.transaction():
-            await store.messages.append_many(entries)
+        await store.history_writer.write(entries, {})
         page = await store.messages.query("d", limit=3)
         assert [e.ts for e in page] == [7, 6, 5]
         older = await store.messages.query("d", limit=3, before=page[-1].ts)
