@@ -288,7 +288,9 @@ class Connection:
         session.is_anonymous = packet.username is None
         code = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
         if code:
-            return await self._refuse(code, "authentication")
+            # only guessable secrets count towards the lockout (a wrong code, secret or key:
+            # 0x04); a stale token (0x05) is a normal event after a reset (PROTOCOL §6)
+            return await self._refuse(code, "authentication", count_failure=code == ConnectRefused.BAD_CREDENTIALS)
         if self.close_reason is not None:
             return False
 

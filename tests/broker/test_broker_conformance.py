@@ -10,8 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from amqtt.plugins.base import BaseAuthPlugin
 
-from nxg_mqtt.broker import NxgBroker
+from nxg_mqtt.broker import BrokerSession, NxgBroker
 from nxg_mqtt.broker.codec import (
     Connect,
     PubAck,
@@ -29,6 +30,7 @@ from nxg_mqtt.broker.codec import (
 )
 from nxg_mqtt.broker.embedded import open_broker
 from nxg_mqtt.core import open_core
+from nxg_mqtt.errors import ConnectRefused
 from nxg_mqtt.settings import Settings
 from tests.broker.broker_clients import BASE_SETTINGS, PahoClient, RawClient, Received, wait_for
 
@@ -295,17 +297,31 @@ async def test_no_anonymous_access_without_auth_plugin(paho: Paho) -> None:
 
 
 async def test_failed_connects_rate_limited(paho: Paho) -> None:
+    """Refusals for bad credentials (0x04) lock the address out; others (0x05) never do."""
+
+    class WrongPassword(BaseAuthPlugin):  # type: ignore[misc]
+        async def authenticate(self, *, session: BrokerSession) -> bool | None:
+            if session.username == "guess":
+                raise ConnectRefused(ConnectRefused.BAD_CREDENTIALS, "wrong password")
+            return None if session.username is None else session.username == "ok"
+
     settings: Settings = replace(BASE_SETTINGS, allow_anonymous=False, connect_failures_per_minute=3)
-    async with NxgBroker(settings) as broker:
-        codes = []
-        for attempt in range(5):
+    async with NxgBroker(settings, [WrongPassword]) as broker:
+
+        async def attempt(client_id: str, username: str | None) -> int:
             raw = await RawClient.open(broker.mqtt_port)
             try:
-                codes.append((await raw.connect(f"try{attempt}")).return_code)
+                return (await raw.connect(client_id, username=username, password=b"pw")).return_code
             finally:
                 await raw.close()
-        assert codes == [5, 5, 5, 3, 3]
-        assert broker.stats["connect_refused"] == 5
+
+        not_authorized = [await attempt(f"stale{n}", "stale") for n in range(5)]
+        assert not_authorized == [5, 5, 5, 5, 5]  # a stale token is no guess: never locks out
+        assert await attempt("fine", "ok") == 0
+        guesses = [await attempt(f"guess{n}", "guess") for n in range(5)]
+        assert guesses == [4, 4, 4, 3, 3]
+        assert await attempt("fine2", "ok") == 3  # the address is locked, right credentials or not
+        assert broker.stats["connect_refused"] == 11
 
 
 async def test_offline_queue_bounded(paho: Paho) -> None:

@@ -112,3 +112,20 @@ async def test_pairing_request_with_a_different_code_is_refused(stack: Stack) ->
     await client.publish("nxg/pair/pj/req", '{"t":"pair","code":"0000-0000"}')
     reply = await client.next_message()
     assert b"pair_error" in reply.payload
+
+
+async def test_stale_tokens_never_lock_an_address_out(stack: Stack) -> None:
+    """A fleet reconnecting after a reset from one NAT address must not lock pairing out."""
+    from tests.broker.broker_clients import RawClient
+
+    _, token = await stack.device("dev-k", subscribe=False)
+    await stack.core.devices.reset("dev-k")
+    for _ in range(40):
+        raw = await RawClient.open(stack.port)
+        try:
+            assert (await raw.connect("dev-k", username="dev-k", password=token.encode())).return_code == 5
+        finally:
+            await raw.close()
+    reply = await stack.pair(await stack.core.devices.code("dev-k"))
+    assert reply["t"] == "pair_ok"
+    assert await stack.client("dev-k").connect(stack.port, "dev-k", str(reply["token"])) == 0
