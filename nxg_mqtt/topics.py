@@ -69,10 +69,6 @@ def matches(topic_filter: str, topic: str) -> bool:
     return len(filter_levels) == len(topic_levels)
 
 
-def valid_serial(serial: str) -> bool:
-    return bool(SERIAL_RE.match(serial)) and serial.lower() not in RESERVED_SERIALS
-
-
 @dataclass(frozen=True, slots=True)
 class DeviceTopic:
     """A parsed `nxg/{serial}/{channel}` topic."""

@@ -123,8 +123,7 @@ class DeviceService:
 
     async def _revoked(self, serial: str, why: str) -> None:
         # other processes (a server, when this is the CLI) learn of it through a signal
-        await self._store.signals.emit(f"revoked:{why}", serial, now_ms())
-        self.own_signal_ids.add(await self._store.signals.last_id())
+        self.own_signal_ids.add(await self._store.signals.emit(f"revoked:{why}", serial, now_ms()))
         await self.notify_revoked(serial, why)
 
     async def notify_revoked(self, serial: str, why: str) -> None:

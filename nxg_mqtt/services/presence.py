@@ -48,9 +48,6 @@ class PresenceService:
         online = self._online.get(serial)
         return online is not None and online.cmd_ready
 
-    def online_serials(self) -> list[str]:
-        return list(self._online)
-
     def on_ready(self, listener: ReadyListener) -> None:
         self._ready_listeners.append(listener)
 

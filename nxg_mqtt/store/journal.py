@@ -33,11 +33,13 @@ class SignalRepository:
         self._db = db
         self._tenant = tenant_id
 
-    async def emit(self, kind: str, serial: str | None, ts: int) -> None:
-        await self._db.conn.execute(
+    async def emit(self, kind: str, serial: str | None, ts: int) -> int:
+        """Insert a signal; its id (the row's own, not MAX(id): another process may write too)."""
+        cursor = await self._db.conn.execute(
             "INSERT INTO signals (tenant_id, kind, serial, created_at) VALUES (?, ?, ?, ?)",
             (self._tenant, kind, serial, ts),
         )
+        return int(cursor.lastrowid or 0)
 
     async def last_id(self) -> int:
         row = await self._db.fetchone("SELECT COALESCE(MAX(id), 0) FROM signals")

@@ -93,3 +93,15 @@ def test_credentials() -> None:
     assert credentials.tokens_equal(credentials.token_hash(token), token)
     stored = credentials.hash_password("pw")
     assert credentials.verify_password(stored, "pw") and not credentials.verify_password(stored, "px")
+
+
+async def test_own_signal_is_the_emitted_row_even_with_another_writer(store: Store, tmp_path: Path) -> None:
+    devices = DeviceService(store, Settings())
+    await devices.create("s1")
+    async with open_store(tmp_path / "nxg.sqlite3") as other:  # another process on the same file
+        await other.signals.emit("command", "s1", 1)
+        await devices.reset("s1")
+        await other.signals.emit("command", "s1", 2)
+    rows = await store.signals.since(0)
+    mine = [r.id for r in rows if r.kind == "revoked:reset"]
+    assert devices.own_signal_ids == set(mine)
