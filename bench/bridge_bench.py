@@ -35,7 +35,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from nxg_mqtt.broker import codec
+from nxg_mqtt.mqtt import codec
 
 PASSWORD = "pw"
 HOST = "127.0.0.1"

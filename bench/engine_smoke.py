@@ -17,7 +17,8 @@ import multiprocessing
 import time
 from dataclasses import dataclass
 
-from nxg_mqtt.broker.codec import (
+from nxg_mqtt.broker.router import Router
+from nxg_mqtt.mqtt.codec import (
     Connect,
     PubAck,
     Publish,
@@ -27,7 +28,6 @@ from nxg_mqtt.broker.codec import (
     encode_publish,
     encode_subscribe,
 )
-from nxg_mqtt.broker.router import Router
 
 HOST = "127.0.0.1"
 
@@ -132,7 +132,7 @@ def _client_process(port: int, publishers: int, messages: int, idle: int, out: m
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from nxg_mqtt.broker import NxgBroker
+    from nxg_mqtt.broker.server import NxgBroker
     from nxg_mqtt.settings import Settings
 
     settings = Settings(host=HOST, mqtt_port=0, ws_port=None, allow_anonymous=True, session_queue_limit=10_000)

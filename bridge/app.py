@@ -22,12 +22,13 @@ from starlette.routing import Route, WebSocketRoute
 
 from bridge import api
 from bridge.auth import AdminAuth
+from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
 from bridge.hub import Hub
 from bridge.link import MqttLink
 from bridge.state import BridgeState, Ports
 from bridge.ws_app import app_socket
-from bridge.ws_gateway import GatewaySessions, gateway_socket
+from bridge.ws_gateway import gateway_socket
 from nxg_mqtt.core import Core
 from nxg_mqtt.settings import Settings
 

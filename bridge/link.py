@@ -23,8 +23,8 @@ import random
 import secrets
 from collections.abc import Callable
 
-from nxg_mqtt.broker import codec
 from nxg_mqtt.errors import NxgError
+from nxg_mqtt.mqtt import codec
 
 log = logging.getLogger(__name__)
 

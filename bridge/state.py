@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from starlette.requests import HTTPConnection
 
 from bridge.auth import AdminAuth
+from bridge.gateway_registry import GatewaySessions
 from bridge.hub import Hub
 from bridge.link import MqttLink
 from nxg_mqtt.core import Core
 from nxg_mqtt.settings import Settings
-
-if TYPE_CHECKING:
-    from bridge.ws_gateway import GatewaySessions
 
 
 @dataclass(frozen=True, slots=True)

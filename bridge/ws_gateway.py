@@ -25,10 +25,10 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from bridge.frames import decode_frame
 from bridge.link import LinkDown
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
-from bridge.ws_app import decode_frame
 from nxg_mqtt import messages
 from nxg_mqtt.errors import NxgError, PayloadRejected
 from nxg_mqtt.services.presence import TAKEN_OVER
@@ -39,37 +39,6 @@ log = logging.getLogger(__name__)
 CLOSE_PROTOCOL, CLOSE_TAKEN_OVER, CLOSE_REVOKED, CLOSE_KEEPALIVE, CLOSE_AUTH_TIMEOUT = 1008, 4000, 4001, 4002, 4003
 MAX_STRIKES = 3
 _DATA = {"telemetry": Channel.TELEMETRY, "status": Channel.STATUS, "event": Channel.EVENT}
-
-
-class GatewaySessions:
-    """The live gateway socket of each serial (the newest wins) and the revocation listener."""
-
-    def __init__(self) -> None:
-        self._by_serial: dict[str, GatewaySession] = {}
-
-    def claim(self, session: GatewaySession, serial: str) -> GatewaySession | None:
-        previous = self._by_serial.get(serial)
-        self._by_serial[serial] = session
-        return previous if previous is not session else None
-
-    def release(self, session: GatewaySession) -> bool:
-        """True if `session` was its serial's current socket (then presence must go offline)."""
-        serial = session.serial
-        if serial is not None and self._by_serial.get(serial) is session:
-            del self._by_serial[serial]
-            return True
-        return False
-
-    def current(self, serial: str) -> GatewaySession | None:
-        return self._by_serial.get(serial)
-
-    async def revoke(self, serial: str, why: str) -> None:
-        session = self._by_serial.get(serial)
-        if session is not None:
-            await session.revoked(why)
-
-    def __len__(self) -> int:
-        return len(self._by_serial)
 
 
 class GatewaySession:

@@ -21,7 +21,11 @@ from typing import TYPE_CHECKING
 
 from amqtt.contexts import Action
 
-from nxg_mqtt.broker.codec import (
+from nxg_mqtt.broker.message import IncomingMessage
+from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.broker.transport import HIGH_WATER, LOW_WATER, Transport
+from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.mqtt.codec import (
     PINGRESP_BYTES,
     SUBACK_FAILURE,
     Connect,
@@ -45,10 +49,6 @@ from nxg_mqtt.broker.codec import (
     encode_suback,
     encode_unsuback,
 )
-from nxg_mqtt.broker.message import IncomingMessage
-from nxg_mqtt.broker.session import BrokerSession
-from nxg_mqtt.broker.transport import HIGH_WATER, LOW_WATER, Transport
-from nxg_mqtt.errors import ConnectRefused
 from nxg_mqtt.topics import valid_topic_filter, valid_topic_name
 
 if TYPE_CHECKING:

@@ -24,13 +24,13 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from nxg_mqtt.broker.codec import encode_topic
 from nxg_mqtt.broker.connection import SERVER_SHUTDOWN, Connection
 from nxg_mqtt.broker.hooks import PluginHost
 from nxg_mqtt.broker.message import IncomingMessage, OutgoingMessage
 from nxg_mqtt.broker.router import Router
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.broker.transport import HIGH_WATER, TcpTransport, WebSocketTransport
+from nxg_mqtt.mqtt.codec import encode_topic
 from nxg_mqtt.ratelimit import Lockout
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.topics import matches, valid_topic_name

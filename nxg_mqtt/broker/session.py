@@ -14,8 +14,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from nxg_mqtt.broker.codec import encode_publish_topic, encode_pubrel, encode_topic
 from nxg_mqtt.broker.message import OutgoingMessage
+from nxg_mqtt.mqtt.codec import encode_publish_topic, encode_pubrel, encode_topic
 
 if TYPE_CHECKING:
     from nxg_mqtt.broker.connection import Connection

@@ -14,7 +14,7 @@ from typing import Protocol
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from nxg_mqtt.broker.codec import ProtocolError
+from nxg_mqtt.mqtt.codec import ProtocolError
 
 HIGH_WATER = 256 * 1024  # bytes buffered for a subscriber before its publishers wait
 LOW_WATER = 64 * 1024

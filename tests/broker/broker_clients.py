@@ -18,8 +18,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from nxg_mqtt.broker import NxgBroker
-from nxg_mqtt.broker.codec import (
+from nxg_mqtt.broker.server import NxgBroker
+from nxg_mqtt.mqtt.codec import (
     Connack,
     Connect,
     Packet,

@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 from amqtt.broker import Broker
 
-from nxg_mqtt.broker import NxgBroker
+from nxg_mqtt.broker.server import NxgBroker
 from nxg_mqtt.settings import Settings
 from tests.broker.broker_clients import BASE_SETTINGS, BrokerUnderTest, PahoClient, close_all
 

@@ -9,7 +9,7 @@ from amqtt.broker import Broker
 
 from nxg_mqtt import topics
 from nxg_mqtt.broker import server as nxg_server
-from nxg_mqtt.broker.codec import PubAck, encode_publish
+from nxg_mqtt.mqtt.codec import PubAck, encode_publish
 from tests.broker.broker_clients import BrokerUnderTest, PahoClient, RawClient, both, wait_for
 
 Paho = Callable[..., PahoClient]

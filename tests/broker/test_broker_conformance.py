@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 from amqtt.plugins.base import BaseAuthPlugin
 
-from nxg_mqtt.broker import BrokerSession, NxgBroker
-from nxg_mqtt.broker.codec import (
+from nxg_mqtt.broker.embedded import open_broker
+from nxg_mqtt.broker.server import NxgBroker
+from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.core import open_core
+from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.mqtt.codec import (
     Connect,
     PubAck,
     PubComp,
@@ -28,9 +32,6 @@ from nxg_mqtt.broker.codec import (
     encode_pubrel,
     encode_subscribe,
 )
-from nxg_mqtt.broker.embedded import open_broker
-from nxg_mqtt.core import open_core
-from nxg_mqtt.errors import ConnectRefused
 from nxg_mqtt.settings import Settings
 from tests.broker.broker_clients import BASE_SETTINGS, PahoClient, RawClient, Received, wait_for
 

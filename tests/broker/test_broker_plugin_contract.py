@@ -10,7 +10,9 @@ import pytest
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
 
-from nxg_mqtt.broker import BrokerContext, BrokerSession, IncomingMessage, NxgBroker
+from nxg_mqtt.broker.message import IncomingMessage
+from nxg_mqtt.broker.server import BrokerContext, NxgBroker
+from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.errors import ConnectRefused
 from nxg_mqtt.settings import Settings
 from tests.broker.broker_clients import BASE_SETTINGS, PahoClient, RawClient, wait_for

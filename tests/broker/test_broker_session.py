@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import cast
 
-from nxg_mqtt.broker.codec import Publish, PubRel, decode
 from nxg_mqtt.broker.connection import Connection
 from nxg_mqtt.broker.message import OutgoingMessage
 from nxg_mqtt.broker.server import STAT_KEYS
 from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.mqtt.codec import Publish, PubRel, decode
 
 
 class FakeConnection:

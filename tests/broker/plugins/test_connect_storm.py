@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from nxg_mqtt.broker.codec import encode_publish, encode_subscribe
 from nxg_mqtt.models import MessageType
+from nxg_mqtt.mqtt.codec import encode_publish, encode_subscribe
 from tests.broker.broker_clients import RawClient
 from tests.broker.plugins.conftest import Stack
 

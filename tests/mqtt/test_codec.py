@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nxg_mqtt.broker.codec import (
+from nxg_mqtt.errors import NxgError
+from nxg_mqtt.mqtt.codec import (
     Connack,
     Connect,
     Disconnect,
@@ -27,7 +28,6 @@ from nxg_mqtt.broker.codec import (
     encode,
     encode_publish,
 )
-from nxg_mqtt.errors import NxgError
 
 text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
 topic = text.filter(bool)
