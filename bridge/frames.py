@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.messages import load_json
+
 
 def decode_frame(message: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
-    """An ASGI `websocket.receive` → JSON object, or ValueError saying what is wrong."""
+    """An ASGI `websocket.receive` → JSON object, or ValueError saying what is wrong.
+
+    The JSON itself goes through the core's one decoder (`messages.load_json`): the same depth and
+    number limits as device topics and REST bodies.
+    """
     text = message.get("text")
     if text is None:
         if message.get("bytes") is not None:
@@ -18,9 +24,9 @@ def decode_frame(message: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
     if size > max_bytes:
         raise ValueError(f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
+        value = load_json(text, what="frame")
+    except PayloadRejected as exc:
+        raise ValueError(exc.message) from None
     if not isinstance(value, dict):
         raise ValueError("a message must be a JSON object")
     t = value.get("t")

@@ -9,6 +9,8 @@ anything the fast path does not accept is handed to jsonschema for the precise e
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +36,17 @@ KINDS = (
 _SCALARS = (int, float, str, bool, type(None))
 _RESERVED = frozenset({"t", "serial"})
 
+# Limits every surface shares (device topics, both WebSockets, REST bodies): JSON deeper than
+# this, or a number SQLite and most firmware cannot hold, is refused before it reaches anything
+# recursive (the C decoder raises RecursionError near 1,000 levels; json.dumps and jsonschema too).
+# A fixed protocol limit, not a setting: firmware must be able to rely on it everywhere.
+MAX_JSON_DEPTH = 32
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = sys.float_info.max
+_INT_MAX_DIGITS = 20  # longer literals cannot be in range: refused before int() converts them
+_STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
+
 
 class Reason:
     """Machine-readable rejection reasons (metrics counters and Warning event bodies)."""
@@ -42,6 +55,8 @@ class Reason:
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
     NOT_OBJECT = "not_object"
+    TOO_DEEP = "too_deep"
+    NUMBER_RANGE = "number_range"
     SCHEMA = "schema"
 
 
@@ -77,20 +92,86 @@ def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise reject(Reason.NOT_UTF8, f"payload is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:
-        if not isinstance(exc, json.JSONDecodeError):
-            raise reject(Reason.NOT_JSON, f"payload is not valid JSON: {exc}") from None
-        raise reject(Reason.NOT_JSON, f"payload is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    value = load_json(text, what="payload")
     if not isinstance(value, dict):
         raise reject(Reason.NOT_OBJECT, f"payload must be a JSON object, got {type(value).__name__}")
     return value
 
 
+def load_json(text: str | bytes, *, what: str = "payload") -> Any:
+    """The one JSON decoder of every surface: RFC 8259 JSON within MAX_JSON_DEPTH levels and
+    64-bit integers, finite numbers only. PayloadRejected (`not_json`, `too_deep`, `number_range`)
+    otherwise; `what` names the thing in the message ("payload", "frame", "body")."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise reject(Reason.NOT_UTF8, f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise reject(Reason.TOO_DEEP, f"{what} nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}")
+    try:
+        return _DECODER.decode(text)
+    except _OutOfRange as exc:
+        raise reject(Reason.NUMBER_RANGE, f"{what} has a number out of range: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise reject(Reason.NOT_JSON, f"{what} is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:  # NaN/Infinity literals; RecursionError cannot pass json_depth
+        raise reject(Reason.NOT_JSON, f"{what} is not valid JSON: {exc}") from None
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of a JSON text nest, brackets in strings not counted:
+    exact above MAX_JSON_DEPTH; within it, only "at most MAX_JSON_DEPTH" is promised.
+
+    Cheap on the hot path: a text with no more brackets than the limit cannot nest deeper, and is
+    not scanned. Malformed text gets a number too; the decoder then says what is wrong with it.
+    """
+    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return 1 if "{" in text or "[" in text else 0
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    depth = deepest = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
+class _OutOfRange(ValueError):
+    pass
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal) < 19:  # the hot path: cannot be out of range
+        return int(literal)
+    if len(literal.lstrip("-")) <= _INT_MAX_DIGITS:
+        value = int(literal)
+        if INT_MIN <= value <= INT_MAX:
+            return value
+    shown = literal if len(literal) <= 24 else f"{literal[:20]}… ({len(literal)} digits)"
+    raise _OutOfRange(f"{shown} is outside the 64-bit integer range (-2^63 … 2^63-1)")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        return value
+    shown = literal if len(literal) <= 24 else f"{literal[:20]}…"
+    raise _OutOfRange(f"{shown} does not fit a 64-bit float")
+
+
 def _refuse_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise
     raise ValueError(f"{name} is not a JSON value")
+
+
+# built once: json.loads with any keyword builds a decoder and its scanner on every call (that
+# costs more than the number hooks do)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite_float)
 
 
 def fast_scalar_object(value: dict[str, Any]) -> bool:

@@ -44,7 +44,8 @@ def test_any_json_is_accepted_or_rejected_with_a_reason(value: Any) -> None:
         try:
             messages.parse_device_message(kind, raw, 16 * 1024)
         except PayloadRejected as exc:
-            assert exc.code in {"not_object", "schema", "too_large"}
+            # hypothesis' integers are unbounded: beyond 64 bits they are refused
+            assert exc.code in {"not_object", "schema", "too_large", "number_range", "too_deep"}
             assert exc.message
 
 
@@ -53,7 +54,7 @@ def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
     try:
         messages.parse_device_message("telemetry", raw, 16 * 1024)
     except PayloadRejected as exc:
-        assert exc.code in {"not_utf8", "not_json", "not_object", "schema"}
+        assert exc.code in {"not_utf8", "not_json", "not_object", "schema", "number_range"}
 
 
 @pytest.mark.parametrize(
@@ -84,3 +85,80 @@ def test_device_ts_is_split_off() -> None:
 def test_every_schema_is_valid() -> None:
     for kind, document in messages.all_schemas().items():
         assert document["$id"] == f"nxg/{kind}"
+
+
+# ---- depth and number limits: one decoder for every surface ------------------------------------
+
+
+def _nest(value: Any, levels: int) -> Any:
+    for i in range(levels):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+@given(JSON, st.integers(min_value=0, max_value=60), st.text(alphabet='[]{}\\"', max_size=8))
+def test_depth_limit_is_exact_and_ignores_brackets_in_strings(leaf: Any, levels: int, noise: str) -> None:
+    value = {"s": noise, "v": _nest(leaf, levels)}
+    text = json.dumps(value)
+    depth = _depth(value)
+    if depth > messages.MAX_JSON_DEPTH:
+        assert messages.json_depth(text) == depth
+    else:  # a shallow text may be answered without a scan: only "within the limit" is promised
+        assert messages.json_depth(text) <= messages.MAX_JSON_DEPTH
+    try:
+        decoded = messages.load_json(text)
+    except PayloadRejected as exc:
+        assert depth > messages.MAX_JSON_DEPTH or exc.code == "number_range", (exc.code, depth)
+        if exc.code == "too_deep":
+            assert f"{depth} levels" in exc.message
+    else:
+        assert depth <= messages.MAX_JSON_DEPTH and decoded == value
+
+
+@given(st.integers())
+def test_integers_outside_64_bits_are_refused(number: int) -> None:
+    try:
+        assert messages.load_json(f'{{"n": {number}}}') == {"n": number}
+        assert messages.INT_MIN <= number <= messages.INT_MAX
+    except PayloadRejected as exc:
+        assert exc.code == "number_range" and not messages.INT_MIN <= number <= messages.INT_MAX
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_finite_floats_pass(number: float) -> None:
+    assert messages.load_json(json.dumps({"n": number})) == {"n": number}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "too_deep"),  # once a RecursionError
+        (b'{"a":' * 33 + b"1" + b"}" * 33, "too_deep"),
+        (b'{"n": 1e309}', "number_range"),
+        (b'{"n": -1e309}', "number_range"),
+        (b'{"n": 9223372036854775808}', "number_range"),
+        (b'{"n": -9223372036854775809}', "number_range"),
+        (b'{"n": ' + b"1" * 10_000 + b"}", "number_range"),  # past int()'s 4,300-digit guard
+        (b'{"n": Infinity}', "not_json"),
+    ],
+)
+def test_limits_have_their_reasons(raw: bytes, reason: str) -> None:
+    with pytest.raises(PayloadRejected) as info:
+        messages.decode_object(raw, 10**6)
+    assert info.value.code == reason
+
+
+def test_limits_themselves_are_accepted() -> None:
+    at_limit = b'{"a":' * 31 + b"[]" + b"}" * 31  # 32 levels
+    assert messages.json_depth(at_limit.decode() + " " + "[]" * 40) == messages.MAX_JSON_DEPTH  # scanned
+    messages.decode_object(at_limit, 10**6)
+    edge = messages.decode_object(b'{"a": 9223372036854775807, "b": -9223372036854775808, "c": 1.7e308}', 1024)
+    assert edge == {"a": 2**63 - 1, "b": -(2**63), "c": 1.7e308}
