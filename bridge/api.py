@@ -7,7 +7,6 @@ Times are ms since the epoch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -19,12 +18,10 @@ from starlette.routing import BaseRoute, Route
 from bridge import config_h
 from bridge.protocol_doc import protocol_document
 from bridge.state import state_of
-from nxg_mqtt.errors import NxgError, ValidationError
-from nxg_mqtt.models import MessageType
+from nxg_mqtt import messages
+from nxg_mqtt.errors import NxgError, PayloadRejected
 from nxg_mqtt.services import credentials
-
-HISTORY_DEFAULT_LIMIT = 100
-HISTORY_MAX_LIMIT = 1000
+from nxg_mqtt.services.history import history_query, read_history
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -72,9 +69,11 @@ async def create_device(request: Request) -> Response:
     body: Any = {}
     if raw.strip():
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return error(400, "body must be a JSON object")
+            body = messages.load_json(raw, what="body")
+        except PayloadRejected as exc:
+            if exc.code in (messages.Reason.NOT_JSON, messages.Reason.NOT_UTF8):
+                return error(400, "body must be a JSON object")
+            return error(400, exc.message)  # too deep, a number out of range: say which
     if not isinstance(body, dict):
         return error(400, "body must be a JSON object")
     serial, name = body.get("serial"), body.get("name")
@@ -116,40 +115,13 @@ async def regenerate_device(request: Request) -> Response:
     return JSONResponse(_code_body(device.serial, device.code))
 
 
-def _int_param(request: Request, name: str, default: int | None, low: int, high: int | None) -> int | None:
-    text = request.query_params.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer") from None
-    if value < low or (high is not None and value > high):
-        limits = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ValidationError(f"{name} must be {limits}")
-    return value
-
-
 @admin
 async def history(request: Request) -> Response:
     state = state_of(request)
     params = request.query_params
-    serial = params.get("serial") or None
-    type_text = params.get("type") or None
-    type_: MessageType | None = None
-    if type_text is not None:
-        try:
-            type_ = MessageType(type_text)
-        except ValueError:
-            allowed = ", ".join(t.value for t in MessageType)
-            raise ValidationError(f"type must be one of {allowed}") from None
-    limit = _int_param(request, "limit", HISTORY_DEFAULT_LIMIT, 1, HISTORY_MAX_LIMIT) or HISTORY_DEFAULT_LIMIT
-    before = _int_param(request, "before", None, 0, None)
-    if serial is not None:
-        serial = (await state.core.devices.get(serial)).serial
-    entries = await state.core.store.messages.query(serial, type_, limit, before)
-    next_before = entries[-1].ts if len(entries) == limit else None
-    return JSONResponse({"messages": [e.app_message() for e in entries], "next_before": next_before})
+    query = history_query(params.get("serial"), params.get("type"), params.get("limit"), params.get("before"))
+    page = await read_history(state.core.store, state.core.devices, query)
+    return JSONResponse(page.public())
 
 
 @admin

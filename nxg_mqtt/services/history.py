@@ -1,0 +1,89 @@
+"""History queries: one set of rules for `GET /api/history` and `nxg-mqtt history`.
+
+    query = history_query(serial="S", type_="telemetry", limit="10", before=None)
+    page = await read_history(core.store, core.devices, query)
+    page.public()   # {"messages": [...newest first], "next_before": ts | None}
+
+Both surfaces pass what the user typed (query-string text or CLI arguments, untouched), so a
+mistake gets the same message and the same error code on both: ValidationError (REST 400, CLI
+exit 1) for a bad type, limit or before; DeviceNotFound (REST 404, CLI exit 1) for an unknown serial.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from nxg_mqtt.errors import ValidationError
+from nxg_mqtt.models import MessageType
+from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.store import Store
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_TS = 2**63 - 1  # SQLite's INTEGER: a larger `before` would overflow the query
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    serial: str | None
+    type: MessageType | None
+    limit: int
+    before: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    messages: list[dict[str, Any]]
+    next_before: int | None
+
+    def public(self) -> dict[str, Any]:
+        return {"messages": self.messages, "next_before": self.next_before}
+
+
+def history_query(
+    serial: str | None = None,
+    type_: str | None = None,
+    limit: str | int | None = None,
+    before: str | int | None = None,
+) -> HistoryQuery:
+    """Validate a query as typed; empty values mean "not given"."""
+    kind: MessageType | None = None
+    if type_:
+        try:
+            kind = MessageType(type_)
+        except ValueError:
+            allowed = ", ".join(t.value for t in MessageType)
+            raise ValidationError(f"type must be one of {allowed}") from None
+    count = _integer("limit", limit, 1, MAX_LIMIT)
+    return HistoryQuery(
+        serial=serial or None,
+        type=kind,
+        limit=DEFAULT_LIMIT if count is None else count,
+        before=_integer("before", before, 0, MAX_TS),
+    )
+
+
+def _integer(name: str, value: str | int | None, low: int, high: int) -> int | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if not _INTEGER.match(text):
+        raise ValidationError(f"{name} must be an integer")
+    # a long literal is out of range whatever it says; never hand int() thousands of digits
+    number = int(text) if len(text) <= 20 else None
+    if number is None or not low <= number <= high:
+        raise ValidationError(f"{name} must be between {low} and {high}")
+    return number
+
+
+async def read_history(store: Store, devices: DeviceService, query: HistoryQuery) -> HistoryPage:
+    """Newest first; `next_before` is the ts to pass as `before` for the next page (None: no more)."""
+    serial = query.serial
+    if serial is not None:
+        serial = (await devices.get(serial)).serial  # DeviceNotFound; and the stored spelling
+    entries = await store.messages.query(serial, query.type, query.limit, query.before)
+    next_before = entries[-1].ts if len(entries) == query.limit else None
+    return HistoryPage([e.app_message() for e in entries], next_before)
