@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge import config_h
+from bridge.auth import LoginThrottled
 from bridge.protocol_doc import protocol_document
 from bridge.state import state_of
 from nxg_mqtt import messages
@@ -35,7 +36,11 @@ def admin(handler: Handler) -> Handler:
 
     @wraps(handler)
     async def guarded(request: Request) -> Response:
-        if not await state_of(request).auth.allowed(request):
+        try:
+            allowed = await state_of(request).auth.allowed(request)
+        except LoginThrottled as exc:
+            return exc.response()
+        if not allowed:
             return JSONResponse(
                 {"error": "unauthorized: send Authorization: Bearer <admin password>"},
                 status_code=401,

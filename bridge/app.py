@@ -59,7 +59,8 @@ def create_app(
         core.devices.on_revoked(gateway.revoke)
         if not embedded:
             core.attach_publisher(link)
-        state = BridgeState(settings, core, AdminAuth(core.store), hub, link, gateway, ports, embedded)
+        auth = AdminAuth(core.store, settings.admin_failures_per_minute)
+        state = BridgeState(settings, core, auth, hub, link, gateway, ports, embedded)
         app.state.bridge = state
         await link.start()
         # apps connecting right after start-up must not miss events; a broker that is down only

@@ -21,6 +21,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from bridge.auth import LoginThrottled
 from bridge.frames import decode_frame
 from bridge.hub import AppFeed
 from bridge.state import BridgeState, state_of
@@ -36,10 +37,15 @@ def unauthorized() -> JSONResponse:
 
 
 async def deny_unless_admin(websocket: WebSocket, state: BridgeState) -> bool:
-    """Refuse the upgrade with a real HTTP 401 (the WebSocket Denial Response extension)."""
-    if await state.auth.allowed(websocket, allow_query=True):
-        return True
-    await websocket.send_denial_response(unauthorized())
+    """Refuse the upgrade with a real HTTP 401, or 429 for a throttled address (the WebSocket
+    Denial Response extension)."""
+    try:
+        if await state.auth.allowed(websocket, allow_query=True):
+            return True
+        denial = unauthorized()
+    except LoginThrottled as exc:
+        denial = exc.response()
+    await websocket.send_denial_response(denial)
     return False
 
 

@@ -75,3 +75,44 @@ class Lockout:
             self._locked_until[key] = now + self.lock_s
             return True
         return False
+
+
+@dataclass
+class FailureThrottle:
+    """Failed attempts per key (a source address); at `limit` failures within `window_s` the key is
+    refused until the oldest of them leaves the window, so it gets at most `limit` tries a window.
+
+    Made to run *before* an expensive check (a PBKDF2 hash): `retry_after` is a dict lookup and
+    records nothing, and a refused attempt is not a failure (it cost nothing). Keys that are not
+    failing cost no memory. `limit <= 0` disables it.
+    """
+
+    limit: int
+    window_s: float = 60.0
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def retry_after(self, key: str, now: float) -> float | None:
+        """None if the key may try; else the seconds until it may."""
+        events = self._failures.get(key)
+        if self.limit <= 0 or events is None:
+            return None
+        horizon = now - self.window_s
+        while events and events[0] <= horizon:
+            events.popleft()
+        if not events:
+            del self._failures[key]
+            return None
+        if len(events) < self.limit:
+            return None
+        return events[-self.limit] + self.window_s - now
+
+    def fail(self, key: str, now: float) -> None:
+        if self.limit <= 0:
+            return
+        events = self._failures.setdefault(key, deque(maxlen=self.limit))
+        events.append(now)
+        if len(self._failures) > 10_000:
+            # bound memory under a spray of source addresses
+            horizon = now - self.window_s
+            for idle in [k for k, ev in self._failures.items() if not ev or ev[-1] <= horizon]:
+                del self._failures[idle]

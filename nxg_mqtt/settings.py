@@ -41,6 +41,8 @@ class Settings:
     pair_lockout_s: float = 300.0
     pair_global_failures_per_minute: int = 300
     connect_failures_per_minute: int = 30  # any failed CONNECT, per source address
+    # wrong admin passwords on REST and WebSocket upgrades, per source address; past it: 429 (0 = off)
+    admin_failures_per_minute: int = 10
 
     # ingest
     batch_window_ms: int = 50
