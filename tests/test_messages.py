@@ -162,3 +162,16 @@ def test_limits_themselves_are_accepted() -> None:
     messages.decode_object(at_limit, 10**6)
     edge = messages.decode_object(b'{"a": 9223372036854775807, "b": -9223372036854775808, "c": 1.7e308}', 1024)
     assert edge == {"a": 2**63 - 1, "b": -(2**63), "c": 1.7e308}
+
+
+@pytest.mark.parametrize("severity", ["Trace", "Debug", "Info", "Warning", "Error", "Critical"])
+def test_event_severities_are_seed_003s(severity: str) -> None:
+    parsed = messages.parse_device_message("event", json.dumps({"type": "x", "severity": severity}).encode(), 1024)
+    assert parsed.fields["severity"] == severity
+
+
+@pytest.mark.parametrize("severity", ["Information", "info", "WARNING", ""])
+def test_other_severities_are_refused(severity: str) -> None:
+    with pytest.raises(PayloadRejected) as info:
+        messages.parse_device_message("event", json.dumps({"type": "x", "severity": severity}).encode(), 1024)
+    assert "severity" in info.value.message
