@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -21,9 +23,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from nxg_mqtt.core import Core, open_core
-from nxg_mqtt.errors import NxgError
+from nxg_mqtt.errors import NxgError, ValidationError
 from nxg_mqtt.models import MessageType
 from nxg_mqtt.services import credentials
+from nxg_mqtt.services.history import DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT
+from nxg_mqtt.services.history import MAX_LIMIT as HISTORY_MAX_LIMIT
+from nxg_mqtt.services.history import history_query, read_history
 from nxg_mqtt.settings import Settings, settings_from_env
 
 log = logging.getLogger("nxg_mqtt")
@@ -173,17 +178,27 @@ async def _broker(settings: Settings, stop: asyncio.Event) -> None:
         await stop.wait()
 
 
-async def _bridge(settings: Settings, mqtt_url: str, stop: asyncio.Event) -> None:
+def broker_address(mqtt_url: str) -> tuple[str, int]:
+    """`mqtt://host:port` (or `tcp://`; port 1883 if left out) → (host, port); else INVALID_URL."""
+    problem = f"--mqtt must look like mqtt://host:port, got {mqtt_url!r}"
+    try:
+        url = urlparse(mqtt_url)
+        port = url.port  # ValueError for a port that is not a number or out of range
+    except ValueError:
+        raise ValidationError(problem, code="INVALID_URL") from None
+    if url.scheme not in ("mqtt", "tcp") or not url.hostname or url.path not in ("", "/"):
+        raise ValidationError(problem, code="INVALID_URL")
+    return url.hostname, 1883 if port is None else port
+
+
+async def _bridge(settings: Settings, mqtt_host: str, mqtt_port: int, stop: asyncio.Event) -> None:
     from bridge.server import open_bridge
 
-    url = urlparse(mqtt_url)
-    if url.scheme not in ("mqtt", "tcp") or not url.hostname:
-        raise NxgError(f"--mqtt must look like mqtt://host:port, got {mqtt_url!r}")
     async with open_core(settings, writer=True) as core:
         generated = await ensure_admin_password(core)
-        async with open_bridge(settings, core, url.hostname, url.port or 1883, embedded=False) as bridge:
+        async with open_bridge(settings, core, mqtt_host, mqtt_port, embedded=False) as bridge:
             host = _display_host(settings)
-            _say(f"NXG bridge on http://{host}:{bridge.http_port}/ (broker {mqtt_url})")
+            _say(f"NXG bridge on http://{host}:{bridge.http_port}/ (broker mqtt://{mqtt_host}:{mqtt_port})")
             if generated:
                 _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
             await stop.wait()
@@ -254,9 +269,9 @@ async def _cmd(args: argparse.Namespace, core: Core) -> Any:
 
 
 async def _history(args: argparse.Namespace, core: Core) -> Any:
-    type_ = MessageType(args.type) if args.type else None
-    entries = await core.store.messages.query(args.serial, type_, args.limit)
-    return {"messages": [e.app_message() for e in entries]}
+    # the arguments go to the core as typed: the same rules and messages as GET /api/history
+    query = history_query(args.serial, args.type, args.limit, args.before)
+    return (await read_history(core.store, core.devices, query)).public()
 
 
 # ---- argument parsing -------------------------------------------------------------------------
@@ -329,11 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--target")
     cmd.add_argument("--params", help="JSON object")
 
-    history = sub.add_parser("history", help="stored messages of a device, newest first")
+    history = sub.add_parser("history", help="stored messages of a device, newest first (as GET /api/history)")
     data_arg(history)
     history.add_argument("serial")
-    history.add_argument("--type", choices=[t.value for t in MessageType])
-    history.add_argument("--limit", type=int, default=100)
+    history.add_argument("--type", help=f"one of {', '.join(t.value for t in MessageType)}")
+    history.add_argument("--limit", help=f"1 to {HISTORY_MAX_LIMIT} (default {HISTORY_DEFAULT_LIMIT})")
+    history.add_argument("--before", help="only messages older than this ts (ms; next_before of the last page)")
     return parser
 
 
@@ -348,15 +364,19 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     try:
         settings = _build_settings(args)
+        if args.command == "broker" and getattr(args, "ws_port", None) is None and "NXG_WS_PORT" not in os.environ:
+            settings = replace(settings, ws_port=None)  # the standalone broker: MQTT/TCP only unless asked
+        if _taken_ports(settings, args.command):
+            # found before anything starts (no half-started server, no log lines before the
+            # message); the OSError handler below covers a port taken in between
+            raise OSError(errno.EADDRINUSE, "address already in use")
         if args.command == "serve":
             _run(lambda stop: _serve(settings, stop))
         elif args.command == "broker":
-            if getattr(args, "ws_port", None) is None and "NXG_WS_PORT" not in os.environ:
-                # the standalone broker listens on MQTT/TCP only unless asked
-                settings = replace(settings, ws_port=None)
             _run(lambda stop: _broker(settings, stop))
         elif args.command == "bridge":
-            _run(lambda stop: _bridge(settings, args.mqtt, stop))
+            host, port = broker_address(args.mqtt)
+            _run(lambda stop: _bridge(settings, host, port, stop))
         elif args.command == "device":
             asyncio.run(_admin(settings, lambda core: _device(args, core)))
         elif args.command == "cmd":
@@ -366,9 +386,49 @@ def main(argv: list[str] | None = None) -> int:
     except NxgError as exc:
         print(json.dumps({"error": exc.message, "code": exc.code}), file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (`nxg-mqtt history S | head`): stop quietly with the status a
+        # tool killed by SIGPIPE has, and keep the interpreter's final flush from complaining
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"nxg-mqtt: {_port_in_use(settings, args.command, exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _taken_ports(settings: Settings, command: str) -> list[tuple[str, str, int]]:
+    """(what, flag, port) of each fixed port `command` would listen on that is in use now."""
+    ports: list[tuple[str, str, int | None]] = []
+    if command in ("serve", "broker"):
+        ports += [("MQTT", "--mqtt-port", settings.mqtt_port), ("MQTT/WebSocket", "--ws-port", settings.ws_port)]
+    if command in ("serve", "bridge"):
+        ports.append(("HTTP", "--http-port", settings.http_port))
+    return [(what, flag, port) for what, flag, port in ports if port and _taken(settings.host, port)]
+
+
+def _port_in_use(settings: Settings, command: str, exc: OSError) -> str:
+    """One line naming the taken port and the flag that changes it (instead of a traceback)."""
+    taken = _taken_ports(settings, command)
+    if not taken:
+        return f"a port is already in use ({exc.strerror}); choose others with --mqtt-port, --ws-port, --http-port"
+    what, flag, port = taken[0]
+    return f"port {port} ({what}) is already in use on {settings.host}; choose another with {flag} (0 = any free)"
+
+
+def _taken(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bridge.helpers import make_settings, open_stack, pair_gateway, recv_until, send_json
 from tests.mqtt_client import TestClient
 
 CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
@@ -132,3 +134,111 @@ async def test_cli_command_reaches_the_device_and_history(broker_process: tuple[
     acks = await asyncio.to_thread(run_cli, data, "history", "live-2", "--type", "ack", "--limit", "1")
     assert acks["messages"][0]["id"] == sent["id"]  # type: ignore[index]
     device.close()
+
+
+# ---- the CLI and REST agree (issue 8) ----------------------------------------------------------
+
+
+def run_cli_raw(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args, "--data", str(data)], capture_output=True, text=True, timeout=30)
+
+
+HISTORY_MISTAKES = [
+    ({"limit": "0"}, ["--limit", "0"]),
+    ({"limit": "1001"}, ["--limit", "1001"]),
+    ({"limit": "x"}, ["--limit", "x"]),
+    ({"before": "-1"}, ["--before", "-1"]),
+    ({"before": str(10**40)}, ["--before", str(10**40)]),
+    ({"type": "nope"}, ["--type", "nope"]),
+]
+
+
+async def test_history_mistakes_get_the_same_message_from_cli_and_rest(tmp_path: Path) -> None:
+    async with open_stack(make_settings(tmp_path)) as stack:
+        await stack.create_device("Same-1")
+        for params, flags in HISTORY_MISTAKES:
+            rest = await stack.http.get("/api/history", params={"serial": "Same-1", **params})
+            assert rest.status_code == 400, params
+            cli = await asyncio.to_thread(run_cli, tmp_path, "history", "Same-1", *flags, ok=False)
+            assert cli == {"error": rest.json()["error"], "code": "INVALID"}, flags
+        rest = await stack.http.get("/api/history", params={"serial": "Ghost"})
+        assert rest.status_code == 404
+        cli = await asyncio.to_thread(run_cli, tmp_path, "history", "Ghost", ok=False)
+        assert cli == {"error": rest.json()["error"], "code": "DEVICE_NOT_FOUND"}
+
+
+async def test_history_pages_with_before_like_rest(tmp_path: Path) -> None:
+    async with open_stack(make_settings(tmp_path)) as stack:
+        ws, _ = await pair_gateway(stack, "Page-1")
+        app = await stack.app_socket()
+        for i in range(3):
+            await send_json(ws, {"t": "telemetry", "n": i})
+            await recv_until(app, "telemetry", n=i)
+        await stack.core.ingest.flush()
+        query = {"serial": "Page-1", "type": "telemetry", "limit": "2"}
+        rest = (await stack.http.get("/api/history", params=query)).json()
+        cli = await asyncio.to_thread(run_cli, tmp_path, "history", "Page-1", "--type", "telemetry", "--limit", "2")
+        assert cli == rest and [m["n"] for m in rest["messages"]] == [2, 1]
+        before = str(rest["next_before"])
+        rest_next = (await stack.http.get("/api/history", params={**query, "before": before})).json()
+        cli_next = await asyncio.to_thread(
+            run_cli, tmp_path, "history", "Page-1", "--type", "telemetry", "--limit", "2", "--before", before
+        )
+        assert cli_next == rest_next and [m["n"] for m in rest_next["messages"]] == [0]
+        assert cli_next["next_before"] is None
+        await app.close()
+        await ws.close()
+
+
+@pytest.mark.parametrize("url", ["localhost:1883", "http://h:1883", "mqtt://", "mqtt://h:99999", "mqtt://h:x"])
+def test_bridge_with_a_malformed_mqtt_url_is_invalid_url(tmp_path: Path, url: str) -> None:
+    error = run_cli(tmp_path, "bridge", "--mqtt", url, ok=False)
+    assert error["code"] == "INVALID_URL" and "mqtt://host:port" in str(error["error"])
+
+
+def test_a_closed_pipe_ends_the_cli_quietly(tmp_path: Path) -> None:
+    run_cli(tmp_path, "device", "create", "--serial", "pipe-1")
+    reader, writer = os.pipe()
+    os.close(reader)  # `| head` that has already exited
+    try:
+        proc = subprocess.run(
+            [*CLI, "device", "list", "--data", str(tmp_path)], stdout=writer, stderr=subprocess.PIPE, timeout=30
+        )
+    finally:
+        os.close(writer)
+    assert proc.stderr == b"", proc.stderr.decode()
+    assert proc.returncode == 128 + signal.SIGPIPE
+
+
+@pytest.mark.parametrize("flag", ["--mqtt-port", "--ws-port", "--http-port"])
+def test_a_taken_port_is_one_line_naming_its_flag(tmp_path: Path, flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--mqtt-port": "0", "--ws-port": "0", "--http-port": "0", flag: str(port)}
+        args = [a for pair in ports.items() for a in pair]
+        proc = run_cli_raw(tmp_path, "serve", "--host", "127.0.0.1", *args)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"nxg-mqtt: port {port} ({WHAT[flag]}) is already in use on 127.0.0.1;"
+        f" choose another with {flag} (0 = any free)"
+    ]
+    assert proc.stdout == ""
+
+
+WHAT = {"--mqtt-port": "MQTT", "--ws-port": "MQTT/WebSocket", "--http-port": "HTTP"}
+
+
+def test_a_taken_port_for_the_broker_and_the_bridge(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        broker = run_cli_raw(tmp_path, "broker", "--host", "127.0.0.1", "--mqtt-port", port)
+        bridge = run_cli_raw(
+            tmp_path, "bridge", "--mqtt", "mqtt://127.0.0.1:1", "--host", "127.0.0.1", "--http-port", port
+        )
+    assert broker.returncode == 1 and broker.stderr.strip().endswith("choose another with --mqtt-port (0 = any free)")
+    assert bridge.returncode == 1 and bridge.stderr.strip().endswith("choose another with --http-port (0 = any free)")
+    assert len(broker.stderr.strip().splitlines()) == len(bridge.stderr.strip().splitlines()) == 1
