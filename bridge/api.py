@@ -138,7 +138,7 @@ async def protocol(request: Request) -> Response:
 async def device_config_h(request: Request) -> Response:
     state = state_of(request)
     device = await state.core.devices.get(_serial(request))
-    host = state.settings.public_host or config_h.safe_host(request.url.hostname)
+    host = config_h.device_host(request.url.hostname, state.settings.public_host)
     text = config_h.render(
         device,
         host,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 
 from nxg_mqtt.models import Device
 from nxg_mqtt.services import credentials
@@ -14,6 +16,45 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,253}$")
 def safe_host(host: str | None, fallback: str = "localhost") -> str:
     """A host name that is safe inside a C string literal (the Host header is client input)."""
     return host if host and _HOST_RE.match(host) else fallback
+
+
+def device_host(request_host: str | None, public_host: str | None = None) -> str:
+    """The host a device should connect to.
+
+    `--public-host` when set (behind NAT or a proxy, or when the name the browser used is not one
+    devices can reach). Else the host the request came in on (its Host header; the port there is
+    the HTTP port, so config.h names the MQTT port separately) — unless that is a loopback name:
+    `curl localhost:8080/...` must not send a device to its own `localhost`, so this machine's
+    outward address is used instead.
+    """
+    if public_host:
+        return public_host
+    host = safe_host(request_host)
+    if is_loopback(host):
+        return machine_address() or host
+    return host
+
+
+def is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def machine_address() -> str | None:
+    """The address this machine uses towards other hosts (no packet is sent), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))  # a UDP connect only picks a route and a source address
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if is_loopback(address) else address
 
 
 def render(
@@ -45,6 +86,8 @@ def render(
  * store the token of pair_ok in NVS. Later boots: client id = username = NXG_DEVICE_SERIAL,
  * password = the token; CONNACK 5 means the token is no longer valid: erase it and pair again.
  * The connection code survives resets; "regenerate" replaces it (download this file again).
+ * NXG_SERVER_HOST is the server's --public-host if set, else the host this file was downloaded
+ * from (this machine's address if that was localhost): check that devices can reach it.
  */
 #ifndef NXG_CONFIG_H
 #define NXG_CONFIG_H

@@ -8,6 +8,7 @@ import re
 import httpx
 import pytest
 
+from bridge import config_h
 from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
 
 CODE_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
@@ -164,7 +165,8 @@ async def test_config_h(stack: Stack) -> None:
     assert f'#define NXG_CONNECTION_CODE   "{code}"' in text
     assert f"#define NXG_MQTT_PORT         {stack.broker.mqtt_port}" in text
     assert f"#define NXG_HTTP_PORT         {stack.bridge.http_port}" in text
-    assert '#define NXG_SERVER_HOST       "127.0.0.1"' in text
+    # fetched from 127.0.0.1: a device cannot reach that, so this machine's outward address
+    assert f'#define NXG_SERVER_HOST       "{config_h.machine_address() or "127.0.0.1"}"' in text
     assert '"nxg/Flash-1/cmd"' in text and text.rstrip().endswith("#endif /* NXG_CONFIG_H */")
 
 
