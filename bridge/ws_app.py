@@ -26,6 +26,7 @@ from bridge.frames import decode_frame
 from bridge.hub import AppFeed
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
+from nxg_mqtt import messages
 from nxg_mqtt.errors import NxgError
 
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -94,9 +95,11 @@ class AppSession:
         if t != "cmd":
             await self.error(f"unknown message type {t!r} (expected cmd or ping)", "INVALID", ref)
             return
-        problem = command_problem(value)
-        if problem is not None:
-            await self.error(problem, "INVALID", ref)
+        try:
+            # the core's one validation: the CLI and REST give the same mistake the same message
+            messages.check_command_request({k: v for k, v in value.items() if k != "t"}, with_serial=True)
+        except NxgError as exc:
+            await self.error(exc.message, exc.code, ref)
             return
         await self.submit(value, ref)
 
@@ -130,24 +133,6 @@ class AppSession:
 
     async def error(self, text: str, code: str, ref: Any) -> None:
         await self.send({"t": "error", "error": text, "code": code, "ref": ref})
-
-
-def command_problem(value: dict[str, Any]) -> str | None:
-    serial, action = value.get("serial"), value.get("action")
-    if not isinstance(serial, str) or not serial:
-        return 'cmd needs "serial" (a non-empty string)'
-    if not isinstance(action, str) or not action:
-        return 'cmd needs "action" (a non-empty string)'
-    target = value.get("target")
-    if target is not None and not isinstance(target, str):
-        return '"target" must be a string'
-    params = value.get("params")
-    if params is not None and not isinstance(params, dict):
-        return '"params" must be a JSON object'
-    ref = value.get("ref")
-    if ref is not None and not isinstance(ref, str | int | float):
-        return '"ref" must be a string or a number'
-    return None
 
 
 async def app_socket(websocket: WebSocket) -> None:

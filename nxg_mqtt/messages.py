@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.errors import PayloadRejected, ValidationError
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 KINDS = (
@@ -206,6 +206,31 @@ def validate(kind: str, value: dict[str, Any]) -> None:
     problem = schema_errors(kind, value)
     if problem is not None:
         raise reject(Reason.SCHEMA, f"{kind} does not match its schema: {problem}")
+
+
+def check_command_request(request: dict[str, Any], *, with_serial: bool = False) -> None:
+    """The one validation of a command request (`/ws/app`, the CLI, REST, `nxg/{S}/cmd/req`):
+    ValidationError `RESTRICTED_ACTION` for an action starting with `_`, else `INVALID_COMMAND`
+    with the schema's message. `with_serial`: the request names its device (`/ws/app`)."""
+    kind = "command_request_with_serial" if with_serial else "command_request"
+    error = best_match(_command_validator(kind).iter_errors(request))
+    if error is None:
+        return
+    action = request.get("action")
+    if isinstance(action, str) and action.startswith("_"):
+        raise ValidationError("actions starting with '_' are reserved", code="RESTRICTED_ACTION")
+    where = "/".join(str(p) for p in error.absolute_path)
+    raise ValidationError(f"invalid command: {where + ': ' if where else ''}{error.message}", code="INVALID_COMMAND")
+
+
+@cache
+def _command_validator(kind: str) -> jsonschema.protocols.Validator:
+    if kind == "command_request":
+        return _validator(kind)
+    document = schema("command_request")
+    document = {**document, "required": [*document["required"], "serial"]}
+    validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(document)(document)
+    return validator
 
 
 @dataclass(frozen=True, slots=True)

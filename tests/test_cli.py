@@ -242,3 +242,25 @@ def test_a_taken_port_for_the_broker_and_the_bridge(tmp_path: Path) -> None:
     assert broker.returncode == 1 and broker.stderr.strip().endswith("choose another with --mqtt-port (0 = any free)")
     assert bridge.returncode == 1 and bridge.stderr.strip().endswith("choose another with --http-port (0 = any free)")
     assert len(broker.stderr.strip().splitlines()) == len(bridge.stderr.strip().splitlines()) == 1
+
+
+COMMAND_MISTAKES = [
+    ({"action": ""}, ["--action", ""]),
+    ({"action": "_reboot"}, ["--action", "_reboot"]),
+    ({"action": "x" * 129}, ["--action", "x" * 129]),
+    ({"action": "go", "target": ""}, ["--action", "go", "--target", ""]),
+    ({"action": "go", "target": "t" * 129}, ["--action", "go", "--target", "t" * 129]),
+]
+
+
+async def test_command_mistakes_get_the_same_message_on_ws_app_and_cli(tmp_path: Path) -> None:
+    async with open_stack(make_settings(tmp_path)) as stack:
+        await stack.create_device("Cmd-1")
+        app = await stack.app_socket()
+        for fields, flags in COMMAND_MISTAKES:
+            await send_json(app, {"t": "cmd", "serial": "Cmd-1", **fields})
+            reply = await recv_until(app, "error")
+            cli = await asyncio.to_thread(run_cli, tmp_path, "cmd", "Cmd-1", *flags, ok=False)
+            assert cli == {"error": reply["error"], "code": reply["code"]}, flags
+            assert reply["code"] in ("INVALID_COMMAND", "RESTRICTED_ACTION")
+        await app.close()

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import PayloadRejected, RateLimitedError, ValidationError
+from nxg_mqtt.errors import PayloadRejected, RateLimitedError
 from nxg_mqtt.models import Command, CommandStatus, Counters, HistoryEntry, MessageType, now_ms
 from nxg_mqtt.ratelimit import SlidingWindow
 from nxg_mqtt.services import Publisher
@@ -85,11 +85,7 @@ class CommandService:
         request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
         if target is not None:
             request["target"] = target
-        problem = messages.schema_errors("command_request", request)
-        if problem is not None:
-            if isinstance(action, str) and action.startswith("_"):
-                raise ValidationError("actions starting with '_' are reserved", code="RESTRICTED_ACTION")
-            raise ValidationError(f"invalid command: {problem}", code="INVALID_COMMAND")
+        messages.check_command_request(request)
         loop_now = asyncio.get_running_loop().time()
         if not self._rate.allow(self._store.tenant_id, loop_now):
             raise RateLimitedError(
