@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import NullPublisher, Publisher
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
@@ -54,9 +55,9 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
         core = Core(settings, store, devices, ingest, presence, commands, signals)
 
-        async def forget_deleted(serial: str, why: str) -> None:
+        async def forget_deleted(serial: str, why: RevokeReason) -> None:
             # a deleted device leaves no retained presence behind on the broker
-            if why == "delete":
+            if why is RevokeReason.DELETE:
                 await presence.forget(serial)
 
         devices.on_revoked(forget_deleted)

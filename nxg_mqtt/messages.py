@@ -18,19 +18,10 @@ import jsonschema
 from jsonschema.exceptions import best_match
 
 from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.protocol import DEVICE_DATA, MessageType, Schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-KINDS = (
-    "telemetry",
-    "status",
-    "event",
-    "ack",
-    "cmd",
-    "command_request",
-    "pair_request",
-    "presence",
-    "manifest",
-)
+KINDS = tuple(kind.value for kind in Schema)
 _SCALARS = (int, float, str, bool, type(None))
 _RESERVED = frozenset({"t", "serial"})
 
@@ -116,8 +107,8 @@ def schema_errors(kind: str, value: Any) -> str | None:
 
 
 def validate(kind: str, value: dict[str, Any]) -> None:
-    if kind in ("telemetry", "status", "event"):
-        if kind != "event" and fast_scalar_object(value):
+    if kind in DEVICE_DATA:
+        if kind != MessageType.EVENT and fast_scalar_object(value):
             return
         reserved = sorted(_RESERVED & value.keys())
         if reserved:
@@ -143,5 +134,5 @@ def parse_device_message(kind: str, raw: bytes, max_bytes: int) -> DeviceMessage
 
 def device_message(kind: str, value: dict[str, Any]) -> DeviceMessage:
     validate(kind, value)
-    device_ts = value.pop("ts", None) if kind in ("telemetry", "status", "event") else None
+    device_ts = value.pop("ts", None) if kind in DEVICE_DATA else None
     return DeviceMessage(kind, value, int(device_ts) if device_ts is not None else None)
