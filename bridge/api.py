@@ -20,7 +20,7 @@ from bridge import config_h
 from bridge.protocol_doc import protocol_document
 from bridge.state import state_of
 from nxg_mqtt.errors import NxgError, ValidationError
-from nxg_mqtt.models import MessageType
+from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services import credentials
 
 HISTORY_DEFAULT_LIMIT = 100
@@ -145,11 +145,8 @@ async def history(request: Request) -> Response:
             raise ValidationError(f"type must be one of {allowed}") from None
     limit = _int_param(request, "limit", HISTORY_DEFAULT_LIMIT, 1, HISTORY_MAX_LIMIT) or HISTORY_DEFAULT_LIMIT
     before = _int_param(request, "before", None, 0, None)
-    if serial is not None:
-        serial = (await state.core.devices.get(serial)).serial
-    entries = await state.core.store.messages.query(serial, type_, limit, before)
-    next_before = entries[-1].ts if len(entries) == limit else None
-    return JSONResponse({"messages": [e.app_message() for e in entries], "next_before": next_before})
+    page = await state.core.history.query(serial, type_, limit, before)
+    return JSONResponse({"messages": page.messages, "next_before": page.next_before})
 
 
 @admin

@@ -59,7 +59,7 @@ def create_app(
         core.devices.on_revoked(gateway.revoke)
         if not embedded:
             core.attach_publisher(link)
-        state = BridgeState(settings, core, AdminAuth(core.store), hub, link, gateway, ports, embedded)
+        state = BridgeState(settings, core, AdminAuth(core.admin), hub, link, gateway, ports, embedded)
         app.state.bridge = state
         await link.start()
         # apps connecting right after start-up must not miss events; a broker that is down only

@@ -1,23 +1,14 @@
 """The admin credential (seed 000): `Authorization: Bearer <password>`, or `?token=` on WebSockets.
 
-The stored hash is PBKDF2 (about 0.1 s per check), so a check runs in a thread and a successful
-one is remembered in memory, keyed by SHA-256 of (stored hash, candidate): changing the password
-(`serve --admin-password`) changes the stored hash and so forgets every remembered success.
-Failures are never cached, so a wrong password costs the caller a full PBKDF2 every time.
+The check itself is the core's (`nxg_mqtt.services.admin.AdminCredentials`); this module only
+finds the candidate in a request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-
 from starlette.requests import HTTPConnection
 
-from nxg_mqtt.services import credentials
-from nxg_mqtt.store import Store
-
-ADMIN_PASSWORD_KEY = "admin_password_hash"  # the key nxg_mqtt.cli writes
-_CACHE_LIMIT = 1024
+from nxg_mqtt.services.admin import AdminCredentials
 
 
 def credential_from(conn: HTTPConnection, *, allow_query: bool) -> str | None:
@@ -35,25 +26,11 @@ def credential_from(conn: HTTPConnection, *, allow_query: bool) -> str | None:
 
 
 class AdminAuth:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._good: set[str] = set()
+    def __init__(self, admin: AdminCredentials) -> None:
+        self._admin = admin
 
     async def check(self, candidate: str | None) -> bool:
-        if not candidate:
-            return False
-        stored = await self._store.kv.get(ADMIN_PASSWORD_KEY)
-        if not stored:
-            return False
-        key = hashlib.sha256(f"{stored}\x00{candidate}".encode("utf-8", "surrogateescape")).hexdigest()
-        if key in self._good:
-            return True
-        if not await asyncio.to_thread(credentials.verify_password, stored, candidate):
-            return False
-        if len(self._good) >= _CACHE_LIMIT:
-            self._good.clear()
-        self._good.add(key)
-        return True
+        return await self._admin.check(candidate)
 
     async def allowed(self, conn: HTTPConnection, *, allow_query: bool = False) -> bool:
         return await self.check(credential_from(conn, allow_query=allow_query))

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import NullPublisher, Publisher
+from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.history import HistoryService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.presence import PresenceService
 from nxg_mqtt.services.signals import SignalWatcher
@@ -36,6 +38,8 @@ class Core:
     presence: PresenceService
     commands: CommandService
     signals: SignalWatcher
+    history: HistoryService
+    admin: AdminCredentials
 
     def attach_publisher(self, publisher: Publisher) -> None:
         self.ingest.publisher = publisher
@@ -53,7 +57,8 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         presence = PresenceService(store, ingest, publisher)
         commands = CommandService(store, settings, devices, presence, ingest, publisher)
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
-        core = Core(settings, store, devices, ingest, presence, commands, signals)
+        history = HistoryService(store, devices)
+        core = Core(settings, store, devices, ingest, presence, commands, signals, history, AdminCredentials(store))
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:
             # a deleted device leaves no retained presence behind on the broker

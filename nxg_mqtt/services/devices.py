@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, RateLimitedError, ValidationError
 from nxg_mqtt.listeners import notify_all
-from nxg_mqtt.models import Device, now_ms
+from nxg_mqtt.models import ConnectionRecord, Device, now_ms
 from nxg_mqtt.protocol import RevokeReason, SignalKind
 from nxg_mqtt.ratelimit import Lockout, SlidingWindow
 from nxg_mqtt.services import credentials
@@ -85,6 +85,10 @@ class DeviceService:
             return device
         online = self.online_now(device.serial)
         return device if online == device.online else replace(device, online=online)
+
+    async def connections(self, serial: str, limit: int = 10) -> Sequence[ConnectionRecord]:
+        """The device's connection log, newest first."""
+        return await self._store.connections.for_device(serial, limit=limit)
 
     async def code(self, serial: str) -> str:
         return credentials.format_code((await self.get(serial)).code)
