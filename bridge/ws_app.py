@@ -26,6 +26,7 @@ from bridge.hub import AppFeed
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt.errors import NxgError
+from nxg_mqtt.protocol import MessageType
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_GRACE_S = 5.0  # how long a stuck socket gets to take its close frame before we give up
@@ -85,7 +86,7 @@ class AppSession:
         if t == "ping":
             await self.send({"t": "pong"})
             return
-        if t != "cmd":
+        if t != MessageType.CMD:
             await self.error(f"unknown message type {t!r} (expected cmd or ping)", "INVALID", ref)
             return
         problem = command_problem(value)
