@@ -101,7 +101,7 @@ def presence_kind(online: bool) -> AppKind:
 
 SERVER_TS = "server_ts"  # the key the broker appends to a device payload it stamped
 DEVICE_TS = "device_ts"  # the app message's name for the device's own `ts`
-_RESERVED = ("t", "serial", "ts")
+_RESERVED = ("t", "serial", "ts", SERVER_TS)  # a device-sent `server_ts` is never shown as ours
 
 
 def stamp(payload: bytes, ts: int) -> bytes:
