@@ -18,7 +18,7 @@ import jsonschema
 from jsonschema.exceptions import best_match
 
 from nxg_mqtt.errors import PayloadRejected
-from nxg_mqtt.protocol import DEVICE_DATA, MessageType, Schema
+from nxg_mqtt.protocol import DEVICE_DATA, MessageType, RejectReason, Schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 KINDS = tuple(kind.value for kind in Schema)
@@ -26,14 +26,7 @@ _SCALARS = (int, float, str, bool, type(None))
 _RESERVED = frozenset({"t", "serial"})
 
 
-class Reason:
-    """Machine-readable rejection reasons (metrics counters and Warning event bodies)."""
-
-    TOO_LARGE = "too_large"
-    NOT_UTF8 = "not_utf8"
-    NOT_JSON = "not_json"
-    NOT_OBJECT = "not_object"
-    SCHEMA = "schema"
+Reason = RejectReason  # the name this module's callers use
 
 
 def reject(reason: str, message: str) -> PayloadRejected:

@@ -79,6 +79,16 @@ class CloseReason(StrEnum):
     KICKED = "kicked"
 
 
+class RejectReason(StrEnum):
+    """Why a device payload was dropped: the metrics counter and the Warning event's `reason`."""
+
+    TOO_LARGE = "too_large"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    SCHEMA = "schema"
+
+
 class SignalKind(StrEnum):
     """What another process (the CLI) changed that live sessions must see."""
 
