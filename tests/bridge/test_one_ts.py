@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
+from pathlib import Path
 from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
 
 from nxg_mqtt.protocol import SERVER_TS
 from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
 from tests.bridge.test_end_to_end import connect_mqtt, pair_mqtt
 from tests.mqtt_client import Received, TestClient
+from tests.test_cli import CLI, run_cli
 
 
 async def integrator(stack: Stack, topic_filter: str) -> TestClient:
@@ -95,3 +102,81 @@ async def test_a_rejected_payload_warning_has_one_ts(stack: Stack) -> None:
     assert warning == in_history and warning["type"] == "payload_rejected"
     device.close()
     await app.close()
+
+
+async def _start(*args: str) -> tuple[asyncio.subprocess.Process, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    return proc, await asyncio.wait_for(proc.stdout.readline(), timeout=20)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=10)
+
+
+async def test_one_ts_across_a_broker_process_and_a_bridge_process(tmp_path: Path) -> None:
+    """The stamp travels from the broker process to a separate bridge process over MQTT."""
+    broker, line = await _start("broker", "--mqtt-port", "0", "--host", "127.0.0.1", "--data", str(tmp_path))
+    bridge: asyncio.subprocess.Process | None = None
+    try:
+        found = re.search(rb"mqtt://[^\s:]+:(\d+)", line)
+        assert found, line
+        port = int(found.group(1))
+        bridge, line = await _start(
+            "bridge",
+            "--mqtt",
+            f"mqtt://127.0.0.1:{port}",
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--admin-password",
+            "pw",
+            "--data",
+            str(tmp_path),
+        )
+        found = re.search(rb"http://[^\s:]+:(\d+)/", line)
+        assert found, line
+        http_port = int(found.group(1))
+        secret = (tmp_path / "internal_secret").read_text().strip()
+
+        code = str((await asyncio.to_thread(run_cli, tmp_path, "device", "create", "--serial", "TSP"))["code"])
+        pairing = TestClient("p-tsp")
+        assert await pairing.connect(port, "pair", code) == 0
+        await pairing.subscribe("nxg/pair/p-tsp")
+        await pairing.publish("nxg/pair/p-tsp/req", "{}")
+        token = json.loads((await pairing.next_message()).payload)["token"]
+        pairing.close()
+        watcher = TestClient("integrator")
+        assert await watcher.connect(port, "bridge", secret) == 0
+        await watcher.subscribe("nxg/TSP/telemetry")
+        device = TestClient("TSP")
+
+        base = f"127.0.0.1:{http_port}"
+        async with connect(f"ws://{base}/ws/app?token=pw") as app:
+            assert await device.connect(port, "TSP", token) == 0
+            await recv_until(app, "device_online", serial="TSP")
+            await device.publish("nxg/TSP/telemetry", json.dumps({"temp": 19.5, "ts": 1700000000000}))
+            on_app = await recv_until(app, "telemetry", serial="TSP")
+        on_mqtt = await next_on(watcher, "nxg/TSP/telemetry")
+        async with httpx.AsyncClient(base_url=f"http://{base}", headers={"Authorization": "Bearer pw"}) as http:
+            history: list[dict[str, Any]] = []
+            for _ in range(50):  # the broker process writes history in batches
+                response = await http.get("/api/history", params={"serial": "TSP", "type": "telemetry"})
+                history = response.json()["messages"]
+                if history:
+                    break
+                await asyncio.sleep(0.05)
+        assert history, "the telemetry never reached history"
+        assert on_app["ts"] == history[0]["ts"] == on_mqtt[SERVER_TS]
+        assert on_app == history[0] and on_app["device_ts"] == 1700000000000
+        device.close()
+        watcher.close()
+    finally:
+        if bridge is not None:
+            await _stop(bridge)
+        await _stop(broker)
