@@ -16,13 +16,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge import config_h
-from bridge.auth import LoginThrottled
+from bridge.auth import LoginThrottled, throttled_response
 from bridge.protocol_doc import protocol_document
 from bridge.state import state_of
 from nxg_mqtt import messages
 from nxg_mqtt.errors import NxgError, PayloadRejected
 from nxg_mqtt.services import credentials
-from nxg_mqtt.services.history import history_query, read_history
+from nxg_mqtt.services.history import history_query
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -39,7 +39,7 @@ def admin(handler: Handler) -> Handler:
         try:
             allowed = await state_of(request).auth.allowed(request)
         except LoginThrottled as exc:
-            return exc.response()
+            return throttled_response(exc)
         if not allowed:
             return JSONResponse(
                 {"error": "unauthorized: send Authorization: Bearer <admin password>"},
@@ -125,7 +125,7 @@ async def history(request: Request) -> Response:
     state = state_of(request)
     params = request.query_params
     query = history_query(params.get("serial"), params.get("type"), params.get("limit"), params.get("before"))
-    page = await read_history(state.core.store, state.core.devices, query)
+    page = await state.core.history.query(query)
     return JSONResponse(page.public())
 
 

@@ -57,10 +57,8 @@ def create_app(
         link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=hub.on_mqtt)
         gateway = GatewaySessions()
         core.devices.on_revoked(gateway.revoke)
-        if not embedded:
-            core.attach_publisher(link)
-        auth = AdminAuth(core.store, settings.admin_failures_per_minute)
-        state = BridgeState(settings, core, auth, hub, link, gateway, ports, embedded)
+        disconnect = core.outbox.connect(link) if not embedded else None
+        state = BridgeState(settings, core, AdminAuth(core.admin), hub, link, gateway, ports, embedded)
         app.state.bridge = state
         await link.start()
         # apps connecting right after start-up must not miss events; a broker that is down only
@@ -69,6 +67,8 @@ def create_app(
         try:
             yield {"bridge": state}
         finally:
+            if disconnect is not None:
+                disconnect()
             await link.close()
 
     routes = [

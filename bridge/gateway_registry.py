@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from nxg_mqtt.protocol import RevokeReason
+
 
 class LiveDevice(Protocol):
     """What the registry needs of a gateway socket."""
@@ -11,7 +13,7 @@ class LiveDevice(Protocol):
     @property
     def serial(self) -> str | None: ...
 
-    async def revoked(self, why: str) -> None: ...
+    async def revoked(self, why: RevokeReason) -> None: ...
 
     def taken_over(self) -> None: ...
 
@@ -38,7 +40,7 @@ class GatewaySessions:
     def current(self, serial: str) -> LiveDevice | None:
         return self._by_serial.get(serial)
 
-    async def revoke(self, serial: str, why: str) -> None:
+    async def revoke(self, serial: str, why: RevokeReason) -> None:
         session = self._by_serial.get(serial)
         if session is not None:
             await session.revoked(why)

@@ -10,7 +10,6 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bridge.auth import ADMIN_PASSWORD_KEY
 from bridge.state import state_of
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,7 @@ async def health(request: Request) -> Response:
     state = state_of(request)
     broker = state.link.connected
     try:
-        await state.core.store.kv.get(ADMIN_PASSWORD_KEY)
+        await state.core.admin.configured()
         store = True
     except Exception:
         log.exception("health: the store failed")

@@ -12,6 +12,10 @@ Presence: retained `nxg/{S}/presence` messages (replayed by the broker whenever 
 (re)subscribes) are *not* forwarded to apps: they describe the past, and an app that wants the
 current state asks `GET /api/devices`. Only live presence changes become `device_online` /
 `device_offline`.
+
+The one `ts` (PROTOCOL §6): telemetry, status, events and acks arrive stamped by the broker's
+ingest (`server_ts`, the value history stores); the hub carries that value and stamps nothing
+itself. Only a broker that does not stamp (a foreign one) leaves the hub to use its own clock.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.listeners import call_all
 from nxg_mqtt.models import Counters, now_ms
+from nxg_mqtt.protocol import SERVER_TS, MessageType, app_message, presence_kind
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 log = logging.getLogger(__name__)
@@ -95,12 +101,9 @@ class Hub:
     def broadcast(self, message: dict[str, Any]) -> None:
         text = json.dumps(message, separators=(",", ":"))
         self.counters.add("app_messages")
-        for callback in list(self._subscribers):
-            try:
-                callback(text)
-            except Exception:
-                self.counters.add("subscriber_errors")
-                log.exception("an app subscriber failed")
+        failed = call_all(self._subscribers, text, log=log, what="an app subscriber")
+        if failed:
+            self.counters.add("subscriber_errors", failed)
 
     def on_mqtt(self, topic: str, payload: bytes, retain: bool) -> None:
         """The link's message handler: MQTT message → app message (or device command)."""
@@ -110,12 +113,8 @@ class Hub:
         serial, channel = parsed.serial, parsed.channel
         if channel is Channel.CMD:
             sink = self._sinks.get(serial)
-            if sink is not None:
-                try:
-                    sink(payload)
-                except Exception:
-                    self.counters.add("subscriber_errors")
-                    log.exception("the gateway sink of %s failed", serial)
+            if sink is not None and call_all((sink,), payload, log=log, what=f"the gateway sink of {serial}"):
+                self.counters.add("subscriber_errors")
             return
         if not self._subscribers:
             return
@@ -125,35 +124,37 @@ class Hub:
 
     def app_message(self, serial: str, channel: Channel, payload: bytes, retain: bool) -> dict[str, Any] | None:
         """The flat `/ws/app` object for one MQTT message, None for what apps do not see."""
-        ts = now_ms()
         try:
             if channel in (Channel.TELEMETRY, Channel.STATUS):
+                value = messages.decode_object(payload, self._max_payload_bytes)
+                ts = _stamp_of(value, SERVER_TS)
                 # the broker validated it; checking again keeps foreign brokers honest, and is cheap
-                parsed = messages.parse_device_message(channel.value, payload, self._max_payload_bytes)
-                message: dict[str, Any] = {"t": channel.value, "serial": serial, "ts": ts, **parsed.fields}
-                if parsed.device_ts is not None:
-                    message["device_ts"] = parsed.device_ts
-                return message
+                parsed = messages.device_message(channel.value, value)
+                return app_message(serial, channel, ts, parsed.fields, parsed.device_ts)
             if channel in (Channel.EVENT, Channel.ACK):
                 value = messages.decode_object(payload, self._max_payload_bytes)
-                message = {"t": channel.value, "serial": serial, "ts": ts}
-                message.update((k, v) for k, v in value.items() if k not in ("t", "serial", "ts"))
+                ts = _stamp_of(value, SERVER_TS)
                 device_ts = value.get("ts")
-                if channel is Channel.EVENT and isinstance(device_ts, int | float) and device_ts >= 0:
-                    message["device_ts"] = int(device_ts)
-                return message
+                if channel is not Channel.EVENT or not isinstance(device_ts, int | float) or device_ts < 0:
+                    device_ts = None
+                return app_message(serial, MessageType(channel.value), ts, value, _int(device_ts))
             if channel is Channel.PRESENCE:
                 if retain or not payload:
                     return None
                 value = messages.decode_object(payload, self._max_payload_bytes)
-                online = value.get("online") is True
-                at = value.get("ts")
-                return {
-                    "t": "device_online" if online else "device_offline",
-                    "serial": serial,
-                    "ts": at if isinstance(at, int) and not isinstance(at, bool) else ts,
-                }
+                kind = presence_kind(value.get("online") is True)
+                return app_message(serial, kind, _stamp_of(value, "ts"), {})
         except PayloadRejected as exc:
             self.counters.add("invalid_" + channel.value)
             log.debug("dropping an invalid %s message of %s: %s", channel.value, serial, exc.message)
         return None
+
+
+def _stamp_of(value: dict[str, Any], key: str) -> int:
+    """The server's stamp under `key`, removed from `value`; this process's clock if there is none."""
+    at = value.pop(key, None)
+    return at if isinstance(at, int) and not isinstance(at, bool) else now_ms()
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)

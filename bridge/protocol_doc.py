@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nxg_mqtt import messages
+from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.settings import Settings
 
 
@@ -79,6 +80,6 @@ def protocol_document(settings: Settings) -> dict[str, Any]:
             "GET /api/history?serial=&type=&limit=&before=",
             "GET /api/protocol",
         ],
-        "history_types": ["telemetry", "status", "event", "ack", "cmd", "presence"],
+        "history_types": [t.value for t in MessageType],
         "schemas": messages.all_schemas(),
     }

@@ -21,13 +21,14 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from bridge.auth import LoginThrottled
+from bridge.auth import LoginThrottled, throttled_response
 from bridge.frames import decode_frame
 from bridge.hub import AppFeed
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
 from nxg_mqtt.errors import NxgError
+from nxg_mqtt.protocol import MessageType
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_GRACE_S = 5.0  # how long a stuck socket gets to take its close frame before we give up
@@ -45,7 +46,7 @@ async def deny_unless_admin(websocket: WebSocket, state: BridgeState) -> bool:
             return True
         denial = unauthorized()
     except LoginThrottled as exc:
-        denial = exc.response()
+        denial = throttled_response(exc)
     await websocket.send_denial_response(denial)
     return False
 
@@ -92,7 +93,7 @@ class AppSession:
         if t == "ping":
             await self.send({"t": "pong"})
             return
-        if t != "cmd":
+        if t != MessageType.CMD:
             await self.error(f"unknown message type {t!r} (expected cmd or ping)", "INVALID", ref)
             return
         try:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -31,14 +32,13 @@ from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
 from nxg_mqtt.errors import NxgError, PayloadRejected
-from nxg_mqtt.services.presence import TAKEN_OVER
+from nxg_mqtt.protocol import DEVICE_DATA, CloseReason, MessageType, RevokeReason, Schema
 from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL, CLOSE_TAKEN_OVER, CLOSE_REVOKED, CLOSE_KEEPALIVE, CLOSE_AUTH_TIMEOUT = 1008, 4000, 4001, 4002, 4003
 MAX_STRIKES = 3
-_DATA = {"telemetry": Channel.TELEMETRY, "status": Channel.STATUS, "event": Channel.EVENT}
 
 
 class GatewaySession:
@@ -55,8 +55,8 @@ class GatewaySession:
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, self.settings.ws_queue_limit))
         self.done = asyncio.Event()
         self.close_code = 1000
-        self.reason = "disconnected"
-        self.revoked_why: str | None = None
+        self.reason: str = CloseReason.DISCONNECTED
+        self.revoked_why: RevokeReason | None = None
         self._detach: list[Any] = []
 
     # ---- outcome ----------------------------------------------------------------------------------
@@ -69,14 +69,14 @@ class GatewaySession:
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(message, separators=(",", ":")))
 
-    async def revoked(self, why: str) -> None:
+    async def revoked(self, why: RevokeReason) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.send({"t": "auth_reset_required"}), 0.5)
         self.revoked_why = why
-        self.finish(CLOSE_REVOKED, "kicked")
+        self.finish(CLOSE_REVOKED, CloseReason.KICKED)
 
     def taken_over(self) -> None:
-        self.finish(CLOSE_TAKEN_OVER, TAKEN_OVER)
+        self.finish(CLOSE_TAKEN_OVER, CloseReason.TAKEN_OVER)
 
     # ---- tasks ------------------------------------------------------------------------------------
 
@@ -85,7 +85,7 @@ class GatewaySession:
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
-                self.finish(1000, "disconnected")
+                self.finish(1000, CloseReason.DISCONNECTED)
                 return
             try:
                 value = decode_frame(message, limit)
@@ -106,7 +106,7 @@ class GatewaySession:
                 self.finish(CLOSE_AUTH_TIMEOUT, "no pair or auth in time")
                 return
             if now - self.last_pong > timeout:
-                self.finish(CLOSE_KEEPALIVE, "keepalive timeout")
+                self.finish(CLOSE_KEEPALIVE, CloseReason.KEEPALIVE_TIMEOUT)
                 return
             if now >= next_ping:
                 next_ping = now + interval
@@ -145,16 +145,16 @@ class GatewaySession:
                 return
             await (self.pair(value) if t == "pair" else self.auth(value))
             return
-        if t not in _DATA and t != "ack":
+        if t not in DEVICE_DATA and t != MessageType.ACK:
             await self.protocol_error(f"unknown message type {t!r}")
             return
         if self.serial is None:
             await self.protocol_error(f"not authenticated: send pair or auth before {t}")
             return
-        if t == "ack":
+        if t == MessageType.ACK:
             await self.ack(self.serial, value)
         else:
-            await self.data(self.serial, t, value)
+            await self.data(self.serial, MessageType(t), value)
 
     async def pair(self, value: dict[str, Any]) -> None:
         code = value.get("code")
@@ -190,35 +190,38 @@ class GatewaySession:
         presence = self.core.presence
         if previous is not None:
             previous.taken_over()
-            await presence.disconnected(serial, TAKEN_OVER, "ws")
+            await presence.disconnected(serial, CloseReason.TAKEN_OVER, "ws")
         await presence.connected(serial, "ws", self.remote)
         self._detach.append(self.state.hub.attach_device(serial, self.on_command))
         await presence.subscribed_commands(serial)
 
-    async def data(self, serial: str, t: str, value: dict[str, Any]) -> None:
+    async def data(self, serial: str, t: MessageType, value: dict[str, Any]) -> None:
         payload = {k: v for k, v in value.items() if k != "t"}
         raw = json.dumps(payload, separators=(",", ":")).encode()
-        try:
-            limit = self.settings.max_payload_bytes
+        limit = self.settings.max_payload_bytes
+
+        def check() -> None:
             if len(raw) > limit:
                 raise messages.reject(
                     messages.Reason.TOO_LARGE, f"payload of {len(raw)} bytes exceeds the limit of {limit} bytes"
                 )
             messages.validate(t, payload)
-        except PayloadRejected as exc:
-            self.core.ingest.reject(serial, exc, t)
-            await self.send({"t": "error", "error": exc.message})
-            return
-        await self.publish(device_topic(serial, _DATA[t]), raw)
+
+        if await self.validated(serial, t, check):
+            await self.publish(device_topic(serial, Channel(t.value)), raw)
 
     async def ack(self, serial: str, value: dict[str, Any]) -> None:
+        if await self.validated(serial, Channel.ACK, lambda: messages.validate(Schema.ACK, value)):
+            await self.publish(device_topic(serial, Channel.ACK), json.dumps(value, separators=(",", ":")).encode())
+
+    async def validated(self, serial: str, leaf: str, check: Callable[[], None]) -> bool:
+        """True if `check()` passes; else the rejection is recorded and the device told why."""
         try:
-            messages.validate("ack", value)
+            self.core.ingest.validated(serial, leaf, check)
         except PayloadRejected as exc:
-            self.core.ingest.reject(serial, exc, Channel.ACK.value)
             await self.send({"t": "error", "error": exc.message})
-            return
-        await self.publish(device_topic(serial, Channel.ACK), json.dumps(value, separators=(",", ":")).encode())
+            return False
+        return True
 
     async def publish(self, topic: str, raw: bytes) -> None:
         try:
@@ -234,7 +237,7 @@ class GatewaySession:
         if self.state.gateway.release(self) and self.serial is not None:
             try:
                 await self.core.presence.disconnected(self.serial, self.reason, "ws")
-                if self.revoked_why == "delete":
+                if self.revoked_why is RevokeReason.DELETE:
                     await self.core.presence.forget(self.serial)
             except Exception:
                 log.exception("presence update for %s failed", self.serial)

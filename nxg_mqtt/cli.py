@@ -24,17 +24,14 @@ from urllib.parse import urlparse
 
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.errors import NxgError, ValidationError
-from nxg_mqtt.models import MessageType
+from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT
 from nxg_mqtt.services.history import MAX_LIMIT as HISTORY_MAX_LIMIT
-from nxg_mqtt.services.history import history_query, read_history
+from nxg_mqtt.services.history import history_query
 from nxg_mqtt.settings import Settings, settings_from_env
 
 log = logging.getLogger("nxg_mqtt")
-
-ADMIN_PASSWORD_KEY = "admin_password_hash"
-
 
 # ---- settings at the edge ---------------------------------------------------------------------
 
@@ -95,15 +92,7 @@ async def ensure_admin_password(core: Core) -> str | None:
 
     Returns the password when it was generated here (to print once), else None.
     """
-    wanted = core.settings.admin_password
-    if wanted:
-        await core.store.kv.set(ADMIN_PASSWORD_KEY, await asyncio.to_thread(credentials.hash_password, wanted))
-        return None
-    if await core.store.kv.get(ADMIN_PASSWORD_KEY) is not None:
-        return None
-    generated = secrets.token_urlsafe(12)
-    await core.store.kv.set(ADMIN_PASSWORD_KEY, await asyncio.to_thread(credentials.hash_password, generated))
-    return generated
+    return await core.admin.ensure(core.settings.admin_password)
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -226,7 +215,7 @@ async def _device(args: argparse.Namespace, core: Core) -> Any:
             return {"devices": [d.public() for d in await devices.list()]}
         case "show":
             device = await devices.get(args.serial)
-            connections = await core.store.connections.for_device(device.serial, limit=10)
+            connections = await devices.connections(device.serial, limit=10)
             return {
                 **device.public(),
                 "connections": [
@@ -271,7 +260,7 @@ async def _cmd(args: argparse.Namespace, core: Core) -> Any:
 async def _history(args: argparse.Namespace, core: Core) -> Any:
     # the arguments go to the core as typed: the same rules and messages as GET /api/history
     query = history_query(args.serial, args.type, args.limit, args.before)
-    return (await read_history(core.store, core.devices, query)).public()
+    return (await core.history.query(query)).public()
 
 
 # ---- argument parsing -------------------------------------------------------------------------

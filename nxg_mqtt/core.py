@@ -1,8 +1,11 @@
 """The core: the store and every service, wired once and owned by one async context manager.
 
     async with open_core(settings, serve=True) as core:
-        core.attach_publisher(broker)   # where presence, commands and Warning events go
+        disconnect = core.outbox.connect(broker)   # where presence, commands and Warning events go
         ...
+
+Every service gets its dependencies when it is built; the one whose target comes later (the
+broker is built on the core) is the `Outbox`, a Publisher the transport connects to.
 
 `serve=True` is for the process that runs the broker: it starts the ingest writer, the command
 sweep and the signal watcher, and recovers presence after a crash. `writer=True` alone (a bridge
@@ -16,9 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from nxg_mqtt.services import NullPublisher, Publisher
+from nxg_mqtt.protocol import RevokeReason
+from nxg_mqtt.services import Outbox
+from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.history import HistoryService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.presence import PresenceService
 from nxg_mqtt.services.signals import SignalWatcher
@@ -35,28 +41,38 @@ class Core:
     presence: PresenceService
     commands: CommandService
     signals: SignalWatcher
-
-    def attach_publisher(self, publisher: Publisher) -> None:
-        self.ingest.publisher = publisher
-        self.presence.publisher = publisher
-        self.commands.publisher = publisher
+    history: HistoryService
+    admin: AdminCredentials
+    outbox: Outbox
 
 
 @asynccontextmanager
 async def open_core(settings: Settings, *, serve: bool = False, writer: bool = False) -> AsyncIterator[Core]:
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings.db_path, settings.tenant_id))
-        publisher = NullPublisher()
+        publisher = Outbox()
         devices = DeviceService(store, settings)
         ingest = IngestService(store, settings, publisher)
         presence = PresenceService(store, ingest, publisher)
         commands = CommandService(store, settings, devices, presence, ingest, publisher)
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
-        core = Core(settings, store, devices, ingest, presence, commands, signals)
+        history = HistoryService(store, devices)
+        core = Core(
+            settings,
+            store,
+            devices,
+            ingest,
+            presence,
+            commands,
+            signals,
+            history,
+            AdminCredentials(store, settings.admin_failures_per_minute),
+            publisher,
+        )
 
-        async def forget_deleted(serial: str, why: str) -> None:
+        async def forget_deleted(serial: str, why: RevokeReason) -> None:
             # a deleted device leaves no retained presence behind on the broker
-            if why == "delete":
+            if why is RevokeReason.DELETE:
                 await presence.forget(serial)
 
         devices.on_revoked(forget_deleted)

@@ -20,19 +20,10 @@ import jsonschema
 from jsonschema.exceptions import best_match
 
 from nxg_mqtt.errors import PayloadRejected, ValidationError
+from nxg_mqtt.protocol import DEVICE_DATA, MessageType, RejectReason, Schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-KINDS = (
-    "telemetry",
-    "status",
-    "event",
-    "ack",
-    "cmd",
-    "command_request",
-    "pair_request",
-    "presence",
-    "manifest",
-)
+KINDS = tuple(kind.value for kind in Schema)
 _SCALARS = (int, float, str, bool, type(None))
 _RESERVED = frozenset({"t", "serial"})
 
@@ -48,16 +39,7 @@ _STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"')
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
 
 
-class Reason:
-    """Machine-readable rejection reasons (metrics counters and Warning event bodies)."""
-
-    TOO_LARGE = "too_large"
-    NOT_UTF8 = "not_utf8"
-    NOT_JSON = "not_json"
-    NOT_OBJECT = "not_object"
-    TOO_DEEP = "too_deep"
-    NUMBER_RANGE = "number_range"
-    SCHEMA = "schema"
+Reason = RejectReason  # the name this module's callers use
 
 
 def reject(reason: str, message: str) -> PayloadRejected:
@@ -197,8 +179,8 @@ def schema_errors(kind: str, value: Any) -> str | None:
 
 
 def validate(kind: str, value: dict[str, Any]) -> None:
-    if kind in ("telemetry", "status", "event"):
-        if kind != "event" and fast_scalar_object(value):
+    if kind in DEVICE_DATA:
+        if kind != MessageType.EVENT and fast_scalar_object(value):
             return
         reserved = sorted(_RESERVED & value.keys())
         if reserved:
@@ -212,7 +194,7 @@ def check_command_request(request: dict[str, Any], *, with_serial: bool = False)
     """The one validation of a command request (`/ws/app`, the CLI, REST, `nxg/{S}/cmd/req`):
     ValidationError `RESTRICTED_ACTION` for an action starting with `_`, else `INVALID_COMMAND`
     with the schema's message. `with_serial`: the request names its device (`/ws/app`)."""
-    kind = "command_request_with_serial" if with_serial else "command_request"
+    kind = "command_request_with_serial" if with_serial else Schema.COMMAND_REQUEST.value
     error = best_match(_command_validator(kind).iter_errors(request))
     if error is None:
         return
@@ -225,9 +207,9 @@ def check_command_request(request: dict[str, Any], *, with_serial: bool = False)
 
 @cache
 def _command_validator(kind: str) -> jsonschema.protocols.Validator:
-    if kind == "command_request":
+    if kind == Schema.COMMAND_REQUEST:
         return _validator(kind)
-    document = schema("command_request")
+    document = schema(Schema.COMMAND_REQUEST)
     document = {**document, "required": [*document["required"], "serial"]}
     validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(document)(document)
     return validator
@@ -249,5 +231,5 @@ def parse_device_message(kind: str, raw: bytes, max_bytes: int) -> DeviceMessage
 
 def device_message(kind: str, value: dict[str, Any]) -> DeviceMessage:
     validate(kind, value)
-    device_ts = value.pop("ts", None) if kind in ("telemetry", "status", "event") else None
+    device_ts = value.pop("ts", None) if kind in DEVICE_DATA else None
     return DeviceMessage(kind, value, int(device_ts) if device_ts is not None else None)

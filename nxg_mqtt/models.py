@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nxg_mqtt.protocol import MessageType as MessageType  # re-exported for the store
+from nxg_mqtt.protocol import RevokeReason, SignalKind, app_message
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -35,15 +38,6 @@ class Device:
         }
 
 
-class MessageType(StrEnum):
-    TELEMETRY = "telemetry"
-    STATUS = "status"
-    EVENT = "event"
-    ACK = "ack"
-    CMD = "cmd"
-    PRESENCE = "presence"
-
-
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One stored message; `body` holds the app object's fields other than serial and ts."""
@@ -56,16 +50,8 @@ class HistoryEntry:
     id: int | None = None
 
     def app_message(self) -> dict[str, Any]:
-        """The flat object `/ws/app` delivers and `/api/history` lists."""
-        message: dict[str, Any] = {
-            "t": self.body.get("t", self.type.value),
-            "serial": self.serial,
-            "ts": self.ts,
-        }
-        message.update((k, v) for k, v in self.body.items() if k != "t")
-        if self.device_ts is not None:
-            message["device_ts"] = self.device_ts
-        return message
+        """The flat object `/ws/app` delivers and `/api/history` lists (`protocol.app_message`)."""
+        return app_message(self.serial, self.type, self.ts, self.body, self.device_ts)
 
 
 class CommandStatus(StrEnum):
@@ -101,7 +87,12 @@ class Command:
 
     def device_message(self) -> dict[str, Any]:
         """What the device receives on `nxg/{S}/cmd` (and `/ws/gateway`)."""
-        message: dict[str, Any] = {"t": "cmd", "id": self.id, "action": self.action, "params": self.params}
+        message: dict[str, Any] = {
+            "t": MessageType.CMD.value,
+            "id": self.id,
+            "action": self.action,
+            "params": self.params,
+        }
         if self.target is not None:
             message["target"] = self.target
         return message
@@ -166,8 +157,9 @@ class Signal:
     """A change made by another process (the CLI) that live sessions must see."""
 
     id: int
-    kind: str
+    kind: SignalKind
     serial: str | None
+    reason: RevokeReason | None = None  # for SignalKind.REVOKED
 
 
 @dataclass(slots=True)

@@ -1,12 +1,19 @@
-"""The protocol's vocabulary, in one place (PROTOCOL §2–§6): roles, message kinds and reasons.
+"""The protocol's vocabulary, in one place (PROTOCOL §2–§6): kinds, roles, reasons, the app message.
 
 Every surface (broker plugins, bridge routes, CLI, store) names these values through the enums
-here; no module keeps its own list of strings.
+here; no module keeps its own list of strings. `app_message()` is the one function that turns a
+stored or received message into what apps receive (`/ws/app`, `/api/history`, the CLI).
+
+The one `ts` (PROTOCOL §6): the broker's ingest stamps a device message once, when it receives
+it, stores it with that `ts` and routes it on with the stamp appended as `"server_ts"`
+(`stamp()`), so the bridge and every MQTT subscriber read the same value the history holds. The
+device's own `"ts"` stays where the device put it (apps see it as `device_ts`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -17,6 +24,35 @@ class Role(StrEnum):
     BRIDGE = "bridge"
     KEY = "key"
     ANONYMOUS = "anonymous"  # the standalone broker's --allow-anonymous, for conformance testing only
+
+
+class MessageType(StrEnum):
+    """The kinds of stored message: history's `type`, the app message's `t` (PROTOCOL §6)."""
+
+    TELEMETRY = "telemetry"
+    STATUS = "status"
+    EVENT = "event"
+    ACK = "ack"
+    CMD = "cmd"
+    PRESENCE = "presence"
+
+
+# what a device sends as data, validated and stored by ingest (MQTT and `/ws/gateway` alike)
+DEVICE_DATA: frozenset[str] = frozenset({MessageType.TELEMETRY, MessageType.STATUS, MessageType.EVENT})
+
+
+class Schema(StrEnum):
+    """Every payload with a JSON Schema in `schemas/` (the file is `{value}.json`)."""
+
+    TELEMETRY = MessageType.TELEMETRY.value
+    STATUS = MessageType.STATUS.value
+    EVENT = MessageType.EVENT.value
+    ACK = MessageType.ACK.value
+    CMD = MessageType.CMD.value
+    COMMAND_REQUEST = "command_request"
+    PAIR_REQUEST = "pair_request"
+    PRESENCE = MessageType.PRESENCE.value
+    MANIFEST = "manifest"
 
 
 class RevokeReason(StrEnum):
@@ -41,3 +77,67 @@ class CloseReason(StrEnum):
     CONNECT_TIMEOUT = "connect timeout"
     SLOW_CONSUMER = "slow consumer"
     KICKED = "kicked"
+
+
+class RejectReason(StrEnum):
+    """Why a device payload was dropped: the metrics counter and the Warning event's `reason`."""
+
+    TOO_LARGE = "too_large"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    TOO_DEEP = "too_deep"
+    NUMBER_RANGE = "number_range"
+    SCHEMA = "schema"
+
+
+class SignalKind(StrEnum):
+    """What another process (the CLI) changed that live sessions must see."""
+
+    REVOKED = "revoked"  # with a RevokeReason
+    COMMAND = "command"  # a command was queued for the device
+
+
+class AppKind(StrEnum):
+    """App-message kinds that are not stored message types."""
+
+    DEVICE_ONLINE = "device_online"
+    DEVICE_OFFLINE = "device_offline"
+
+
+def presence_kind(online: bool) -> AppKind:
+    return AppKind.DEVICE_ONLINE if online else AppKind.DEVICE_OFFLINE
+
+
+# ---- the one ts ---------------------------------------------------------------------------------
+
+SERVER_TS = "server_ts"  # the key the broker appends to a device payload it stamped
+DEVICE_TS = "device_ts"  # the app message's name for the device's own `ts`
+_RESERVED = ("t", "serial", "ts", SERVER_TS)  # a device-sent `server_ts` is never shown as ours
+
+
+def stamp(payload: bytes, ts: int) -> bytes:
+    """A validated JSON object with `"server_ts": ts` appended (last, so it wins over any copy).
+
+    Bytes are spliced, not re-encoded: the device's payload reaches subscribers as it was sent,
+    plus the stamp.
+    """
+    body = payload.rstrip()
+    inner = body[:-1].rstrip()
+    separator = b"" if inner.endswith(b"{") else b","
+    return b'%s%s"%s":%d}' % (inner, separator, SERVER_TS.encode(), ts)
+
+
+def app_message(
+    serial: str, kind: str, ts: int, fields: dict[str, Any], device_ts: int | None = None
+) -> dict[str, Any]:
+    """The flat object apps receive: `{"t", "serial", "ts", <fields>, "device_ts"?}`.
+
+    `ts` is the server's receive time; `fields` may carry a `t` of their own (presence and
+    commands do), which names the message; `serial` and `ts` in `fields` never override.
+    """
+    message: dict[str, Any] = {"t": fields.get("t", kind), "serial": serial, "ts": ts}
+    message.update((k, v) for k, v in fields.items() if k not in _RESERVED)
+    if device_ts is not None:
+        message[DEVICE_TS] = device_ts
+    return message

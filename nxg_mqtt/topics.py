@@ -11,23 +11,25 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from nxg_mqtt.protocol import MessageType
+
 SERIAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RESERVED_SERIALS = frozenset({"pair", "bridge"})
 PREFIX = "nxg"
 
 
 class Channel(StrEnum):
-    """The per-device topic leaves under `nxg/{serial}/`."""
+    """The per-device topic leaves under `nxg/{serial}/`; a message kind's leaf is its name."""
 
-    TELEMETRY = "telemetry"
-    STATUS = "status"
-    EVENT = "event"
+    TELEMETRY = MessageType.TELEMETRY.value
+    STATUS = MessageType.STATUS.value
+    EVENT = MessageType.EVENT.value
     MANIFEST = "manifest"
-    ACK = "ack"
-    CMD = "cmd"
+    ACK = MessageType.ACK.value
+    CMD = MessageType.CMD.value
     CMD_REQ = "cmd/req"
     CMD_RES = "cmd/res"
-    PRESENCE = "presence"
+    PRESENCE = MessageType.PRESENCE.value
 
 
 DEVICE_PUBLISHES = frozenset({Channel.TELEMETRY, Channel.STATUS, Channel.EVENT, Channel.MANIFEST, Channel.ACK})

@@ -14,5 +14,8 @@ from nxg_mqtt.core import Core
 async def open_broker(core: Core) -> AsyncIterator[NxgBroker]:
     """Start the broker on `core.settings` ports; the core publishes through it while it runs."""
     async with NxgBroker(core.settings, nxg_plugins(core)) as broker:
-        core.attach_publisher(broker)
-        yield broker
+        disconnect = core.outbox.connect(broker)
+        try:
+            yield broker
+        finally:
+            disconnect()

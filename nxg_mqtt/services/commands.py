@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import PayloadRejected, RateLimitedError
-from nxg_mqtt.models import Command, CommandStatus, Counters, HistoryEntry, MessageType, now_ms
+from nxg_mqtt.errors import RateLimitedError
+from nxg_mqtt.listeners import notify_all
+from nxg_mqtt.models import Command, CommandStatus, Counters, HistoryEntry, now_ms
+from nxg_mqtt.protocol import MessageType, Schema, SignalKind
 from nxg_mqtt.ratelimit import SlidingWindow
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.devices import DeviceService
@@ -111,7 +113,7 @@ class CommandService:
             self.note_queued(device.serial)
             await self.dispatch_queued(device.serial)
         else:
-            await self._store.signals.emit("command", device.serial, now_ms())
+            await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
         return await self.get(command.id) or command
 
     async def get(self, command_id: str) -> Command | None:
@@ -165,14 +167,10 @@ class CommandService:
 
     async def on_ack(self, serial: str, raw: bytes, ts: int | None = None) -> Command | None:
         """A device's ack; returns the closed command, None for a replay or an unknown id."""
-        try:
-            value = messages.decode_object(raw, self._settings.max_payload_bytes)
-            messages.validate("ack", value)
-        except PayloadRejected as exc:
-            self._ingest.reject(serial, exc, Channel.ACK.value)
-            raise
+        limit = self._settings.max_payload_bytes
+        value = self._ingest.validated(serial, Channel.ACK, lambda: _ack(raw, limit))
         ts = ts or now_ms()
-        self._ingest.record(HistoryEntry(serial, MessageType.ACK, ts, {"t": "ack", **value}))
+        self._ingest.record(HistoryEntry(serial, MessageType.ACK, ts, {"t": MessageType.ACK.value, **value}))
         command = await self._store.commands.get(value["id"])
         if command is None or command.serial.lower() != serial.lower():
             self.counters.add("ack_unknown")
@@ -245,9 +243,11 @@ class CommandService:
             )
         except Exception:
             log.exception("publishing the result of %s failed", command.id)
-        for listener in list(self._listeners):
-            try:
-                await listener(command)
-            except Exception:
-                log.exception("command listener failed")
+        await notify_all(self._listeners, command, log=log, what="command listener")
         return command
+
+
+def _ack(raw: bytes, limit: int) -> dict[str, Any]:
+    value = messages.decode_object(raw, limit)
+    messages.validate(Schema.ACK, value)
+    return value

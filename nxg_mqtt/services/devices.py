@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, RateLimitedError, ValidationError
-from nxg_mqtt.models import Device, now_ms
+from nxg_mqtt.listeners import notify_all
+from nxg_mqtt.models import ConnectionRecord, Device, now_ms
+from nxg_mqtt.protocol import RevokeReason, SignalKind
 from nxg_mqtt.ratelimit import Lockout, SlidingWindow
 from nxg_mqtt.services import credentials
 from nxg_mqtt.settings import Settings
@@ -24,7 +26,7 @@ from nxg_mqtt.topics import RESERVED_SERIALS, SERIAL_RE
 log = logging.getLogger(__name__)
 
 # why a device's live sessions must end
-RevokeListener = Callable[[str, str], Awaitable[None]]
+RevokeListener = Callable[[str, RevokeReason], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,10 @@ class DeviceService:
         online = self.online_now(device.serial)
         return device if online == device.online else replace(device, online=online)
 
+    async def connections(self, serial: str, limit: int = 10) -> Sequence[ConnectionRecord]:
+        """The device's connection log, newest first."""
+        return await self._store.connections.for_device(serial, limit=limit)
+
     async def code(self, serial: str) -> str:
         return credentials.format_code((await self.get(serial)).code)
 
@@ -92,7 +98,7 @@ class DeviceService:
         device = await self.get(serial)
         await self._store.devices.set_token(device.serial, None, paired=False)
         await self._store.audit.add(now_ms(), actor, "device.reset", device.serial)
-        await self._revoked(device.serial, "reset")
+        await self._revoked(device.serial, RevokeReason.RESET)
         return await self.get(device.serial)
 
     async def regenerate(self, serial: str, actor: str = "admin") -> Device:
@@ -102,7 +108,7 @@ class DeviceService:
             if await self._store.devices.set_code(device.serial, credentials.new_code()):
                 break
         await self._store.audit.add(now_ms(), actor, "device.regenerate", device.serial)
-        await self._revoked(device.serial, "regenerate")
+        await self._revoked(device.serial, RevokeReason.REGENERATE)
         return await self.get(device.serial)
 
     async def delete(self, serial: str, actor: str = "admin") -> None:
@@ -113,7 +119,7 @@ class DeviceService:
             await self._store.commands.delete_device(device.serial)
             await self._store.connections.delete_device(device.serial)
         await self._store.audit.add(now_ms(), actor, "device.delete", device.serial)
-        await self._revoked(device.serial, "delete")
+        await self._revoked(device.serial, RevokeReason.DELETE)
 
     # ---- live-session revocation ------------------------------------------------------------------
 
@@ -121,17 +127,13 @@ class DeviceService:
         """`listener(serial, why)` runs when a device's sessions must end (reset/regenerate/delete)."""
         self._revoke_listeners.append(listener)
 
-    async def _revoked(self, serial: str, why: str) -> None:
+    async def _revoked(self, serial: str, why: RevokeReason) -> None:
         # other processes (a server, when this is the CLI) learn of it through a signal
-        self.own_signal_ids.add(await self._store.signals.emit(f"revoked:{why}", serial, now_ms()))
+        self.own_signal_ids.add(await self._store.signals.emit(SignalKind.REVOKED, serial, now_ms(), why))
         await self.notify_revoked(serial, why)
 
-    async def notify_revoked(self, serial: str, why: str) -> None:
-        for listener in list(self._revoke_listeners):
-            try:
-                await listener(serial, why)
-            except Exception:
-                log.exception("revocation listener failed for %s", serial)
+    async def notify_revoked(self, serial: str, why: RevokeReason) -> None:
+        await notify_all(self._revoke_listeners, serial, why, log=log, what=f"revocation listener for {serial}")
 
     # ---- pairing --------------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class DeviceService:
         await self._store.audit.add(now_ms(), f"device:{device.serial}", "device.pair", device.serial, source)
         if was_paired:
             # the previous token is dead: a session still using it ends like after a reset
-            await self._revoked(device.serial, "re-paired")
+            await self._revoked(device.serial, RevokeReason.REPAIRED)
         return Paired(device.serial, token)
 
     async def pair(self, code: str, source: str) -> Paired:

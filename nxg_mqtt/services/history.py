@@ -1,7 +1,7 @@
 """History queries: one set of rules for `GET /api/history` and `nxg-mqtt history`.
 
     query = history_query(serial="S", type_="telemetry", limit="10", before=None)
-    page = await read_history(core.store, core.devices, query)
+    page = await core.history.query(query)
     page.public()   # {"messages": [...newest first], "next_before": ts | None}
 
 Both surfaces pass what the user typed (query-string text or CLI arguments, untouched), so a
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nxg_mqtt.errors import ValidationError
-from nxg_mqtt.models import MessageType
+from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.store import Store
 
@@ -36,8 +36,8 @@ class HistoryQuery:
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
-    messages: list[dict[str, Any]]
-    next_before: int | None
+    messages: list[dict[str, Any]]  # each the object `/ws/app` delivers (`protocol.app_message`)
+    next_before: int | None  # the `before` of the next page; None when this one was the last
 
     def public(self) -> dict[str, Any]:
         return {"messages": self.messages, "next_before": self.next_before}
@@ -79,11 +79,17 @@ def _integer(name: str, value: str | int | None, low: int, high: int) -> int | N
     return number
 
 
-async def read_history(store: Store, devices: DeviceService, query: HistoryQuery) -> HistoryPage:
-    """Newest first; `next_before` is the ts to pass as `before` for the next page (None: no more)."""
-    serial = query.serial
-    if serial is not None:
-        serial = (await devices.get(serial)).serial  # DeviceNotFound; and the stored spelling
-    entries = await store.messages.query(serial, query.type, query.limit, query.before)
-    next_before = entries[-1].ts if len(entries) == query.limit else None
-    return HistoryPage([e.app_message() for e in entries], next_before)
+class HistoryService:
+    def __init__(self, store: Store, devices: DeviceService) -> None:
+        self._store = store
+        self._devices = devices
+
+    async def query(self, query: HistoryQuery) -> HistoryPage:
+        """Newest first; `next_before` is the ts to pass as `before` for the next page (None: no more).
+        An unknown serial is DeviceNotFound (404), as everywhere else."""
+        serial = query.serial
+        if serial is not None:
+            serial = (await self._devices.get(serial)).serial  # and the stored spelling
+        entries = await self._store.messages.query(serial, query.type, query.limit, query.before)
+        next_before = entries[-1].ts if entries and len(entries) == query.limit else None
+        return HistoryPage([e.app_message() for e in entries], next_before)

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
-from nxg_mqtt.models import Counters, HistoryEntry, MessageType, PresenceOp, now_ms
+from nxg_mqtt.models import Counters, HistoryEntry, PresenceOp, now_ms
+from nxg_mqtt.protocol import MessageType, stamp
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
@@ -24,11 +26,7 @@ from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
 
-_KINDS = {
-    Channel.TELEMETRY: MessageType.TELEMETRY,
-    Channel.STATUS: MessageType.STATUS,
-    Channel.EVENT: MessageType.EVENT,
-}
+T = TypeVar("T")
 
 
 class IngestService:
@@ -48,23 +46,33 @@ class IngestService:
     # ---- accepting -------------------------------------------------------------------------------
 
     def accept(self, serial: str, channel: Channel, raw: bytes, ts: int | None = None) -> HistoryEntry:
-        """Validate and queue one device payload; PayloadRejected (already recorded) if it is bad."""
-        kind = _KINDS[channel]
-        try:
-            message = messages.parse_device_message(kind.value, raw, self._settings.max_payload_bytes)
-        except PayloadRejected as exc:
-            self.reject(serial, exc, channel.value)
-            raise
+        """Validate and queue one device payload (a kind of `protocol.DEVICE_DATA`), stamped with
+        `ts` (the receive time, now if not given); PayloadRejected (already recorded) if it is bad."""
+        kind = MessageType(channel.value)
+        limit = self._settings.max_payload_bytes
+        message = self.validated(serial, channel, lambda: messages.parse_device_message(kind.value, raw, limit))
         body: dict[str, Any] = {"t": kind.value, **message.fields}
         entry = HistoryEntry(serial, kind, ts or now_ms(), body, message.device_ts)
         self.record(entry)
         return entry
 
+    def validated(self, serial: str, topic_leaf: str, check: Callable[[], T]) -> T:
+        """What `check()` returns; a PayloadRejected it raises is recorded (`reject`) and re-raised.
+
+        Every surface that validates a device payload goes through here, so a bad payload is
+        counted and explained to the developer the same way whichever way it came in.
+        """
+        try:
+            return check()
+        except PayloadRejected as exc:
+            self.reject(serial, exc, topic_leaf)
+            raise
+
     def reject(self, serial: str, exc: PayloadRejected, topic_leaf: str) -> HistoryEntry:
         """Count a rejected payload and record the Warning event the developer will look for."""
         self.rejected.add(exc.code)
         body = {
-            "t": "event",
+            "t": MessageType.EVENT.value,
             "type": "payload_rejected",
             "severity": "Warning",
             "category": "protocol",
@@ -73,8 +81,9 @@ class IngestService:
         entry = HistoryEntry(serial, MessageType.EVENT, now_ms(), body)
         self.record(entry)
         event = {k: v for k, v in body.items() if k != "t"}
+        payload = stamp(json.dumps(event).encode(), entry.ts)  # apps see the ts history holds
         task = asyncio.get_running_loop().create_task(
-            self.publisher.publish(device_topic(serial, Channel.EVENT), json.dumps(event).encode(), qos=0, retain=False)
+            self.publisher.publish(device_topic(serial, Channel.EVENT), payload, qos=0, retain=False)
         )
         task.add_done_callback(_log_failure)
         return entry

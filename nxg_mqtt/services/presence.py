@@ -12,7 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, MessageType, OnlineChanged, now_ms
+from nxg_mqtt.listeners import notify_all
+from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, OnlineChanged, now_ms
+from nxg_mqtt.protocol import CloseReason, MessageType, presence_kind
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.store import Store
@@ -20,7 +22,6 @@ from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
 
-TAKEN_OVER = "taken over"
 ReadyListener = Callable[[str], Awaitable[object]]
 
 
@@ -56,7 +57,7 @@ class PresenceService:
         ts = now_ms()
         for serial in await self._store.devices.mark_all_offline(ts):
             await self._publish(serial, False, ts)
-        await self._store.connections.close_dangling(ts, "server shutdown")
+        await self._store.connections.close_dangling(ts, CloseReason.SERVER_SHUTDOWN)
 
     async def connected(self, serial: str, transport: str, remote: str | None) -> None:
         ts = now_ms()
@@ -67,7 +68,7 @@ class PresenceService:
         if previous is not None:
             # a takeover: the device never went offline, so nothing is published
             if not previous.handed_over:
-                journal(ConnectionClosed(serial, previous.since, ts, TAKEN_OVER))
+                journal(ConnectionClosed(serial, previous.since, ts, CloseReason.TAKEN_OVER))
             return
         journal(OnlineChanged(serial, True, ts))
         await self._publish(serial, True, ts)
@@ -79,7 +80,7 @@ class PresenceService:
         ts = now_ms()
         journal = self._ingest.record_presence
         journal(ConnectionClosed(serial, online.since, ts, reason))
-        if reason == TAKEN_OVER:
+        if reason == CloseReason.TAKEN_OVER:
             # the new session's `connected` follows and keeps the device online
             online.handed_over = True
             online.cmd_ready = False
@@ -93,11 +94,7 @@ class PresenceService:
         if online is None:
             return
         online.cmd_ready = True
-        for listener in list(self._ready_listeners):
-            try:
-                await listener(serial)
-            except Exception:
-                log.exception("command-ready listener failed for %s", serial)
+        await notify_all(self._ready_listeners, serial, log=log, what=f"command-ready listener for {serial}")
 
     def unsubscribed_commands(self, serial: str) -> None:
         online = self._online.get(serial)
@@ -105,9 +102,7 @@ class PresenceService:
             online.cmd_ready = False
 
     async def _publish(self, serial: str, online: bool, ts: int) -> None:
-        self._ingest.record(
-            HistoryEntry(serial, MessageType.PRESENCE, ts, {"t": "device_online" if online else "device_offline"})
-        )
+        self._ingest.record(HistoryEntry(serial, MessageType.PRESENCE, ts, {"t": presence_kind(online).value}))
         payload = json.dumps({"online": online, "ts": ts}).encode()
         try:
             await self.publisher.publish(device_topic(serial, Channel.PRESENCE), payload, qos=1, retain=True)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 
 from nxg_mqtt.models import now_ms
+from nxg_mqtt.protocol import SignalKind
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.store import Store
@@ -47,9 +48,9 @@ class SignalWatcher:
                 continue
             if signal.serial is None:
                 continue
-            if signal.kind.startswith("revoked:"):
-                await self._devices.notify_revoked(signal.serial, signal.kind.split(":", 1)[1])
-            elif signal.kind == "command":
+            if signal.kind is SignalKind.REVOKED and signal.reason is not None:
+                await self._devices.notify_revoked(signal.serial, signal.reason)
+            elif signal.kind is SignalKind.COMMAND:
                 self._commands.note_queued(signal.serial)
                 await self._commands.dispatch_queued(signal.serial)
             handled += 1

@@ -97,6 +97,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant_id, key)
     );
     """,
+    # 2: a signal's reason (a revocation's RevokeReason) in its own column, not inside `kind`
+    """
+    ALTER TABLE signals ADD COLUMN reason TEXT;
+    """,
 ]
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from nxg_mqtt.models import Signal
+from nxg_mqtt.protocol import RevokeReason, SignalKind
 from nxg_mqtt.store.db import Database
 
 
@@ -33,11 +34,11 @@ class SignalRepository:
         self._db = db
         self._tenant = tenant_id
 
-    async def emit(self, kind: str, serial: str | None, ts: int) -> int:
+    async def emit(self, kind: SignalKind, serial: str | None, ts: int, reason: RevokeReason | None = None) -> int:
         """Insert a signal; its id (the row's own, not MAX(id): another process may write too)."""
         cursor = await self._db.conn.execute(
-            "INSERT INTO signals (tenant_id, kind, serial, created_at) VALUES (?, ?, ?, ?)",
-            (self._tenant, kind, serial, ts),
+            "INSERT INTO signals (tenant_id, kind, serial, created_at, reason) VALUES (?, ?, ?, ?, ?)",
+            (self._tenant, kind.value, serial, ts, None if reason is None else reason.value),
         )
         return int(cursor.lastrowid or 0)
 
@@ -47,10 +48,18 @@ class SignalRepository:
 
     async def since(self, last_id: int) -> list[Signal]:
         rows = await self._db.fetchall(
-            "SELECT id, kind, serial FROM signals WHERE tenant_id = ? AND id > ? ORDER BY id",
+            "SELECT id, kind, serial, reason FROM signals WHERE tenant_id = ? AND id > ? ORDER BY id",
             (self._tenant, last_id),
         )
-        return [Signal(r["id"], r["kind"], r["serial"]) for r in rows]
+        signals = []
+        for r in rows:
+            try:
+                kind = SignalKind(r["kind"])
+                reason = None if r["reason"] is None else RevokeReason(r["reason"])
+            except ValueError:
+                continue  # written by a newer version: not ours to act on
+            signals.append(Signal(r["id"], kind, r["serial"], reason))
+        return signals
 
     async def prune(self, older_than_ms: int) -> None:
         await self._db.conn.execute("DELETE FROM signals WHERE created_at < ?", (older_than_ms,))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, RateLimitedError, ValidationError
+from nxg_mqtt.protocol import RevokeReason, SignalKind
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.settings import Settings
@@ -99,9 +100,9 @@ async def test_own_signal_is_the_emitted_row_even_with_another_writer(store: Sto
     devices = DeviceService(store, Settings())
     await devices.create("s1")
     async with open_store(tmp_path / "nxg.sqlite3") as other:  # another process on the same file
-        await other.signals.emit("command", "s1", 1)
+        await other.signals.emit(SignalKind.COMMAND, "s1", 1)
         await devices.reset("s1")
-        await other.signals.emit("command", "s1", 2)
+        await other.signals.emit(SignalKind.COMMAND, "s1", 2)
     rows = await store.signals.since(0)
-    mine = [r.id for r in rows if r.kind == "revoked:reset"]
+    mine = [r.id for r in rows if r.kind is SignalKind.REVOKED and r.reason is RevokeReason.RESET]
     assert devices.own_signal_ids == set(mine)

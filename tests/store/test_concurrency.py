@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from nxg_mqtt.models import HistoryEntry, MessageType
+from nxg_mqtt.protocol import SignalKind
 from nxg_mqtt.store import open_store
 
 
@@ -20,7 +21,7 @@ async def test_reads_and_writes_interleave_with_history_batches(tmp_path: Path) 
             for ts in range(20):
                 assert await store.devices.token_hash(serial) is not None
                 await store.devices.set_token(serial, f"hash-{ts}", paired=True)
-                await store.signals.emit("test", serial, ts)
+                await store.signals.emit(SignalKind.COMMAND, serial, ts)
 
         async def history() -> None:
             for batch in range(30):

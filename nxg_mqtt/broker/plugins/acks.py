@@ -1,23 +1,28 @@
-"""Command acknowledgements on `nxg/{S}/ack` close the command they name."""
+"""Command acknowledgements on `nxg/{S}/ack` close the command they name; stamped once, like
+ingest's messages, so apps, history and subscribers carry one `ts`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from nxg_mqtt.broker.plugins.base import ROLE_BRIDGE, ROLE_DEVICE, NxgPlugin
+from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.models import now_ms
+from nxg_mqtt.protocol import Role
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 
 class AckPlugin(NxgPlugin):
     async def validate_message(self, *, session: Any, message: Any) -> bool | None:
-        if session.role not in (ROLE_DEVICE, ROLE_BRIDGE):
+        if session.role not in (Role.DEVICE, Role.BRIDGE):
             return None
         parsed = parse_device_topic(message.topic)
         if parsed is None or parsed.channel is not Channel.ACK:
             return None
+        ts = now_ms()
         try:
-            await self.core.commands.on_ack(parsed.serial, message.data)
+            await self.core.commands.on_ack(parsed.serial, message.data, ts)
         except PayloadRejected:
             return False
-        return True
+        await self.route_stamped(session, message, ts)
+        return False  # routed above, stamped

@@ -13,8 +13,9 @@ import logging
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.broker.plugins.base import ROLE_PAIR, NxgPlugin
+from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.errors import NxgError
+from nxg_mqtt.protocol import Role, Schema
 from nxg_mqtt.services import credentials
 from nxg_mqtt.topics import pair_reply_topic, parse_pair_request
 
@@ -26,7 +27,7 @@ class PairingPlugin(NxgPlugin):
         client_id = parse_pair_request(message.topic)
         if client_id is None:
             return None
-        if session.role != ROLE_PAIR or client_id != session.client_id:
+        if session.role != Role.PAIR or client_id != session.client_id:
             return False
         reply = await self._pair(session, message.data)
         await self.broker.publish(pair_reply_topic(client_id), json.dumps(reply).encode(), qos=1)
@@ -36,7 +37,7 @@ class PairingPlugin(NxgPlugin):
         bound_code = str(session.attrs.get("code", ""))
         try:
             request = messages.decode_object(data, self.settings.max_payload_bytes) if data else {}
-            messages.validate("pair_request", request)
+            messages.validate(Schema.PAIR_REQUEST, request)
             given = request.get("code")
             if given is not None and credentials.normalize_code(given) != bound_code:
                 return {"t": "pair_error", "error": "code does not match this pairing session"}
@@ -48,7 +49,7 @@ class PairingPlugin(NxgPlugin):
         return {"t": "pair_ok", "serial": paired.serial, "token": paired.token}
 
     async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
-        if client_session.role != ROLE_PAIR:
+        if client_session.role != Role.PAIR:
             return
         loop = asyncio.get_running_loop()
         client_session.attrs["expiry"] = loop.call_later(

@@ -1,0 +1,175 @@
+"""Commands on a real core (SQLite in a temp dir): validation, the rate limit, dispatch when the
+device is ready, acks, the ack timeout and expiry in the queue (the sweep and at dispatch)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nxg_mqtt.core import Core, open_core
+from nxg_mqtt.errors import DeviceNotFound, PayloadRejected, RateLimitedError, ValidationError
+from nxg_mqtt.models import Command, CommandStatus
+from nxg_mqtt.protocol import MessageType, SignalKind
+from nxg_mqtt.services.history import HistoryQuery
+from nxg_mqtt.settings import Settings
+
+SWEEP_QUEUED_EVERY_S = 5.0  # the sweep looks at queued commands every 25 ticks of 0.2 s
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, **changes: Any) -> AsyncIterator[Core]:
+    settings = Settings(data_dir=tmp_path, batch_window_ms=10, signal_poll_s=0.05).with_overrides(**changes)
+    async with open_core(settings, serve=True) as core:
+        await core.devices.create("c1")
+        yield core
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
+    async with serving(tmp_path) as value:
+        yield value
+
+
+async def ready(core: Core, serial: str = "c1") -> None:
+    await core.presence.connected(serial, "mqtt", None)
+    await core.presence.subscribed_commands(serial)
+
+
+def record_changes(core: Core) -> list[Command]:
+    changes: list[Command] = []
+
+    async def listener(command: Command) -> None:
+        changes.append(command)
+
+    core.commands.on_change(listener)
+    return changes
+
+
+async def status_of(core: Core, command_id: str) -> CommandStatus | None:
+    command = await core.commands.get(command_id)
+    return None if command is None else command.status
+
+
+async def wait_status(core: Core, command_id: str, status: CommandStatus, within_s: float) -> bool:
+    for _ in range(int(within_s / 0.05)):
+        if await status_of(core, command_id) is status:
+            return True
+        await asyncio.sleep(0.05)
+    return await status_of(core, command_id) is status
+
+
+async def test_an_offline_device_gets_its_command_queued_then_dispatched_when_ready(core: Core) -> None:
+    changes = record_changes(core)
+    command = await core.commands.submit("c1", "open", target="turn1", params={"speed": 2}, ref="r1")
+    assert command.status is CommandStatus.QUEUED and changes == []
+    await ready(core)
+    assert await status_of(core, command.id) is CommandStatus.DISPATCHED
+    assert [c.status for c in changes] == [CommandStatus.DISPATCHED]
+    assert core.commands.counters.get("dispatched") == 1
+
+
+async def test_the_ack_closes_the_command_and_a_replay_changes_nothing(core: Core) -> None:
+    await ready(core)
+    command = await core.commands.submit("c1", "open")
+    ack = json.dumps({"t": "ack", "id": command.id, "ok": False, "error": "jammed"}).encode()
+    closed = await core.commands.on_ack("c1", ack, ts=1234)
+    assert closed is not None and closed.status is CommandStatus.FAILED and closed.error == "jammed"
+    assert await core.commands.on_ack("c1", ack) is None
+    assert core.commands.counters.get("ack_replayed") == 1
+    await core.ingest.flush()
+    page = await core.history.query(HistoryQuery("c1", MessageType.ACK, 10, None))
+    assert len(page.messages) == 2 and page.messages[-1]["ts"] == 1234  # both stored, the first with its ts
+
+
+async def test_an_ack_for_another_device_or_an_unknown_id_closes_nothing(core: Core) -> None:
+    await core.devices.create("c2")
+    await ready(core)
+    command = await core.commands.submit("c1", "open")
+    assert await core.commands.on_ack("c2", json.dumps({"id": command.id, "ok": True}).encode()) is None
+    assert await core.commands.on_ack("c1", json.dumps({"id": "c_nope", "ok": True}).encode()) is None
+    assert core.commands.counters.get("ack_unknown") == 2
+    assert await status_of(core, command.id) is CommandStatus.DISPATCHED
+
+
+async def test_a_bad_ack_is_recorded_as_a_warning(core: Core) -> None:
+    with pytest.raises(PayloadRejected):
+        await core.commands.on_ack("c1", b'{"ok": true}')
+    assert core.ingest.rejected.get("schema") == 1
+    await core.ingest.flush()
+    [warning] = (await core.history.query(HistoryQuery("c1", MessageType.EVENT, 10, None))).messages
+    assert warning["type"] == "payload_rejected" and warning["body"]["channel"] == "ack"
+
+
+async def test_invalid_and_restricted_commands_are_refused_and_not_counted(tmp_path: Path) -> None:
+    async with serving(tmp_path, command_rate_limit=1) as core:
+        with pytest.raises(ValidationError) as restricted:
+            await core.commands.submit("c1", "_factory_reset")
+        assert restricted.value.code == "RESTRICTED_ACTION"
+        with pytest.raises(ValidationError) as invalid:
+            await core.commands.submit("c1", "")
+        assert invalid.value.code == "INVALID_COMMAND"
+        with pytest.raises(DeviceNotFound):
+            await core.commands.submit("ghost", "open")
+        await core.commands.submit("c1", "open")  # the one allowed this minute
+        with pytest.raises(RateLimitedError) as limited:
+            await core.commands.submit("c1", "open")
+        assert limited.value.code == "RATE_LIMIT_EXCEEDED"
+
+
+async def test_a_command_left_to_the_server_signals_it(core: Core) -> None:
+    await ready(core)
+    command = await core.commands.submit("c1", "open", dispatch=False, source="cli")
+    assert command.status is CommandStatus.QUEUED
+    signals = await core.store.signals.since(0)
+    assert [(s.kind, s.serial) for s in signals] == [(SignalKind.COMMAND, "c1")]
+
+
+async def test_no_ack_within_the_timeout_ends_in_timeout(tmp_path: Path) -> None:
+    async with serving(tmp_path, command_ack_timeout_s=0.3) as core:
+        changes = record_changes(core)
+        await ready(core)
+        command = await core.commands.submit("c1", "open")
+        assert await wait_status(core, command.id, CommandStatus.TIMEOUT, within_s=3.0)
+        assert [c.status for c in changes] == [CommandStatus.DISPATCHED, CommandStatus.TIMEOUT]
+        stored = await core.commands.get(command.id)
+        assert stored is not None and stored.error == "no ack from the device"
+
+
+async def test_the_sweep_expires_a_command_queued_past_its_ttl(tmp_path: Path) -> None:
+    async with serving(tmp_path, command_ttl_s=0.1) as core:
+        changes = record_changes(core)
+        command = await core.commands.submit("c1", "open")
+        assert await wait_status(core, command.id, CommandStatus.EXPIRED, within_s=SWEEP_QUEUED_EVERY_S + 3)
+        assert [c.status for c in changes] == [CommandStatus.EXPIRED]
+        assert core.commands.counters.get("expired") == 1
+
+
+async def test_an_expired_command_is_not_dispatched_when_the_device_comes_back(tmp_path: Path) -> None:
+    async with serving(tmp_path, command_ttl_s=0.05) as core:
+        stale = await core.commands.submit("c1", "stale")
+        await asyncio.sleep(0.1)
+        await ready(core)
+        assert await status_of(core, stale.id) is CommandStatus.EXPIRED
+        assert core.commands.counters.get("dispatched") == 0
+
+
+async def test_commands_queued_before_a_restart_go_out_in_order(tmp_path: Path) -> None:
+    async with serving(tmp_path) as core:
+        first = await core.commands.submit("c1", "one")
+        second = await core.commands.submit("c1", "two")
+    settings = Settings(data_dir=tmp_path, batch_window_ms=10)
+    async with open_core(settings, serve=True) as restarted:
+        order: list[str] = []
+
+        async def listener(command: Command) -> None:
+            order.append(command.id)
+
+        restarted.commands.on_change(listener)
+        await ready(restarted)
+        assert order == [first.id, second.id]
