@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingMessage:
-    """A PUBLISH as received; handed to plugin hooks as `message=` (amqtt's attribute names)."""
+    """A PUBLISH as received; handed to plugin hooks as `message=` (amqtt's attribute names).
+
+    Not frozen for one field: a validator that stores the message sets `durable` to a future
+    resolved once it is committed, and the connection holds the PUBACK/PUBREC until then (a QoS 1
+    acknowledgement is a promise). None = nothing to wait for, acknowledge at once.
+    """
 
     topic: str
     data: bytes
     qos: int = 0
     retain: bool = False
+    durable: asyncio.Future[None] | None = None
 
 
 @dataclass(slots=True)

@@ -1,8 +1,14 @@
 """Telemetry, status and events from devices (and from the bridge on behalf of WebSocket
-devices) validated and stored; a bad payload is dropped and recorded as a Warning event."""
+devices) validated and stored; a bad payload is dropped and recorded as a Warning event.
+
+A stored QoS 1/2 message gets `message.durable`, the future of the history batch holding it: the
+connection sends its PUBACK/PUBREC once that batch has committed (group commit), never before.
+A clean shutdown commits the batch before the connections close, so their acknowledgements go out.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nxg_mqtt import messages
@@ -21,10 +27,13 @@ class IngestPlugin(NxgPlugin):
         if parsed is None:
             return None
         if parsed.channel in _STORED:
+            ingest = self.core.ingest
             try:
-                self.core.ingest.accept(parsed.serial, parsed.channel, message.data)
+                ingest.accept(parsed.serial, parsed.channel, message.data)
             except PayloadRejected:
                 return False
+            if message.qos:
+                message.durable = ingest.committed()
             return True
         if parsed.channel is Channel.MANIFEST:
             if not message.data:
@@ -37,3 +46,13 @@ class IngestPlugin(NxgPlugin):
                 return False
             return True
         return None
+
+    async def on_broker_pre_shutdown(self) -> None:
+        # commit what is pending while the connections are still open: the acknowledgements
+        # waiting for this batch are written (two loop passes: the futures' callbacks, then the
+        # transports' corked writes) before the broker aborts the connections
+        try:
+            await self.core.ingest.flush()
+        finally:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
