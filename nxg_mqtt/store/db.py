@@ -97,6 +97,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant_id, key)
     );
     """,
+    # 2: the expiry sweep finds due queued commands by index, never reading the whole queue
+    """
+    CREATE INDEX commands_expiry ON commands (tenant_id, expires_at) WHERE status = 'queued';
+    """,
 ]
 
 
