@@ -116,10 +116,14 @@ class IngestService:
         next_prune = loop.time() + 60
         # stopped by a flag, never cancelled: a cancel landing between BEGIN and COMMIT would
         # leave the shared connection inside a transaction
+        started = loop.time()
         while not self._closing:
+            # windows start at a steady cadence, not a full window after the last write ended:
+            # a QoS 1 message waits for its commit about half a window plus one write
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=window)
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, started + window - loop.time()))
             self._wakeup.clear()
+            started = loop.time()
             try:
                 await self.flush()
                 if loop.time() >= next_prune:
