@@ -116,14 +116,16 @@ async def sweeps(data: Path, repeat: int) -> dict[str, float]:
         commands = store.commands
         old: list[float] = []
         new: list[float] = []
+        # the indexed sweeps first: garbage from a load-all sweep would be collected in the next call
+        for _ in range(repeat):
+            t = time.perf_counter()
+            assert await commands.expire_due(now_ms(), "expired in the queue") == []
+            new.append((time.perf_counter() - t) * 1000)
         for _ in range(repeat):
             t = time.perf_counter()
             due = [c for c in await commands.with_status(CommandStatus.QUEUED) if c.expires_at <= now_ms()]
             old.append((time.perf_counter() - t) * 1000)
             assert not due
-            t = time.perf_counter()
-            assert await commands.expire_due(now_ms(), "expired in the queue") == []
-            new.append((time.perf_counter() - t) * 1000)
     return {"sweep_load_all_ms": statistics.median(old), "sweep_indexed_ms": statistics.median(new)}
 
 
