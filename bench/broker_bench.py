@@ -597,6 +597,8 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
             verdicts=lambda _r, _c: [check(b(0, "q1", "stored"), lambda x: x >= 5000)],
         ),
         Row("QoS 1 stored after stop (rows)", stored_backlog("q1")),
+        Row("QoS 1 PUBLISH→PUBACK p50 ms", ms("q1", "ack_p50")),
+        Row("QoS 1 PUBLISH→PUBACK p99 ms", ms("q1", "ack_p99")),
         Row("QoS 1 broker CPU (% of a core)", pct("q1", "broker_cpu"), section_end=True),
         Row("paced rate", paced_rate_label),
         Row("paced publish→delivered p50 ms", ms("paced", "lat_p50")),
@@ -607,6 +609,8 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
             verdicts=lambda _r, _c: [check(b(hi, "paced", "lat_p99"), lambda x: x <= 100)] if idle_n else [],
         ),
         Row("paced delivered / sent", lat_count),
+        Row("paced PUBLISH→PUBACK p50 ms (QoS 1)", ms("paced", "ack_p50")),
+        Row("paced PUBLISH→PUBACK p99 ms (QoS 1)", ms("paced", "ack_p99")),
         Row("paced publish→stored p50 ms", ms("paced", "store_p50")),
         Row(
             "paced publish→stored p99 ms",

@@ -140,6 +140,7 @@ class PubResult:
     blocked_s: float = 0.0  # seconds (summed over sockets) the socket refused more data
     lost_connections: int = 0
     error: str | None = None
+    ack_lat_ms: list[float] = field(default_factory=list)  # QoS 1: PUBLISH→PUBACK of in-window messages
 
 
 @dataclass(slots=True)

@@ -87,6 +87,8 @@ def report(res: PhaseResult, args: argparse.Namespace, console: Console) -> None
     sent = res.sent / (args.duration + args.warmup)
     table.add_row("published msg/s (whole run)", fmt(sent))
     table.add_row("accepted msg/s" + (" (PUBACKs)" if args.qos else " (written)"), fmt(res.accepted))
+    if args.qos:
+        table.add_row("PUBLISH→PUBACK p50 / p99 ms", f"{fmt(res.ack_p50)} / {fmt(res.ack_p99)}")
     table.add_row("telemetry stored msg/s", fmt(res.stored))
     table.add_row(f"stored after the window (≤{GRACE_S:g} s), rows", f"{res.stored_backlog:,}")
     table.add_row("publish→stored p50 ms", fmt(res.store_p50))

@@ -76,6 +76,9 @@ class PhaseResult:
     store_p50: float = math.nan
     store_p99: float = math.nan
     store_max: float = math.nan
+    ack_n: int = 0  # QoS 1: PUBLISH→PUBACK of the messages sent inside the window
+    ack_p50: float = math.nan
+    ack_p99: float = math.nan
     broker_cpu: float = math.nan  # % of one core during the window
     blocked: float = math.nan  # fraction of socket-time the publishers were blocked
     rss_peak: int = 0  # broker RSS, sampled every 0.25 s during the phase
@@ -347,6 +350,9 @@ class Runner:
             written = sum(p.sent_window for p in pubs)
             acked = sum(p.acked_window for p in pubs)
             res.accepted = (acked if qos else written) / duration
+            ack_lat = sorted(v for p in pubs for v in p.ack_lat_ms)
+            if ack_lat:
+                res.ack_n, res.ack_p50, res.ack_p99 = len(ack_lat), percentile(ack_lat, 50), percentile(ack_lat, 99)
             conns = sum(p.connected for p in pubs)
             if conns:
                 res.blocked = sum(p.blocked_s for p in pubs) / (conns * (sched.win1 - sched.t0))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import struct
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -130,6 +132,7 @@ class _DevConn(MqttConn):
         self.inflight = 0
         self.batches_out = 0
         self.blocked_since = 0.0
+        self.sent_at: deque[float] = deque()  # QoS 1: send time of each unacknowledged PUBLISH, in order
         self.on_puback = self._acked
 
     def build(self, count: int, ts: int) -> bytes:
@@ -161,11 +164,18 @@ class _DevConn(MqttConn):
             st.res.sent_window += count
         if self.qos:
             self.inflight += count
+            self.sent_at.extend(itertools.repeat(now, count))
 
     def _acked(self, count: int) -> None:
-        """QoS 1: PUBACKs free in-flight slots; refill them (saturation)."""
+        """QoS 1: PUBACKs free in-flight slots; refill them (saturation). PUBACKs come in the order
+        of the PUBLISHes (MQTT-4.6.0-2), so the oldest send times are theirs."""
         st = self.state
         now = time.time()
+        sent_at, lat = self.sent_at, st.res.ack_lat_ms
+        for _ in range(min(count, len(sent_at))):
+            t = sent_at.popleft()
+            if st.win0 <= t < st.win1:
+                lat.append((now - t) * 1000.0)
         st.res.acked_total += count
         if st.win0 <= now < st.win1:
             st.res.acked_window += count

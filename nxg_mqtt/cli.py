@@ -33,6 +33,10 @@ from nxg_mqtt.settings import Settings, settings_from_env
 
 log = logging.getLogger("nxg_mqtt")
 
+QUEUE_LIMIT_HELP = "open commands per device before QUEUE_FULL (default 1000, 0 = none; env NXG_COMMAND_QUEUE_LIMIT)"
+EXIT_TRY_LATER = 75  # EX_TEMPFAIL: QUEUE_FULL, RATE_LIMIT_EXCEEDED (429): the same request may work later
+
+
 # ---- settings at the edge ---------------------------------------------------------------------
 
 
@@ -59,6 +63,7 @@ def _build_settings(args: argparse.Namespace) -> Settings:
         "internal_secret": "internal_secret",
         "public_host": "public_host",
         "command_ack_timeout": "command_ack_timeout_s",
+        "command_queue_limit": "command_queue_limit",
     }
     for arg, field in mapping.items():
         value = getattr(args, arg, None)
@@ -287,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ws-pong-timeout", type=float, help="gateway pong timeout, s (default 90)")
     serve.add_argument("--command-rate-limit", type=int, help="commands per tenant per minute (0 = off)")
     serve.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
+    serve.add_argument("--command-queue-limit", type=int, help=QUEUE_LIMIT_HELP)
     serve.add_argument("--public-host", help="host name written into config.h")
 
     broker = sub.add_parser("broker", help="run the broker alone")
@@ -296,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--ws-port", type=_port, help="MQTT over WebSocket port (default: none)")
     broker.add_argument("--allow-anonymous", action="store_true", help="accept clients without credentials")
     broker.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
+    broker.add_argument("--command-queue-limit", type=int, help=QUEUE_LIMIT_HELP)
 
     bridge = sub.add_parser("bridge", help="run the bridge alone against a running broker")
     data_arg(bridge)
@@ -374,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_admin(settings, lambda core: _history(args, core)))
     except NxgError as exc:
         print(json.dumps({"error": exc.message, "code": exc.code}), file=sys.stderr)
-        return 1
+        return EXIT_TRY_LATER if exc.status == 429 else 1
     except BrokenPipeError:
         # the reader went away (`nxg-mqtt history S | head`): stop quietly with the status a
         # tool killed by SIGPIPE has, and keep the interpreter's final flush from complaining

@@ -8,6 +8,7 @@
     ├── NotFoundError             unknown device, command, key: 404 (`DEVICE_NOT_FOUND`, …)
     ├── ConflictError             already exists: 409 (`CONFLICT`)
     ├── RateLimitedError          too many attempts: 429 (`RATE_LIMIT_EXCEEDED`)
+    ├── QueueFullError            a device's command queue is at its limit: 429 (`QUEUE_FULL`)
     ├── ConnectRefused            an MQTT CONNECT refused with a CONNACK return code
     └── StoreError                the store failed or its schema is newer than this code
 
@@ -71,6 +72,13 @@ class ConflictError(NxgError):
 
 class RateLimitedError(NxgError):
     code = "RATE_LIMIT_EXCEEDED"
+    status = 429
+
+
+class QueueFullError(NxgError):
+    """A device already has `command_queue_limit` open commands; retry once some are done."""
+
+    code = "QUEUE_FULL"
     status = 429
 
 

@@ -53,6 +53,7 @@ class Settings:
     command_ack_timeout_s: float = 30.0
     command_ttl_s: float = 24 * 3600.0
     command_rate_limit: int = 300  # per tenant per minute, 0 = off
+    command_queue_limit: int = 1000  # open (queued or dispatched) commands per device, 0 = no limit
     require_manifest: bool = False
 
     # cross-process changes (CLI → running server)

@@ -3,7 +3,8 @@
 The loop reads a chunk, decodes every whole packet in it and handles them in order; there is no
 task per packet and no per-packet timer (the broker's sweep checks `last_activity`). An inbound
 PUBLISH is routed into its subscribers' write buffers before its PUBACK/PUBREC is written, so an
-acknowledged message is never only in memory of a connection that may die. After each chunk, a
+acknowledged message is never only in memory of a connection that may die; a message a plugin
+stores is acknowledged only once its batch has committed (`_acknowledge`). After each chunk, a
 publisher whose subscribers are buffering too much waits (bounded) for them to drain: the
 publisher's TCP window fills instead of the broker's memory.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from typing import TYPE_CHECKING
 
 from amqtt.contexts import Action
@@ -65,11 +67,13 @@ SERVER_SHUTDOWN = "server shutdown"
 CONNECT_REFUSED = "connect refused"
 CONNECT_TIMEOUT = "connect timeout"
 SLOW_CONSUMER = "slow consumer"
+STORE_FAILED = "store failed"
 NO_WILL = frozenset({DISCONNECTED, SERVER_SHUTDOWN})
 
 
 class Connection:
     __slots__ = (
+        "_acks",
         "_pressure",
         "blocked",
         "broker",
@@ -98,6 +102,7 @@ class Connection:
         self.keepalive_limit = 0.0
         self.done: asyncio.Future[None] = loop.create_future()
         self._pressure: set[Connection] = set()
+        self._acks: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()  # waiting for a commit
 
     def __repr__(self) -> str:
         client = self.session.client_id if self.session else None
@@ -333,7 +338,7 @@ class Connection:
         qos = packet.qos
         packet_id = packet.packet_id or 0
         if qos == 2 and packet_id in session.inbound_qos2:
-            self.write(encode_pubrec(packet_id))  # a retransmission: routed already
+            self._acknowledge(encode_pubrec(packet_id), None)  # a retransmission: routed already
             return
         topic = packet.topic
         if not valid_topic_name(topic):
@@ -347,14 +352,45 @@ class Connection:
         elif hooks.validators and not await hooks.validate(session, message):
             broker.stats["publish_invalid"] += 1
         else:
-            await broker.route(topic, packet.payload, qos, packet.retain, pressure=self)
+            await broker.route(topic, message.data, qos, packet.retain, pressure=self)
             if hooks.events["on_broker_message_broadcast"]:
                 await hooks.fire("on_broker_message_broadcast", client_id=session.client_id, message=message)
         if qos == 1:
-            self.write(encode_puback(packet_id))
+            self._acknowledge(encode_puback(packet_id), message.durable)
         elif qos == 2:
             session.inbound_qos2.add(packet_id)
-            self.write(encode_pubrec(packet_id))
+            self._acknowledge(encode_pubrec(packet_id), message.durable)
+
+    def _acknowledge(self, ack: bytes, durable: asyncio.Future[None] | None) -> None:
+        """Write a PUBACK/PUBREC once its message is durable (`durable` resolved: the batch that
+        stores it committed), in the order the PUBLISHes came (MQTT-4.6.0-2): behind any still
+        waiting. The read loop goes on meanwhile; a whole batch window's acks leave together."""
+        acks = self._acks
+        if durable is None and not acks:
+            self.write(ack)
+            return
+        acks.append((durable, ack))
+        if durable is not None and (len(acks) == 1 or acks[-2][0] is not durable):
+            durable.add_done_callback(self._write_acks)
+
+    def _write_acks(self, _: object = None) -> None:
+        acks = self._acks
+        ready: list[bytes] = []
+        while acks:
+            durable, ack = acks[0]
+            if durable is not None:
+                if not durable.done():
+                    break
+                if durable.cancelled() or durable.exception() is not None:
+                    # not stored: no acknowledgement; closing makes the client send it again
+                    acks.clear()
+                    logger.warning("%r: storing its messages failed: closing without PUBACK", self)
+                    self.abort(STORE_FAILED)
+                    return
+            acks.popleft()
+            ready.append(ack)
+        if ready and self.close_reason is None:
+            self.write(b"".join(ready))
 
     # ----------------------------------------------------------------------------- SUBSCRIBE
 

@@ -313,7 +313,7 @@ class NxgBroker:
         if hooks.validators and not await hooks.validate(session, message):
             self.stats["publish_invalid"] += 1
             return
-        await self.route(topic, data, session.will_qos, session.will_retain)
+        await self.route(topic, message.data, session.will_qos, session.will_retain)
 
     # ---------------------------------------------------------------------------- public API
 

@@ -4,6 +4,11 @@ Lifecycle: `queued` (device offline or not subscribed) → `dispatched` → `ack
 (the device said ok=false) | `timeout` (no ack within the ack timeout), or `expired` (TTL in the
 queue). Queued commands go out in creation order when the device subscribes to `nxg/{S}/cmd`.
 Every change is published on `nxg/{S}/cmd/res`.
+
+Bounded: a device has at most `command_queue_limit` open (queued or dispatched) commands; beyond
+that `submit` refuses with QUEUE_FULL (429), so an offline device or one that never acks cannot
+grow the store, the dispatch at its next subscribe, or `_deadlines` without bound. The expiry
+sweep asks the store for what is due (an indexed query), never for the whole queue.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import RateLimitedError
+from nxg_mqtt.errors import QueueFullError, RateLimitedError
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, HistoryEntry, now_ms
 from nxg_mqtt.protocol import MessageType, Schema, SignalKind
@@ -93,7 +98,6 @@ class CommandService:
             raise RateLimitedError(
                 f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
             )
-        self._rate.hit(self._store.tenant_id, loop_now)
         created = now_ms()
         command = Command(
             id=new_command_id(),
@@ -107,7 +111,14 @@ class CommandService:
             source=source,
             ref=ref,
         )
-        await self._store.commands.insert(command)
+        limit = self._settings.command_queue_limit
+        if not await self._store.commands.insert(command, limit):
+            self.counters.add("queue_full")
+            raise QueueFullError(
+                f"device {device.serial} already has {limit} commands waiting (queued or unacknowledged);"
+                " try again once it has taken some"
+            )
+        self._rate.hit(self._store.tenant_id, loop_now)  # refused commands do not count
         self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
         if dispatch:
             self.note_queued(device.serial)
@@ -217,11 +228,21 @@ class CommandService:
                         if command is not None:
                             await self._finish(command, CommandStatus.TIMEOUT, error="no ack from the device")
                 if ticks % 25 == 0:
-                    for command in await self._store.commands.with_status(CommandStatus.QUEUED):
-                        if command.expires_at <= now_ms():
-                            await self._finish(command, CommandStatus.EXPIRED, error="expired in the queue")
+                    await self.expire()
             except Exception:
                 log.exception("command sweep failed")
+
+    async def expire(self, batch: int = 1000) -> int:
+        """Expire the queued commands whose TTL has passed, `batch` at a time; how many."""
+        total = 0
+        while True:
+            ids = await self._store.commands.expire_due(now_ms(), "expired in the queue", batch)
+            for command_id in ids:
+                self.counters.add(CommandStatus.EXPIRED.value)
+                await self._changed(command_id)
+            total += len(ids)
+            if len(ids) < batch:
+                return total
 
     async def _finish(self, command: Command, status: CommandStatus, error: str | None = None) -> None:
         if await self._store.commands.finish(command.id, status, now_ms(), error=error):

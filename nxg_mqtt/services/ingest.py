@@ -2,6 +2,10 @@
 
 Entries wait at most `batch_window_ms` (or until `batch_max_rows` are pending) before one
 transaction writes them; `close()` flushes what is pending, so a clean shutdown loses nothing.
+Group commit: `committed()` hands out the future of the batch being gathered, resolved when that
+batch has committed (or failed with StoreError), so the broker acknowledges a QoS 1 message only
+once it is durable while still writing one transaction per window. A failed batch stays pending
+and is retried; its waiters are failed, so their clients (never acknowledged) send again.
 A payload that breaks its schema is dropped, counted by reason, and recorded as a `Warning`
 event for that device (also published on `nxg/{S}/event`, so apps see why).
 """
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.errors import PayloadRejected, StoreError
 from nxg_mqtt.models import Counters, HistoryEntry, PresenceOp, now_ms
 from nxg_mqtt.protocol import MessageType, stamp
 from nxg_mqtt.services import Publisher
@@ -40,6 +44,7 @@ class IngestService:
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._closing = False
+        self._committed: asyncio.Future[None] | None = None  # waiters on the batch being gathered
         self.rejected = Counters()
         self.stored = 0
 
@@ -93,6 +98,18 @@ class IngestService:
         if len(self._pending) >= self._settings.batch_max_rows:
             self._wakeup.set()
 
+    def committed(self) -> asyncio.Future[None] | None:
+        """A future resolved once everything recorded so far is committed; it fails (StoreError)
+        if that batch's commit fails. None when this process runs no writer (nothing would commit
+        before `close()`): acknowledge at once, as before."""
+        if self._task is None:
+            return None
+        future = self._committed
+        if future is None:
+            future = self._committed = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+        return future
+
     def record_presence(self, op: PresenceOp) -> None:
         """A presence change, written with the next batch (a CONNECT storm costs no extra commits)."""
         self._ops.append(op)
@@ -108,10 +125,14 @@ class IngestService:
         next_prune = loop.time() + 60
         # stopped by a flag, never cancelled: a cancel landing between BEGIN and COMMIT would
         # leave the shared connection inside a transaction
+        started = loop.time()
         while not self._closing:
+            # windows start at a steady cadence, not a full window after the last write ended:
+            # a QoS 1 message waits for its commit about half a window plus one write
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=window)
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, started + window - loop.time()))
             self._wakeup.clear()
+            started = loop.time()
             try:
                 await self.flush()
                 if loop.time() >= next_prune:
@@ -124,7 +145,9 @@ class IngestService:
 
     async def flush(self) -> int:
         async with self._flush_lock:
+            done, self._committed = self._committed, None
             if not self._pending and not self._ops:
+                _resolve(done)
                 return 0
             batch, self._pending = self._pending, []
             ops, self._ops = self._ops, []
@@ -134,11 +157,13 @@ class IngestService:
                     last_seen[entry.serial] = entry.ts
             try:
                 await self._store.history_writer.write(batch, last_seen, ops)
-            except BaseException:
+            except BaseException as exc:
                 self._pending[:0] = batch
                 self._ops[:0] = ops
+                _resolve(done, StoreError(f"history commit failed: {exc!r}"))
                 raise
             self.stored += len(batch)
+            _resolve(done)
             return len(batch)
 
     async def prune(self) -> int:
@@ -158,6 +183,21 @@ class IngestService:
             await self._task
             self._task = None
         await self.flush()
+
+
+def _resolve(future: asyncio.Future[None] | None, error: BaseException | None = None) -> None:
+    if future is None or future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    # a batch nobody waited on (QoS 0 only) must not log "exception was never retrieved"
+    if not future.cancelled():
+        future.exception()
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -1,4 +1,10 @@
-"""Commands: the durable record of every command and its lifecycle."""
+"""Commands: the durable record of every command and its lifecycle.
+
+A device's open commands (queued or dispatched) are bounded: `insert(limit=…)` refuses a command
+beyond the limit in the same statement that counts them, so concurrent writers (the server and
+the CLI) cannot overshoot. Expiry goes through the partial index `commands_expiry` and touches
+only the rows that are due.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,19 @@ import aiosqlite
 
 from nxg_mqtt.models import Command, CommandStatus
 from nxg_mqtt.store.db import Database
+
+# the covering index commands_open (tenant_id, serial, status, …) answers this without the rows
+COUNT_OPEN = "SELECT COUNT(*) FROM commands WHERE tenant_id = ? AND serial = ? AND status IN ('queued', 'dispatched')"
+# `status = 'queued'` spelled out so the partial index commands_expiry applies
+DUE = (
+    "SELECT rowid FROM commands WHERE tenant_id = ? AND status = 'queued' AND expires_at <= ?"
+    " ORDER BY expires_at LIMIT ?"
+)
+# the partial index holds only queued rows; commands_open would walk every command ever sent
+SERIALS_WITH_QUEUED = (
+    "SELECT DISTINCT serial FROM commands INDEXED BY commands_expiry WHERE tenant_id = ? AND status = 'queued'"
+)
+EXPIRE_DUE = "UPDATE commands SET status = 'expired', finished_at = ?, error = ? WHERE rowid IN (" + DUE + ")"
 
 
 def _command(row: aiosqlite.Row) -> Command:
@@ -34,10 +53,13 @@ class CommandRepository:
         self._db = db
         self._tenant = tenant_id
 
-    async def insert(self, command: Command) -> None:
-        await self._db.conn.execute(
+    async def insert(self, command: Command, limit: int = 0) -> bool:
+        """Store a new command; False (nothing stored) if its device already has `limit` open
+        commands (0 = no limit)."""
+        cur = await self._db.conn.execute(
             "INSERT INTO commands (id, tenant_id, serial, target, action, params, ref, source, status,"
-            " error, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error, created_at, expires_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            f" WHERE ? <= 0 OR ({COUNT_OPEN}) < ?",
             (
                 command.id,
                 self._tenant,
@@ -51,8 +73,23 @@ class CommandRepository:
                 command.error,
                 command.created_at,
                 command.expires_at,
+                limit,
+                self._tenant,
+                command.serial,
+                limit,
             ),
         )
+        return cur.rowcount > 0
+
+    async def count_open(self, serial: str) -> int:
+        row = await self._db.fetchone(COUNT_OPEN, (self._tenant, serial))
+        return int(row[0]) if row else 0
+
+    async def expire_due(self, now: int, error: str, limit: int = 1000) -> list[str]:
+        """Mark queued commands whose TTL has passed `expired` (at most `limit`, the oldest first);
+        their ids."""
+        rows = await self._db.fetchall(EXPIRE_DUE + " RETURNING id", (now, error, self._tenant, now, limit))
+        return [str(r["id"]) for r in rows]
 
     async def get(self, command_id: str) -> Command | None:
         row = await self._db.fetchone(
@@ -77,9 +114,7 @@ class CommandRepository:
         return [_command(r) for r in rows]
 
     async def serials_with_queued(self) -> set[str]:
-        rows = await self._db.fetchall(
-            "SELECT DISTINCT serial FROM commands WHERE tenant_id = ? AND status = 'queued'", (self._tenant,)
-        )
+        rows = await self._db.fetchall(SERIALS_WITH_QUEUED, (self._tenant,))
         return {str(r["serial"]) for r in rows}
 
     async def mark_dispatched(self, command_id: str, ts: int) -> bool:

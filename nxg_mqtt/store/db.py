@@ -101,6 +101,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE signals ADD COLUMN reason TEXT;
     """,
+    # 3: the expiry sweep finds due queued commands by index, never reading the whole queue
+    """
+    CREATE INDEX commands_expiry ON commands (tenant_id, expires_at) WHERE status = 'queued';
+    """,
 ]
 
 

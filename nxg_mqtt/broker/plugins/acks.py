@@ -8,7 +8,7 @@ from typing import Any
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.errors import PayloadRejected
 from nxg_mqtt.models import now_ms
-from nxg_mqtt.protocol import Role
+from nxg_mqtt.protocol import Role, stamp
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 
@@ -24,5 +24,5 @@ class AckPlugin(NxgPlugin):
             await self.core.commands.on_ack(parsed.serial, message.data, ts)
         except PayloadRejected:
             return False
-        await self.route_stamped(session, message, ts)
-        return False  # routed above, stamped
+        message.data = stamp(message.data, ts)  # the engine routes it with the one ts
+        return True

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from amqtt.plugins.base import BasePlugin
 
 from nxg_mqtt.core import Core
-from nxg_mqtt.protocol import Role, stamp
+from nxg_mqtt.protocol import Role
 
 if TYPE_CHECKING:
     from nxg_mqtt.broker.server import BrokerContext, NxgBroker
@@ -25,16 +25,3 @@ class NxgPlugin(BasePlugin):  # type: ignore[misc]  # amqtt is untyped here
         self.core = core
         self.broker: NxgBroker = context.broker
         self.settings = core.settings
-
-    async def route_stamped(self, session: Any, message: Any, ts: int) -> None:
-        """Route a validated device message on with the server's receive time appended.
-
-        The plugin then answers `validate_message` with False so the engine does not route the
-        unstamped original too (so the engine's `publish_invalid` counts these as well, until the
-        engine lets a validator hand back the payload to route).
-        The publisher's connection is passed as `pressure`, as the engine does for its own
-        routing, so a slow subscriber still slows the publisher down.
-        """
-        await self.broker.route(
-            message.topic, stamp(message.data, ts), message.qos, message.retain, pressure=session.conn
-        )

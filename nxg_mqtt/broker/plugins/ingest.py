@@ -2,18 +2,23 @@
 devices) validated, stamped and stored; a bad payload is dropped and recorded as a Warning event.
 
 The one `ts` (PROTOCOL §6): the message is stamped here, once, at receipt; the history entry
-holds that ts, and the message is routed on with it appended as `server_ts` (`protocol.stamp`),
-so the bridge and every other subscriber carry the same value.
+holds that ts, and the engine routes the payload with it appended as `server_ts` (`protocol.stamp`,
+handed back in `message.data`), so the bridge and every other subscriber carry the same value.
+
+A stored QoS 1/2 message gets `message.durable`, the future of the history batch holding it: the
+connection sends its PUBACK/PUBREC once that batch has committed (group commit), never before.
+A clean shutdown commits the batch before the connections close, so their acknowledgements go out.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nxg_mqtt import messages
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.errors import PayloadRejected
-from nxg_mqtt.protocol import DEVICE_DATA, Role, Schema
+from nxg_mqtt.protocol import DEVICE_DATA, Role, Schema, stamp
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 
@@ -25,12 +30,15 @@ class IngestPlugin(NxgPlugin):
         if parsed is None:
             return None
         if parsed.channel in DEVICE_DATA:
+            ingest = self.core.ingest
             try:
-                entry = self.core.ingest.accept(parsed.serial, parsed.channel, message.data)
+                entry = ingest.accept(parsed.serial, parsed.channel, message.data)
             except PayloadRejected:
                 return False
-            await self.route_stamped(session, message, entry.ts)
-            return False  # routed above, stamped
+            message.data = stamp(message.data, entry.ts)
+            if message.qos:
+                message.durable = ingest.committed()
+            return True
         if parsed.channel is Channel.MANIFEST:
             if not message.data:
                 return True  # clearing a retained manifest
@@ -45,3 +53,13 @@ class IngestPlugin(NxgPlugin):
                 return False
             return True
         return None
+
+    async def on_broker_pre_shutdown(self) -> None:
+        # commit what is pending while the connections are still open: the acknowledgements
+        # waiting for this batch are written (two loop passes: the futures' callbacks, then the
+        # transports' corked writes) before the broker aborts the connections
+        try:
+            await self.core.ingest.flush()
+        finally:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from nxg_mqtt.broker.embedded import open_broker
+from nxg_mqtt.core import open_core
 from nxg_mqtt.models import MessageType
-from tests.broker.plugins.conftest import Stack
+from nxg_mqtt.mqtt.codec import PubAck, encode_publish
+from tests.broker.broker_clients import RawClient
+from tests.broker.plugins.conftest import Stack, stack_settings
 
 
 async def _history(stack: Stack, serial: str, type_: MessageType) -> list[dict[str, object]]:
@@ -84,3 +91,89 @@ async def test_events_schema(stack: Stack) -> None:
     await asyncio.sleep(0.1)
     events = await _history(stack, "ing-ev", MessageType.EVENT)
     assert events and events[0]["type"] == "payload_rejected"
+
+
+# ---- group commit: a PUBACK only once the message is committed -----------------------------------
+
+
+@pytest.fixture
+async def slow_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A long batch window, so an acknowledgement sent before the commit cannot go unnoticed."""
+    async with (
+        open_core(stack_settings(tmp_path, batch_window_ms=400), serve=True) as core,
+        open_broker(core) as broker,
+    ):
+        s = Stack(core, broker, [])
+        yield s
+        await s.close_clients()
+
+
+async def _raw_device(stack: Stack, serial: str) -> RawClient:
+    await stack.create_device(serial)
+    device = await stack.core.devices.get(serial)
+    token = (await stack.core.devices.pair(device.code, source="test")).token
+    client = await RawClient.open(stack.port)
+    assert (await client.connect(serial, username=serial, password=token.encode(), keep_alive=30)).return_code == 0
+    return client
+
+
+def _stored_seqs(stack: Stack, serial: str) -> set[int]:
+    """Read the database file from a connection of its own: what is committed, nothing in memory."""
+    conn = sqlite3.connect(stack.core.settings.db_path)
+    try:
+        rows = conn.execute("SELECT body FROM messages WHERE serial = ? AND type = 'telemetry'", (serial,))
+        return {json.loads(body)["seq"] for (body,) in rows}
+    finally:
+        conn.close()
+
+
+async def test_puback_after_commit_in_publish_order(slow_stack: Stack) -> None:
+    client = await _raw_device(slow_stack, "gc-order")
+    topic = "nxg/gc-order/telemetry"
+    client.send(encode_publish(topic, json.dumps({"seq": 1}).encode(), qos=1, packet_id=1))
+    client.send(encode_publish(topic, b"{not json", qos=1, packet_id=2))  # rejected: nothing to wait for
+    client.send(encode_publish(topic, json.dumps({"seq": 3}).encode(), qos=1, packet_id=3))
+    acks: list[int] = []
+    for _ in range(3):
+        packet = await client.recv(within=5)
+        assert isinstance(packet, PubAck), packet
+        acks.append(packet.packet_id)
+        # each acknowledged message is already in the file
+        assert {1, 3} & set(acks) <= _stored_seqs(slow_stack, "gc-order")
+    assert acks == [1, 2, 3]
+    await client.close()
+
+
+async def test_failed_commit_closes_without_puback(slow_stack: Stack) -> None:
+    client = await _raw_device(slow_stack, "gc-fail")
+    db = sqlite3.connect(slow_stack.core.settings.db_path, isolation_level=None)
+    try:
+        db.execute("ALTER TABLE messages RENAME TO messages_away")  # the next batch's INSERT fails
+        client.send(encode_publish("nxg/gc-fail/telemetry", json.dumps({"seq": 1}).encode(), qos=1, packet_id=7))
+        # closed, no PUBACK (recv raises ConnectionError once the broker closes the socket)
+        with pytest.raises(ConnectionError):
+            await client.recv(within=5)
+    finally:
+        db.execute("ALTER TABLE messages_away RENAME TO messages")
+        db.close()
+    await client.close()
+    # the rows stayed pending and are written once the store works again (the client would resend)
+    await slow_stack.core.ingest.flush()
+    assert _stored_seqs(slow_stack, "gc-fail") == {1}
+
+
+async def test_clean_shutdown_sends_pending_pubacks(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path, batch_window_ms=5000)
+    async with open_core(settings, serve=True) as core:
+        async with open_broker(core) as broker:
+            stack = Stack(core, broker, [])
+            client = await _raw_device(stack, "gc-stop")
+            for n in range(1, 4):
+                client.send(encode_publish("nxg/gc-stop/telemetry", json.dumps({"seq": n}).encode(), 1, packet_id=n))
+            await asyncio.sleep(0.2)  # routed, waiting for the 5 s window
+            assert not client.packets
+        # the broker has closed: the batch was committed and every PUBACK written first
+        acks = [await client.recv(within=2) for _ in range(3)]
+        assert acks == [PubAck(1), PubAck(2), PubAck(3)]
+        assert _stored_seqs(stack, "gc-stop") == {1, 2, 3}
+        await client.close()
