@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,8 @@ from nxg_mqtt.topics import Channel, device_topic
 log = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL, CLOSE_TAKEN_OVER, CLOSE_REVOKED, CLOSE_KEEPALIVE, CLOSE_AUTH_TIMEOUT = 1008, 4000, 4001, 4002, 4003
+PUBLISH_WINDOW = 64  # a socket's messages on their way to the broker, not yet acknowledged
+PUBLISH_DRAIN_S = 2.0
 MAX_STRIKES = 3
 
 
@@ -58,6 +61,7 @@ class GatewaySession:
         self.reason: str = CloseReason.DISCONNECTED
         self.revoked_why: RevokeReason | None = None
         self._detach: list[Any] = []
+        self._inflight: deque[asyncio.Task[None]] = deque()
 
     # ---- outcome ----------------------------------------------------------------------------------
 
@@ -224,16 +228,34 @@ class GatewaySession:
         return True
 
     async def publish(self, topic: str, raw: bytes) -> None:
+        """Hand a message to the link without waiting for its PUBACK, up to PUBLISH_WINDOW at once.
+
+        The broker acknowledges a QoS 1 message only once it is committed (group commit, one batch
+        window), so waiting for each in turn would cap a socket at one message per window. The
+        link writes each PUBLISH when its task first runs, and tasks run in creation order, so the
+        order the device sent is the order the broker sees."""
+        inflight = self._inflight
+        while inflight and inflight[0].done():
+            inflight.popleft()
+        if len(inflight) >= PUBLISH_WINDOW:
+            await asyncio.wait([inflight.popleft()])
+        inflight.append(asyncio.get_running_loop().create_task(self._publish(topic, raw)))
+
+    async def _publish(self, topic: str, raw: bytes) -> None:
         try:
             await self.state.link.publish(topic, raw, qos=1)
         except LinkDown as exc:
-            await self.send({"t": "error", "error": f"not delivered: {exc.message}"})
+            with contextlib.suppress(Exception):
+                await self.send({"t": "error", "error": f"not delivered: {exc.message}"})
 
     # ---- the end ----------------------------------------------------------------------------------
 
     async def close(self) -> None:
         for detach in self._detach:
             detach()
+        if self._inflight:
+            # what the device sent before it left still reaches the broker (bounded wait)
+            await asyncio.wait(self._inflight, timeout=PUBLISH_DRAIN_S)
         if self.state.gateway.release(self) and self.serial is not None:
             try:
                 await self.core.presence.disconnected(self.serial, self.reason, "ws")

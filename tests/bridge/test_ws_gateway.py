@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from nxg_mqtt.protocol import MessageType
+from nxg_mqtt.services.history import HistoryQuery
 from tests.bridge.helpers import (
     Stack,
     expect_closed,
@@ -201,3 +203,22 @@ async def test_command_to_an_offline_ws_device_is_delivered_when_it_returns(stac
     assert command is not None and command.status.value == "failed"
     await back.close()
     await app.close()
+
+
+async def test_a_burst_reaches_the_broker_in_order_even_when_the_socket_closes_at_once(stack: Stack) -> None:
+    # publishes to the broker are pipelined (each waits for its commit); order and completeness hold
+    ws, _ = await pair_gateway(stack, "G-burst")
+    count = 300
+    for seq in range(count):
+        await send_json(ws, {"t": "telemetry", "seq": seq})
+    await ws.close()
+    query = HistoryQuery("G-burst", MessageType.TELEMETRY, 1000, None)
+    deadline = time.monotonic() + 10
+    seqs: list[int] = []
+    while time.monotonic() < deadline:
+        page = await stack.bridge.state.core.history.query(query)
+        seqs = [m["seq"] for m in reversed(page.messages)]  # history is newest first
+        if len(seqs) >= count:
+            break
+        await asyncio.sleep(0.1)
+    assert seqs == list(range(count))
