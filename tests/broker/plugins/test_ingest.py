@@ -8,7 +8,7 @@ import json
 import pytest
 
 from nxg_mqtt.models import MessageType
-from tests.broker.plugins.conftest import Stack
+from tests.broker.plugins.helpers import Stack
 
 
 async def _history(stack: Stack, serial: str, type_: MessageType) -> list[dict[str, object]]:
