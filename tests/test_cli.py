@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bridge.helpers import make_settings, open_stack, pair_gateway, recv_until, send_json
+from tests.bridge.helpers import open_stack, pair_gateway, recv_until, send_json
+from tests.factories import make_settings
 from tests.mqtt_client import TestClient
 
 CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
