@@ -8,6 +8,7 @@ message fails the test instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import threading
 import time
@@ -195,6 +196,23 @@ class TestClient:
         sock = self.client.socket()
         if sock is not None:
             sock.close()
+
+
+async def pair_over_mqtt(port: int, code: str, client_id: str, request: str = "{}") -> dict[str, Any]:
+    """Pair exactly as firmware does (PROTOCOL §2): log in as `pair` with the connection code,
+    ask on `nxg/pair/<client id>/req`, read the reply; returns the reply object."""
+    pairing = TestClient(client_id)
+    try:
+        assert await pairing.connect(port, "pair", code) == 0
+        assert await pairing.subscribe(f"nxg/pair/{client_id}") == [1]
+        await pairing.publish(f"nxg/pair/{client_id}/req", request)
+        reply = await pairing.next_message()
+    finally:
+        pairing.close()
+    assert reply.topic == f"nxg/pair/{client_id}"
+    value = json.loads(reply.payload)
+    assert isinstance(value, dict)
+    return value
 
 
 class Clients:

@@ -14,7 +14,7 @@ from nxg_mqtt.broker.server import NxgBroker
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.services.credentials import format_code
 from nxg_mqtt.settings import Settings
-from tests.mqtt_client import Clients, TestClient
+from tests.mqtt_client import Clients, TestClient, pair_over_mqtt
 
 # what the plugin stack changes in `make_settings`: a known bridge secret, quicker signals
 STACK_OVERRIDES: dict[str, object] = {"internal_secret": "test-secret", "batch_window_ms": 20, "signal_poll_s": 0.1}
@@ -41,15 +41,7 @@ class Stack:
     async def pair(self, code: str, client_id: str | None = None) -> dict[str, object]:
         """Pair over MQTT exactly as firmware does; returns the reply object."""
         client_id = client_id or "pair-" + uuid.uuid4().hex[:8]
-        pairing = self.client(client_id)
-        assert await pairing.connect(self.port, "pair", code) == 0
-        assert await pairing.subscribe(f"nxg/pair/{client_id}") == [1]
-        await pairing.publish(f"nxg/pair/{client_id}/req", json.dumps({"t": "pair", "code": code}))
-        reply = await pairing.next_message()
-        assert reply.topic == f"nxg/pair/{client_id}"
-        pairing.close()
-        result: dict[str, object] = json.loads(reply.payload)
-        return result
+        return await pair_over_mqtt(self.port, code, client_id, json.dumps({"t": "pair", "code": code}))
 
     async def device(self, serial: str, *, subscribe: bool = True, keepalive: int = 30) -> tuple[TestClient, str]:
         """A registered, paired, connected device (subscribed to its commands)."""
