@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bridge.helpers import make_settings, open_stack, pair_gateway, recv_until, send_json
-from tests.mqtt_client import TestClient
+from tests.bridge.helpers import open_stack, pair_gateway, recv_until, send_json
+from tests.factories import make_settings
+from tests.mqtt_client import TestClient, pair_over_mqtt
 
 CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
 
@@ -91,12 +92,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 
 async def _paired_device(data: Path, port: int, serial: str) -> tuple[TestClient, str]:
     code = str((await asyncio.to_thread(run_cli, data, "device", "create", "--serial", serial))["code"])
-    pairing = TestClient("p-" + serial)
-    assert await pairing.connect(port, "pair", code) == 0
-    await pairing.subscribe(f"nxg/pair/p-{serial}")
-    await pairing.publish(f"nxg/pair/p-{serial}/req", "{}")
-    token = json.loads((await pairing.next_message()).payload)["token"]
-    pairing.close()
+    token = str((await pair_over_mqtt(port, code, "p-" + serial))["token"])
     device = TestClient(serial)
     assert await device.connect(port, serial, token) == 0
     assert await device.subscribe(f"nxg/{serial}/cmd") == [1]

@@ -27,7 +27,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from nxg_mqtt.core import open_core
-from nxg_mqtt.settings import Settings
+from tests.factories import make_settings
 
 CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
 DEVICES = 4
@@ -37,7 +37,7 @@ LOAD_S = 1.5  # then kill -9, while publishing
 
 async def _paired(data: Path, count: int) -> dict[str, str]:
     tokens: dict[str, str] = {}
-    async with open_core(Settings(data_dir=data)) as core:
+    async with open_core(make_settings(data)) as core:
         for i in range(count):
             device = await core.devices.create(f"dur-{i}")
             tokens[device.serial] = (await core.devices.pair(device.code, source="test")).token

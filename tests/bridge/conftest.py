@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from tests.bridge.helpers import Stack, make_settings, open_stack
+from nxg_mqtt.settings import Settings
+from tests.bridge.helpers import Stack, open_stack
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with open_stack(make_settings(tmp_path)) as value:
+async def stack(settings: Settings) -> AsyncIterator[Stack]:
+    async with open_stack(settings) as value:
         yield value

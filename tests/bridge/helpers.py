@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +21,10 @@ from nxg_mqtt.cli import ensure_admin_password
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.settings import Settings
 
-PASSWORD = "pw"
+# re-exported for tests written against them here: both live in tests.factories
+from tests.factories import PASSWORD as PASSWORD
+from tests.factories import make_settings as make_settings
+
 WAIT_S = 5.0
 
 
@@ -51,22 +53,6 @@ class Stack:
         response = await self.http.post("/api/devices", json={"serial": serial})
         assert response.status_code == 201, response.text
         return str(response.json()["code"])
-
-
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    base = Settings(
-        data_dir=tmp_path,
-        host="127.0.0.1",
-        mqtt_port=0,
-        ws_port=None,
-        http_port=0,
-        admin_password=PASSWORD,
-        ws_ping_interval_s=0.5,
-        ws_pong_timeout_s=1.5,
-        command_ack_timeout_s=5.0,
-        batch_window_ms=10,
-    )
-    return base.with_overrides(**overrides)
 
 
 @asynccontextmanager

@@ -6,18 +6,13 @@ import asyncio
 import json
 
 from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
-from tests.mqtt_client import TestClient
+from tests.mqtt_client import TestClient, pair_over_mqtt
 
 
 async def pair_mqtt(stack: Stack, serial: str) -> str:
     """Pair over MQTT as a firmware does; returns the token."""
     code = await stack.create_device(serial)
-    pairing = TestClient("boot-" + serial)
-    assert await pairing.connect(stack.broker.mqtt_port, "pair", code) == 0
-    await pairing.subscribe(f"nxg/pair/boot-{serial}")
-    await pairing.publish(f"nxg/pair/boot-{serial}/req", json.dumps({"t": "pair"}))
-    reply = json.loads((await pairing.next_message()).payload)
-    pairing.close()
+    reply = await pair_over_mqtt(stack.broker.mqtt_port, code, "boot-" + serial, json.dumps({"t": "pair"}))
     assert reply["t"] == "pair_ok" and reply["serial"] == serial
     return str(reply["token"])
 

@@ -14,8 +14,9 @@ from bridge.server import open_bridge
 from nxg_mqtt.broker.embedded import open_broker
 from nxg_mqtt.cli import ensure_admin_password
 from nxg_mqtt.core import open_core
-from tests.bridge.helpers import PASSWORD, Stack, make_settings, recv_until, send_json
+from tests.bridge.helpers import Stack, recv_until, send_json
 from tests.bridge.test_end_to_end import connect_mqtt, pair_mqtt
+from tests.factories import PASSWORD, make_settings
 
 
 def free_port() -> int:

@@ -15,7 +15,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from nxg_mqtt.ratelimit import FailureThrottle
-from tests.bridge.helpers import PASSWORD, Stack, make_settings, open_stack, still_open
+from tests.bridge.helpers import Stack, open_stack, still_open
+from tests.factories import PASSWORD, make_settings
 
 LIMIT = 3
 GUESSER = "127.0.0.2"

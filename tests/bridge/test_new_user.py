@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bridge import config_h
-from tests.bridge.helpers import Stack, make_settings, open_stack, pair_gateway, recv_until, send_json
+from tests.bridge.helpers import Stack, open_stack, pair_gateway, recv_until, send_json
+from tests.factories import make_settings
 
 
 def server_host(text: str) -> str:

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from nxg_mqtt.protocol import SERVER_TS
 from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
 from tests.bridge.test_end_to_end import connect_mqtt, pair_mqtt
-from tests.mqtt_client import Received, TestClient
+from tests.mqtt_client import Received, TestClient, pair_over_mqtt
 from tests.test_cli import CLI, run_cli
 
 
@@ -145,12 +145,7 @@ async def test_one_ts_across_a_broker_process_and_a_bridge_process(tmp_path: Pat
         secret = (tmp_path / "internal_secret").read_text().strip()
 
         code = str((await asyncio.to_thread(run_cli, tmp_path, "device", "create", "--serial", "TSP"))["code"])
-        pairing = TestClient("p-tsp")
-        assert await pairing.connect(port, "pair", code) == 0
-        await pairing.subscribe("nxg/pair/p-tsp")
-        await pairing.publish("nxg/pair/p-tsp/req", "{}")
-        token = json.loads((await pairing.next_message()).payload)["token"]
-        pairing.close()
+        token = str((await pair_over_mqtt(port, code, "p-tsp"))["token"])
         watcher = TestClient("integrator")
         assert await watcher.connect(port, "bridge", secret) == 0
         await watcher.subscribe("nxg/TSP/telemetry")

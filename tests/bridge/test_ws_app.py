@@ -13,17 +13,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from bridge.hub import AppFeed, Hub
-from tests.bridge.helpers import (
-    PASSWORD,
-    Stack,
-    expect_closed,
-    make_settings,
-    open_stack,
-    recv_json,
-    recv_until,
-    send_json,
-    still_open,
-)
+from tests.bridge.helpers import Stack, expect_closed, open_stack, recv_json, recv_until, send_json, still_open
+from tests.factories import PASSWORD, make_settings
 
 
 @pytest.mark.parametrize("query", ["", "?token=", "?token=wrong", "?api_key=pw"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -17,7 +17,8 @@ from amqtt.broker import Broker
 
 from nxg_mqtt.broker.server import NxgBroker
 from nxg_mqtt.settings import Settings
-from tests.broker.broker_clients import BASE_SETTINGS, BrokerUnderTest, PahoClient, close_all
+from tests.broker.broker_clients import BrokerUnderTest
+from tests.factories import BROKER_SETTINGS
 
 
 @contextlib.asynccontextmanager
@@ -39,7 +40,7 @@ async def plain_amqtt() -> AsyncIterator[int]:
 @pytest.fixture
 def engine_settings() -> Settings:
     """Override in a test module to run `engine` with other settings."""
-    return BASE_SETTINGS
+    return BROKER_SETTINGS
 
 
 @pytest.fixture
@@ -51,22 +52,8 @@ async def engine(engine_settings: Settings) -> AsyncIterator[NxgBroker]:
 @pytest.fixture
 async def any_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTest]:
     if request.param == "nxg":
-        async with NxgBroker(replace(BASE_SETTINGS)) as running:
+        async with NxgBroker(replace(BROKER_SETTINGS)) as running:
             yield BrokerUnderTest("nxg", running.mqtt_port, running)
     else:
         async with plain_amqtt() as port:
             yield BrokerUnderTest("amqtt", port)
-
-
-@pytest.fixture
-async def paho() -> AsyncIterator[Callable[..., PahoClient]]:
-    """A factory of paho clients, all closed (concurrently, off the event loop) at teardown."""
-    made: list[PahoClient] = []
-
-    def make(client_id: str, *, clean_session: bool = True, transport: str = "tcp") -> PahoClient:
-        client = PahoClient(client_id, clean_session=clean_session, transport=transport)
-        made.append(client)
-        return client
-
-    yield make
-    await close_all(*made)

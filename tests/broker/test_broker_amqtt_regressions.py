@@ -10,9 +10,8 @@ from amqtt.broker import Broker
 from nxg_mqtt import topics
 from nxg_mqtt.broker import server as nxg_server
 from nxg_mqtt.mqtt.codec import PubAck, encode_publish
-from tests.broker.broker_clients import BrokerUnderTest, PahoClient, RawClient, both, wait_for
-
-Paho = Callable[..., PahoClient]
+from tests.broker.broker_clients import BrokerUnderTest, RawClient, both, wait_for
+from tests.mqtt_client import Clients
 
 
 @both("amqtt does not enforce keepalive")
@@ -26,19 +25,19 @@ async def test_keepalive_enforced_at_one_and_a_half_times(any_broker: BrokerUnde
 
 
 @both("amqtt does not take over a duplicate client id")
-async def test_duplicate_client_id_takes_over(any_broker: BrokerUnderTest, paho: Paho) -> None:
+async def test_duplicate_client_id_takes_over(any_broker: BrokerUnderTest, paho: Clients) -> None:
     first, second = paho("twin"), paho("twin")
-    assert (await first.connect(any_broker.port))[0] == 0
-    assert (await second.connect(any_broker.port))[0] == 0
+    assert await first.connect(any_broker.port) == 0
+    assert await second.connect(any_broker.port) == 0
     assert await wait_for(first.disconnected.is_set, 2.0), "the first connection was not closed"
-    assert await second.subscribe("twin/t", 1) == 1  # the survivor is the new connection, and it works
+    assert await second.subscribe("twin/t", 1) == [1]  # the survivor is the new connection, and it works
     await second.publish("twin/t", b"x", 1)
     assert len(await second.wait_messages(1, 2.0)) == 1
 
 
 @both("amqtt compares every message with every subscription filter")
 async def test_routing_does_not_scan_exact_subscriptions(
-    any_broker: BrokerUnderTest, paho: Paho, monkeypatch: pytest.MonkeyPatch
+    any_broker: BrokerUnderTest, paho: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     comparisons = 0
 
@@ -66,7 +65,7 @@ async def test_routing_does_not_scan_exact_subscriptions(
 
 
 @both("amqtt sends retained messages matching other clients' subscriptions to every new client")
-async def test_retained_messages_do_not_leak(any_broker: BrokerUnderTest, paho: Paho) -> None:
+async def test_retained_messages_do_not_leak(any_broker: BrokerUnderTest, paho: Clients) -> None:
     owner, bystander = paho("owner"), paho("bystander")
     await owner.connect(any_broker.port)
     await owner.subscribe("leak/#", 1)
@@ -77,10 +76,10 @@ async def test_retained_messages_do_not_leak(any_broker: BrokerUnderTest, paho: 
 
 
 @both("amqtt delivers at the subscription's QoS instead of min(publish, subscription)")
-async def test_qos_is_min_of_publish_and_subscription(any_broker: BrokerUnderTest, paho: Paho) -> None:
+async def test_qos_is_min_of_publish_and_subscription(any_broker: BrokerUnderTest, paho: Clients) -> None:
     sub, pub = paho("qos-sub"), paho("qos-pub")
     await sub.connect(any_broker.port)
-    assert await sub.subscribe("q/+", 1) == 1
+    assert await sub.subscribe("q/+", 1) == [1]
     await pub.connect(any_broker.port)
     await pub.publish("q/zero", b"a", 0)
     await pub.publish("q/two", b"b", 2)
@@ -89,7 +88,7 @@ async def test_qos_is_min_of_publish_and_subscription(any_broker: BrokerUnderTes
 
 
 @both("amqtt acknowledges before routing and loses messages when the publisher disconnects")
-async def test_nothing_acknowledged_is_lost(any_broker: BrokerUnderTest, paho: Paho) -> None:
+async def test_nothing_acknowledged_is_lost(any_broker: BrokerUnderTest, paho: Clients) -> None:
     sub = paho("keeper")
     await sub.connect(any_broker.port)
     await sub.subscribe("burst/t", 1)
@@ -104,13 +103,13 @@ async def test_nothing_acknowledged_is_lost(any_broker: BrokerUnderTest, paho: P
                 acked += 1
         raw.writer.transport.abort()  # vanish right after the last PUBACK
         await sub.wait_messages(count, 3.0)
-        assert len({m.payload for m in sub.messages}) == count
+        assert len({m.payload for m in sub.received}) == count
     finally:
         await raw.close()
 
 
 @both("amqtt does not queue QoS 1/2 for an offline (anonymous) clean-session-0 client")
-async def test_offline_queue_at_subscription_qos(any_broker: BrokerUnderTest, paho: Paho) -> None:
+async def test_offline_queue_at_subscription_qos(any_broker: BrokerUnderTest, paho: Clients) -> None:
     client, pub = paho("offline", clean_session=False), paho("feeder")
     await client.connect(any_broker.port)
     await client.subscribe("off/+", 1)
@@ -119,22 +118,26 @@ async def test_offline_queue_at_subscription_qos(any_broker: BrokerUnderTest, pa
     await pub.publish("off/a", b"two", 2)
     await pub.publish("off/b", b"one", 1)
     back = paho("offline", clean_session=False)
-    assert await back.connect(any_broker.port) == (0, True)
+    assert await back.connect(any_broker.port) == 0
+    assert back.session_present is True
     received = await back.wait_messages(2, 2.0)
     assert sorted((m.topic, m.qos, m.retain) for m in received) == [("off/a", 1, False), ("off/b", 1, False)]
 
 
 @both("amqtt keeps a client id's first clean-session flag")
-async def test_clean_then_persistent_session(any_broker: BrokerUnderTest, paho: Paho) -> None:
+async def test_clean_then_persistent_session(any_broker: BrokerUnderTest, paho: Clients) -> None:
     first = paho("flip", clean_session=True)
-    assert await first.connect(any_broker.port) == (0, False)
+    assert await first.connect(any_broker.port) == 0
+    assert first.session_present is False
     await first.disconnect()
     second = paho("flip", clean_session=False)
-    assert await second.connect(any_broker.port) == (0, False)
+    assert await second.connect(any_broker.port) == 0
+    assert second.session_present is False
     await second.subscribe("flip/t", 1)
     await second.disconnect()
     third = paho("flip", clean_session=False)
-    assert await third.connect(any_broker.port) == (0, True)
+    assert await third.connect(any_broker.port) == 0
+    assert third.session_present is True
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ plugin loaded), which testers point ordinary MQTT tools at."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,9 +33,9 @@ from nxg_mqtt.mqtt.codec import (
     encode_subscribe,
 )
 from nxg_mqtt.settings import Settings
-from tests.broker.broker_clients import BASE_SETTINGS, PahoClient, RawClient, Received, wait_for
-
-Paho = Callable[..., PahoClient]
+from tests.broker.broker_clients import RawClient, wait_for
+from tests.factories import BROKER_SETTINGS
+from tests.mqtt_client import Clients, Received
 
 
 @pytest.fixture(params=["engine", "standalone"])
@@ -50,10 +50,10 @@ async def engine(request: pytest.FixtureRequest, engine_settings: Settings, tmp_
 
 
 @pytest.mark.parametrize("topic", ["TopicA", "TopicA/B", "/TopicA", "TopicA/"])
-async def test_publish_subscribe_each_qos(engine: NxgBroker, paho: Paho, topic: str) -> None:
+async def test_publish_subscribe_each_qos(engine: NxgBroker, paho: Clients, topic: str) -> None:
     sub, pub = paho("sub"), paho("pub")
     await sub.connect(engine.mqtt_port)
-    assert await sub.subscribe(topic, 2) == 2
+    assert await sub.subscribe(topic, 2) == [2]
     await pub.connect(engine.mqtt_port)
     for qos in (0, 1, 2):
         await pub.publish(topic, b"q%d" % qos, qos)
@@ -62,7 +62,7 @@ async def test_publish_subscribe_each_qos(engine: NxgBroker, paho: Paho, topic: 
     assert all(m.topic == topic and not m.retain for m in received)
 
 
-async def test_wildcards_and_dollar_topics(engine: NxgBroker, paho: Paho) -> None:
+async def test_wildcards_and_dollar_topics(engine: NxgBroker, paho: Clients) -> None:
     wild, sys = paho("wild"), paho("sys")
     await wild.connect(engine.mqtt_port)
     await wild.subscribe("+/+", 0)
@@ -77,7 +77,7 @@ async def test_wildcards_and_dollar_topics(engine: NxgBroker, paho: Paho) -> Non
     assert [m.topic for m in await wild.quiet(0.3)] == ["TopicA/B"]
 
 
-async def test_clients_may_not_publish_dollar_topics(engine: NxgBroker, paho: Paho) -> None:
+async def test_clients_may_not_publish_dollar_topics(engine: NxgBroker, paho: Clients) -> None:
     sys, pub = paho("sys"), paho("pub")
     await sys.connect(engine.mqtt_port)
     await sys.subscribe("$SYS/#", 1)
@@ -87,7 +87,7 @@ async def test_clients_may_not_publish_dollar_topics(engine: NxgBroker, paho: Pa
     assert engine.stats["publish_denied"] == 1
 
 
-async def test_will_on_abnormal_close_only(engine: NxgBroker, paho: Paho) -> None:
+async def test_will_on_abnormal_close_only(engine: NxgBroker, paho: Clients) -> None:
     watcher = paho("watcher")
     await watcher.connect(engine.mqtt_port)
     await watcher.subscribe("wills/#", 1)
@@ -95,7 +95,7 @@ async def test_will_on_abnormal_close_only(engine: NxgBroker, paho: Paho) -> Non
     await polite.connect(engine.mqtt_port, will=("wills/polite", b"gone", 1, False))
     await rude.connect(engine.mqtt_port, will=("wills/rude", b"gone", 1, True))
     await polite.disconnect()
-    await rude.drop()
+    rude.drop()
     assert [(m.topic, m.payload, m.qos) for m in await watcher.wait_messages(1)] == [("wills/rude", b"gone", 1)]
     assert len(await watcher.quiet(0.3)) == 1
     late = paho("late")
@@ -104,7 +104,7 @@ async def test_will_on_abnormal_close_only(engine: NxgBroker, paho: Paho) -> Non
     assert [(m.topic, m.retain) for m in await late.wait_messages(1)] == [("wills/rude", True)]
 
 
-async def test_retained_set_delivered_and_cleared(engine: NxgBroker, paho: Paho) -> None:
+async def test_retained_set_delivered_and_cleared(engine: NxgBroker, paho: Clients) -> None:
     pub = paho("pub")
     await pub.connect(engine.mqtt_port)
     await pub.publish("ret/a", b"kept", 1, retain=True)
@@ -121,7 +121,7 @@ async def test_retained_set_delivered_and_cleared(engine: NxgBroker, paho: Paho)
     assert engine.retained == {}
 
 
-async def test_overlapping_subscriptions_one_copy_at_highest_qos(engine: NxgBroker, paho: Paho) -> None:
+async def test_overlapping_subscriptions_one_copy_at_highest_qos(engine: NxgBroker, paho: Clients) -> None:
     sub, pub = paho("overlap"), paho("pub")
     await sub.connect(engine.mqtt_port)
     await sub.subscribe("ov/#", 0)
@@ -133,7 +133,7 @@ async def test_overlapping_subscriptions_one_copy_at_highest_qos(engine: NxgBrok
     assert [(m.payload, m.qos) for m in await sub.quiet(0.3)] == [(b"one", 2)]
 
 
-async def test_unsubscribe(engine: NxgBroker, paho: Paho) -> None:
+async def test_unsubscribe(engine: NxgBroker, paho: Clients) -> None:
     sub, pub = paho("unsub"), paho("pub")
     await sub.connect(engine.mqtt_port)
     await sub.subscribe("u/t", 1)
@@ -146,17 +146,20 @@ async def test_unsubscribe(engine: NxgBroker, paho: Paho) -> None:
     assert [m.payload for m in await sub.quiet(0.3)] == [b"before"]
 
 
-async def test_session_present_and_clean_discards(engine: NxgBroker, paho: Paho) -> None:
+async def test_session_present_and_clean_discards(engine: NxgBroker, paho: Clients) -> None:
     client = paho("resume", clean_session=False)
-    assert await client.connect(engine.mqtt_port) == (0, False)
+    assert await client.connect(engine.mqtt_port) == 0
+    assert client.session_present is False
     await client.subscribe("r/t", 1)
     await client.disconnect()
     again = paho("resume", clean_session=False)
-    assert await again.connect(engine.mqtt_port) == (0, True)
+    assert await again.connect(engine.mqtt_port) == 0
+    assert again.session_present is True
     assert engine.has_subscription("resume", "r/t")
     await again.disconnect()
     clean = paho("resume", clean_session=True)
-    assert await clean.connect(engine.mqtt_port) == (0, False)
+    assert await clean.connect(engine.mqtt_port) == 0
+    assert clean.session_present is False
     assert not engine.has_subscription("resume", "r/t")
 
 
@@ -196,19 +199,20 @@ async def test_empty_client_id(engine: NxgBroker) -> None:
         await raw.close()
 
 
-async def test_takeover_keeps_persistent_session(engine: NxgBroker, paho: Paho) -> None:
+async def test_takeover_keeps_persistent_session(engine: NxgBroker, paho: Clients) -> None:
     first = paho("dup", clean_session=False)
     await first.connect(engine.mqtt_port)
     await first.subscribe("dup/t", 1)
     second = paho("dup", clean_session=False)
-    assert await second.connect(engine.mqtt_port) == (0, True)
+    assert await second.connect(engine.mqtt_port) == 0
+    assert second.session_present is True
     assert await wait_for(first.disconnected.is_set)
     await engine.publish("dup/t", b"x", qos=1)
     assert len(await second.wait_messages(1)) == 1
-    assert first.messages == []
+    assert first.received == []
 
 
-async def test_keepalive_timeout_publishes_will(engine: NxgBroker, paho: Paho) -> None:
+async def test_keepalive_timeout_publishes_will(engine: NxgBroker, paho: Clients) -> None:
     watcher = paho("watcher")
     await watcher.connect(engine.mqtt_port)
     await watcher.subscribe("ka/will", 0)
@@ -277,8 +281,8 @@ async def test_protocol_level_3_refused_then_closed(engine: NxgBroker) -> None:
         await raw.close()
 
 
-async def test_oversized_packet_closes(paho: Paho) -> None:
-    async with NxgBroker(replace(BASE_SETTINGS, max_packet_bytes=1024)) as broker:
+async def test_oversized_packet_closes(paho: Clients) -> None:
+    async with NxgBroker(replace(BROKER_SETTINGS, max_packet_bytes=1024)) as broker:
         raw = await RawClient.open(broker.mqtt_port)
         try:
             await raw.connect("big")
@@ -288,16 +292,16 @@ async def test_oversized_packet_closes(paho: Paho) -> None:
             await raw.close()
 
 
-async def test_no_anonymous_access_without_auth_plugin(paho: Paho) -> None:
-    async with NxgBroker(replace(BASE_SETTINGS, allow_anonymous=False)) as broker:
+async def test_no_anonymous_access_without_auth_plugin(paho: Clients) -> None:
+    async with NxgBroker(replace(BROKER_SETTINGS, allow_anonymous=False)) as broker:
         client = paho("anon")
-        assert (await client.connect(broker.mqtt_port))[0] == 0x05
+        assert await client.connect(broker.mqtt_port) == 0x05
         named = paho("named")
-        assert (await named.connect(broker.mqtt_port, username="u", password="p"))[0] == 0x05
+        assert await named.connect(broker.mqtt_port, username="u", password="p") == 0x05
         assert broker.connected_count == 0
 
 
-async def test_failed_connects_rate_limited(paho: Paho) -> None:
+async def test_failed_connects_rate_limited(paho: Clients) -> None:
     """Refusals for bad credentials (0x04) lock the address out; others (0x05) never do."""
 
     class WrongPassword(BaseAuthPlugin):  # type: ignore[misc]
@@ -306,7 +310,7 @@ async def test_failed_connects_rate_limited(paho: Paho) -> None:
                 raise ConnectRefused(ConnectRefused.BAD_CREDENTIALS, "wrong password")
             return None if session.username is None else session.username == "ok"
 
-    settings: Settings = replace(BASE_SETTINGS, allow_anonymous=False, connect_failures_per_minute=3)
+    settings: Settings = replace(BROKER_SETTINGS, allow_anonymous=False, connect_failures_per_minute=3)
     async with NxgBroker(settings, [WrongPassword]) as broker:
 
         async def attempt(client_id: str, username: str | None) -> int:
@@ -325,8 +329,8 @@ async def test_failed_connects_rate_limited(paho: Paho) -> None:
         assert broker.stats["connect_refused"] == 11
 
 
-async def test_offline_queue_bounded(paho: Paho) -> None:
-    async with NxgBroker(replace(BASE_SETTINGS, session_queue_limit=5)) as broker:
+async def test_offline_queue_bounded(paho: Clients) -> None:
+    async with NxgBroker(replace(BROKER_SETTINGS, session_queue_limit=5)) as broker:
         client = paho("bounded", clean_session=False)
         await client.connect(broker.mqtt_port)
         await client.subscribe("b/t", 1)
@@ -339,11 +343,11 @@ async def test_offline_queue_bounded(paho: Paho) -> None:
         assert [m.payload for m in await back.wait_messages(5)] == [b"0", b"1", b"2", b"3", b"4"]
 
 
-async def test_websocket_listener(paho: Paho) -> None:
-    async with NxgBroker(replace(BASE_SETTINGS, ws_port=0)) as broker:
+async def test_websocket_listener(paho: Clients) -> None:
+    async with NxgBroker(replace(BROKER_SETTINGS, ws_port=0)) as broker:
         assert broker.ws_port
         ws, tcp = paho("ws", transport="websockets"), paho("tcp")
-        assert (await ws.connect(broker.ws_port))[0] == 0
+        assert await ws.connect(broker.ws_port) == 0
         await ws.subscribe("w/t", 2)
         await tcp.connect(broker.mqtt_port)
         await tcp.publish("w/t", b"over-ws", 2)
@@ -352,7 +356,7 @@ async def test_websocket_listener(paho: Paho) -> None:
         assert len(await ws.wait_messages(2)) == 2
 
 
-async def test_publisher_acks_after_routing_qos1(engine: NxgBroker, paho: Paho) -> None:
+async def test_publisher_acks_after_routing_qos1(engine: NxgBroker, paho: Clients) -> None:
     """PUBACK follows routing: by the time it is read, the subscriber's copy is on its way."""
     sub = paho("sub")
     await sub.connect(engine.mqtt_port)
@@ -367,7 +371,7 @@ async def test_publisher_acks_after_routing_qos1(engine: NxgBroker, paho: Paho) 
         await raw.close()
 
 
-async def test_delivery_not_starved_by_another_clients_flood(engine: NxgBroker, paho: Paho) -> None:
+async def test_delivery_not_starved_by_another_clients_flood(engine: NxgBroker, paho: Clients) -> None:
     sink, watcher = paho("sink"), paho("watcher")
     await sink.connect(engine.mqtt_port)
     await sink.subscribe("flood/#", 0)
@@ -379,19 +383,19 @@ async def test_delivery_not_starved_by_another_clients_flood(engine: NxgBroker, 
     try:
         assert (await flood.connect("flooder")).return_code == 0
         flood.send(b"".join(encode_publish(f"flood/{i % 10}", b"f", 0) for i in range(20_000)))
-        await wait_for(lambda: len(sink.messages) > 100, 2.0)  # the flood is arriving
+        await wait_for(lambda: len(sink.received) > 100, 2.0)  # the flood is arriving
         started = time.monotonic()
         urgent.client.publish("urgent", b"now", 0)
-        arrived = await wait_for(lambda: bool(watcher.messages), 1.0)
+        arrived = await wait_for(lambda: bool(watcher.received), 1.0)
         assert arrived, f"urgent message still undelivered after {time.monotonic() - started:.1f} s"
-        assert len(sink.messages) < 20_000  # it really overtook the flood
+        assert len(sink.received) < 20_000  # it really overtook the flood
     finally:
         await flood.close()
 
 
-async def test_slow_consumer_does_not_stall_publishers(paho: Paho) -> None:
+async def test_slow_consumer_does_not_stall_publishers(paho: Clients) -> None:
     """A subscriber that stops reading: publishers wait briefly, then it is queued, bounded, dropped."""
-    settings = replace(BASE_SETTINGS, session_queue_limit=10)
+    settings = replace(BROKER_SETTINGS, session_queue_limit=10)
     async with NxgBroker(settings, drain_timeout_s=0.3) as broker:
         stuck = await RawClient.open(broker.mqtt_port)
         try:
@@ -410,7 +414,7 @@ async def test_slow_consumer_does_not_stall_publishers(paho: Paho) -> None:
             await stuck.close()
 
 
-async def test_qos2_inbound_retransmission_routed_once(engine: NxgBroker, paho: Paho) -> None:
+async def test_qos2_inbound_retransmission_routed_once(engine: NxgBroker, paho: Clients) -> None:
     sub = paho("sub")
     await sub.connect(engine.mqtt_port)
     await sub.subscribe("q2", 2)
@@ -451,7 +455,7 @@ async def test_qos2_outbound_flow(engine: NxgBroker) -> None:
         await raw.close()
 
 
-async def test_kick_publishes_will(engine: NxgBroker, paho: Paho) -> None:
+async def test_kick_publishes_will(engine: NxgBroker, paho: Clients) -> None:
     watcher, victim = paho("watcher"), paho("victim")
     await watcher.connect(engine.mqtt_port)
     await watcher.subscribe("kick/will", 0)

@@ -15,9 +15,9 @@ from nxg_mqtt.broker.server import BrokerContext, NxgBroker
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.errors import ConnectRefused
 from nxg_mqtt.settings import Settings
-from tests.broker.broker_clients import BASE_SETTINGS, PahoClient, RawClient, wait_for
-
-Paho = Callable[..., PahoClient]
+from tests.broker.broker_clients import RawClient, wait_for
+from tests.factories import BROKER_SETTINGS
+from tests.mqtt_client import Clients
 
 
 class Recorder(BasePlugin):  # type: ignore[misc]
@@ -141,7 +141,7 @@ class Plugins:
 async def stack(request: pytest.FixtureRequest) -> AsyncIterator[tuple[NxgBroker, Plugins]]:
     classes: list[type[Any]] = getattr(request, "param", [Recorder, Auth, Acl, Validator])
     plugins = Plugins()
-    settings: Settings = replace(BASE_SETTINGS, allow_anonymous=False)
+    settings: Settings = replace(BROKER_SETTINGS, allow_anonymous=False)
     async with NxgBroker(settings, [factory(cls, plugins.made) for cls in classes]) as broker:
         yield broker, plugins
 
@@ -160,13 +160,13 @@ async def test_context_given_to_plugins(stack: tuple[NxgBroker, Plugins]) -> Non
     ("username", "code"),
     [("good", 0), ("bad", 5), ("wrong", 4), ("boom", 5), ("nobody", 5), (None, 5)],
 )
-async def test_auth_outcomes(stack: tuple[NxgBroker, Plugins], paho: Paho, username: str | None, code: int) -> None:
+async def test_auth_outcomes(stack: tuple[NxgBroker, Plugins], paho: Clients, username: str | None, code: int) -> None:
     broker, _ = stack
     client = paho("who")
-    assert (await client.connect(broker.mqtt_port, username=username, password="pw"))[0] == code
+    assert await client.connect(broker.mqtt_port, username=username, password="pw") == code
 
 
-async def test_auth_plugin_sees_session_fields(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+async def test_auth_plugin_sees_session_fields(stack: tuple[NxgBroker, Plugins], paho: Clients) -> None:
     broker, _ = stack
     client = paho("fields")
     await client.connect(broker.mqtt_port, username="good", password="s3cret", keepalive=30)
@@ -179,19 +179,19 @@ async def test_auth_plugin_sees_session_fields(stack: tuple[NxgBroker, Plugins],
     assert not session.is_anonymous
 
 
-async def test_acl_subscribe_publish_receive(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+async def test_acl_subscribe_publish_receive(stack: tuple[NxgBroker, Plugins], paho: Clients) -> None:
     broker, plugins = stack
     sub, blind, pub = paho("sub"), paho("blind"), paho("pub")
     for client in (sub, blind, pub):
         await client.connect(broker.mqtt_port, username="good", password="")
-    assert await sub.subscribe("secret/x", 1) == 0x80
-    assert await sub.subscribe("#", 1) == 1
-    assert await blind.subscribe("#", 1) == 1
+    assert await sub.subscribe("secret/x", 1) == [0x80]
+    assert await sub.subscribe("#", 1) == [1]
+    assert await blind.subscribe("#", 1) == [1]
     await pub.publish("ro/x", b"denied", 1)  # acknowledged, dropped
     await pub.publish("open/x", b"ok", 1)
     assert [m.payload for m in await sub.wait_messages(1)] == [b"ok"]
     assert await blind.quiet(0.3) == []
-    assert [m.payload for m in sub.messages] == [b"ok"]
+    assert [m.payload for m in sub.received] == [b"ok"]
     assert broker.stats["publish_denied"] == 1
     assert broker.stats["subscribe_denied"] == 1
     assert broker.stats["receive_denied"] == 1
@@ -199,7 +199,7 @@ async def test_acl_subscribe_publish_receive(stack: tuple[NxgBroker, Plugins], p
     assert actions == {Action.SUBSCRIBE, Action.PUBLISH, Action.RECEIVE}
 
 
-async def test_receive_all_skips_the_receive_check(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+async def test_receive_all_skips_the_receive_check(stack: tuple[NxgBroker, Plugins], paho: Clients) -> None:
     broker, plugins = stack
     blind, pub = paho("blind"), paho("pub")
     await blind.connect(broker.mqtt_port, username="good", password="")
@@ -213,7 +213,7 @@ async def test_receive_all_skips_the_receive_check(stack: tuple[NxgBroker, Plugi
     assert not [c for c in plugins.get(Acl).checks if c[2] == Action.RECEIVE]
 
 
-async def test_retained_delivery_checks_receive(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+async def test_retained_delivery_checks_receive(stack: tuple[NxgBroker, Plugins], paho: Clients) -> None:
     broker, _ = stack
     await broker.publish("news/a", b"kept", retain=True)
     blind, sighted = paho("blind"), paho("sighted")
@@ -224,7 +224,7 @@ async def test_retained_delivery_checks_receive(stack: tuple[NxgBroker, Plugins]
     assert await blind.quiet(0.3) == []
 
 
-async def test_validator_drops_but_acknowledges(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+async def test_validator_drops_but_acknowledges(stack: tuple[NxgBroker, Plugins], paho: Clients) -> None:
     broker, plugins = stack
     sub, pub = paho("sub"), paho("pub")
     await sub.connect(broker.mqtt_port, username="good", password="")
@@ -233,19 +233,19 @@ async def test_validator_drops_but_acknowledges(stack: tuple[NxgBroker, Plugins]
     await pub.publish("v", b"invalid", 1)
     await pub.publish("v", b"valid", 1)
     assert [m.payload for m in await sub.wait_messages(1)] == [b"valid"]
-    assert await sub.quiet(0.2) == sub.messages[:1]
+    assert await sub.quiet(0.2) == sub.received[:1]
     assert broker.stats["publish_invalid"] == 1
     recorder = plugins.get(Recorder)
     assert [e[3] for e in recorder.named("received")] == [b"invalid", b"valid"]  # before the checks
     assert len(recorder.named("broadcast")) == 1  # only what was routed
 
 
-async def test_event_order_and_disconnect_reasons(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+async def test_event_order_and_disconnect_reasons(stack: tuple[NxgBroker, Plugins], paho: Clients) -> None:
     broker, plugins = stack
     recorder = plugins.get(Recorder)
     a = paho("a")
     await a.connect(broker.mqtt_port, username="good", password="")
-    assert await a.subscribe("e/t", 1) == 1
+    assert await a.subscribe("e/t", 1) == [1]
     assert await wait_for(lambda: bool(recorder.named("subscribed")))
     await a.unsubscribe("e/t")
     await a.disconnect()
@@ -269,9 +269,9 @@ async def test_event_order_and_disconnect_reasons(stack: tuple[NxgBroker, Plugin
     ]
 
 
-async def test_shutdown_and_protocol_error_reasons(paho: Paho) -> None:
+async def test_shutdown_and_protocol_error_reasons(paho: Clients) -> None:
     plugins = Plugins()
-    async with NxgBroker(BASE_SETTINGS, [factory(Recorder, plugins.made)]) as broker:
+    async with NxgBroker(BROKER_SETTINGS, [factory(Recorder, plugins.made)]) as broker:
         raw = await RawClient.open(broker.mqtt_port)
         await raw.connect("bad-packets")
         raw.send(b"\x36\x00")
@@ -287,14 +287,14 @@ async def test_shutdown_and_protocol_error_reasons(paho: Paho) -> None:
 
 @pytest.mark.parametrize("stack", [[Broken, Recorder]], indirect=True)
 async def test_broken_plugin_does_not_break_the_connection(
-    stack: tuple[NxgBroker, Plugins], paho: Paho, caplog: pytest.LogCaptureFixture
+    stack: tuple[NxgBroker, Plugins], paho: Clients, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker, plugins = stack
     client = paho("survivor")
     # no auth plugin among these: anonymous is refused, so this broker allows it explicitly
     broker.settings = replace(broker.settings, allow_anonymous=True)
-    assert (await client.connect(broker.mqtt_port))[0] == 0
-    assert await client.subscribe("s/t", 1) == 1
+    assert await client.connect(broker.mqtt_port) == 0
+    assert await client.subscribe("s/t", 1) == [1]
     await client.publish("s/t", b"still here", 1)
     assert [m.payload for m in await client.wait_messages(1)] == [b"still here"]
     assert broker.stats["plugin_errors"] == 3
@@ -302,9 +302,9 @@ async def test_broken_plugin_does_not_break_the_connection(
     assert plugins.get(Recorder).named("connected") == [("connected", "survivor")]  # later plugins still run
 
 
-async def test_server_side_publish_api(paho: Paho) -> None:
+async def test_server_side_publish_api(paho: Clients) -> None:
     plugins = Plugins()
-    async with NxgBroker(BASE_SETTINGS, [factory(Acl, plugins.made)]) as broker:
+    async with NxgBroker(BROKER_SETTINGS, [factory(Acl, plugins.made)]) as broker:
         sub, blind = paho("sub"), paho("blind")
         await sub.connect(broker.mqtt_port)
         await sub.subscribe("ro/+", 2)  # server publishes bypass the PUBLISH ACL
@@ -314,8 +314,8 @@ async def test_server_side_publish_api(paho: Paho) -> None:
         assert not broker.has_subscription("sub", "other")
         assert not broker.has_subscription("nobody", "ro/cmd")
         assert await broker.publish("ro/cmd", b"go", qos=1, retain=True) == 1  # blind is refused RECEIVE
-        assert await sub.wait_messages(1) == sub.messages[:1]
-        assert (sub.messages[0].qos, sub.messages[0].retain) == (1, False)
+        assert await sub.wait_messages(1) == sub.received[:1]
+        assert (sub.received[0].qos, sub.received[0].retain) == (1, False)
         assert "ro/cmd" in broker.retained
         await broker.publish("ro/cmd", b"", retain=True)
         assert "ro/cmd" not in broker.retained
@@ -324,7 +324,7 @@ async def test_server_side_publish_api(paho: Paho) -> None:
             await broker.publish("ro/#", b"x")
 
 
-async def test_will_checked_against_publish_acl(stack: tuple[NxgBroker, Plugins], paho: Paho) -> None:
+async def test_will_checked_against_publish_acl(stack: tuple[NxgBroker, Plugins], paho: Clients) -> None:
     broker, _ = stack
     watcher = paho("watcher")
     await watcher.connect(broker.mqtt_port, username="good", password="")
@@ -332,8 +332,8 @@ async def test_will_checked_against_publish_acl(stack: tuple[NxgBroker, Plugins]
     denied, allowed = paho("denied"), paho("allowed")
     await denied.connect(broker.mqtt_port, username="good", password="", will=("ro/will", b"no", 0, False))
     await allowed.connect(broker.mqtt_port, username="good", password="", will=("rw/will", b"yes", 0, False))
-    await denied.drop()
-    await allowed.drop()
+    denied.drop()
+    allowed.drop()
     await watcher.wait_messages(1)
     assert [m.topic for m in await watcher.quiet(0.3)] == ["rw/will"]
 
@@ -349,11 +349,11 @@ async def test_plugin_may_adjust_keepalive(stack: tuple[NxgBroker, Plugins]) -> 
         await raw.close()
 
 
-async def test_websocket_client_sees_server_shutdown(paho: Paho) -> None:
+async def test_websocket_client_sees_server_shutdown(paho: Clients) -> None:
     plugins = Plugins()
-    async with NxgBroker(replace(BASE_SETTINGS, ws_port=0), [factory(Recorder, plugins.made)]) as broker:
+    async with NxgBroker(replace(BROKER_SETTINGS, ws_port=0), [factory(Recorder, plugins.made)]) as broker:
         assert broker.ws_port is not None
         ws = paho("ws", transport="websockets")
-        assert (await ws.connect(broker.ws_port))[0] == 0
+        assert await ws.connect(broker.ws_port) == 0
     assert plugins.get(Recorder).named("disconnected") == [("disconnected", "ws", "server shutdown")]
     assert await wait_for(ws.disconnected.is_set)

@@ -10,12 +10,12 @@ import pytest
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.errors import QueueFullError
 from nxg_mqtt.models import CommandStatus, now_ms
-from nxg_mqtt.settings import Settings
+from tests.factories import make_settings
 
 
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    settings = Settings(data_dir=tmp_path, command_queue_limit=3, command_rate_limit=6)
+    settings = make_settings(tmp_path, command_queue_limit=3, command_rate_limit=6)
     async with open_core(settings) as value:
         await value.devices.create("q-1")
         await value.devices.create("q-2")

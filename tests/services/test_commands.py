@@ -17,14 +17,14 @@ from nxg_mqtt.errors import DeviceNotFound, PayloadRejected, RateLimitedError, V
 from nxg_mqtt.models import Command, CommandStatus
 from nxg_mqtt.protocol import MessageType, SignalKind
 from nxg_mqtt.services.history import HistoryQuery
-from nxg_mqtt.settings import Settings
+from tests.factories import make_settings
 
 SWEEP_QUEUED_EVERY_S = 5.0  # the sweep looks at queued commands every 25 ticks of 0.2 s
 
 
 @asynccontextmanager
 async def serving(tmp_path: Path, **changes: Any) -> AsyncIterator[Core]:
-    settings = Settings(data_dir=tmp_path, batch_window_ms=10, signal_poll_s=0.05).with_overrides(**changes)
+    settings = make_settings(tmp_path, signal_poll_s=0.05, **changes)
     async with open_core(settings, serve=True) as core:
         await core.devices.create("c1")
         yield core
@@ -163,7 +163,7 @@ async def test_commands_queued_before_a_restart_go_out_in_order(tmp_path: Path) 
     async with serving(tmp_path) as core:
         first = await core.commands.submit("c1", "one")
         second = await core.commands.submit("c1", "two")
-    settings = Settings(data_dir=tmp_path, batch_window_ms=10)
+    settings = make_settings(tmp_path)
     async with open_core(settings, serve=True) as restarted:
         order: list[str] = []
 

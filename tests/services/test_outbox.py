@@ -6,12 +6,12 @@ from pathlib import Path
 
 from nxg_mqtt.broker.embedded import open_broker
 from nxg_mqtt.core import open_core
-from nxg_mqtt.settings import Settings
+from tests.factories import make_settings
 from tests.mqtt_client import TestClient
 
 
 async def test_core_messages_go_to_the_broker_that_runs_and_nowhere_after(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, host="127.0.0.1", mqtt_port=0, ws_port=None, internal_secret="s")
+    settings = make_settings(tmp_path, internal_secret="s")
     async with open_core(settings, serve=True) as core:
         async with open_broker(core) as broker:
             watcher = TestClient("watcher")

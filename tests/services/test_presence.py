@@ -12,20 +12,16 @@ import pytest
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.protocol import CloseReason, MessageType
 from nxg_mqtt.services.history import HistoryQuery
-from nxg_mqtt.settings import Settings
+from tests.factories import make_settings
 
 # a log entry is named by (serial, connected_at in ms): two connections of one serial within the
 # same millisecond cannot be told apart (a known limit), so the takeovers here are a few ms apart
 SAME_MS = 0.005
 
 
-def core_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, batch_window_ms=10, signal_poll_s=0.05)
-
-
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    async with open_core(core_settings(tmp_path), serve=True) as value:
+    async with open_core(make_settings(tmp_path, signal_poll_s=0.05), serve=True) as value:
         await value.devices.create("p1")
         yield value
 
@@ -105,7 +101,7 @@ async def test_ready_listeners_each_run_even_if_one_fails(core: Core) -> None:
 
 
 async def test_recovery_closes_what_a_crashed_process_left_open(tmp_path: Path) -> None:
-    settings = core_settings(tmp_path)
+    settings = make_settings(tmp_path, signal_poll_s=0.05)
     async with open_core(settings, serve=True) as crashed:
         await crashed.devices.create("p2")
         await crashed.presence.connected("p2", "mqtt", "10.0.0.3")

@@ -4,27 +4,15 @@ serving process's live sessions, as a kind plus a RevokeReason."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.models import CommandStatus, now_ms
 from nxg_mqtt.protocol import RevokeReason, SignalKind
-from nxg_mqtt.settings import Settings
+from tests.factories import make_settings
+from tests.mqtt_client import wait_for
 
 WITHIN_S = 1.0  # PROTOCOL §6: CLI changes reach a running server within 1 s
-
-
-def settings_for(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, batch_window_ms=10, signal_poll_s=0.05)
-
-
-async def wait_for(condition: Callable[[], bool], within_s: float = WITHIN_S) -> bool:
-    for _ in range(int(within_s / 0.02)):
-        if condition():
-            return True
-        await asyncio.sleep(0.02)
-    return condition()
 
 
 def record_revocations(core: Core) -> list[tuple[str, RevokeReason]]:
@@ -38,22 +26,22 @@ def record_revocations(core: Core) -> list[tuple[str, RevokeReason]]:
 
 
 async def test_a_cli_reset_and_delete_reach_the_server_with_their_reason(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
+    settings = make_settings(tmp_path, signal_poll_s=0.05)
     async with open_core(settings, serve=True) as server:
         seen = record_revocations(server)
         async with open_core(settings) as cli:
             await cli.devices.create("g1")
             await cli.devices.reset("g1")
-            assert await wait_for(lambda: seen == [("g1", RevokeReason.RESET)])
+            assert await wait_for(lambda: seen == [("g1", RevokeReason.RESET)], WITHIN_S)
             await cli.devices.regenerate("g1")
             await cli.devices.delete("g1")
-        assert await wait_for(lambda: len(seen) == 3)
+        assert await wait_for(lambda: len(seen) == 3, WITHIN_S)
         assert [why for _, why in seen] == [RevokeReason.RESET, RevokeReason.REGENERATE, RevokeReason.DELETE]
         assert all(isinstance(why, RevokeReason) for _, why in seen)
 
 
 async def test_a_server_does_not_act_twice_on_its_own_change(tmp_path: Path) -> None:
-    async with open_core(settings_for(tmp_path), serve=True) as server:
+    async with open_core(make_settings(tmp_path, signal_poll_s=0.05), serve=True) as server:
         seen = record_revocations(server)
         await server.devices.create("g2")
         await server.devices.reset("g2")
@@ -63,7 +51,7 @@ async def test_a_server_does_not_act_twice_on_its_own_change(tmp_path: Path) -> 
 
 
 async def test_the_signal_row_holds_the_kind_and_the_reason_apart(tmp_path: Path) -> None:
-    async with open_core(settings_for(tmp_path)) as cli:
+    async with open_core(make_settings(tmp_path, signal_poll_s=0.05)) as cli:
         await cli.devices.create("g3")
         await cli.devices.regenerate("g3")
         [signal] = await cli.store.signals.since(0)
@@ -72,7 +60,7 @@ async def test_the_signal_row_holds_the_kind_and_the_reason_apart(tmp_path: Path
 
 
 async def test_a_cli_command_is_dispatched_by_the_server(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
+    settings = make_settings(tmp_path, signal_poll_s=0.05)
     async with open_core(settings, serve=True) as server:
         await server.devices.create("g4")
         await server.presence.connected("g4", "mqtt", None)
@@ -91,7 +79,7 @@ async def test_a_cli_command_is_dispatched_by_the_server(tmp_path: Path) -> None
 
 
 async def test_rows_of_unknown_kinds_are_skipped(tmp_path: Path) -> None:
-    async with open_core(settings_for(tmp_path), serve=True) as server:
+    async with open_core(make_settings(tmp_path, signal_poll_s=0.05), serve=True) as server:
         seen = record_revocations(server)
         await server.devices.create("g5")
         await server.store.db.conn.execute(

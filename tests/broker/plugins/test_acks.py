@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 from nxg_mqtt.models import CommandStatus
-from tests.broker.plugins.conftest import Stack
+from tests.broker.plugins.helpers import STACK_OVERRIDES, Stack, open_stack
+from tests.factories import make_settings
 
 
 async def test_command_to_online_device_is_acked(stack: Stack) -> None:
@@ -48,25 +51,14 @@ async def test_queued_command_delivered_on_reconnect_in_order(stack: Stack) -> N
     assert two is not None and two.status is CommandStatus.FAILED and two.error == "jam"
 
 
-async def test_no_ack_times_out(tmp_path: object) -> None:
-    from pathlib import Path
-
-    from nxg_mqtt.broker.embedded import open_broker
-    from nxg_mqtt.core import open_core
-    from tests.broker.plugins.conftest import stack_settings
-
-    settings = stack_settings(Path(str(tmp_path)), command_ack_timeout_s=0.5)
-    async with open_core(settings, serve=True) as core, open_broker(core) as broker:
-        s = Stack(core, broker, [])
+async def test_no_ack_times_out(tmp_path: Path) -> None:
+    async with open_stack(make_settings(tmp_path, **STACK_OVERRIDES, command_ack_timeout_s=0.5)) as s:
         device, _ = await s.device("cm-c")
-        command = await core.commands.submit("cm-c", "open")
+        command = await s.core.commands.submit("cm-c", "open")
         await device.next_message()
-        import asyncio
-
         await asyncio.sleep(1.2)
-        stored = await core.commands.get(command.id)
+        stored = await s.core.commands.get(command.id)
         assert stored is not None and stored.status is CommandStatus.TIMEOUT
-        await s.close_clients()
 
 
 async def test_malformed_ack_is_a_warning(stack: Stack) -> None:

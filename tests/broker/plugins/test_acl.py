@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from tests.broker.plugins.conftest import Stack
+from tests.broker.plugins.helpers import STACK_OVERRIDES, Stack, open_stack
+from tests.factories import make_settings
 
 
 async def test_device_may_not_subscribe_outside_its_command_topic(stack: Stack) -> None:
@@ -48,16 +50,8 @@ async def test_pairing_session_is_confined(stack: Stack) -> None:
     assert not [m for m in await stack.core.store.messages.query("acl-e") if m.type.value == "telemetry"]
 
 
-async def test_anonymous_standalone_broker_keeps_server_topics_closed(tmp_path: object) -> None:
-    from pathlib import Path
-
-    from nxg_mqtt.broker.embedded import open_broker
-    from nxg_mqtt.core import open_core
-    from tests.broker.plugins.conftest import stack_settings
-
-    settings = stack_settings(Path(str(tmp_path)), allow_anonymous=True)
-    async with open_core(settings, serve=True) as core, open_broker(core) as broker:
-        s = Stack(core, broker, [])
+async def test_anonymous_standalone_broker_keeps_server_topics_closed(tmp_path: Path) -> None:
+    async with open_stack(make_settings(tmp_path, **STACK_OVERRIDES, allow_anonymous=True)) as s:
         code = await s.create_device("anon-dev")
         anon = s.client("anon")
         assert await anon.connect(s.port) == 0
@@ -70,4 +64,3 @@ async def test_anonymous_standalone_broker_keeps_server_topics_closed(tmp_path: 
         reply = await s.pair(code)  # a pairing reply carries a token: never to anonymous `#`
         assert reply["t"] == "pair_ok"
         assert not [m for m in await anon.drain() if m.topic.startswith("nxg/pair/")]
-        await s.close_clients()

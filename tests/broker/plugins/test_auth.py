@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nxg_mqtt.services.credentials import format_code
-from tests.broker.plugins.conftest import Stack
+from tests.broker.plugins.helpers import Stack
 
 
 async def test_pair_then_reconnect_with_token(stack: Stack) -> None:

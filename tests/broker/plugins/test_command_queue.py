@@ -10,21 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from nxg_mqtt.broker.embedded import open_broker
-from nxg_mqtt.core import open_core
 from nxg_mqtt.errors import QueueFullError
 from nxg_mqtt.mqtt.codec import encode_subscribe
 from tests.broker.broker_clients import RawClient, wait_for
-from tests.broker.plugins.conftest import Stack, stack_settings
+from tests.broker.plugins.helpers import STACK_OVERRIDES, Stack, open_stack
+from tests.factories import make_settings
 
 LIMIT = 5
 
 
 @pytest.fixture
 async def small_queue(tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = stack_settings(tmp_path, command_queue_limit=LIMIT, command_rate_limit=0)
-    async with open_core(settings, serve=True) as core, open_broker(core) as broker:
-        yield Stack(core, broker, [])
+    settings = make_settings(tmp_path, **(STACK_OVERRIDES | {"command_queue_limit": LIMIT, "command_rate_limit": 0}))
+    async with open_stack(settings) as stack:
+        yield stack
 
 
 async def test_device_that_never_reads_holds_at_most_the_limit(small_queue: Stack) -> None:

@@ -9,7 +9,7 @@ import json
 from nxg_mqtt.models import MessageType
 from nxg_mqtt.mqtt.codec import encode_publish, encode_subscribe
 from tests.broker.broker_clients import RawClient
-from tests.broker.plugins.conftest import Stack
+from tests.broker.plugins.helpers import Stack
 
 DEVICES = 400
 

@@ -15,7 +15,8 @@ from nxg_mqtt.core import open_core
 from nxg_mqtt.models import MessageType
 from nxg_mqtt.mqtt.codec import PubAck, encode_publish
 from tests.broker.broker_clients import RawClient
-from tests.broker.plugins.conftest import Stack, stack_settings
+from tests.broker.plugins.helpers import STACK_OVERRIDES, Stack, open_stack
+from tests.factories import make_settings
 
 
 async def _history(stack: Stack, serial: str, type_: MessageType) -> list[dict[str, object]]:
@@ -99,13 +100,8 @@ async def test_events_schema(stack: Stack) -> None:
 @pytest.fixture
 async def slow_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """A long batch window, so an acknowledgement sent before the commit cannot go unnoticed."""
-    async with (
-        open_core(stack_settings(tmp_path, batch_window_ms=400), serve=True) as core,
-        open_broker(core) as broker,
-    ):
-        s = Stack(core, broker, [])
-        yield s
-        await s.close_clients()
+    async with open_stack(make_settings(tmp_path, **(STACK_OVERRIDES | {"batch_window_ms": 400}))) as stack:
+        yield stack
 
 
 async def _raw_device(stack: Stack, serial: str) -> RawClient:
@@ -163,10 +159,10 @@ async def test_failed_commit_closes_without_puback(slow_stack: Stack) -> None:
 
 
 async def test_clean_shutdown_sends_pending_pubacks(tmp_path: Path) -> None:
-    settings = stack_settings(tmp_path, batch_window_ms=5000)
+    settings = make_settings(tmp_path, **(STACK_OVERRIDES | {"batch_window_ms": 5000}))
     async with open_core(settings, serve=True) as core:
         async with open_broker(core) as broker:
-            stack = Stack(core, broker, [])
+            stack = Stack(core, broker)
             client = await _raw_device(stack, "gc-stop")
             for n in range(1, 4):
                 client.send(encode_publish("nxg/gc-stop/telemetry", json.dumps({"seq": n}).encode(), 1, packet_id=n))

@@ -7,7 +7,7 @@ import json
 
 from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services.history import HistoryQuery
-from tests.broker.plugins.conftest import Stack
+from tests.broker.plugins.helpers import Stack
 
 MANIFEST = {"version": 1, "capabilities": [{"action": "open", "targets": ["turn1"]}]}
 

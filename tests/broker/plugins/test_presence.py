@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.broker.plugins.conftest import Stack
+from tests.broker.plugins.helpers import Stack
 
 
 async def _presence(watcher_msgs: list[bytes]) -> list[bool]:
