@@ -297,8 +297,10 @@ async def test_no_anonymous_access_without_auth_plugin(paho: Paho) -> None:
         assert broker.connected_count == 0
 
 
-async def test_failed_connects_rate_limited(paho: Paho) -> None:
-    """Refusals for bad credentials (0x04) lock the address out; others (0x05) never do."""
+async def test_engine_refusals_never_lock_out_good_credentials(paho: Paho) -> None:
+    """The engine keeps no per-address lockout: refusals of any kind (bad credentials, stale ones,
+    another protocol level) from one address never refuse the next good CONNECT from it. Brute-force
+    limits belong to the role whose secret is guessed (the auth plugin, the core's pairing)."""
 
     class WrongPassword(BaseAuthPlugin):  # type: ignore[misc]
         async def authenticate(self, *, session: BrokerSession) -> bool | None:
@@ -309,20 +311,21 @@ async def test_failed_connects_rate_limited(paho: Paho) -> None:
     settings: Settings = replace(BASE_SETTINGS, allow_anonymous=False, connect_failures_per_minute=3)
     async with NxgBroker(settings, [WrongPassword]) as broker:
 
-        async def attempt(client_id: str, username: str | None) -> int:
+        async def attempt(client_id: str, username: str | None, level: int = 4) -> int:
             raw = await RawClient.open(broker.mqtt_port)
             try:
-                return (await raw.connect(client_id, username=username, password=b"pw")).return_code
+                name = "MQTT" if level != 3 else "MQIsdp"
+                fields = {"protocol_name": name, "protocol_level": level}
+                return (await raw.connect(client_id, username=username, password=b"pw", **fields)).return_code
             finally:
                 await raw.close()
 
-        not_authorized = [await attempt(f"stale{n}", "stale") for n in range(5)]
-        assert not_authorized == [5, 5, 5, 5, 5]  # a stale token is no guess: never locks out
+        assert [await attempt(f"stale{n}", "stale") for n in range(5)] == [5] * 5
+        assert [await attempt(f"guess{n}", "guess") for n in range(5)] == [4] * 5
+        assert [await attempt(f"v5-{n}", "ok", 5) for n in range(5)] == [1] * 5
+        assert [await attempt(f"v3-{n}", "ok", 3) for n in range(5)] == [1] * 5
         assert await attempt("fine", "ok") == 0
-        guesses = [await attempt(f"guess{n}", "guess") for n in range(5)]
-        assert guesses == [4, 4, 4, 3, 3]
-        assert await attempt("fine2", "ok") == 3  # the address is locked, right credentials or not
-        assert broker.stats["connect_refused"] == 11
+        assert broker.stats["connect_refused"] == 20
 
 
 async def test_offline_queue_bounded(paho: Paho) -> None:

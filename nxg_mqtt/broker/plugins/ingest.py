@@ -3,19 +3,20 @@ devices) validated and stored; a bad payload is dropped and recorded as a Warnin
 
 from __future__ import annotations
 
-from typing import Any
-
 from nxg_mqtt import messages
-from nxg_mqtt.broker.plugins.base import ROLE_BRIDGE, ROLE_DEVICE, NxgPlugin
+from nxg_mqtt.broker.message import IncomingMessage
+from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.errors import PayloadRejected
+from nxg_mqtt.protocol import Role
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 _STORED = frozenset({Channel.TELEMETRY, Channel.STATUS, Channel.EVENT})
 
 
 class IngestPlugin(NxgPlugin):
-    async def validate_message(self, *, session: Any, message: Any) -> bool | None:
-        if session.role not in (ROLE_DEVICE, ROLE_BRIDGE):
+    async def validate_message(self, *, session: BrokerSession, message: IncomingMessage) -> bool | None:
+        if session.role not in (Role.DEVICE, Role.BRIDGE):
             return None
         parsed = parse_device_topic(message.topic)
         if parsed is None:

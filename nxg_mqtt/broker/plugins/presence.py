@@ -3,19 +3,19 @@ takeover), and command readiness when the device subscribes to its command topic
 
 from __future__ import annotations
 
-from typing import Any
-
-from nxg_mqtt.broker.plugins.base import ROLE_DEVICE, NxgPlugin
+from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.protocol import Role
 from nxg_mqtt.topics import Channel, device_topic
 
 
 class PresencePlugin(NxgPlugin):
-    async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
-        if client_session.role == ROLE_DEVICE:
+    async def on_broker_client_connected(self, *, client_id: str, client_session: BrokerSession) -> None:
+        if client_session.role == Role.DEVICE and client_session.serial:
             await self.core.presence.connected(client_session.serial, "mqtt", client_session.remote_address)
 
-    async def on_broker_client_disconnected(self, *, client_id: str, client_session: Any) -> None:
-        if client_session.role == ROLE_DEVICE:
+    async def on_broker_client_disconnected(self, *, client_id: str, client_session: BrokerSession) -> None:
+        if client_session.role == Role.DEVICE and client_session.serial:
             await self.core.presence.disconnected(
                 client_session.serial, client_session.disconnect_reason or "disconnected", "mqtt"
             )
@@ -24,7 +24,7 @@ class PresencePlugin(NxgPlugin):
         session = self.broker.session(client_id)
         if (
             session is not None
-            and session.role == ROLE_DEVICE
+            and session.role == Role.DEVICE
             and topic == device_topic(session.serial or "", Channel.CMD)
         ):
             await self.core.presence.subscribed_commands(session.serial or "")
@@ -33,7 +33,7 @@ class PresencePlugin(NxgPlugin):
         session = self.broker.session(client_id)
         if (
             session is not None
-            and session.role == ROLE_DEVICE
+            and session.role == Role.DEVICE
             and topic == device_topic(session.serial or "", Channel.CMD)
         ):
             self.core.presence.unsubscribed_commands(session.serial or "")
