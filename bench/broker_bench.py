@@ -76,10 +76,15 @@ class Config:
     storm_budget: float = 8.0
     storm_concurrency: int = 100
     storm_bad_addr: str = "127.0.0.2"
+    storm_only: bool = False  # only the storm phase, on the 0-idle broker
 
     @property
     def idle_counts(self) -> list[int]:
-        return [0, self.idle_devices] if self.idle_devices > 0 else [0]
+        return [0, self.idle_devices] if self.idle_devices > 0 and not self.storm_only else [0]
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return () if self.storm_only else KINDS
 
 
 @dataclass
@@ -238,7 +243,7 @@ class Bench:
         return report
 
     def steps_per_idle(self, idle: int) -> int:
-        return 1 + len(KINDS) + (1 if idle else 0) + (1 if self.storm_here(idle) else 0)
+        return 1 + len(self.cfg.kinds) + (1 if idle else 0) + (1 if self.storm_here(idle) else 0)
 
     def storm_here(self, idle: int) -> bool:
         """The CONNECT storm runs once per broker, on the broker without idle devices."""
@@ -290,7 +295,7 @@ class Bench:
                 report.idle = session
                 self.step()
                 steps_done += 1
-            for kind in KINDS:
+            for kind in cfg.kinds:
                 if not bp.alive():
                     raise RuntimeError(f"broker died: {bp.log_tail(3)}")
                 label = f"{title} · {idle:,} idle · {kind}"
@@ -323,7 +328,7 @@ class Bench:
                 report.rss_peak[idle] = max(report.rss_peak.get(idle, 0), res.rss_peak)
                 self.step()
                 steps_done += 1
-                if kind != KINDS[-1] or self.storm_here(idle):
+                if kind != cfg.kinds[-1] or self.storm_here(idle):
                     self.runner.settle(bp, label)
             if self.storm_here(idle):
                 if not bp.alive():
@@ -729,10 +734,10 @@ def storm_notes(cfg: Config, key: str, st: StormPhaseResult) -> list[str]:
     ]
     if st.storm_bad:
         lock = c.refused.get(3, 0)
-        where = f"from {c.bad_addr}" if c.bad_addr else "from 127.0.0.1 (same as everyone: a lockout refuses all)"
+        where = f"from {c.bad_addr}" if c.bad_addr else "from 127.0.0.1 (same as the good ones)"
         out.append(
-            f"{title} storm: {st.storm_bad} bad CONNECTs {where}; the failed-CONNECT limiter "
-            f"(30/min per address, then 60 s refused) refused {lock} of them with CONNACK 3"
+            f"{title} storm: {st.storm_bad} bad CONNECTs {where}; the pairing lockout "
+            f"(10 wrong codes/min per address, then 5 min) refused {lock} of them with CONNACK 3"
             + (f"; {c.bad_accepted} bad CONNECTs were ACCEPTED" if c.bad_accepted else "")
         )
     for err in st.errors:
@@ -820,6 +825,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--storm-bad-addr", default="127.0.0.2", help="source address of the failing CONNECTs ('' = 127.0.0.1)"
     )
+    p.add_argument("--storm-only", action="store_true", help="only the CONNECT storm phase (no saturation, no idle)")
     ns = p.parse_args(argv)
     names = {v: k for k, v in BROKERS.items()}
     only: list[str] = []
@@ -844,7 +850,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         paced_rate=ns.paced_rate,
         paced_rate_idle=ns.paced_rate_idle,
         paced_qos=ns.paced_qos,
-        gen_check=not ns.no_gen_check,
+        gen_check=not ns.no_gen_check and not ns.storm_only,
         amqtt_uvloop=not ns.amqtt_asyncio,
         mosquitto_inflight=ns.mosquitto_inflight,
         json_path=ns.json,
@@ -855,6 +861,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         storm_budget=max(1.0, ns.storm_budget),
         storm_concurrency=max(1, ns.storm_concurrency),
         storm_bad_addr=ns.storm_bad_addr,
+        storm_only=ns.storm_only,
     )
 
 

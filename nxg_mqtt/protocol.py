@@ -76,6 +76,7 @@ class CloseReason(StrEnum):
     CONNECT_REFUSED = "connect refused"
     CONNECT_TIMEOUT = "connect timeout"
     SLOW_CONSUMER = "slow consumer"
+    STORE_FAILED = "store failed"  # committing its messages failed: closed without PUBACK, so it resends
     KICKED = "kicked"
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from amqtt.contexts import Action
 
 from nxg_mqtt.broker.message import IncomingMessage
-from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.broker.session import BrokerSession, Principal
 from nxg_mqtt.broker.transport import HIGH_WATER, LOW_WATER, Transport
 from nxg_mqtt.errors import ConnectRefused
 from nxg_mqtt.mqtt.codec import (
@@ -42,6 +42,7 @@ from nxg_mqtt.mqtt.codec import (
     PubRel,
     Subscribe,
     Unsubscribe,
+    UnsupportedProtocol,
     decode,
     encode_connack,
     encode_puback,
@@ -51,6 +52,7 @@ from nxg_mqtt.mqtt.codec import (
     encode_suback,
     encode_unsuback,
 )
+from nxg_mqtt.protocol import CloseReason
 from nxg_mqtt.topics import valid_topic_filter, valid_topic_name
 
 if TYPE_CHECKING:
@@ -58,17 +60,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("nxg_mqtt.broker")
 
-DISCONNECTED = "disconnected"
-CONNECTION_LOST = "connection lost"
-PROTOCOL_ERROR = "protocol error"
-KEEPALIVE_TIMEOUT = "keepalive timeout"
-TAKEN_OVER = "taken over"
-SERVER_SHUTDOWN = "server shutdown"
-CONNECT_REFUSED = "connect refused"
-CONNECT_TIMEOUT = "connect timeout"
-SLOW_CONSUMER = "slow consumer"
-STORE_FAILED = "store failed"
-NO_WILL = frozenset({DISCONNECTED, SERVER_SHUTDOWN})
+NO_WILL = frozenset({CloseReason.DISCONNECTED, CloseReason.SERVER_SHUTDOWN})
 
 
 class Connection:
@@ -129,15 +121,23 @@ class Connection:
         broker.connections.add(self)
         try:
             await self._serve()
+        except UnsupportedProtocol as exc:
+            if self.session is None:
+                # MQTT-3.1.2-2: answer 0x01, then close; one line per refusal, nothing counted
+                self._refuse(ConnectRefused.BAD_PROTOCOL, f"{exc.protocol_name} level {exc.protocol_level}")
+            else:
+                broker.stats["protocol_errors"] += 1
+                logger.info("%r: protocol error: second CONNECT (%s)", self, exc.message)
+                self.close_reason = CloseReason.PROTOCOL_ERROR
         except ProtocolError as exc:
             broker.stats["protocol_errors"] += 1
             logger.info("%r: protocol error: %s", self, exc.message)
             if self.close_reason is None:
-                self.close_reason = PROTOCOL_ERROR
+                self.close_reason = CloseReason.PROTOCOL_ERROR
         except Exception:
             logger.exception("%r: internal error", self)
             if self.close_reason is None:
-                self.close_reason = CONNECTION_LOST
+                self.close_reason = CloseReason.CONNECTION_LOST
         finally:
             try:
                 await self._finish()
@@ -184,8 +184,10 @@ class Connection:
         match packet:
             case Publish():
                 await self._on_publish(session, packet)
-            case PubAck(packet_id) | PubComp(packet_id):
-                session.acknowledge(packet_id)
+            case PubAck(packet_id):
+                session.acknowledge(packet_id, 1)
+            case PubComp(packet_id):
+                session.acknowledge(packet_id, 2)
             case PubRec(packet_id):
                 session.received(packet_id)
                 self.write(encode_pubrel(packet_id))
@@ -200,7 +202,7 @@ class Connection:
                 await self._on_unsubscribe(session, packet)
             case Disconnect():
                 session.will_flag = False  # MQTT-3.14.4-3: a clean DISCONNECT discards the will
-                self.close_reason = DISCONNECTED
+                self.close_reason = CloseReason.DISCONNECTED
                 return False
             case _:
                 raise ProtocolError(f"unexpected {type(packet).__name__} from a client")
@@ -238,43 +240,33 @@ class Connection:
             return
         if self.session is None:
             if now > self.connect_deadline:
-                self.abort(CONNECT_TIMEOUT)
+                self.abort(CloseReason.CONNECT_TIMEOUT)
             return
         if self.keepalive_limit and not self.paused and now - self.last_activity > self.keepalive_limit:
-            self.abort(KEEPALIVE_TIMEOUT)
+            self.abort(CloseReason.KEEPALIVE_TIMEOUT)
             return
         if self.session.overflowed:
             logger.warning("%r: dropped QoS 1/2 messages while connected: disconnecting", self)
-            self.abort(SLOW_CONSUMER)
+            self.abort(CloseReason.SLOW_CONSUMER)
         elif self.blocked and self.transport.buffered() <= LOW_WATER:
             self.blocked = False
             self.session.pump()
 
     # ------------------------------------------------------------------------------- CONNECT
 
-    async def _refuse(self, code: int, why: str, *, count_failure: bool = True) -> bool:
-        broker = self.broker
-        broker.stats["connect_refused"] += 1
-        if count_failure:
-            broker.lockout.fail(self.transport.remote_address or "", asyncio.get_running_loop().time())
+    def _refuse(self, code: int, why: str) -> bool:
+        self.broker.stats["connect_refused"] += 1
         logger.info("%r: CONNECT refused (%#x): %s", self, code, why)
         self.write(encode_connack(False, code))
-        self.close_reason = CONNECT_REFUSED
+        self.close_reason = CloseReason.CONNECT_REFUSED
         return False
 
     async def _on_connect(self, packet: Connect) -> bool:
         broker = self.broker
-        address = self.transport.remote_address or ""
-        if broker.lockout.locked(address, asyncio.get_running_loop().time()):
-            return await self._refuse(ConnectRefused.SERVER_UNAVAILABLE, "too many failures", count_failure=False)
-        if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
-            if packet.protocol_name in ("MQTT", "MQIsdp"):
-                return await self._refuse(ConnectRefused.BAD_PROTOCOL, f"protocol level {packet.protocol_level}")
-            raise ProtocolError(f"unknown protocol name {packet.protocol_name!r}")
         client_id = packet.client_id
         if not client_id:
             if not packet.clean_session:
-                return await self._refuse(ConnectRefused.IDENTIFIER_REJECTED, "empty client id with clean=0")
+                return self._refuse(ConnectRefused.IDENTIFIER_REJECTED, "empty client id with clean=0")
             client_id = "nxg-" + secrets.token_hex(8)
         session = broker.new_session(client_id)
         session.username = packet.username
@@ -293,23 +285,43 @@ class Connection:
         session.is_anonymous = packet.username is None
         code = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
         if code:
-            # only guessable secrets count towards the lockout (a wrong code, secret or key:
-            # 0x04); a stale token (0x05) is a normal event after a reset (PROTOCOL §6)
-            return await self._refuse(code, "authentication", count_failure=code == ConnectRefused.BAD_CREDENTIALS)
+            return self._refuse(code, "authentication")
         if self.close_reason is not None:
             return False
+        principal = session.principal
+        if principal is None:
+            principal = session.principal = Principal.default(session.username)
 
-        # takeover (MQTT-3.1.4-2): the old connection finishes — disconnect event included — first
-        existing = broker.sessions.get(client_id)
-        while existing is not None and existing.conn is not None and existing.conn is not self:
-            old = existing.conn
-            old.abort(TAKEN_OVER)
-            await asyncio.shield(old.done)
+        # A client id belongs to one principal while a session of it exists, connected or stored:
+        # only a CONNECT that authenticated as the same principal takes it over (MQTT-3.1.4-2) or
+        # resumes it. Anyone else is refused and leaves it untouched: a pairing session named
+        # after a device's serial neither kicks that device nor reads its queued commands. The
+        # one exception is a device's own serial: the device gets it back from whoever named a
+        # session after it (closed and discarded, nothing carried over), or anyone holding a
+        # valid code could keep any device offline.
+        while True:
             existing = broker.sessions.get(client_id)
-        if self.close_reason is not None:
-            return False
+            if existing is None:
+                break
+            same = existing.principal == principal
+            if not same and not principal.owns(client_id):
+                return self._refuse(ConnectRefused.IDENTIFIER_REJECTED, f"client id held by {existing.principal}")
+            old = existing.conn
+            if old is None or old is self:
+                if same:
+                    break
+                broker.forget(existing)
+                continue
+            # takeover: the old connection finishes — disconnect event included — first
+            if not same:
+                logger.info("%r: device %s reclaims its client id from %s", self, client_id, existing.principal)
+            old.abort(CloseReason.TAKEN_OVER)
+            await asyncio.shield(old.done)
+            if self.close_reason is not None:
+                return False
+        # a plugin may force a clean session (pairing sessions are never stored)
         present = False
-        if existing is not None and not packet.clean_session and not existing.clean_session:
+        if existing is not None and not session.clean_session and not existing.clean_session:
             existing.adopt(session)
             session = existing
             present = True
@@ -385,7 +397,7 @@ class Connection:
                     # not stored: no acknowledgement; closing makes the client send it again
                     acks.clear()
                     logger.warning("%r: storing its messages failed: closing without PUBACK", self)
-                    self.abort(STORE_FAILED)
+                    self.abort(CloseReason.STORE_FAILED)
                     return
             acks.popleft()
             ready.append(ack)
@@ -429,7 +441,7 @@ class Connection:
     # --------------------------------------------------------------------------------- close
 
     async def _finish(self) -> None:
-        reason = self.close_reason or CONNECTION_LOST
+        reason = self.close_reason or CloseReason.CONNECTION_LOST
         self.close_reason = reason
         broker = self.broker
         session = self.session

@@ -24,19 +24,18 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from nxg_mqtt.broker.connection import SERVER_SHUTDOWN, Connection
+from nxg_mqtt.broker.connection import Connection
 from nxg_mqtt.broker.hooks import PluginHost
 from nxg_mqtt.broker.message import IncomingMessage, OutgoingMessage
 from nxg_mqtt.broker.router import Router
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.broker.transport import HIGH_WATER, TcpTransport, WebSocketTransport
 from nxg_mqtt.mqtt.codec import encode_topic
-from nxg_mqtt.ratelimit import Lockout
+from nxg_mqtt.protocol import CloseReason
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.topics import matches, valid_topic_name
 
 SWEEP_INTERVAL_S = 0.5
-CONNECT_LOCK_S = 60.0
 STAT_KEYS = (
     "connects",
     "connect_refused",
@@ -99,7 +98,6 @@ class NxgBroker:
         self.connections: set[Connection] = set()
         self.router: Router[BrokerSession] = Router()
         self.retained: dict[str, RetainedMessage] = {}
-        self.lockout = Lockout(settings.connect_failures_per_minute, CONNECT_LOCK_S)
         self.hooks = PluginHost([], self.logger, self.stats)
         self._factories = list(plugin_factories)
         self._tcp: asyncio.Server | None = None
@@ -149,7 +147,7 @@ class NxgBroker:
             self._ws.close(close_connections=False)
         connections = list(self.connections)
         for conn in connections:
-            conn.abort(SERVER_SHUTDOWN)
+            conn.abort(CloseReason.SERVER_SHUTDOWN)
         if connections:
             await asyncio.gather(*(asyncio.shield(conn.done) for conn in connections))
         await self._stop_listeners()
@@ -250,11 +248,7 @@ class NxgBroker:
         by_qos: list[OutgoingMessage | None] = [None, None, None]
         count = 0
         for session, granted in targets.items():
-            if (
-                check
-                and not session.attrs.get("receive_all")
-                and not await hooks.allowed(session, topic, Action.RECEIVE)
-            ):
+            if check and not session.receive_all and not await hooks.allowed(session, topic, Action.RECEIVE):
                 self.stats["receive_denied"] += 1
                 continue
             conn = session.conn
@@ -289,7 +283,7 @@ class NxgBroker:
                 if best.get(topic, -1) < qos:
                     best[topic] = qos
         hooks = self.hooks
-        check = bool(hooks.topic_filters) and not session.attrs.get("receive_all")
+        check = bool(hooks.topic_filters) and not session.receive_all
         for topic, qos in best.items():
             if check and not await hooks.allowed(session, topic, Action.RECEIVE):
                 self.stats["receive_denied"] += 1
@@ -331,7 +325,7 @@ class NxgBroker:
             return False
         return any(matches(topic_filter, topic) for topic_filter in session.subscriptions)
 
-    async def kick(self, client_id: str, reason: str = "kicked") -> bool:
+    async def kick(self, client_id: str, reason: str = CloseReason.KICKED) -> bool:
         """Close `client_id`'s connection now; returns once its disconnect event has fired."""
         session = self.sessions.get(client_id)
         conn = session.conn if session is not None else None

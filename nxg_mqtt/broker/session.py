@@ -1,10 +1,13 @@
 """BrokerSession: one MQTT client id's state, connected or not.
 
 The attribute names plugins read are amqtt's (`client_id`, `username`, `will_topic`, …) so amqtt
-plugins work unchanged; `role`, `serial` and `attrs` are NXG's. Delivery lives here because it is
-session state: a message is written straight to the connection when nothing is queued ahead of it,
-otherwise it joins a bounded queue. When the queue is full, QoS 0 goes first (dropped and counted);
-a QoS 1/2 message is only dropped when no QoS 0 is left to evict, and that is logged as a warning.
+plugins work unchanged; the NXG fields are typed (`principal`, `serial`, `receive_all`, the pairing
+fields), set by the auth and pairing plugins. The `principal` is who the session authenticated as:
+the engine lets a CONNECT take over or resume a client id's session only for the same principal.
+Delivery lives here because it is session state: a message is written straight to the connection
+when nothing is queued ahead of it, otherwise it joins a bounded queue. When the queue is full,
+QoS 0 goes first (dropped and counted); a QoS 1/2 message is only dropped when no QoS 0 is left
+to evict, and that is logged as a warning.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nxg_mqtt.broker.message import OutgoingMessage
-from nxg_mqtt.mqtt.codec import encode_publish_topic, encode_pubrel, encode_topic
+from nxg_mqtt.mqtt.codec import ProtocolError, encode_publish_topic, encode_pubrel, encode_topic
+from nxg_mqtt.protocol import Role
 
 if TYPE_CHECKING:
     from nxg_mqtt.broker.connection import Connection
@@ -23,10 +28,35 @@ if TYPE_CHECKING:
 logger = logging.getLogger("nxg_mqtt.broker")
 
 
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a connection authenticated as; two connections meet (takeover, resume) only if equal.
+
+    `identity` is the device serial for `device`, the serial whose connection code opened a `pair`
+    session, the API key's id for `key`, and empty for `bridge` and `anonymous` (one principal
+    each). `role` is None only for a session accepted by a plugin that knows no NXG roles; the
+    engine then uses the user name as the identity.
+    """
+
+    role: Role | None
+    identity: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.role or 'user'}:{self.identity}" if self.identity else str(self.role)
+
+    def owns(self, client_id: str) -> bool:
+        """A device's serial is its own client id (PROTOCOL §2): its CONNECT always gets it."""
+        return self.role is Role.DEVICE and self.identity == client_id
+
+    @classmethod
+    def default(cls, username: str | None) -> Principal:
+        """The principal of a session no auth plugin named: anonymous, or its user name."""
+        return cls(Role.ANONYMOUS) if username is None else cls(None, username)
+
+
 class BrokerSession:
     __slots__ = (
         "_next_packet_id",
-        "attrs",
         "clean_session",
         "client_id",
         "conn",
@@ -38,12 +68,15 @@ class BrokerSession:
         "keep_alive",
         "max_inflight",
         "overflowed",
+        "pairing_code",
+        "pairing_expiry",
         "password",
+        "principal",
         "queue",
         "queue_limit",
+        "receive_all",
         "remote_address",
         "remote_port",
-        "role",
         "room",
         "serial",
         "stats",
@@ -70,9 +103,12 @@ class BrokerSession:
         self.will_qos = 0
         self.will_retain = False
         self.is_anonymous = False
-        self.role: str | None = None
-        self.serial: str | None = None
-        self.attrs: dict[str, object] = {}
+        # set by the auth plugin; the engine fills in `Principal.default` if no plugin did
+        self.principal: Principal | None = None
+        self.serial: str | None = None  # the device this session speaks for (device, pair)
+        self.receive_all = False  # receives whatever it subscribes to: no RECEIVE check (bridge)
+        self.pairing_code: str | None = None  # the code a pairing session was opened with
+        self.pairing_expiry: asyncio.TimerHandle | None = None  # ends a pairing session
         self.disconnect_reason = ""
         self.connected = False
         self.subscriptions: dict[str, int] = {}
@@ -90,9 +126,8 @@ class BrokerSession:
         self.room: asyncio.Event | None = None
 
     @property
-    def attributes(self) -> dict[str, object]:
-        """amqtt's name for the plugin-owned attributes."""
-        return self.attrs
+    def role(self) -> Role | None:
+        return self.principal.role if self.principal is not None else None
 
     def __repr__(self) -> str:
         return f"BrokerSession(client_id={self.client_id!r}, connected={self.connected})"
@@ -112,9 +147,11 @@ class BrokerSession:
             "will_qos",
             "will_retain",
             "is_anonymous",
-            "role",
+            "principal",
             "serial",
-            "attrs",
+            "receive_all",
+            "pairing_code",
+            "pairing_expiry",
         ):
             setattr(self, name, getattr(other, name))
         self.disconnect_reason = ""
@@ -242,17 +279,38 @@ class BrokerSession:
                     encode_publish_topic(topic_bytes, message.data, message.qos, message.retain, True, packet_id)
                 )
 
-    def acknowledge(self, packet_id: int) -> None:
-        """PUBACK or PUBCOMP: the flow for `packet_id` is complete."""
-        if self.inflight.pop(packet_id, False) is not False and self.queue:
+    def acknowledge(self, packet_id: int, qos: int) -> None:
+        """PUBACK (`qos` 1) or PUBCOMP (`qos` 2): the flow for `packet_id` is complete.
+
+        An unknown packet id is ignored (a late duplicate); an acknowledgement that does not fit
+        the flow — PUBACK for QoS 2, PUBCOMP for QoS 1 or before PUBREC — breaks MQTT-4.3 and
+        raises `ProtocolError`.
+        """
+        inflight = self.inflight
+        if packet_id not in inflight:
+            return
+        message = inflight[packet_id]
+        if qos == 1 and (message is None or message.qos != 1):
+            raise ProtocolError(f"PUBACK for packet id {packet_id}, a QoS 2 flow")
+        if qos == 2 and message is not None:
+            raise ProtocolError(f"PUBCOMP for packet id {packet_id} before PUBREC, or for QoS 1")
+        del inflight[packet_id]
+        if self.queue:
             self.pump()
 
     def received(self, packet_id: int) -> bool:
-        """PUBREC: True if `packet_id` was in flight (PUBREL must be sent either way)."""
-        if packet_id in self.inflight:
+        """PUBREC: True if `packet_id` was in flight (PUBREL must be sent either way).
+
+        PUBREC for a QoS 1 message raises `ProtocolError`; a repeated PUBREC is answered again.
+        """
+        if packet_id not in self.inflight:
+            return False
+        message = self.inflight[packet_id]
+        if message is not None:
+            if message.qos != 2:
+                raise ProtocolError(f"PUBREC for packet id {packet_id}, a QoS 1 flow")
             self.inflight[packet_id] = None
-            return True
-        return False
+        return True
 
     def discard_state(self) -> None:
         self.release_waiters()

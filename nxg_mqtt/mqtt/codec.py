@@ -2,7 +2,9 @@
 
 `decode(buffer, max_packet_bytes)` parses every whole packet at the front of `buffer` and returns
 them with the number of bytes consumed; a partial packet at the end is left for the next read.
-Anything malformed raises `ProtocolError` — the connection closes, it never guesses.
+Anything malformed raises `ProtocolError` — the connection closes, it never guesses. A CONNECT
+for another protocol level (MQTT 5, MQTT 3.1) raises `UnsupportedProtocol` as soon as its name
+and level are read: the rest of such a packet (MQTT 5 properties) is not 3.1.1 and is not parsed.
 Both directions are decoded and encoded so tests can speak raw MQTT with the same code.
 """
 
@@ -25,6 +27,15 @@ class ProtocolError(NxgError):
 
     code = "PROTOCOL_ERROR"
     status = 400
+
+
+class UnsupportedProtocol(ProtocolError):
+    """A CONNECT for MQTT but not 3.1.1 (level 5, or 3.1's `MQIsdp`): a server answers CONNACK 0x01."""
+
+    def __init__(self, protocol_name: str, protocol_level: int) -> None:
+        super().__init__(f"unsupported protocol {protocol_name!r} level {protocol_level}")
+        self.protocol_name = protocol_name
+        self.protocol_level = protocol_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +189,7 @@ def _parse(first: int, view: memoryview, start: int, end: int) -> Packet:
     if kind in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
         if length != 2:
             raise ProtocolError(f"packet type {kind} must have length 2")
-        packet_id = (view[start] << 8) | view[start + 1]
-        return _ACK_TYPES[kind](packet_id)
+        return _ACK_TYPES[kind](_packet_id(view, start, end))
     if kind in (PINGREQ, PINGRESP, DISCONNECT):
         if length != 0:
             raise ProtocolError(f"packet type {kind} must have length 0")
@@ -197,7 +207,7 @@ def _parse(first: int, view: memoryview, start: int, end: int) -> Packet:
     if kind == SUBACK:
         if length < 3:
             raise ProtocolError("malformed SUBACK")
-        return SubAck((view[start] << 8) | view[start + 1], tuple(view[start + 2 : end]))
+        return SubAck(_packet_id(view, start, end), tuple(view[start + 2 : end]))
     raise ProtocolError(f"reserved packet type {kind}")
 
 
@@ -246,9 +256,16 @@ def _binary(view: memoryview, pos: int, end: int) -> tuple[bytes, int]:
 
 def _parse_connect(view: memoryview, pos: int, end: int) -> Connect:
     name, pos = _string(view, pos, end)
+    if pos >= end:
+        raise ProtocolError("CONNECT variable header truncated")
+    level = view[pos]
+    if (name, level) != ("MQTT", 4):
+        if name in ("MQTT", "MQIsdp"):
+            raise UnsupportedProtocol(name, level)
+        raise ProtocolError(f"unknown protocol name {name!r}")
     if pos + 4 > end:
         raise ProtocolError("CONNECT variable header truncated")
-    level, flags = view[pos], view[pos + 1]
+    flags = view[pos + 1]
     keep_alive = (view[pos + 2] << 8) | view[pos + 3]
     pos += 4
     if flags & 0x01:
@@ -297,12 +314,19 @@ def _packet_id(view: memoryview, pos: int, end: int) -> int:
     return packet_id
 
 
+def _filter(view: memoryview, pos: int, end: int) -> tuple[str, int]:
+    topic_filter, pos = _string(view, pos, end)
+    if not topic_filter:
+        raise ProtocolError("empty topic filter")  # MQTT-4.7.3-1: at least one character
+    return topic_filter, pos
+
+
 def _parse_subscribe(view: memoryview, pos: int, end: int) -> Subscribe:
     packet_id = _packet_id(view, pos, end)
     pos += 2
     topics: list[tuple[str, int]] = []
     while pos < end:
-        topic, pos = _string(view, pos, end)
+        topic, pos = _filter(view, pos, end)
         if pos >= end or view[pos] > 2:
             raise ProtocolError("invalid requested QoS in SUBSCRIBE")
         topics.append((topic, view[pos]))
@@ -317,7 +341,7 @@ def _parse_unsubscribe(view: memoryview, pos: int, end: int) -> Unsubscribe:
     pos += 2
     topics: list[str] = []
     while pos < end:
-        topic, pos = _string(view, pos, end)
+        topic, pos = _filter(view, pos, end)
         topics.append(topic)
     if not topics:
         raise ProtocolError("UNSUBSCRIBE without topic filters")

@@ -66,6 +66,12 @@ class RawClient:
         reader, writer = await asyncio.open_connection(HOST, port)
         return cls(reader, writer)
 
+    @classmethod
+    async def open_from(cls, port: int, source: str) -> RawClient:
+        """Connect from local address `source` (any 127.x.y.z): another client address for the broker."""
+        reader, writer = await asyncio.open_connection(HOST, port, local_addr=(source, 0))
+        return cls(reader, writer)
+
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 

@@ -4,13 +4,18 @@ plugin loaded), which testers point ordinary MQTT tools at."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from amqtt.plugins.base import BaseAuthPlugin
+from paho.mqtt.enums import CallbackAPIVersion
 
 from nxg_mqtt.broker.embedded import open_broker
 from nxg_mqtt.broker.server import NxgBroker
@@ -18,7 +23,10 @@ from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.core import open_core
 from nxg_mqtt.errors import ConnectRefused
 from nxg_mqtt.mqtt.codec import (
+    PINGREQ_BYTES,
+    Connack,
     Connect,
+    PingResp,
     PubAck,
     PubComp,
     Publish,
@@ -26,6 +34,7 @@ from nxg_mqtt.mqtt.codec import (
     PubRel,
     SubAck,
     encode_connect,
+    encode_puback,
     encode_pubcomp,
     encode_publish,
     encode_pubrec,
@@ -36,6 +45,10 @@ from nxg_mqtt.settings import Settings
 from tests.broker.broker_clients import RawClient, wait_for
 from tests.factories import BROKER_SETTINGS
 from tests.mqtt_client import Clients, Received
+
+# MQTT 5 CONNECT: clean start, keepalive 60, properties (session expiry 10, receive maximum 20), client
+# id "v5"; a 3.1.1 parser reading on past the level would take the properties for the client id
+MQTT5_CONNECT = b"\x10\x17\x00\x04MQTT\x05\x02\x00\x3c\x08\x11\x00\x00\x00\x0a\x21\x00\x14\x00\x02v5"
 
 
 @pytest.fixture(params=["engine", "standalone"])
@@ -242,6 +255,20 @@ async def test_connect_timeout(engine: NxgBroker) -> None:
         pytest.param(b"\x82\x06\x00\x01\x00\x01#\x03", id="subscribe-qos3"),
         pytest.param(b"\x20\x02\x00\x00", id="connack-from-client"),
         pytest.param(encode_publish("a/+", b"x"), id="wildcard-in-topic-name"),
+        pytest.param(MQTT5_CONNECT, id="second-connect-mqtt5"),
+        # MQTT-4.7.3-1: a topic filter is at least one character long
+        pytest.param(b"\x82\x05\x00\x01\x00\x00\x01", id="subscribe-empty-filter"),
+        pytest.param(b"\x82\x09\x00\x01\x00\x01a\x01\x00\x00\x00", id="subscribe-second-filter-empty"),
+        pytest.param(b"\xa2\x04\x00\x01\x00\x00", id="unsubscribe-empty-filter"),
+        # MQTT-2.3.1-1: packet ids are non-zero
+        pytest.param(b"\x32\x05\x00\x01a\x00\x00", id="publish-qos1-id-0"),
+        pytest.param(b"\x34\x05\x00\x01a\x00\x00", id="publish-qos2-id-0"),
+        pytest.param(b"\x82\x06\x00\x00\x00\x01a\x01", id="subscribe-id-0"),
+        pytest.param(b"\xa2\x05\x00\x00\x00\x01a", id="unsubscribe-id-0"),
+        pytest.param(b"\x40\x02\x00\x00", id="puback-id-0"),
+        pytest.param(b"\x50\x02\x00\x00", id="pubrec-id-0"),
+        pytest.param(b"\x62\x02\x00\x00", id="pubrel-id-0"),
+        pytest.param(b"\x70\x02\x00\x00", id="pubcomp-id-0"),
     ],
 )
 async def test_protocol_violations_close(engine: NxgBroker, data: bytes) -> None:
@@ -269,6 +296,50 @@ async def test_bad_first_packet_closes(engine: NxgBroker, first: bytes) -> None:
         assert await raw.closed_by_peer(2.0)
     finally:
         await raw.close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(MQTT5_CONNECT, id="mqtt5-with-properties"),
+        # a client that does not wait for CONNACK: the rest is never read
+        pytest.param(MQTT5_CONNECT + b"\x82\x07\x00\x01\x00\x00\x01a\x00", id="mqtt5-then-subscribe"),
+        pytest.param(b"\x10\x0c\x00\x04MQTT\x05\xc2\x00\x3c\xff\xff", id="mqtt5-garbage-after-level"),
+    ],
+)
+async def test_mqtt5_connect_refused_with_0x01_then_closed(
+    engine: NxgBroker, data: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="nxg_mqtt")
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        raw.send(data)
+        assert await raw.recv() == Connack(False, 0x01)
+        assert await raw.closed_by_peer(2.0)
+    finally:
+        await raw.close()
+    assert await wait_for(lambda: not engine.connections)
+    assert (engine.stats["connect_refused"], engine.stats["protocol_errors"], engine.stats["connects"]) == (1, 0, 0)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("nxg_mqtt")]
+    assert len(logged) == 1, logged  # once, with the client's address
+    assert "127.0.0.1" in logged[0] and "level 5" in logged[0]
+
+
+async def test_paho_mqtt5_client_told_unsupported_protocol_version(engine: NxgBroker) -> None:
+    refused: list[int] = []
+    closed = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="v5", protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, u, flags, reason, props: refused.append(int(reason.value))
+    client.on_disconnect = lambda c, u, flags, reason, props: closed.set()
+    await asyncio.to_thread(client.connect, "127.0.0.1", engine.mqtt_port, 30)
+    client.loop_start()
+    try:
+        assert await wait_for(closed.is_set)
+        assert refused == [0x84]  # MQTT 5's "Unsupported Protocol Version" (3.1.1: 0x01)
+        assert engine.session("v5") is None
+    finally:
+        client._thread_terminate = True
+        await asyncio.to_thread(client.loop_stop)
 
 
 async def test_protocol_level_3_refused_then_closed(engine: NxgBroker) -> None:
@@ -301,8 +372,10 @@ async def test_no_anonymous_access_without_auth_plugin(paho: Clients) -> None:
         assert broker.connected_count == 0
 
 
-async def test_failed_connects_rate_limited(paho: Clients) -> None:
-    """Refusals for bad credentials (0x04) lock the address out; others (0x05) never do."""
+async def test_engine_refusals_never_lock_out_good_credentials(paho: Clients) -> None:
+    """The engine keeps no per-address lockout: refusals of any kind (bad credentials, stale ones,
+    another protocol level) from one address never refuse the next good CONNECT from it. Brute-force
+    limits belong to the role whose secret is guessed (the auth plugin, the core's pairing)."""
 
     class WrongPassword(BaseAuthPlugin):  # type: ignore[misc]
         async def authenticate(self, *, session: BrokerSession) -> bool | None:
@@ -313,20 +386,21 @@ async def test_failed_connects_rate_limited(paho: Clients) -> None:
     settings: Settings = replace(BROKER_SETTINGS, allow_anonymous=False, connect_failures_per_minute=3)
     async with NxgBroker(settings, [WrongPassword]) as broker:
 
-        async def attempt(client_id: str, username: str | None) -> int:
+        async def attempt(client_id: str, username: str | None, level: int = 4) -> int:
             raw = await RawClient.open(broker.mqtt_port)
             try:
-                return (await raw.connect(client_id, username=username, password=b"pw")).return_code
+                name = "MQTT" if level != 3 else "MQIsdp"
+                fields = {"protocol_name": name, "protocol_level": level}
+                return (await raw.connect(client_id, username=username, password=b"pw", **fields)).return_code
             finally:
                 await raw.close()
 
-        not_authorized = [await attempt(f"stale{n}", "stale") for n in range(5)]
-        assert not_authorized == [5, 5, 5, 5, 5]  # a stale token is no guess: never locks out
+        assert [await attempt(f"stale{n}", "stale") for n in range(5)] == [5] * 5
+        assert [await attempt(f"guess{n}", "guess") for n in range(5)] == [4] * 5
+        assert [await attempt(f"v5-{n}", "ok", 5) for n in range(5)] == [1] * 5
+        assert [await attempt(f"v3-{n}", "ok", 3) for n in range(5)] == [1] * 5
         assert await attempt("fine", "ok") == 0
-        guesses = [await attempt(f"guess{n}", "guess") for n in range(5)]
-        assert guesses == [4, 4, 4, 3, 3]
-        assert await attempt("fine2", "ok") == 3  # the address is locked, right credentials or not
-        assert broker.stats["connect_refused"] == 11
+        assert broker.stats["connect_refused"] == 20
 
 
 async def test_offline_queue_bounded(paho: Clients) -> None:
@@ -451,6 +525,63 @@ async def test_qos2_outbound_flow(engine: NxgBroker) -> None:
         assert session.inflight == {publish.packet_id: None}
         raw.send(encode_pubcomp(publish.packet_id))
         assert await wait_for(lambda: not session.inflight)
+    finally:
+        await raw.close()
+
+
+async def _flow(engine: NxgBroker, client_id: str, qos: int) -> tuple[RawClient, int]:
+    """A raw subscriber with one message of `qos` in flight to it: the client and the packet id."""
+    raw = await RawClient.open(engine.mqtt_port)
+    await raw.connect(client_id)
+    raw.send(encode_subscribe(1, [("flow", 2)]))
+    assert await raw.recv() == SubAck(1, (2,))
+    await engine.publish("flow", b"x", qos=qos)
+    publish = await raw.recv()
+    assert isinstance(publish, Publish) and publish.qos == qos and publish.packet_id
+    return raw, publish.packet_id
+
+
+@pytest.mark.parametrize(
+    ("qos", "answers"),
+    [
+        pytest.param(1, [encode_pubrec], id="pubrec-for-qos1"),
+        pytest.param(1, [encode_pubcomp], id="pubcomp-for-qos1"),
+        pytest.param(2, [encode_puback], id="puback-for-qos2"),
+        pytest.param(2, [encode_pubcomp], id="pubcomp-before-pubrec"),
+        pytest.param(2, [encode_pubrec, encode_puback], id="puback-after-pubrec"),
+    ],
+)
+async def test_acknowledgement_of_the_wrong_flow_closes(
+    engine: NxgBroker, qos: int, answers: list[Callable[[int], bytes]]
+) -> None:
+    """MQTT-4.3: a flow is acknowledged by its own packets, in order; anything else is a violation."""
+    raw, packet_id = await _flow(engine, "wrong-ack", qos)
+    try:
+        for answer in answers:
+            raw.send(answer(packet_id))
+        assert await raw.closed_by_peer(2.0)
+        assert engine.stats["protocol_errors"] == 1
+    finally:
+        await raw.close()
+
+
+async def test_acknowledgements_of_unknown_ids_are_tolerated(engine: NxgBroker) -> None:
+    """Late duplicates (after a reconnect, say) are no violation: ignored, PUBREL still completed."""
+    raw, packet_id = await _flow(engine, "late-acks", 2)
+    try:
+        raw.send(encode_pubrec(packet_id))
+        assert await raw.recv() == PubRel(packet_id)
+        raw.send(encode_pubrec(packet_id))  # PUBREL lost, say: answered again
+        assert await raw.recv() == PubRel(packet_id)
+        raw.send(encode_pubcomp(packet_id))
+        raw.send(encode_puback(4242) + encode_pubcomp(4243) + encode_pubrec(4244))
+        assert await raw.recv() == PubRel(4244)
+        raw.send(encode_pubrel(4245))  # no inbound QoS 2 with that id: still completed
+        assert await raw.recv() == PubComp(4245)
+        raw.send(PINGREQ_BYTES)
+        assert await raw.recv() == PingResp()
+        session = engine.session("late-acks")
+        assert session is not None and not session.inflight and engine.stats["protocol_errors"] == 0
     finally:
         await raw.close()
 

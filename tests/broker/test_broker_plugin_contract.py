@@ -12,8 +12,9 @@ from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
 
 from nxg_mqtt.broker.message import IncomingMessage
 from nxg_mqtt.broker.server import BrokerContext, NxgBroker
-from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.broker.session import BrokerSession, Principal
 from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.protocol import Role
 from nxg_mqtt.settings import Settings
 from tests.broker.broker_clients import RawClient, wait_for
 from tests.factories import BROKER_SETTINGS
@@ -66,8 +67,7 @@ class Auth(BaseAuthPlugin):  # type: ignore[misc]
 
     async def authenticate(self, *, session: BrokerSession) -> bool | None:
         if session.username == "good":
-            session.role = "tester"
-            session.attrs["seen"] = session.password
+            session.principal = Principal(Role.DEVICE, session.password or "")
             return True
         if session.username == "bad":
             return False
@@ -173,8 +173,8 @@ async def test_auth_plugin_sees_session_fields(stack: tuple[NxgBroker, Plugins],
     session = broker.session("fields")
     assert session is not None
     assert (session.username, session.password, session.keep_alive) == ("good", "s3cret", 30)
-    assert session.role == "tester"
-    assert session.attrs["seen"] == "s3cret"
+    assert session.principal == Principal(Role.DEVICE, "s3cret")  # as the plugin set it
+    assert session.role == Role.DEVICE
     assert session.remote_address == "127.0.0.1"
     assert not session.is_anonymous
 
@@ -205,7 +205,7 @@ async def test_receive_all_skips_the_receive_check(stack: tuple[NxgBroker, Plugi
     await blind.connect(broker.mqtt_port, username="good", password="")
     session = broker.session("blind")
     assert session is not None
-    session.attrs["receive_all"] = True
+    session.receive_all = True
     await blind.subscribe("t", 0)
     await pub.connect(broker.mqtt_port, username="good", password="")
     await pub.publish("t", b"x", 1)

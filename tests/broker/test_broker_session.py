@@ -67,7 +67,7 @@ def test_inflight_window_and_pump_in_order() -> None:
     assert len(session.inflight) == 2
     assert [m.data for m in session.queue] == [b"2", b"3"]
     first = next(iter(session.inflight))
-    session.acknowledge(first)
+    session.acknowledge(first, 1)
     assert [m.data for m in session.queue] == [b"3"]
     payloads = [p.payload for p in conn.packets() if isinstance(p, Publish)]
     assert payloads == [b"0", b"1", b"2"]
@@ -92,10 +92,10 @@ def test_packet_ids_skip_those_in_flight() -> None:
     assert len(set(session.inflight)) == 65_535
     assert session.deliver(message(65_535, 1))  # window full: queued, not a packet id collision
     assert len(session.queue) == 1
-    session.acknowledge(300)
+    session.acknowledge(300, 1)
     assert session.inflight[300] is not None
     assert session.inflight[300].data == b"65535"
-    session.acknowledge(301)
+    session.acknowledge(301, 1)
     session.deliver(message(99, 1))
     assert session.inflight[301] is not None
     assert session.inflight[301].data == b"99"

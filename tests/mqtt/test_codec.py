@@ -24,6 +24,7 @@ from nxg_mqtt.mqtt.codec import (
     Subscribe,
     UnsubAck,
     Unsubscribe,
+    UnsupportedProtocol,
     decode,
     encode,
     encode_publish,
@@ -129,6 +130,20 @@ def test_protocol_error_is_an_nxg_error() -> None:
         (b"\x82\x02\x00\x01", "SUBSCRIBE without filters"),
         (b"\x40\x03\x00\x01\x00", "PUBACK length"),
         (b"\x30\x05\x00\x09abc", "topic beyond packet end"),
+        # MQTT-2.3.1-1: every packet id is non-zero
+        (b"\x34\x05\x00\x01a\x00\x00", "QoS 2 packet id 0"),
+        (b"\x40\x02\x00\x00", "PUBACK packet id 0"),
+        (b"\x50\x02\x00\x00", "PUBREC packet id 0"),
+        (b"\x62\x02\x00\x00", "PUBREL packet id 0"),
+        (b"\x70\x02\x00\x00", "PUBCOMP packet id 0"),
+        (b"\xb0\x02\x00\x00", "UNSUBACK packet id 0"),
+        (b"\x90\x03\x00\x00\x01", "SUBACK packet id 0"),
+        (b"\x82\x06\x00\x00\x00\x01a\x01", "SUBSCRIBE packet id 0"),
+        (b"\xa2\x05\x00\x00\x00\x01a", "UNSUBSCRIBE packet id 0"),
+        # MQTT-4.7.3-1: topic filters are at least one character long
+        (b"\x82\x05\x00\x01\x00\x00\x01", "SUBSCRIBE empty filter"),
+        (b"\x82\x09\x00\x01\x00\x01a\x01\x00\x00\x00", "SUBSCRIBE empty second filter"),
+        (b"\xa2\x04\x00\x01\x00\x00", "UNSUBSCRIBE empty filter"),
     ],
 )
 def test_malformed(data: bytes, why: str) -> None:
@@ -149,6 +164,33 @@ def test_malformed(data: bytes, why: str) -> None:
 def test_malformed_connect(connect: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode(connect)
+
+
+# MQTT 5 CONNECT: clean start, keepalive 60, properties (session expiry 10, receive maximum 20),
+# client id "v5"; a 3.1.1 parser reading on past the level would take the properties for the client id
+MQTT5_CONNECT = b"\x10\x17\x00\x04MQTT\x05\x02\x00\x3c\x08\x11\x00\x00\x00\x0a\x21\x00\x14\x00\x02v5"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "level"),
+    [
+        pytest.param(MQTT5_CONNECT, "MQTT", 5, id="mqtt5-with-properties"),
+        pytest.param(b"\x10\x08\x00\x04MQTT\x05\xff\xff", "MQTT", 5, id="mqtt5-garbage-after-level"),
+        pytest.param(encode(Connect("old", protocol_name="MQIsdp", protocol_level=3)), "MQIsdp", 3, id="mqtt31"),
+        pytest.param(b"\x10\x07\x00\x04MQTT\x03", "MQTT", 3, id="level-3-nothing-after"),
+    ],
+)
+def test_other_protocol_levels_are_recognised_before_the_rest(data: bytes, name: str, level: int) -> None:
+    with pytest.raises(UnsupportedProtocol) as refused:
+        decode(data)
+    assert (refused.value.protocol_name, refused.value.protocol_level) == (name, level)
+    assert isinstance(refused.value, ProtocolError)
+
+
+def test_unknown_protocol_name_is_a_plain_protocol_error() -> None:
+    with pytest.raises(ProtocolError) as refused:
+        decode(encode(Connect("x", protocol_name="MQTX")))
+    assert not isinstance(refused.value, UnsupportedProtocol)
 
 
 def test_oversized_packet_refused_before_it_arrives() -> None:

@@ -3,9 +3,9 @@ ingest's messages, so apps, history and subscribers carry one `ts`."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from nxg_mqtt.broker.message import IncomingMessage
 from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.errors import PayloadRejected
 from nxg_mqtt.models import now_ms
 from nxg_mqtt.protocol import Role, stamp
@@ -13,7 +13,7 @@ from nxg_mqtt.topics import Channel, parse_device_topic
 
 
 class AckPlugin(NxgPlugin):
-    async def validate_message(self, *, session: Any, message: Any) -> bool | None:
+    async def validate_message(self, *, session: BrokerSession, message: IncomingMessage) -> bool | None:
         if session.role not in (Role.DEVICE, Role.BRIDGE):
             return None
         parsed = parse_device_topic(message.topic)

@@ -9,11 +9,11 @@ bridge's. Anonymous sessions exist only on a standalone broker started with
 
 from __future__ import annotations
 
-from typing import Any
-
 from amqtt.contexts import Action
 
-from nxg_mqtt.broker.plugins.base import ROLE_ANONYMOUS, ROLE_BRIDGE, ROLE_DEVICE, ROLE_PAIR, NxgPlugin
+from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.protocol import Role
 from nxg_mqtt.topics import (
     DEVICE_PUBLISHES,
     Channel,
@@ -27,27 +27,31 @@ _SERVER_ONLY = frozenset({Channel.CMD, Channel.PRESENCE, Channel.CMD_RES})
 
 
 class AclPlugin(NxgPlugin):
-    async def topic_filtering(self, *, session: Any = None, topic: str | None = None, action: Any = None) -> bool:
+    async def topic_filtering(
+        self, *, session: BrokerSession | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool:
         if session is None or topic is None:
             return False
         role = session.role
-        if role == ROLE_BRIDGE:
+        if role == Role.BRIDGE:
             return True
         if topic.startswith("$SYS"):
             return False
-        if role == ROLE_DEVICE:
+        if role == Role.DEVICE:
             serial = session.serial
+            if serial is None:
+                return False
             if action == Action.PUBLISH:
                 parsed = parse_device_topic(topic)
                 return parsed is not None and parsed.serial == serial and parsed.channel in DEVICE_PUBLISHES
             # subscribe and receive: exactly its command topic, no wildcards
             return bool(topic == device_topic(serial, Channel.CMD))
-        if role == ROLE_PAIR:
+        if role == Role.PAIR:
             client_id = session.client_id
             if action == Action.PUBLISH:
                 return bool(topic == pair_request_topic(client_id))
             return bool(topic == pair_reply_topic(client_id))
-        if role == ROLE_ANONYMOUS:
+        if role == Role.ANONYMOUS:
             if action == Action.PUBLISH:
                 parsed = parse_device_topic(topic)
                 return parsed is None or parsed.channel not in _SERVER_ONLY

@@ -13,17 +13,18 @@ A clean shutdown commits the batch before the connections close, so their acknow
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from nxg_mqtt import messages
+from nxg_mqtt.broker.message import IncomingMessage
 from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.errors import PayloadRejected
 from nxg_mqtt.protocol import DEVICE_DATA, Role, Schema, stamp
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 
 class IngestPlugin(NxgPlugin):
-    async def validate_message(self, *, session: Any, message: Any) -> bool | None:
+    async def validate_message(self, *, session: BrokerSession, message: IncomingMessage) -> bool | None:
         if session.role not in (Role.DEVICE, Role.BRIDGE):
             return None
         parsed = parse_device_topic(message.topic)

@@ -13,7 +13,11 @@ import logging
 from typing import Any
 
 from nxg_mqtt import messages
+from nxg_mqtt.broker.message import IncomingMessage
 from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.server import BrokerContext
+from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.core import Core
 from nxg_mqtt.errors import NxgError
 from nxg_mqtt.protocol import Role, Schema
 from nxg_mqtt.services import credentials
@@ -23,7 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class PairingPlugin(NxgPlugin):
-    async def validate_message(self, *, session: Any, message: Any) -> bool | None:
+    def __init__(self, context: BrokerContext, core: Core) -> None:
+        super().__init__(context, core)
+        self._kicks: set[asyncio.Task[bool]] = set()  # a task nobody holds may be collected early
+
+    async def validate_message(self, *, session: BrokerSession, message: IncomingMessage) -> bool | None:
         client_id = parse_pair_request(message.topic)
         if client_id is None:
             return None
@@ -33,8 +41,8 @@ class PairingPlugin(NxgPlugin):
         await self.broker.publish(pair_reply_topic(client_id), json.dumps(reply).encode(), qos=1)
         return False
 
-    async def _pair(self, session: Any, data: bytes) -> dict[str, Any]:
-        bound_code = str(session.attrs.get("code", ""))
+    async def _pair(self, session: BrokerSession, data: bytes) -> dict[str, Any]:
+        bound_code = session.pairing_code or ""
         try:
             request = messages.decode_object(data, self.settings.max_payload_bytes) if data else {}
             messages.validate(Schema.PAIR_REQUEST, request)
@@ -42,30 +50,30 @@ class PairingPlugin(NxgPlugin):
             if given is not None and credentials.normalize_code(given) != bound_code:
                 return {"t": "pair_error", "error": "code does not match this pairing session"}
             paired = await self.core.devices.complete_pairing(
-                session.serial, bound_code, session.remote_address or "unknown"
+                session.serial or "", bound_code, session.remote_address or "unknown"
             )
         except NxgError as exc:
             return {"t": "pair_error", "error": exc.message}
         return {"t": "pair_ok", "serial": paired.serial, "token": paired.token}
 
-    async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
+    async def on_broker_client_connected(self, *, client_id: str, client_session: BrokerSession) -> None:
         if client_session.role != Role.PAIR:
             return
         loop = asyncio.get_running_loop()
-        client_session.attrs["expiry"] = loop.call_later(
+        client_session.pairing_expiry = loop.call_later(
             self.settings.pairing_session_s, self._expire, client_id, client_session
         )
 
-    def _expire(self, client_id: str, client_session: Any) -> None:
+    def _expire(self, client_id: str, client_session: BrokerSession) -> None:
         current = self.broker.session(client_id)
         if current is None or current is not client_session:
             return
-        # keep a reference: a task nobody holds may be collected before it runs
-        current.attrs["expiry_task"] = asyncio.get_running_loop().create_task(
-            self.broker.kick(client_id, "pairing session expired")
-        )
+        task = asyncio.get_running_loop().create_task(self.broker.kick(client_id, "pairing session expired"))
+        self._kicks.add(task)
+        task.add_done_callback(self._kicks.discard)
 
-    async def on_broker_client_disconnected(self, *, client_id: str, client_session: Any) -> None:
-        handle = client_session.attrs.pop("expiry", None)
-        if isinstance(handle, asyncio.TimerHandle):
+    async def on_broker_client_disconnected(self, *, client_id: str, client_session: BrokerSession) -> None:
+        handle = client_session.pairing_expiry
+        if handle is not None:
+            client_session.pairing_expiry = None
             handle.cancel()

@@ -3,20 +3,19 @@ takeover), and command readiness when the device subscribes to its command topic
 
 from __future__ import annotations
 
-from typing import Any
-
 from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.protocol import CloseReason, Role
 from nxg_mqtt.topics import Channel, device_topic
 
 
 class PresencePlugin(NxgPlugin):
-    async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
-        if client_session.role == Role.DEVICE:
+    async def on_broker_client_connected(self, *, client_id: str, client_session: BrokerSession) -> None:
+        if client_session.role == Role.DEVICE and client_session.serial:
             await self.core.presence.connected(client_session.serial, "mqtt", client_session.remote_address)
 
-    async def on_broker_client_disconnected(self, *, client_id: str, client_session: Any) -> None:
-        if client_session.role == Role.DEVICE:
+    async def on_broker_client_disconnected(self, *, client_id: str, client_session: BrokerSession) -> None:
+        if client_session.role == Role.DEVICE and client_session.serial:
             await self.core.presence.disconnected(
                 client_session.serial, client_session.disconnect_reason or CloseReason.DISCONNECTED, "mqtt"
             )

@@ -1,0 +1,107 @@
+"""Lockouts limit one role's guesses and never shut out a device with a valid token (PROTOCOL §6).
+
+Many devices share one public address behind NAT: whatever one bad client does from it (another
+protocol level, wrong bridge secrets, wrong connection codes), a device with a valid token from
+the same address is accepted. Wrong codes lock pairing from that address; wrong bridge secrets
+lock the bridge login from that address only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from nxg_mqtt.mqtt.codec import Connack, Connect, encode_connect
+from tests.broker.broker_clients import RawClient
+from tests.broker.plugins.helpers import STACK_OVERRIDES, Stack, open_stack
+from tests.factories import make_settings
+from tests.mqtt_client import HOST
+
+BRIDGE_LIMIT = 5  # connect_failures_per_minute in these tests: wrong bridge secrets before a lock
+OTHER_ADDRESS = "127.0.0.2"  # another source address on the loopback network
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = make_settings(tmp_path, **(STACK_OVERRIDES | {"connect_failures_per_minute": BRIDGE_LIMIT}))
+    async with open_stack(settings) as s:
+        yield s
+
+
+async def connect(
+    stack: Stack, client_id: str, username: str | None, password: str | None, *, source: str = HOST, level: int = 4
+) -> int:
+    """One CONNECT from `source`: the CONNACK return code."""
+    raw = await RawClient.open_from(stack.port, source)
+    try:
+        name = "MQIsdp" if level == 3 else "MQTT"
+        pw = None if password is None else password.encode()
+        raw.send(encode_connect(Connect(client_id, True, 30, username, pw, protocol_name=name, protocol_level=level)))
+        packet = await raw.recv()
+        assert isinstance(packet, Connack)
+        return packet.return_code
+    finally:
+        await raw.close()
+
+
+async def paired(stack: Stack, serial: str) -> str:
+    reply = await stack.pair(await stack.create_device(serial))
+    return str(reply["token"])
+
+
+async def test_bad_protocol_levels_never_lock_out_a_valid_token(stack: Stack) -> None:
+    token = await paired(stack, "nat-a")
+    for n in range(3 * BRIDGE_LIMIT):
+        assert await connect(stack, f"v5-{n}", "nat-a", token, level=5) == 0x01
+        assert await connect(stack, f"v3-{n}", "nat-a", token, level=3) == 0x01
+    assert await connect(stack, "nat-a", "nat-a", token) == 0
+    secret = stack.core.settings.internal_secret
+    assert await connect(stack, "bridge-1", "bridge", secret) == 0
+    assert await connect(stack, "p-1", "pair", await stack.core.devices.code("nat-a")) == 0
+
+
+async def test_bridge_guesses_lock_only_the_bridge_login_from_that_address(stack: Stack) -> None:
+    token = await paired(stack, "nat-b")
+    secret = stack.core.settings.internal_secret
+    guesses = [await connect(stack, f"guess-{n}", "bridge", f"guess-{n}") for n in range(BRIDGE_LIMIT + 2)]
+    assert guesses == [4] * BRIDGE_LIMIT + [3, 3]
+    assert await connect(stack, "bridge-1", "bridge", secret) == 3  # locked: even the right secret
+    assert await connect(stack, "bridge-2", "bridge", secret, source=OTHER_ADDRESS) == 0
+    assert await connect(stack, "nat-b", "nat-b", token) == 0  # devices from that address: unaffected
+    assert await connect(stack, "p-1", "pair", await stack.core.devices.code("nat-b")) == 0
+
+
+async def test_wrong_codes_lock_pairing_but_not_a_valid_token(stack: Stack) -> None:
+    token = await paired(stack, "nat-c")
+    code = await stack.core.devices.code("nat-c")
+    limit = stack.core.settings.pair_failures_per_minute
+    assert [await connect(stack, f"w{n}", "pair", "AAAA-AAAA") for n in range(limit)] == [4] * limit
+    assert await connect(stack, "right", "pair", code) == 3  # pairing locked from this address
+    assert await connect(stack, "right2", "pair", code, source=OTHER_ADDRESS) == 0
+    assert await connect(stack, "nat-c", "nat-c", token) == 0
+    secret = stack.core.settings.internal_secret
+    assert await connect(stack, "bridge-1", "bridge", secret) == 0
+
+
+async def test_stale_tokens_and_bad_levels_count_nowhere(stack: Stack) -> None:
+    """A fleet reconnecting with stale tokens does not lock pairing or the bridge out either."""
+    token = await paired(stack, "nat-d")
+    await stack.core.devices.reset("nat-d")
+    for n in range(3 * BRIDGE_LIMIT):
+        assert await connect(stack, "nat-d", "nat-d", token) == 5
+        assert await connect(stack, f"v5-{n}", "pair", "AAAA-AAAA", level=5) == 1
+    assert await connect(stack, "bridge-1", "bridge", stack.core.settings.internal_secret) == 0
+    assert await connect(stack, "p-1", "pair", await stack.core.devices.code("nat-d")) == 0
+
+
+async def test_open_from_other_address_is_really_another_address(stack: Stack) -> None:
+    """The tests above rely on the broker seeing `OTHER_ADDRESS` as the source."""
+    raw = await RawClient.open_from(stack.port, OTHER_ADDRESS)
+    try:
+        await raw.connect("probe", username="bridge", password=stack.core.settings.internal_secret.encode())
+        session = stack.broker.session("probe")
+        assert session is not None and session.remote_address == OTHER_ADDRESS
+    finally:
+        await raw.close()
