@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from bridge import api
+from bridge import api, v1
 from bridge.auth import AdminAuth
 from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
@@ -74,6 +74,7 @@ def create_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         *api.routes(),
+        *v1.routes(),
         WebSocketRoute("/ws/app", app_socket),
         WebSocketRoute("/ws/gateway", gateway_socket),
     ]

@@ -1,0 +1,17 @@
+"""Seed 002's cloud API under `/api/v1`: one module per concept, assembled here.
+
+Every module exposes `routes() -> list[BaseRoute]` with paths relative to `/api/v1`; errors use
+`bridge.v1.responses` (seed 002's bodies, PROTOCOL §6).
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount
+
+PREFIX = "/api/v1"
+
+
+def routes() -> list[BaseRoute]:
+    inner: list[BaseRoute] = []
+    # each surface adds its routes here: inner += commands.routes(), …
+    return [Mount(PREFIX, routes=inner)] if inner else []
