@@ -39,6 +39,8 @@ class MessageType(StrEnum):
 
 # what a device sends as data, validated and stored by ingest (MQTT and `/ws/gateway` alike)
 DEVICE_DATA: frozenset[str] = frozenset({MessageType.TELEMETRY, MessageType.STATUS, MessageType.EVENT})
+# what only a device's own traffic produces: these, and nothing the server sends it, move `last_seen`
+SENT_BY_DEVICE: frozenset[str] = DEVICE_DATA | {MessageType.ACK}
 
 
 class Schema(StrEnum):

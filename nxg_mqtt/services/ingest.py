@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected, StoreError
 from nxg_mqtt.models import Counters, HistoryEntry, PresenceOp, now_ms
-from nxg_mqtt.protocol import MessageType, stamp
+from nxg_mqtt.protocol import SENT_BY_DEVICE, MessageType, stamp
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
@@ -153,7 +153,7 @@ class IngestService:
             ops, self._ops = self._ops, []
             last_seen: dict[str, int] = {}
             for entry in batch:
-                if entry.type is not MessageType.PRESENCE and entry.ts > last_seen.get(entry.serial, 0):
+                if entry.type in SENT_BY_DEVICE and entry.ts > last_seen.get(entry.serial, 0):
                     last_seen[entry.serial] = entry.ts
             try:
                 await self._store.history_writer.write(batch, last_seen, ops)

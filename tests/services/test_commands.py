@@ -173,3 +173,15 @@ async def test_commands_queued_before_a_restart_go_out_in_order(tmp_path: Path) 
         restarted.commands.on_change(listener)
         await ready(restarted)
         assert order == [first.id, second.id]
+
+
+async def test_queuing_a_command_leaves_last_seen_alone(core: Core) -> None:
+    # only the device's own traffic says it was seen; a command for it is the server's doing
+    await core.commands.submit("c1", "open")
+    await core.ingest.flush()
+    cmd_history = await core.history.query(HistoryQuery("c1", MessageType.CMD, 10, None))
+    assert cmd_history.messages  # the command is in history: its batch was written
+    assert (await core.devices.get("c1")).last_seen is None
+    entry = core.ingest.accept("c1", MessageType.TELEMETRY, b'{"temp": 1}')
+    await core.ingest.flush()
+    assert (await core.devices.get("c1")).last_seen == entry.ts
