@@ -78,6 +78,7 @@ class CloseReason(StrEnum):
     CONNECT_REFUSED = "connect refused"
     CONNECT_TIMEOUT = "connect timeout"
     SLOW_CONSUMER = "slow consumer"
+    PAIRING_EXPIRED = "pairing session expired"  # PROTOCOL §6: closed 60 s after CONNECT at the latest
     STORE_FAILED = "store failed"  # committing its messages failed: closed without PUBACK, so it resends
     KICKED = "kicked"
 

@@ -17,6 +17,7 @@ from nxg_mqtt.errors import DeviceNotFound, PayloadRejected, RateLimitedError, V
 from nxg_mqtt.models import Command, CommandStatus
 from nxg_mqtt.protocol import MessageType, SignalKind
 from nxg_mqtt.services.history import HistoryQuery
+from nxg_mqtt.topics import Channel
 from tests.factories import make_settings
 
 SWEEP_QUEUED_EVERY_S = 5.0  # the sweep looks at queued commands every 25 ticks of 0.2 s
@@ -182,6 +183,6 @@ async def test_queuing_a_command_leaves_last_seen_alone(core: Core) -> None:
     cmd_history = await core.history.query(HistoryQuery("c1", MessageType.CMD, 10, None))
     assert cmd_history.messages  # the command is in history: its batch was written
     assert (await core.devices.get("c1")).last_seen is None
-    entry = core.ingest.accept("c1", MessageType.TELEMETRY, b'{"temp": 1}')
+    entry = core.ingest.accept("c1", Channel.TELEMETRY, b'{"temp": 1}')
     await core.ingest.flush()
     assert (await core.devices.get("c1")).last_seen == entry.ts

@@ -19,7 +19,7 @@ from nxg_mqtt.broker.server import BrokerContext
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import NxgError
-from nxg_mqtt.protocol import Role, Schema
+from nxg_mqtt.protocol import CloseReason, Role, Schema
 from nxg_mqtt.services import credentials
 from nxg_mqtt.topics import pair_reply_topic, parse_pair_request
 
@@ -68,7 +68,7 @@ class PairingPlugin(NxgPlugin):
         current = self.broker.session(client_id)
         if current is None or current is not client_session:
             return
-        task = asyncio.get_running_loop().create_task(self.broker.kick(client_id, "pairing session expired"))
+        task = asyncio.get_running_loop().create_task(self.broker.kick(client_id, CloseReason.PAIRING_EXPIRED))
         self._kicks.add(task)
         task.add_done_callback(self._kicks.discard)
 
