@@ -148,6 +148,10 @@ class TestClient:
             await wait_for(info.is_published)
         assert info.is_published(), f"publish to {topic} not acknowledged"
 
+    def publish_nowait(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
+        """Hand a message to paho and go on; `is_published()` on the result turns true at its PUBACK."""
+        return self.client.publish(topic, payload, qos=qos)
+
     async def next_message(self, timeout: float = WAIT_S) -> Received:
         return await asyncio.to_thread(self.messages.get, True, timeout)
 

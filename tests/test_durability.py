@@ -17,17 +17,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Literal
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from nxg_mqtt.core import open_core
 from tests.factories import make_settings
+from tests.mqtt_client import Clients
 
 CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
 DEVICES = 4
@@ -44,41 +43,6 @@ async def _paired(data: Path, count: int) -> dict[str, str]:
     return tokens
 
 
-class Publisher:
-    """One device: paho on its own thread; `acked` collects the mids whose PUBACK arrived."""
-
-    def __init__(self, serial: str, token: str, transport: Literal["tcp", "websockets"], port: int) -> None:
-        self.serial = serial
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=serial, protocol=mqtt.MQTTv311, transport=transport
-        )
-        if transport == "websockets":
-            self.client.ws_set_options(path="/mqtt")
-        self.client.username_pw_set(serial, token)
-        self.connected = threading.Event()
-        self.acked: set[int] = set()
-        self.sent: dict[int, int] = {}  # mid → seq
-        self.client.on_connect = self._on_connect
-        self.client.on_publish = lambda c, u, mid, reason, p: self.acked.add(mid)
-        self.client.connect("127.0.0.1", port, keepalive=30)
-        self.client.loop_start()
-
-    def _on_connect(self, client: object, userdata: object, flags: object, reason: object, props: object) -> None:
-        if reason == 0:
-            self.connected.set()
-
-    def publish(self, seq: int) -> None:
-        payload = json.dumps({"seq": seq, "temp": 20 + seq % 10})
-        info = self.client.publish(f"nxg/{self.serial}/telemetry", payload, qos=1)
-        self.sent[info.mid] = seq
-
-    def acked_seqs(self) -> set[int]:
-        return {self.sent[mid] for mid in set(self.acked) if mid in self.sent}
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-
-
 def _stored(db: Path) -> dict[str, set[int]]:
     conn = sqlite3.connect(db)
     try:
@@ -92,58 +56,57 @@ def _stored(db: Path) -> dict[str, set[int]]:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "websockets"])
-def test_no_acknowledged_message_lost_on_kill_9(tmp_path: Path, transport: Literal["tcp", "websockets"]) -> None:
-    tokens = asyncio.run(_paired(tmp_path, DEVICES))
+async def test_no_acknowledged_message_lost_on_kill_9(
+    tmp_path: Path, transport: Literal["tcp", "websockets"], paho: Clients
+) -> None:
+    tokens = await _paired(tmp_path, DEVICES)
     env = {**os.environ, "NXG_BATCH_WINDOW_MS": "300"}
-    proc = subprocess.Popen(
-        [*CLI, "broker", "--host", "127.0.0.1", "--mqtt-port", "0", "--ws-port", "0", "--data", str(tmp_path)],
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *("broker", "--host", "127.0.0.1", "--mqtt-port", "0", "--ws-port", "0", "--data", str(tmp_path)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,
-        text=True,
     )
-    publishers: list[Publisher] = []
+    sent: dict[str, list[tuple[mqtt.MQTTMessageInfo, int]]] = {serial: [] for serial in tokens}
     try:
         assert proc.stdout is not None
         ports: dict[str, int] = {}
         deadline = time.monotonic() + 20
         while len(ports) < 2 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
+            line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
             assert line, "the broker exited before listening"
             match = re.search(r"(mqtt|ws)://[^\s:]+:(\d+)", line)
             if match:
                 ports[match.group(1)] = int(match.group(2))
         port = ports["ws" if transport == "websockets" else "mqtt"]
-        publishers = [Publisher(serial, token, transport, port) for serial, token in tokens.items()]
-        for p in publishers:
-            assert p.connected.wait(10), f"{p.serial} did not connect"
+        devices = {serial: paho(serial, transport=transport) for serial in tokens}
+        for serial, client in devices.items():
+            assert await client.connect(port, serial, tokens[serial]) == 0
 
         start = time.monotonic()
         seq = 0
         while time.monotonic() - start < LOAD_S:
-            for p in publishers:
-                p.publish(seq)
+            for serial, client in devices.items():
+                payload = json.dumps({"seq": seq, "temp": 20 + seq % 10})
+                sent[serial].append((client.publish_nowait(f"nxg/{serial}/telemetry", payload), seq))
             seq += 1
-            time.sleep(max(0.0, start + seq / RATE_PER_DEVICE - time.monotonic()))
+            await asyncio.sleep(max(0.0, start + seq / RATE_PER_DEVICE - time.monotonic()))
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        await asyncio.wait_for(proc.wait(), 10)
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        for p in publishers:
-            p.stop()
+            await asyncio.wait_for(proc.wait(), 10)
 
     stored = _stored(tmp_path / "nxg.sqlite3")
     acked_total = 0
     missing: dict[str, list[int]] = {}
-    for p in publishers:
-        acked = p.acked_seqs()
+    for serial, messages in sent.items():
+        acked = {seq for info, seq in messages if info.is_published()}
         acked_total += len(acked)
-        lost = sorted(acked - stored.get(p.serial, set()))
+        lost = sorted(acked - stored.get(serial, set()))
         if lost:
-            missing[p.serial] = lost
+            missing[serial] = lost
     assert not missing, f"PUBACKed but not stored: {missing}"
     assert acked_total >= DEVICES * RATE_PER_DEVICE * LOAD_S * 0.3, acked_total  # the load really ran
