@@ -71,6 +71,8 @@ def _build_settings(args: argparse.Namespace) -> Settings:
             changes[field] = Path(value) if field == "data_dir" else value
     if getattr(args, "allow_anonymous", False):
         changes["allow_anonymous"] = True
+    if getattr(args, "require_manifest", False):
+        changes["require_manifest"] = True
     if getattr(args, "no_ws", False):
         changes["ws_port"] = None
     settings = base.with_overrides(**changes)
@@ -294,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
     serve.add_argument("--command-queue-limit", type=int, help=QUEUE_LIMIT_HELP)
     serve.add_argument("--public-host", help="host name written into config.h")
+    serve.add_argument(
+        "--require-manifest",
+        action="store_true",
+        help="refuse commands to devices without a manifest (MANIFEST_NOT_FOUND)",
+    )
 
     broker = sub.add_parser("broker", help="run the broker alone")
     data_arg(broker)
@@ -339,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--action", required=True)
     cmd.add_argument("--target")
     cmd.add_argument("--params", help="JSON object")
+    cmd.add_argument("--require-manifest", action="store_true", help="refuse if the device has no manifest")
 
     history = sub.add_parser("history", help="stored messages of a device, newest first (as GET /api/history)")
     data_arg(history)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import CommandRejected, DryRunRequired, QueueFullError, RateLimitedError
+from nxg_mqtt.errors import CommandRejected, DryRunRequired, QueueFullError, RateLimitedError, ValidationError
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
 from nxg_mqtt.protocol import MessageType, Schema, SignalKind
@@ -216,6 +216,13 @@ class CommandService:
         else:
             await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
         return await self.get(command.id) or command
+
+    async def page(self, serial: str, limit: int = 50, before: int | None = None) -> tuple[list[Command], int | None]:
+        """A device's commands, newest first, and the cursor of the next page (None: no more)."""
+        if not 1 <= limit <= 500:
+            raise ValidationError("limit must be between 1 and 500")
+        device = await self._devices.get(serial)
+        return await self._store.commands.page(device.serial, limit, before)
 
     async def get(self, command_id: str) -> Command | None:
         return await self._store.commands.get(command_id)
