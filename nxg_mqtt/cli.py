@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--require-manifest",
         action="store_true",
-        help="refuse commands to devices without a manifest (MANIFEST_NOT_FOUND)",
+        help="refuse commands to devices without a manifest",
     )
 
     broker = sub.add_parser("broker", help="run the broker alone")
