@@ -14,7 +14,7 @@ Validated on every path (REST, `/ws/app`, `nxg/{S}/cmd/req`, the CLI, batch, int
 the request schema, then the device's manifest (`ManifestService.check_command`), before anything
 is stored; a refusal is a CommandRejected with its PROTOCOL §4 code. A critical action is stored
 only through `confirm` with the token its dry run (or its first, refused, attempt) handed out:
-single use, bound to the device, action, target and params, valid `DRY_RUN_TOKEN_S`. An ack's
+single use, bound to the device, action, target and params, valid `dry_run_token_s` (60 s). An ack's
 `result` that breaks the action's `outputSchema` closes the command `failed` with the reason.
 """
 
@@ -48,7 +48,6 @@ from nxg_mqtt.topics import Channel, device_topic
 log = logging.getLogger(__name__)
 
 CommandListener = Callable[[Command], Awaitable[None]]
-DRY_RUN_TOKEN_S = 60.0
 DRY_RUN_TOKENS_MAX = 10_000  # outstanding tokens; the oldest go first beyond it
 
 
@@ -142,7 +141,7 @@ class CommandService:
         while len(self._tokens) >= DRY_RUN_TOKENS_MAX:
             del self._tokens[next(iter(self._tokens))]
         token = str(uuid.uuid4()) if critical else None
-        issued = DryRun(serial, action, target, params, critical, token, now + DRY_RUN_TOKEN_S)
+        issued = DryRun(serial, action, target, params, critical, token, now + self._settings.dry_run_token_s)
         if token is not None:
             self._tokens[token] = issued
         return issued
@@ -156,7 +155,7 @@ class CommandService:
             raise DryRunTokenInvalid(f"dry_run_token was issued for another device, not {serial}")
         del self._tokens[token]
         if issued.expires_at <= asyncio.get_running_loop().time():
-            raise DryRunTokenInvalid(f"dry_run_token expired (valid {DRY_RUN_TOKEN_S:.0f} s)")
+            raise DryRunTokenInvalid(f"dry_run_token expired (valid {self._settings.dry_run_token_s:g} s)")
         return await self.submit(
             issued.serial, issued.action, issued.target, issued.params, source=source, dispatch=dispatch, confirmed=True
         )
