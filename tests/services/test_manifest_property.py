@@ -56,9 +56,10 @@ def leaf_schemas(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def param_schemas(draw: st.DrawFn) -> dict[str, Any]:
-    properties = draw(st.dictionaries(NAMES, leaf_schemas(), max_size=3))
+    properties: dict[str, Any] = draw(st.dictionaries(NAMES, leaf_schemas(), max_size=3))
     schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if properties and draw(st.booleans()):
+    with_required: bool = draw(st.booleans())
+    if properties and with_required:
         schema["required"] = draw(st.lists(st.sampled_from(sorted(properties)), unique=True))
     if draw(st.booleans()):
         schema["additionalProperties"] = draw(st.booleans())
