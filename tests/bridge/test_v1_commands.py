@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.bridge.helpers import Stack, open_stack, pair_gateway, recv_until, send_json
 from tests.factories import make_settings
