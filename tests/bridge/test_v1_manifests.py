@@ -119,7 +119,7 @@ async def test_a_websocket_device_sends_its_manifest(stack: Stack) -> None:
     await ws.close()
 
 
-APP_REJECTIONS = [
+APP_REJECTIONS: list[tuple[dict[str, Any], str]] = [
     ({"action": "light_off"}, "ACTION_NOT_IN_MANIFEST"),
     ({"action": "light_on", "target": "l2"}, "ACTION_NOT_IN_MANIFEST"),
     ({"action": "light_on", "params": {"brightness": 500}}, "PARAMS_INVALID"),
