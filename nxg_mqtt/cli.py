@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from nxg_mqtt.core import Core, open_core
-from nxg_mqtt.errors import NxgError, ValidationError
+from nxg_mqtt.errors import DryRunRequired, NxgError, ValidationError
 from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT
@@ -388,7 +388,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "history":
             asyncio.run(_admin(settings, lambda core: _history(args, core)))
     except NxgError as exc:
-        print(json.dumps({"error": exc.message, "code": exc.code}), file=sys.stderr)
+        failure: dict[str, Any] = {"error": exc.message, "code": exc.code}
+        if isinstance(exc.details, list):
+            failure["details"] = exc.details  # each JSON Schema error of PARAMS_INVALID
+        if isinstance(exc, DryRunRequired):
+            failure["dry_run_token"] = exc.token
+        print(json.dumps(failure), file=sys.stderr)
         return EXIT_TRY_LATER if exc.status == 429 else 1
     except BrokenPipeError:
         # the reader went away (`nxg-mqtt history S | head`): stop quietly with the status a
