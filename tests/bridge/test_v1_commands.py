@@ -228,3 +228,48 @@ async def test_history_pages(stack: Stack) -> None:
     assert [c["id"] for c in first["commands"] + second["commands"]] == ids[::-1] and second["next_before"] is None
     assert (await stack.http.get("/api/v1/device/d1/commands", params={"limit": "x"})).status_code == 400
     rejected(await stack.http.get("/api/v1/device/ghost/commands"), 404, "DEVICE_NOT_FOUND")
+
+
+async def statuses(stack: Stack, serial: str) -> dict[str, dict[str, Any]]:
+    listing = (await stack.http.get(f"/api/v1/device/{serial}/commands")).json()["commands"]
+    return {c["id"]: c for c in listing}
+
+
+async def wait_status(stack: Stack, serial: str, command_id: str, status: str, within_s: float) -> dict[str, Any]:
+    for _ in range(int(within_s / 0.1)):
+        entry = (await statuses(stack, serial))[command_id]
+        if entry["status"] == status:
+            return entry
+        await asyncio.sleep(0.1)
+    return (await statuses(stack, serial))[command_id]
+
+
+async def test_lifecycle_queued_delivered_expired_timeout_failed(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, command_ttl_s=1.0, command_ack_timeout_s=1.0)
+    async with open_stack(settings) as stack:
+        go = {"action": "go"}
+        # offline: queued, then delivered when it is back
+        ws, token = await pair_gateway(stack, "d1")
+        await ws.close()
+        await stack.create_device("gone")  # never comes back: expires in the queue
+        for _ in range(50):
+            if not stack.core.presence.is_ready("d1"):
+                break
+            await asyncio.sleep(0.05)
+        queued = (await stack.http.post("/api/v1/device/d1/command", json=go)).json()["command_id"]
+        lost = (await stack.http.post("/api/v1/device/gone/command", json=go)).json()["command_id"]
+        assert (await statuses(stack, "d1"))[queued]["status"] == "queued"
+        ws = await stack.gateway()
+        await send_json(ws, {"t": "auth", "token": token})
+        assert (await recv_until(ws, "cmd"))["id"] == queued
+        await send_json(ws, {"t": "ack", "id": queued, "ok": False, "error": "jammed"})
+        failed = await wait_status(stack, "d1", queued, "failed", 3)
+        assert failed["status"] == "failed" and failed["error"] == "jammed"
+        # dispatched, never acknowledged: timeout
+        silent = (await stack.http.post("/api/v1/device/d1/command", json=go)).json()["command_id"]
+        assert (await recv_until(ws, "cmd"))["id"] == silent
+        assert (await wait_status(stack, "d1", silent, "timeout", 4))["status"] == "timeout"
+        # the sweep looks at the queue every 5 s
+        expired = await wait_status(stack, "gone", lost, "expired", 8)
+        assert expired["status"] == "expired" and "finished_at" in expired
+        await ws.close()
