@@ -27,7 +27,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nxg_mqtt import messages
@@ -211,10 +211,11 @@ class CommandService:
         self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
         if dispatch:
             self.note_queued(device.serial)
-            await self.dispatch_queued(device.serial)
-        else:
-            await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
-        return await self.get(command.id) or command
+            sent: dict[str, Command] = {}
+            await self.dispatch_queued(device.serial, sent)
+            return sent.get(command.id, command)
+        await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
+        return command
 
     async def page(self, serial: str, limit: int = 50, before: int | None = None) -> tuple[list[Command], int | None]:
         """A device's commands, newest first, and the cursor of the next page (None: no more)."""
@@ -233,8 +234,8 @@ class CommandService:
         if self._queued is not None:
             self._queued.add(serial)
 
-    async def dispatch_queued(self, serial: str) -> int:
-        """Send every queued command of a ready device, oldest first."""
+    async def dispatch_queued(self, serial: str, out: dict[str, Command] | None = None) -> int:
+        """Send every queued command of a ready device, oldest first; `out` collects them as sent."""
         if not self._presence.is_ready(serial):
             return 0
         if self._queued is not None and serial not in self._queued:
@@ -263,7 +264,10 @@ class CommandService:
                 )
                 self.counters.add("dispatched")
                 sent += 1
-                await self._changed(command.id)
+                dispatched = replace(command, status=CommandStatus.DISPATCHED, dispatched_at=ts)
+                if out is not None:
+                    out[command.id] = dispatched
+                await self._changed(command.id, dispatched)
             if drained and self._queued is not None:
                 self._queued.discard(serial)
         if not lock.locked():
@@ -295,7 +299,10 @@ class CommandService:
             self.counters.add("ack_replayed")
             return None
         self.counters.add(status.value)
-        return await self._changed(command.id)
+        result = value.get("result")
+        return await self._changed(
+            command.id, replace(command, status=status, finished_at=ts, error=error, result=result)
+        )
 
     # ---- timeouts and expiry ---------------------------------------------------------------------
 
@@ -349,8 +356,10 @@ class CommandService:
             self.counters.add(status.value)
             await self._changed(command.id)
 
-    async def _changed(self, command_id: str) -> Command | None:
-        command = await self._store.commands.get(command_id)
+    async def _changed(self, command_id: str, known: Command | None = None) -> Command | None:
+        """Publish a command's new state on `cmd/res` and tell the listeners; `known` is that state
+        when the caller just wrote it (no read back on the hot path)."""
+        command = known if known is not None else await self._store.commands.get(command_id)
         if command is None:
             return None
         result: dict[str, Any] = {"id": command.id, "status": command.status.value}
