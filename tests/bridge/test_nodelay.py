@@ -12,6 +12,7 @@ def test_the_listening_socket_disables_nagle() -> None:
     sock = bind("127.0.0.1", 0)
     try:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        sock.listen()
         client = socket.create_connection(sock.getsockname())
         accepted, _ = sock.accept()
         try:
