@@ -102,7 +102,22 @@ class AppSession:
         except NxgError as exc:
             await self.refused(exc, ref)
             return
+        if value.get("dry_run") is True:
+            await self.dry_run(value, ref)
+            return
         await self.submit(value, ref)
+
+    async def dry_run(self, value: dict[str, Any], ref: Any) -> None:
+        """`"dry_run": true`: validated only, nothing sent → `{"t":"cmd_validated","ref",
+        "dry_run_token"}` (a token only for a critical action; REST's confirm sends it)."""
+        try:
+            checked = await self.state.core.commands.dry_run(
+                value["serial"], value["action"], value.get("target"), value.get("params")
+            )
+        except NxgError as exc:
+            await self.refused(exc, ref)
+            return
+        await self.send({"t": "cmd_validated", "ref": ref, "dry_run_token": checked.token})
 
     async def submit(self, value: dict[str, Any], ref: Any) -> None:
         # hold the feed: the device's ack must not reach the app before cmd_accepted names its id

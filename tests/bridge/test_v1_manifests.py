@@ -181,3 +181,31 @@ async def test_raw_mqtt_command_requests(stack: Stack, paho: Clients) -> None:
     # a device may not request commands, not even for itself
     await device.publish("nxg/r1/cmd/req", json.dumps({"action": "light_on", "ref": "self"}))
     assert await integrator.no_message(0.5)
+
+
+async def test_dry_run_on_ws_app_and_mqtt_sends_nothing(stack: Stack, paho: Clients) -> None:
+    device = await mqtt_device(stack, paho, "y1")
+    assert await device.subscribe(device_topic("y1", Channel.CMD)) == [1]
+    await stack.http.post("/api/v1/devices/y1/manifest", json=MANIFEST)
+    app = await stack.app_socket()
+    await send_json(app, {"t": "cmd", "serial": "y1", "action": "light_on", "dry_run": True, "ref": 1})
+    assert await recv_until(app, "cmd_validated") == {"t": "cmd_validated", "ref": 1, "dry_run_token": None}
+    await send_json(app, {"t": "cmd", "serial": "y1", "action": "unlock", "dry_run": True, "ref": 2})
+    token = (await recv_until(app, "cmd_validated", ref=2))["dry_run_token"]
+    await send_json(
+        app,
+        {"t": "cmd", "serial": "y1", "action": "light_on", "params": {"brightness": 200}, "dry_run": True, "ref": 3},
+    )
+    assert (await recv_until(app, "error", ref=3))["code"] == "PARAMS_INVALID"
+    integrator = paho("integrator")
+    assert await integrator.connect(stack.broker.mqtt_port, "bridge", stack.core.settings.internal_secret) == 0
+    await integrator.subscribe("nxg/y1/cmd/res")
+    await integrator.publish("nxg/y1/cmd/req", json.dumps({"action": "unlock", "dry_run": True, "ref": "q"}))
+    reply = json.loads((await integrator.next_message()).payload)
+    assert reply["status"] == "validated" and reply["ref"] == "q" and reply["dry_run_token"] and reply["id"] is None
+    assert await device.no_message(0.5)  # nothing reached the device
+    assert (await stack.http.get("/api/v1/device/y1/commands")).json()["commands"] == []
+    confirmed = await stack.http.post("/api/v1/device/y1/command/confirm", json={"dry_run_token": token})
+    assert confirmed.status_code == 202
+    assert json.loads((await device.next_message()).payload)["action"] == "unlock"
+    await app.close()

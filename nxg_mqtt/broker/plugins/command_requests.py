@@ -1,6 +1,7 @@
 """Command requests on `nxg/{S}/cmd/req` (PROTOCOL §2): an integrator's command, validated like
 every other path, then dispatched on `nxg/{S}/cmd`; its fate is published on `nxg/{S}/cmd/res`
-with the request's `ref` echoed.
+with the request's `ref` echoed. `"dry_run": true` validates only: `{"id":null,"ref","status":
+"validated","dry_run_token"}` (a token only for a critical action).
 
 Accepted: the command's lifecycle (`queued`, `dispatched`, `acked`, …) follows on `cmd/res` from
 the command service. Refused: one `{"id":null,"ref","status":"rejected","code","error"}` (plus
@@ -41,6 +42,9 @@ class CommandRequestPlugin(NxgPlugin):
             request = messages.decode_object(message.data, self.settings.max_payload_bytes)
             ref = request.get("ref")
             messages.check_command_request(request)
+            if request.get("dry_run") is True:
+                await self._validated(parsed.serial, request)
+                return False
             await self.core.commands.submit(
                 parsed.serial,
                 request["action"],
@@ -52,6 +56,15 @@ class CommandRequestPlugin(NxgPlugin):
         except NxgError as exc:
             await self._rejected(parsed.serial, ref, exc)
         return False
+
+    async def _validated(self, serial: str, request: dict[str, Any]) -> None:
+        checked = await self.core.commands.dry_run(
+            serial, request["action"], request.get("target"), request.get("params")
+        )
+        reply: dict[str, Any] = {"id": None, "status": "validated", "dry_run_token": checked.token}
+        if "ref" in request:
+            reply["ref"] = request["ref"]
+        await self.broker.publish(device_topic(serial, Channel.CMD_RES), json.dumps(reply).encode(), qos=1)
 
     async def _rejected(self, serial: str, ref: Any, exc: NxgError) -> None:
         reply: dict[str, Any] = {
