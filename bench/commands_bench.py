@@ -13,6 +13,8 @@ Phases (each against the devices with, then without, a manifest):
 - **/ws/app**: `--inflight` `cmd` frames at a time on one socket; complete at the device's `ack`.
 - **paced**: `--rate` commands/s over `/ws/app` spread across all `--devices` connected devices;
   p50/p99 of the round trip (frame sent → ack received).
+`--baseline DIR` runs the /ws/app phases against another build (e.g. `git archive 4036eea | tar -x -C DIR`,
+the tree before issue 9), whose devices have no manifests.
 Targets (issue 9): ≥ 1,000 commands/s end to end; p99 ≤ 50 ms at 200 commands/s.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import re
 import signal
 import subprocess
@@ -53,7 +56,7 @@ MANIFEST = {
 }
 
 
-async def provision(data_dir: Path, count: int) -> list[tuple[str, str]]:
+async def provision(data_dir: Path, count: int, manifests: bool = True) -> list[tuple[str, str]]:
     from nxg_mqtt.core import open_core
     from nxg_mqtt.settings import Settings
 
@@ -62,17 +65,44 @@ async def provision(data_dir: Path, count: int) -> list[tuple[str, str]]:
         for i in range(count):
             device = await core.devices.create(f"cb{i:05d}", actor="bench")
             paired = await core.devices.pair(device.code, source="bench")
-            if i % 2 == 0:
-                await core.manifests.put(paired.serial, MANIFEST)
+            if manifests and i % 2 == 0:
+                await core.manifests.put(paired.serial, MANIFEST)  # type: ignore[attr-defined,unused-ignore]
             creds.append((paired.serial, paired.token))
     return creds
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], int, int]:
-    exe = Path(sys.executable).parent / "nxg-mqtt"
-    cmd = [str(exe), "serve", "--data", str(data_dir), "--host", HOST, "--mqtt-port", "0", "--http-port", "0"]
-    cmd += ["--ws-port", "0", "--admin-password", PASSWORD, "--command-rate-limit", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def provision_with(code: Path, data_dir: Path, count: int) -> list[tuple[str, str]]:
+    """Provision with the code in `code` (an older build: no manifests), in a subprocess."""
+    script = """
+import asyncio, json, sys
+from pathlib import Path
+from nxg_mqtt.core import open_core
+from nxg_mqtt.settings import Settings
+
+async def run():
+    creds = []
+    async with open_core(Settings(data_dir=Path(sys.argv[1]))) as core:
+        for i in range(int(sys.argv[2])):
+            device = await core.devices.create(f"cb{i:05d}", actor="bench")
+            paired = await core.devices.pair(device.code, source="bench")
+            creds.append((paired.serial, paired.token))
+    print(json.dumps(creds))
+
+asyncio.run(run())
+"""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    args = [sys.executable, "-c", script, str(data_dir), str(count)]
+    out = subprocess.run(args, env=env, cwd=code, capture_output=True, text=True, check=True)
+    return [(s, t) for s, t in json.loads(out.stdout)]
+
+
+def start_server(data_dir: Path, code: Path | None = None) -> tuple[subprocess.Popen[str], int, int]:
+    """`nxg-mqtt serve` (this build, or the one in `code`) on free ports."""
+    cmd = [sys.executable, "-m", "nxg_mqtt.cli", "serve", "--data", str(data_dir), "--host", HOST]
+    cmd += ["--mqtt-port", "0", "--http-port", "0", "--ws-port", "0", "--admin-password", PASSWORD]
+    cmd += ["--command-rate-limit", "0"]
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=code)
     ports: dict[str, int] = {}
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
@@ -181,7 +211,10 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
         acks = Acks(app)
         reader = asyncio.create_task(acks.read())
         with_schema, without = serials[0::2], serials[1::2]
-        for label, group in (("with paramSchema", with_schema), ("without manifest", without)):
+        groups = [("with paramSchema", with_schema), ("without manifest", without)]
+        if args.baseline:
+            groups = [("no manifests (baseline)", serials)]
+        for label, group in groups:
             body = {"action": "light_on", "params": {"brightness": 50}}
 
             async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
@@ -196,7 +229,8 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
             async def ws(i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = label[:4]) -> float:
                 return await acks.ws_command(group[i % len(group)], body, f"w{tag}{i}")
 
-            for surface, one in (("REST", rest), ("/ws/app", ws)):
+            surfaces = [("/ws/app", ws)] if args.baseline else [("REST", rest), ("/ws/app", ws)]
+            for surface, one in surfaces:
                 rate, rtts = await closed_loop(args.duration, args.inflight, one)
                 p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
                 results[f"{surface} {label}"] = (rate, p50, p99)
@@ -224,12 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--baseline", type=Path, help="an older build's tree (git archive): /ws/app only, no manifests")
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="nxg-cmd-bench-") as tmp:
         data = Path(tmp)
-        creds = asyncio.run(provision(data, args.devices))
-        proc, mqtt_port, http_port = start_server(data)
+        if args.baseline:
+            creds = provision_with(args.baseline.resolve(), data, args.devices)
+        else:
+            creds = asyncio.run(provision(data, args.devices))
+        proc, mqtt_port, http_port = start_server(data, args.baseline.resolve() if args.baseline else None)
         ready, stop = ctx.Event(), ctx.Event()
         holder = ctx.Process(target=devices, args=(mqtt_port, creds, ready, stop))
         holder.start()
