@@ -67,3 +67,10 @@ def test_cli_accepts_a_valid_command_and_a_bare_device_without_the_flag(data: Pa
     assert status == 0 and reply["status"] == "queued" and reply["params"] == {"for": 3}
     status, reply = cmd(data, "bare", "--action", "anything")
     assert status == 0 and reply["action"] == "anything"
+
+
+def test_no_ws_turns_the_mqtt_websocket_listener_off(tmp_path: Path) -> None:
+    from nxg_mqtt.cli import _build_settings, build_parser
+
+    args = build_parser().parse_args(["serve", "--no-ws", "--data", str(tmp_path)])
+    assert _build_settings(args).ws_port is None  # was 8083: with_overrides drops None
