@@ -35,7 +35,6 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.bridge_bench import HOST, PASSWORD, Mqtt, percentile
@@ -182,6 +181,41 @@ class Acks:
         return (done - started) * 1000
 
 
+class Http:
+    """Kept-alive HTTP/1.1 connections, one request at a time each: a client cheap enough that
+    the server, not the load generator, is measured (httpx's pool cost more CPU than the server)."""
+
+    def __init__(self, conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]) -> None:
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self.conns = conns
+        for conn in conns:
+            self.idle.put_nowait(conn)
+
+    @classmethod
+    async def open(cls, port: int, count: int) -> Http:
+        return cls([await asyncio.open_connection(HOST, port) for _ in range(count)])
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PASSWORD}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
+        reader, writer = await self.idle.get()
+        try:
+            writer.write(head.encode() + payload)
+            header = await reader.readuntil(b"\r\n\r\n")
+            status = int(header.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", header).group(1))  # type: ignore[union-attr]
+            return status, json.loads(await reader.readexactly(length))
+        finally:
+            self.idle.put_nowait((reader, writer))
+
+    def close(self) -> None:
+        for _, writer in self.conns:
+            writer.close()
+
+
 async def closed_loop(duration: float, inflight: int, one: Any) -> tuple[float, list[float]]:
     """`inflight` workers calling `one(i)` back to back for `duration` s: (commands/s, round trips ms)."""
     rtts: list[float] = []
@@ -199,15 +233,8 @@ async def closed_loop(duration: float, inflight: int, one: Any) -> tuple[float, 
 
 async def measure(http_port: int, serials: list[str], args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    async with (
-        connect(f"ws://{HOST}:{http_port}/ws/app?token={PASSWORD}", max_queue=None) as app,
-        httpx.AsyncClient(
-            base_url=f"http://{HOST}:{http_port}/api/v1",
-            headers={"Authorization": f"Bearer {PASSWORD}"},
-            limits=httpx.Limits(max_connections=args.inflight),
-            timeout=10,
-        ) as http,
-    ):
+    async with connect(f"ws://{HOST}:{http_port}/ws/app?token={PASSWORD}", max_queue=None) as app:
+        http = await Http.open(http_port, args.inflight)
         acks = Acks(app)
         reader = asyncio.create_task(acks.read())
         with_schema, without = serials[0::2], serials[1::2]
@@ -219,11 +246,11 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
 
             async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
                 started = time.perf_counter()
-                response = await http.post(f"/device/{group[i % len(group)]}/command", json=body)
-                if response.status_code != 202:
-                    raise RuntimeError(response.text)
-                done = await asyncio.wait_for(acks.ack_of(response.json()["command_id"]), 10)
-                acks.acked.pop(response.json()["command_id"], None)
+                status, reply = await http.post(f"/api/v1/device/{group[i % len(group)]}/command", body)
+                if status != 202:
+                    raise RuntimeError(reply)
+                done = await asyncio.wait_for(acks.ack_of(reply["command_id"]), 10)
+                acks.acked.pop(reply["command_id"], None)
                 return (done - started) * 1000
 
             async def ws(i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = label[:4]) -> float:
@@ -249,6 +276,7 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
         results["paced"] = (args.rate, p50, p99)
         print(f"paced    {args.rate:.0f} commands/s over {len(serials)} devices: p50 {p50:.1f} ms  p99 {p99:.1f} ms")
         reader.cancel()
+        http.close()
     return results
 
 
