@@ -234,7 +234,7 @@ async def closed_loop(duration: float, inflight: int, one: Any) -> tuple[float, 
 async def measure(http_port: int, serials: list[str], args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     async with connect(f"ws://{HOST}:{http_port}/ws/app?token={PASSWORD}", max_queue=None) as app:
-        http = await Http.open(http_port, args.inflight)
+        pool: list[Http] = []  # opened per REST phase: uvicorn closes connections idle for 5 s
         acks = Acks(app)
         reader = asyncio.create_task(acks.read())
         with_schema, without = serials[0::2], serials[1::2]
@@ -246,7 +246,7 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
 
             async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
                 started = time.perf_counter()
-                status, reply = await http.post(f"/api/v1/device/{group[i % len(group)]}/command", body)
+                status, reply = await pool[-1].post(f"/api/v1/device/{group[i % len(group)]}/command", body)
                 if status != 202:
                     raise RuntimeError(reply)
                 done = await asyncio.wait_for(acks.ack_of(reply["command_id"]), 10)
@@ -258,6 +258,8 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
 
             surfaces = [("/ws/app", ws)] if args.baseline else [("REST", rest), ("/ws/app", ws)]
             for surface, one in surfaces:
+                if surface == "REST":
+                    pool.append(await Http.open(http_port, args.inflight))
                 rate, rtts = await closed_loop(args.duration, args.inflight, one)
                 p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
                 results[f"{surface} {label}"] = (rate, p50, p99)
@@ -276,7 +278,8 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
         results["paced"] = (args.rate, p50, p99)
         print(f"paced    {args.rate:.0f} commands/s over {len(serials)} devices: p50 {p50:.1f} ms  p99 {p99:.1f} ms")
         reader.cancel()
-        http.close()
+        for http in pool:
+            http.close()
     return results
 
 
