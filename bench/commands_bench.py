@@ -241,7 +241,7 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
         groups = [("with paramSchema", with_schema), ("without manifest", without)]
         if args.baseline:
             groups = [("no manifests (baseline)", serials)]
-        for label, group in groups:
+        for label, group in [] if args.paced_only else groups:
             body = {"action": "light_on", "params": {"brightness": 50}}
 
             async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
     parser.add_argument("--baseline", type=Path, help="an older build's tree (git archive): /ws/app only, no manifests")
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
