@@ -27,7 +27,7 @@ from bridge.hub import AppFeed
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
-from nxg_mqtt.errors import NxgError
+from nxg_mqtt.errors import DryRunRequired, NxgError
 from nxg_mqtt.protocol import MessageType
 
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -100,9 +100,24 @@ class AppSession:
             # the core's one validation: the CLI and REST give the same mistake the same message
             messages.check_command_request({k: v for k, v in value.items() if k != "t"}, with_serial=True)
         except NxgError as exc:
-            await self.error(exc.message, exc.code, ref)
+            await self.refused(exc, ref)
+            return
+        if value.get("dry_run") is True:
+            await self.dry_run(value, ref)
             return
         await self.submit(value, ref)
+
+    async def dry_run(self, value: dict[str, Any], ref: Any) -> None:
+        """`"dry_run": true`: validated only, nothing sent → `{"t":"cmd_validated","ref",
+        "dry_run_token"}` (a token only for a critical action; REST's confirm sends it)."""
+        try:
+            checked = await self.state.core.commands.dry_run(
+                value["serial"], value["action"], value.get("target"), value.get("params")
+            )
+        except NxgError as exc:
+            await self.refused(exc, ref)
+            return
+        await self.send({"t": "cmd_validated", "ref": ref, "dry_run_token": checked.token})
 
     async def submit(self, value: dict[str, Any], ref: Any) -> None:
         # hold the feed: the device's ack must not reach the app before cmd_accepted names its id
@@ -126,11 +141,21 @@ class AppSession:
             reply: dict[str, Any] = {"t": "cmd_accepted", "id": command.id, "ref": ref}
             await self.send(reply)
         except NxgError as exc:
-            await self.error(exc.message, exc.code, ref)
+            await self.refused(exc, ref)
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self.flowing.set()
+
+    async def refused(self, exc: NxgError, ref: Any) -> None:
+        """A refused command: `error` with the PROTOCOL §4 code, each schema error in `details`
+        (PARAMS_INVALID) and, for a critical action, the `dry_run_token` that confirms it."""
+        message: dict[str, Any] = {"t": "error", "error": exc.message, "code": exc.code, "ref": ref}
+        if isinstance(exc.details, list):
+            message["details"] = exc.details
+        if isinstance(exc, DryRunRequired):
+            message["dry_run_token"] = exc.token
+        await self.send(message)
 
     async def error(self, text: str, code: str, ref: Any) -> None:
         await self.send({"t": "error", "error": text, "code": code, "ref": ref})

@@ -32,8 +32,9 @@ from bridge.link import LinkDown
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
-from nxg_mqtt.errors import NxgError, PayloadRejected
+from nxg_mqtt.errors import NxgError, PayloadRejected, ValidationError
 from nxg_mqtt.protocol import DEVICE_DATA, CloseReason, MessageType, RevokeReason, Schema
+from nxg_mqtt.services.manifests import check_manifest
 from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class GatewaySession:
                 return
             await (self.pair(value) if t == "pair" else self.auth(value))
             return
-        if t not in DEVICE_DATA and t != MessageType.ACK:
+        if t not in DEVICE_DATA and t not in (MessageType.ACK, Channel.MANIFEST):
             await self.protocol_error(f"unknown message type {t!r}")
             return
         if self.serial is None:
@@ -157,6 +158,8 @@ class GatewaySession:
             return
         if t == MessageType.ACK:
             await self.ack(self.serial, value)
+        elif t == Channel.MANIFEST:
+            await self.manifest(self.serial, value)
         else:
             await self.data(self.serial, MessageType(t), value)
 
@@ -217,6 +220,26 @@ class GatewaySession:
     async def ack(self, serial: str, value: dict[str, Any]) -> None:
         if await self.validated(serial, Channel.ACK, lambda: messages.validate(Schema.ACK, value)):
             await self.publish(device_topic(serial, Channel.ACK), json.dumps(value, separators=(",", ":")).encode())
+
+    async def manifest(self, serial: str, value: dict[str, Any]) -> None:
+        """`{"t":"manifest","capabilities":[…]}`: checked here so the device hears what is wrong,
+        then published on `nxg/{S}/manifest`, where the broker stores it like an MQTT device's."""
+        payload = {k: v for k, v in value.items() if k != "t"}
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        limit = self.settings.max_manifest_bytes
+
+        def check() -> None:
+            if len(raw) > limit:
+                raise messages.reject(
+                    messages.Reason.TOO_LARGE, f"manifest of {len(raw)} bytes exceeds the limit of {limit} bytes"
+                )
+            try:
+                check_manifest(payload)
+            except ValidationError as exc:
+                raise messages.reject(messages.Reason.SCHEMA, exc.message) from None
+
+        if await self.validated(serial, Channel.MANIFEST, check):
+            await self.publish(device_topic(serial, Channel.MANIFEST), raw)
 
     async def validated(self, serial: str, leaf: str, check: Callable[[], None]) -> bool:
         """True if `check()` passes; else the rejection is recorded and the device told why."""

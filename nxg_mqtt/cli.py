@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from nxg_mqtt.core import Core, open_core
-from nxg_mqtt.errors import NxgError, ValidationError
+from nxg_mqtt.errors import DryRunRequired, NxgError, ValidationError
 from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT
@@ -71,9 +71,11 @@ def _build_settings(args: argparse.Namespace) -> Settings:
             changes[field] = Path(value) if field == "data_dir" else value
     if getattr(args, "allow_anonymous", False):
         changes["allow_anonymous"] = True
-    if getattr(args, "no_ws", False):
-        changes["ws_port"] = None
+    if getattr(args, "require_manifest", False):
+        changes["require_manifest"] = True
     settings = base.with_overrides(**changes)
+    if getattr(args, "no_ws", False):
+        settings = replace(settings, ws_port=None)  # with_overrides reads None as "not given"
     if "NXG_INTERNAL_SECRET" not in os.environ and "internal_secret" not in changes:
         settings = settings.with_overrides(internal_secret=_stored_internal_secret(settings.data_dir))
     return settings
@@ -294,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
     serve.add_argument("--command-queue-limit", type=int, help=QUEUE_LIMIT_HELP)
     serve.add_argument("--public-host", help="host name written into config.h")
+    serve.add_argument(
+        "--require-manifest",
+        action="store_true",
+        help="refuse commands to devices without a manifest",
+    )
 
     broker = sub.add_parser("broker", help="run the broker alone")
     data_arg(broker)
@@ -339,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--action", required=True)
     cmd.add_argument("--target")
     cmd.add_argument("--params", help="JSON object")
+    cmd.add_argument("--require-manifest", action="store_true", help="refuse if the device has no manifest")
 
     history = sub.add_parser("history", help="stored messages of a device, newest first (as GET /api/history)")
     data_arg(history)
@@ -380,7 +388,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "history":
             asyncio.run(_admin(settings, lambda core: _history(args, core)))
     except NxgError as exc:
-        print(json.dumps({"error": exc.message, "code": exc.code}), file=sys.stderr)
+        failure: dict[str, Any] = {"error": exc.message, "code": exc.code}
+        if isinstance(exc.details, list):
+            failure["details"] = exc.details  # each JSON Schema error of PARAMS_INVALID
+        if isinstance(exc, DryRunRequired):
+            failure["dry_run_token"] = exc.token
+        print(json.dumps(failure), file=sys.stderr)
         return EXIT_TRY_LATER if exc.status == 429 else 1
     except BrokenPipeError:
         # the reader went away (`nxg-mqtt history S | head`): stop quietly with the status a

@@ -26,6 +26,7 @@ from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.history import HistoryService
 from nxg_mqtt.services.ingest import IngestService
+from nxg_mqtt.services.manifests import ManifestService
 from nxg_mqtt.services.presence import PresenceService
 from nxg_mqtt.services.signals import SignalWatcher
 from nxg_mqtt.settings import Settings
@@ -44,6 +45,7 @@ class Core:
     history: HistoryService
     admin: AdminCredentials
     outbox: Outbox
+    manifests: ManifestService
 
 
 @asynccontextmanager
@@ -54,7 +56,8 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         devices = DeviceService(store, settings)
         ingest = IngestService(store, settings, publisher)
         presence = PresenceService(store, ingest, publisher)
-        commands = CommandService(store, settings, devices, presence, ingest, publisher)
+        manifests = ManifestService(store, settings, devices, ingest)
+        commands = CommandService(store, settings, devices, presence, ingest, publisher, manifests)
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
         history = HistoryService(store, devices)
         core = Core(
@@ -68,11 +71,13 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             history,
             AdminCredentials(store, settings.admin_failures_per_minute),
             publisher,
+            manifests,
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:
             # a deleted device leaves no retained presence behind on the broker
             if why is RevokeReason.DELETE:
+                manifests.forget(serial)
                 await presence.forget(serial)
 
         devices.on_revoked(forget_deleted)

@@ -9,6 +9,9 @@
     ├── ConflictError             already exists: 409 (`CONFLICT`)
     ├── RateLimitedError          too many attempts: 429 (`RATE_LIMIT_EXCEEDED`)
     ├── QueueFullError            a device's command queue is at its limit: 429 (`QUEUE_FULL`)
+    ├── CommandRejected           a command refused before it reached the device (PROTOCOL §4 code,
+    │                             seed 002's status: 400 / 403 / 502); `details` lists schema errors
+    ├── DryRunRequired            a critical action: 409 (`DRY_RUN_REQUIRED`) with its `token`
     ├── ConnectRefused            an MQTT CONNECT refused with a CONNACK return code
     └── StoreError                the store failed or its schema is newer than this code
 
@@ -18,7 +21,7 @@ so the surfaces translate by looking at `code`/`status`, never at message text.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class NxgError(Exception):
@@ -73,6 +76,7 @@ class ConflictError(NxgError):
 class RateLimitedError(NxgError):
     code = "RATE_LIMIT_EXCEEDED"
     status = 429
+    retry_after: float | None = None  # seconds, when known (the Retry-After header)
 
 
 class QueueFullError(NxgError):
@@ -80,6 +84,33 @@ class QueueFullError(NxgError):
 
     code = "QUEUE_FULL"
     status = 429
+
+
+class CommandRejected(NxgError):
+    """A command refused by validation (PROTOCOL §4); the status is seed 002's for the code."""
+
+    STATUSES: ClassVar[dict[str, int]] = {
+        "MANIFEST_NOT_FOUND": 400,
+        "ACTION_NOT_IN_MANIFEST": 400,
+        "PARAMS_INVALID": 400,
+        "RESTRICTED_ACTION": 403,
+        "DEVICE_REVOKED": 403,
+        "GATEWAY_ERROR": 502,
+    }
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message, code=code, details=details)
+        self.status = self.STATUSES.get(code, 400)
+
+
+class DryRunRequired(ConflictError):
+    """A critical action: confirm it with `token` (single use, this device/action/params, 60 s)."""
+
+    code = "DRY_RUN_REQUIRED"
+
+    def __init__(self, token: str, reason: str = "Critical action requires confirmation") -> None:
+        super().__init__(reason)
+        self.token = token
 
 
 class ConnectRefused(NxgError):

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from nxg_mqtt.errors import PayloadRejected, ValidationError
+from nxg_mqtt.errors import CommandRejected, PayloadRejected, ValidationError
 from nxg_mqtt.protocol import DEVICE_DATA, MessageType, RejectReason, Schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -192,7 +192,7 @@ def validate(kind: str, value: dict[str, Any]) -> None:
 
 def check_command_request(request: dict[str, Any], *, with_serial: bool = False) -> None:
     """The one validation of a command request (`/ws/app`, the CLI, REST, `nxg/{S}/cmd/req`):
-    ValidationError `RESTRICTED_ACTION` for an action starting with `_`, else `INVALID_COMMAND`
+    CommandRejected `RESTRICTED_ACTION` (403) for an action starting with `_`, else `INVALID_COMMAND`
     with the schema's message. `with_serial`: the request names its device (`/ws/app`)."""
     kind = "command_request_with_serial" if with_serial else Schema.COMMAND_REQUEST.value
     error = best_match(_command_validator(kind).iter_errors(request))
@@ -200,7 +200,7 @@ def check_command_request(request: dict[str, Any], *, with_serial: bool = False)
         return
     action = request.get("action")
     if isinstance(action, str) and action.startswith("_"):
-        raise ValidationError("actions starting with '_' are reserved", code="RESTRICTED_ACTION")
+        raise CommandRejected("RESTRICTED_ACTION", "actions starting with '_' are protocol-internal")
     where = "/".join(str(p) for p in error.absolute_path)
     raise ValidationError(f"invalid command: {where + ': ' if where else ''}{error.message}", code="INVALID_COMMAND")
 

@@ -116,6 +116,17 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    """One stored version of a device's manifest (its capabilities as validated)."""
+
+    serial: str
+    version: int
+    capabilities: list[dict[str, Any]]
+    source: str  # device | api | cli
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionRecord:
     serial: str
     transport: str

@@ -33,6 +33,13 @@ class SlidingWindow:
         """True if one more event fits; does not record it."""
         return self.limit <= 0 or self.count(key, now) < self.limit
 
+    def retry_after(self, key: str, now: float) -> float:
+        """Seconds until one more event fits (0 if it fits now)."""
+        events = self._trim(key, now)
+        if self.limit <= 0 or len(events) < self.limit:
+            return 0.0
+        return max(0.0, events[len(events) - self.limit] + self.window_s - now)
+
     def hit(self, key: str, now: float) -> int:
         """Record one event; return the count inside the window."""
         events = self._trim(key, now)

@@ -55,6 +55,7 @@ class Settings:
     command_rate_limit: int = 300  # per tenant per minute, 0 = off
     command_queue_limit: int = 1000  # open (queued or dispatched) commands per device, 0 = no limit
     require_manifest: bool = False
+    dry_run_token_s: float = 60.0  # how long a critical action's dry-run token may be confirmed
 
     # cross-process changes (CLI → running server)
     signal_poll_s: float = 0.25

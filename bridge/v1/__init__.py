@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
+from bridge.v1 import actions, commands, manifests
+
 PREFIX = "/api/v1"
 
 
 def routes() -> list[BaseRoute]:
     inner: list[BaseRoute] = []
     # each surface adds its routes here: inner += commands.routes(), …
+    inner += commands.routes()
+    inner += manifests.routes()
+    inner += actions.routes()
     return [Mount(PREFIX, routes=inner)] if inner else []

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from functools import wraps
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from nxg_mqtt.errors import NxgError
+from nxg_mqtt.errors import DryRunRequired, NxgError, PayloadRejected, RateLimitedError, ValidationError
+from nxg_mqtt.messages import load_json
+
+log = logging.getLogger(__name__)
 
 
 def v1_error(
@@ -20,3 +28,54 @@ def from_error(exc: NxgError) -> JSONResponse:
     """An NxgError as seed 002's error body, with the status its class carries."""
     details = exc.details if isinstance(exc.details, list) else None
     return v1_error(exc.status, exc.code, exc.message, details)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def dry_run_required(exc: DryRunRequired) -> JSONResponse:
+    """Seed 002's 409 body, verbatim."""
+    body = {"status": "dry_run_required", "reason": exc.message, "dry_run_token": exc.token}
+    return JSONResponse(body, status_code=409)
+
+
+def error_response(exc: NxgError) -> JSONResponse:
+    """Any core error as `/api/v1` answers it: seed 002's 409 for a critical action, 429 with
+    `Retry-After` for a rate limit, else `{"success":false,"code","error","details"}`."""
+    if isinstance(exc, DryRunRequired):
+        return dry_run_required(exc)
+    if isinstance(exc, RateLimitedError):
+        wait = getattr(exc, "retry_after_s", None) or exc.retry_after or 1
+        details = exc.details if isinstance(exc.details, list) else None
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+        return v1_error(exc.status, exc.code, exc.message, details, headers)
+    return from_error(exc)
+
+
+def v1_endpoint(handler: Handler) -> Handler:
+    """Turn the core's errors into `/api/v1` bodies; anything else unexpected is a 502
+    `GATEWAY_ERROR` (logged), never a bare 500 page."""
+
+    @wraps(handler)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except NxgError as exc:
+            return error_response(exc)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return v1_error(502, "GATEWAY_ERROR", "internal gateway error")
+
+    return guarded
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, through the core's one decoder; ValidationError (400) otherwise."""
+    raw = await request.body()
+    try:
+        value = load_json(raw, what="body")
+    except PayloadRejected as exc:
+        raise ValidationError(exc.message) from None
+    if not isinstance(value, dict):
+        raise ValidationError("the body must be a JSON object")
+    return value

@@ -9,6 +9,13 @@ Bounded: a device has at most `command_queue_limit` open (queued or dispatched) 
 that `submit` refuses with QUEUE_FULL (429), so an offline device or one that never acks cannot
 grow the store, the dispatch at its next subscribe, or `_deadlines` without bound. The expiry
 sweep asks the store for what is due (an indexed query), never for the whole queue.
+
+Validated on every path (REST, `/ws/app`, `nxg/{S}/cmd/req`, the CLI, batch, intent) by `check`:
+the request schema, then the device's manifest (`ManifestService.check_command`), before anything
+is stored; a refusal is a CommandRejected with its PROTOCOL §4 code. A critical action is stored
+only through `confirm` with the token its dry run (or its first, refused, attempt) handed out:
+single use, bound to the device, action, target and params, valid `dry_run_token_s` (60 s). An ack's
+`result` that breaks the action's `outputSchema` closes the command `failed` with the reason.
 """
 
 from __future__ import annotations
@@ -18,18 +25,21 @@ import contextlib
 import json
 import logging
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import QueueFullError, RateLimitedError
+from nxg_mqtt.errors import CommandRejected, DryRunRequired, QueueFullError, RateLimitedError, ValidationError
 from nxg_mqtt.listeners import notify_all
-from nxg_mqtt.models import Command, CommandStatus, Counters, HistoryEntry, now_ms
+from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
 from nxg_mqtt.protocol import MessageType, Schema, SignalKind
 from nxg_mqtt.ratelimit import SlidingWindow
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.ingest import IngestService
+from nxg_mqtt.services.manifests import Capability, ManifestService
 from nxg_mqtt.services.presence import PresenceService
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
@@ -38,6 +48,27 @@ from nxg_mqtt.topics import Channel, device_topic
 log = logging.getLogger(__name__)
 
 CommandListener = Callable[[Command], Awaitable[None]]
+DRY_RUN_TOKENS_MAX = 10_000  # outstanding tokens; the oldest go first beyond it
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """A validated command that was not sent; `token` (critical actions) confirms it."""
+
+    serial: str
+    action: str
+    target: str | None
+    params: dict[str, Any]
+    critical: bool
+    token: str | None
+    expires_at: float  # loop time
+
+
+class DryRunTokenInvalid(CommandRejected):
+    """A confirm with a token that is unknown, used, expired or issued for another device."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("DRY_RUN_TOKEN_INVALID", message)
 
 
 def new_command_id() -> str:
@@ -53,7 +84,10 @@ class CommandService:
         presence: PresenceService,
         ingest: IngestService,
         publisher: Publisher,
+        manifests: ManifestService,
     ) -> None:
+        self.manifests = manifests
+        self._tokens: dict[str, DryRun] = {}
         self._store = store
         self._settings = settings
         self._devices = devices
@@ -76,6 +110,56 @@ class CommandService:
 
     # ---- submitting ------------------------------------------------------------------------------
 
+    async def check(
+        self, serial: str, action: str, target: str | None, params: dict[str, Any] | None
+    ) -> tuple[Device, dict[str, Any], Capability | None]:
+        """Every check a command passes before it is stored: (the device, the params,
+        the manifest capability or None); DeviceNotFound or CommandRejected otherwise."""
+        device = await self._devices.get(serial)
+        if device.revoked:
+            raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
+        request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
+        if target is not None:
+            request["target"] = target
+        messages.check_command_request(request)
+        capability = await self.manifests.check_command(device.serial, action, target, request["params"])
+        return device, request["params"], capability
+
+    async def dry_run(
+        self, serial: str, action: str, target: str | None = None, params: dict[str, Any] | None = None
+    ) -> DryRun:
+        """Validate only; nothing is stored or sent. A critical action gets its confirm token."""
+        device, params, capability = await self.check(serial, action, target, params)
+        critical = capability is not None and capability.critical
+        return self._issue(device.serial, action, target, params, critical)
+
+    def _issue(self, serial: str, action: str, target: str | None, params: dict[str, Any], critical: bool) -> DryRun:
+        now = asyncio.get_running_loop().time()
+        # expired tokens are kept a while so that a late confirm hears "expired", not "unknown"
+        for old in [t for t, d in self._tokens.items() if d.expires_at + 600 <= now]:
+            del self._tokens[old]
+        while len(self._tokens) >= DRY_RUN_TOKENS_MAX:
+            del self._tokens[next(iter(self._tokens))]
+        token = str(uuid.uuid4()) if critical else None
+        issued = DryRun(serial, action, target, params, critical, token, now + self._settings.dry_run_token_s)
+        if token is not None:
+            self._tokens[token] = issued
+        return issued
+
+    async def confirm(self, serial: str, token: str, *, source: str = "api", dispatch: bool = True) -> Command:
+        """Send the command a dry run validated: the token is used up, whatever follows."""
+        issued = self._tokens.get(token)
+        if issued is None:
+            raise DryRunTokenInvalid("dry_run_token is unknown or already used")
+        if issued.serial.lower() != serial.lower():
+            raise DryRunTokenInvalid(f"dry_run_token was issued for another device, not {serial}")
+        del self._tokens[token]
+        if issued.expires_at <= asyncio.get_running_loop().time():
+            raise DryRunTokenInvalid(f"dry_run_token expired (valid {self._settings.dry_run_token_s:g} s)")
+        return await self.submit(
+            issued.serial, issued.action, issued.target, issued.params, source=source, dispatch=dispatch, confirmed=True
+        )
+
     async def submit(
         self,
         serial: str,
@@ -85,19 +169,24 @@ class CommandService:
         ref: str | None = None,
         source: str = "api",
         dispatch: bool = True,
+        confirmed: bool = False,
     ) -> Command:
         """Validate, commit, then dispatch (or queue). `dispatch=False` leaves it to the server
-        process (the CLI writes the record and signals the server)."""
-        device = await self._devices.get(serial)
-        request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
-        if target is not None:
-            request["target"] = target
-        messages.check_command_request(request)
+        process (the CLI writes the record and signals the server). A critical action without
+        `confirmed` raises DryRunRequired with its token (`confirm` sends it)."""
+        device, checked_params, capability = await self.check(serial, action, target, params)
+        if capability is not None and capability.critical and not confirmed:
+            issued = self._issue(device.serial, action, target, checked_params, True)
+            assert issued.token is not None
+            raise DryRunRequired(issued.token)
+        request: dict[str, Any] = {"params": checked_params}
         loop_now = asyncio.get_running_loop().time()
         if not self._rate.allow(self._store.tenant_id, loop_now):
-            raise RateLimitedError(
+            limited = RateLimitedError(
                 f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
             )
+            limited.retry_after = self._rate.retry_after(self._store.tenant_id, loop_now)
+            raise limited
         created = now_ms()
         command = Command(
             id=new_command_id(),
@@ -122,10 +211,18 @@ class CommandService:
         self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
         if dispatch:
             self.note_queued(device.serial)
-            await self.dispatch_queued(device.serial)
-        else:
-            await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
-        return await self.get(command.id) or command
+            sent: dict[str, Command] = {}
+            await self.dispatch_queued(device.serial, sent)
+            return sent.get(command.id, command)
+        await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
+        return command
+
+    async def page(self, serial: str, limit: int = 50, before: int | None = None) -> tuple[list[Command], int | None]:
+        """A device's commands, newest first, and the cursor of the next page (None: no more)."""
+        if not 1 <= limit <= 500:
+            raise ValidationError("limit must be between 1 and 500")
+        device = await self._devices.get(serial)
+        return await self._store.commands.page(device.serial, limit, before)
 
     async def get(self, command_id: str) -> Command | None:
         return await self._store.commands.get(command_id)
@@ -137,8 +234,8 @@ class CommandService:
         if self._queued is not None:
             self._queued.add(serial)
 
-    async def dispatch_queued(self, serial: str) -> int:
-        """Send every queued command of a ready device, oldest first."""
+    async def dispatch_queued(self, serial: str, out: dict[str, Command] | None = None) -> int:
+        """Send every queued command of a ready device, oldest first; `out` collects them as sent."""
         if not self._presence.is_ready(serial):
             return 0
         if self._queued is not None and serial not in self._queued:
@@ -167,7 +264,10 @@ class CommandService:
                 )
                 self.counters.add("dispatched")
                 sent += 1
-                await self._changed(command.id)
+                dispatched = replace(command, status=CommandStatus.DISPATCHED, dispatched_at=ts)
+                if out is not None:
+                    out[command.id] = dispatched
+                await self._changed(command.id, dispatched)
             if drained and self._queued is not None:
                 self._queued.discard(serial)
         if not lock.locked():
@@ -187,15 +287,22 @@ class CommandService:
             self.counters.add("ack_unknown")
             return None
         status = CommandStatus.ACKED if value["ok"] else CommandStatus.FAILED
-        closed = await self._store.commands.finish(
-            command.id, status, ts, error=value.get("error"), result=value.get("result")
-        )
+        error = value.get("error")
+        if value["ok"] and "result" in value and not command.status.final:
+            broken = await self.manifests.check_result(command.serial, command.action, value["result"])
+            if broken is not None:
+                status, error = CommandStatus.FAILED, broken
+                self.counters.add("result_invalid")
+        closed = await self._store.commands.finish(command.id, status, ts, error=error, result=value.get("result"))
         self._deadlines.pop(command.id, None)
         if not closed:
             self.counters.add("ack_replayed")
             return None
         self.counters.add(status.value)
-        return await self._changed(command.id)
+        result = value.get("result")
+        return await self._changed(
+            command.id, replace(command, status=status, finished_at=ts, error=error, result=result)
+        )
 
     # ---- timeouts and expiry ---------------------------------------------------------------------
 
@@ -249,8 +356,10 @@ class CommandService:
             self.counters.add(status.value)
             await self._changed(command.id)
 
-    async def _changed(self, command_id: str) -> Command | None:
-        command = await self._store.commands.get(command_id)
+    async def _changed(self, command_id: str, known: Command | None = None) -> Command | None:
+        """Publish a command's new state on `cmd/res` and tell the listeners; `known` is that state
+        when the caller just wrote it (no read back on the hot path)."""
+        command = known if known is not None else await self._store.commands.get(command_id)
         if command is None:
             return None
         result: dict[str, Any] = {"id": command.id, "status": command.status.value}

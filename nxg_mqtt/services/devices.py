@@ -117,6 +117,7 @@ class DeviceService:
             await self._store.devices.delete(device.serial)
             await self._store.messages.delete_device(device.serial)
             await self._store.commands.delete_device(device.serial)
+            await self._store.manifests.delete_device(device.serial)
             await self._store.connections.delete_device(device.serial)
         await self._store.audit.add(now_ms(), actor, "device.delete", device.serial)
         await self._revoked(device.serial, RevokeReason.DELETE)

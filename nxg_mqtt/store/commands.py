@@ -97,6 +97,18 @@ class CommandRepository:
         )
         return _command(row) if row else None
 
+    async def page(self, serial: str, limit: int, before: int | None = None) -> tuple[list[Command], int | None]:
+        """A device's commands, newest first, `limit` at a time; the cursor of the next page
+        (`before`, a row id) or None on the last one."""
+        rows = await self._db.fetchall(
+            "SELECT rowid AS cursor, * FROM commands WHERE tenant_id = ? AND serial = ? COLLATE NOCASE"
+            " AND rowid < ? ORDER BY rowid DESC LIMIT ?",
+            (self._tenant, serial, before if before is not None else 2**63 - 1, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_command(r) for r in rows], (int(rows[-1]["cursor"]) if more else None)
+
     async def open_for(self, serial: str) -> list[Command]:
         """Queued commands of a device, oldest first (the dispatch order)."""
         rows = await self._db.fetchall(

@@ -105,6 +105,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX commands_expiry ON commands (tenant_id, expires_at) WHERE status = 'queued';
     """,
+    # 4: device manifests, every version kept (the newest is the one commands are checked against)
+    """
+    CREATE TABLE manifests (
+        tenant_id   TEXT NOT NULL,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        version     INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, serial, version)
+    );
+    """,
 ]
 
 

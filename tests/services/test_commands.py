@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nxg_mqtt.core import Core, open_core
-from nxg_mqtt.errors import DeviceNotFound, PayloadRejected, RateLimitedError, ValidationError
+from nxg_mqtt.errors import CommandRejected, DeviceNotFound, PayloadRejected, RateLimitedError, ValidationError
 from nxg_mqtt.models import Command, CommandStatus
 from nxg_mqtt.protocol import MessageType, SignalKind
 from nxg_mqtt.services.history import HistoryQuery
@@ -109,9 +109,9 @@ async def test_a_bad_ack_is_recorded_as_a_warning(core: Core) -> None:
 
 async def test_invalid_and_restricted_commands_are_refused_and_not_counted(tmp_path: Path) -> None:
     async with serving(tmp_path, command_rate_limit=1) as core:
-        with pytest.raises(ValidationError) as restricted:
+        with pytest.raises(CommandRejected) as restricted:
             await core.commands.submit("c1", "_factory_reset")
-        assert restricted.value.code == "RESTRICTED_ACTION"
+        assert restricted.value.code == "RESTRICTED_ACTION" and restricted.value.status == 403
         with pytest.raises(ValidationError) as invalid:
             await core.commands.submit("c1", "")
         assert invalid.value.code == "INVALID_COMMAND"

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 
-from nxg_mqtt import messages
 from nxg_mqtt.broker.message import IncomingMessage
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.broker.session import BrokerSession
-from nxg_mqtt.errors import PayloadRejected
-from nxg_mqtt.protocol import DEVICE_DATA, Role, Schema, stamp
+from nxg_mqtt.errors import NxgError, PayloadRejected
+from nxg_mqtt.protocol import DEVICE_DATA, Role, stamp
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 
@@ -43,14 +42,10 @@ class IngestPlugin(NxgPlugin):
         if parsed.channel is Channel.MANIFEST:
             if not message.data:
                 return True  # clearing a retained manifest
-            limit = self.settings.max_manifest_bytes
             try:
-                self.core.ingest.validated(
-                    parsed.serial,
-                    parsed.channel,
-                    lambda: messages.validate(Schema.MANIFEST, messages.decode_object(message.data, limit)),
-                )
-            except PayloadRejected:
+                # validated (a bad one: Warning event), stored as a new version when it changed
+                await self.core.manifests.from_device(parsed.serial, message.data)
+            except NxgError:
                 return False
             return True
         return None

@@ -1,0 +1,324 @@
+"""Command benchmark: validated and dispatched end to end (request → device ack → requester).
+
+    .venv/bin/python -m bench.commands_bench [--devices 1000] [--duration 5] [--inflight 32] [--rate 200]
+
+Runs `nxg-mqtt serve` as a subprocess (rate limit off) on a temporary data directory whose
+devices are provisioned and paired through the core API first; half of them get a manifest whose
+`light_on` has a `paramSchema` (and an `outputSchema`), half have none. A separate process holds
+every device on MQTT, subscribed to `nxg/{S}/cmd`, acknowledging each command at once.
+
+Phases (each against the devices with, then without, a manifest):
+- **REST**: `--inflight` requests at a time to `POST /api/v1/device/{S}/command`; a command is
+  complete when its device's ack reaches the requester on a `/ws/app` socket (apps learn of acks there).
+- **/ws/app**: `--inflight` `cmd` frames at a time on one socket; complete at the device's `ack`.
+- **paced**: `--rate` commands/s over `/ws/app` spread across all `--devices` connected devices;
+  p50/p99 of the round trip (frame sent → ack received).
+`--baseline DIR` runs the /ws/app phases against another build (e.g. `git archive 4036eea | tar -x -C DIR`,
+the tree before issue 9), whose devices have no manifests.
+Targets (issue 9): ≥ 1,000 commands/s end to end; p99 ≤ 50 ms at 200 commands/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench.bridge_bench import HOST, PASSWORD, Mqtt, percentile
+from nxg_mqtt.mqtt import codec
+
+MANIFEST = {
+    "capabilities": [
+        {
+            "action": "light_on",
+            "paramSchema": {
+                "type": "object",
+                "properties": {"brightness": {"type": "integer", "minimum": 0, "maximum": 100}},
+                "required": ["brightness"],
+            },
+            "outputSchema": {"type": "object"},
+        }
+    ]
+}
+
+
+async def provision(data_dir: Path, count: int, manifests: bool = True) -> list[tuple[str, str]]:
+    from nxg_mqtt.core import open_core
+    from nxg_mqtt.settings import Settings
+
+    creds = []
+    async with open_core(Settings(data_dir=data_dir)) as core:
+        for i in range(count):
+            device = await core.devices.create(f"cb{i:05d}", actor="bench")
+            paired = await core.devices.pair(device.code, source="bench")
+            if manifests and i % 2 == 0:
+                await core.manifests.put(paired.serial, MANIFEST)  # type: ignore[attr-defined,unused-ignore]
+            creds.append((paired.serial, paired.token))
+    return creds
+
+
+def provision_with(code: Path, data_dir: Path, count: int) -> list[tuple[str, str]]:
+    """Provision with the code in `code` (an older build: no manifests), in a subprocess."""
+    script = """
+import asyncio, json, sys
+from pathlib import Path
+from nxg_mqtt.core import open_core
+from nxg_mqtt.settings import Settings
+
+async def run():
+    creds = []
+    async with open_core(Settings(data_dir=Path(sys.argv[1]))) as core:
+        for i in range(int(sys.argv[2])):
+            device = await core.devices.create(f"cb{i:05d}", actor="bench")
+            paired = await core.devices.pair(device.code, source="bench")
+            creds.append((paired.serial, paired.token))
+    print(json.dumps(creds))
+
+asyncio.run(run())
+"""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    args = [sys.executable, "-c", script, str(data_dir), str(count)]
+    out = subprocess.run(args, env=env, cwd=code, capture_output=True, text=True, check=True)
+    return [(s, t) for s, t in json.loads(out.stdout)]
+
+
+def start_server(data_dir: Path, code: Path | None = None) -> tuple[subprocess.Popen[str], int, int]:
+    """`nxg-mqtt serve` (this build, or the one in `code`) on free ports."""
+    cmd = [sys.executable, "-m", "nxg_mqtt.cli", "serve", "--data", str(data_dir), "--host", HOST]
+    cmd += ["--mqtt-port", "0", "--http-port", "0", "--ws-port", "0", "--admin-password", PASSWORD]
+    cmd += ["--command-rate-limit", "0"]
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=code)
+    ports: dict[str, int] = {}
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while len(ports) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("nxg-mqtt serve exited during start-up")
+        if found := re.search(r"(mqtt|http)://[^:]+:(\d+)", line):
+            ports[found.group(1)] = int(found.group(2))
+    return proc, ports["mqtt"], ports["http"]
+
+
+def devices(port: int, creds: list[tuple[str, str]], ready: Event, stop: Event) -> None:
+    """Every device on MQTT, acknowledging each command at once (result `{}`)."""
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(50)
+
+        async def one(serial: str, token: str) -> None:
+            async with gate:
+                conn = await Mqtt.connect(port, serial, serial, token)
+                conn.writer.write(codec.encode_subscribe(1, [(f"nxg/{serial}/cmd", 1)]))
+            topic = f"nxg/{serial}/ack"
+            while True:
+                for packet in await conn.packets():
+                    if isinstance(packet, codec.Publish):
+                        if packet.packet_id is not None:
+                            conn.writer.write(codec.encode_puback(packet.packet_id))
+                        command_id = json.loads(packet.payload)["id"]
+                        ack = b'{"t":"ack","id":"%s","ok":true,"result":{}}' % command_id.encode()
+                        conn.writer.write(codec.encode_publish(topic, ack, 0))
+
+        tasks = [asyncio.create_task(one(s, t)) for s, t in creds]
+        await asyncio.sleep(1.0 + len(creds) / 500)
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(run())
+
+
+class Acks:
+    """The acks seen on one `/ws/app` socket, by command id; `cmd_accepted` by ref."""
+
+    def __init__(self, app: ClientConnection) -> None:
+        self.app = app
+        self.acked: dict[str, asyncio.Future[float]] = {}
+        self.accepted: dict[str, asyncio.Future[str]] = {}
+
+    def ack_of(self, command_id: str) -> asyncio.Future[float]:
+        return self.acked.setdefault(command_id, asyncio.get_running_loop().create_future())
+
+    async def read(self) -> None:
+        async for text in self.app:
+            message = json.loads(text)
+            t = message.get("t")
+            if t == "ack":
+                future = self.ack_of(message["id"])
+                if not future.done():
+                    future.set_result(time.perf_counter())
+            elif t in ("cmd_accepted", "error") and message.get("ref") in self.accepted:
+                waiter = self.accepted.pop(message["ref"])
+                if t == "error":
+                    waiter.set_exception(RuntimeError(message["error"]))
+                else:
+                    waiter.set_result(message["id"])
+
+    async def ws_command(self, serial: str, body: dict[str, Any], ref: str) -> float:
+        started = time.perf_counter()
+        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.accepted[ref] = waiter
+        await self.app.send(json.dumps({"t": "cmd", "serial": serial, "ref": ref, **body}))
+        command_id = await waiter
+        done = await asyncio.wait_for(self.ack_of(command_id), 10)
+        self.acked.pop(command_id, None)
+        return (done - started) * 1000
+
+
+class Http:
+    """Kept-alive HTTP/1.1 connections, one request at a time each: a client cheap enough that
+    the server, not the load generator, is measured (httpx's pool cost more CPU than the server)."""
+
+    def __init__(self, conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]) -> None:
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self.conns = conns
+        for conn in conns:
+            self.idle.put_nowait(conn)
+
+    @classmethod
+    async def open(cls, port: int, count: int) -> Http:
+        return cls([await asyncio.open_connection(HOST, port) for _ in range(count)])
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PASSWORD}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
+        reader, writer = await self.idle.get()
+        try:
+            writer.write(head.encode() + payload)
+            header = await reader.readuntil(b"\r\n\r\n")
+            status = int(header.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", header).group(1))  # type: ignore[union-attr]
+            return status, json.loads(await reader.readexactly(length))
+        finally:
+            self.idle.put_nowait((reader, writer))
+
+    def close(self) -> None:
+        for _, writer in self.conns:
+            writer.close()
+
+
+async def closed_loop(duration: float, inflight: int, one: Any) -> tuple[float, list[float]]:
+    """`inflight` workers calling `one(i)` back to back for `duration` s: (commands/s, round trips ms)."""
+    rtts: list[float] = []
+    deadline = time.perf_counter() + duration
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            rtts.append(await one(next(counter)))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(inflight)))
+    return len(rtts) / (time.perf_counter() - started), rtts
+
+
+async def measure(http_port: int, serials: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    async with connect(f"ws://{HOST}:{http_port}/ws/app?token={PASSWORD}", max_queue=None) as app:
+        pool: list[Http] = []  # opened per REST phase: uvicorn closes connections idle for 5 s
+        acks = Acks(app)
+        reader = asyncio.create_task(acks.read())
+        with_schema, without = serials[0::2], serials[1::2]
+        groups = [("with paramSchema", with_schema), ("without manifest", without)]
+        if args.baseline:
+            groups = [("no manifests (baseline)", serials)]
+        for label, group in [] if args.paced_only else groups:
+            body = {"action": "light_on", "params": {"brightness": 50}}
+
+            async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
+                started = time.perf_counter()
+                status, reply = await pool[-1].post(f"/api/v1/device/{group[i % len(group)]}/command", body)
+                if status != 202:
+                    raise RuntimeError(reply)
+                done = await asyncio.wait_for(acks.ack_of(reply["command_id"]), 10)
+                acks.acked.pop(reply["command_id"], None)
+                return (done - started) * 1000
+
+            async def ws(i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = label[:4]) -> float:
+                return await acks.ws_command(group[i % len(group)], body, f"w{tag}{i}")
+
+            surfaces = [("/ws/app", ws)] if args.baseline else [("REST", rest), ("/ws/app", ws)]
+            for surface, one in surfaces:
+                if surface == "REST":
+                    pool.append(await Http.open(http_port, args.inflight))
+                rate, rtts = await closed_loop(args.duration, args.inflight, one)
+                p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
+                results[f"{surface} {label}"] = (rate, p50, p99)
+                print(f"{surface:8} {label:17} {rate:7.0f} commands/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
+
+        # paced: --rate commands/s over /ws/app, spread over every connected device
+        paced: list[asyncio.Task[float]] = []
+        total = int(args.rate * args.duration)
+        started = time.perf_counter()
+        for i in range(total):
+            await asyncio.sleep(max(0.0, started + i / args.rate - time.perf_counter()))
+            body = {"action": "light_on", "params": {"brightness": i % 100}}
+            paced.append(asyncio.create_task(acks.ws_command(serials[i % len(serials)], body, f"p{i}")))
+        rtts = list(await asyncio.gather(*paced))
+        p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
+        results["paced"] = (args.rate, p50, p99)
+        print(f"paced    {args.rate:.0f} commands/s over {len(serials)} devices: p50 {p50:.1f} ms  p99 {p99:.1f} ms")
+        reader.cancel()
+        for http in pool:
+            http.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--inflight", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
+    parser.add_argument("--baseline", type=Path, help="an older build's tree (git archive): /ws/app only, no manifests")
+    args = parser.parse_args(argv)
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="nxg-cmd-bench-") as tmp:
+        data = Path(tmp)
+        if args.baseline:
+            creds = provision_with(args.baseline.resolve(), data, args.devices)
+        else:
+            creds = asyncio.run(provision(data, args.devices))
+        proc, mqtt_port, http_port = start_server(data, args.baseline.resolve() if args.baseline else None)
+        ready, stop = ctx.Event(), ctx.Event()
+        holder = ctx.Process(target=devices, args=(mqtt_port, creds, ready, stop))
+        holder.start()
+        try:
+            if not ready.wait(120):
+                raise RuntimeError("the devices did not connect")
+            asyncio.run(measure(http_port, [s for s, _ in creds], args))
+        finally:
+            stop.set()
+            holder.join(10)
+            if holder.is_alive():
+                holder.kill()
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
