@@ -93,7 +93,7 @@ uint32_t nxg_backoff_ms(uint32_t failures, uint32_t random_value)
 
 static const char *pair_client_id(const nxg_client_t *c)
 {
-    return c->cfg.pair_id != NULL ? c->cfg.pair_id : c->cfg.serial;
+    return c->cfg.pair_id != NULL ? c->cfg.pair_id : c->pair_id;
 }
 
 static int publish(nxg_client_t *c, const char *topic, int len)
@@ -113,7 +113,7 @@ static int publish(nxg_client_t *c, const char *topic, int len)
 
 static const char *device_topic(nxg_client_t *c, const char *leaf)
 {
-    snprintf(c->topic, sizeof(c->topic), "nxg/%s/%s", c->cfg.serial, leaf);
+    snprintf(c->topic, sizeof(c->topic), "nxg/%s/%s", c->serial, leaf);
     return c->topic;
 }
 
@@ -165,7 +165,7 @@ static void start_connect(nxg_client_t *c)
     int rc;
     if (c->have_token) {
         c->state = NXG_STATE_AUTH_CONNECTING;
-        rc = t->connect(t->ctx, mqtt ? c->cfg.serial : NULL, mqtt ? c->cfg.serial : NULL, mqtt ? c->token : NULL);
+        rc = t->connect(t->ctx, mqtt ? c->serial : NULL, mqtt ? c->serial : NULL, mqtt ? c->token : NULL);
     } else if (c->cfg.code != NULL && c->cfg.code[0] != '\0') {
         c->state = NXG_STATE_PAIR_CONNECTING;
         rc = t->connect(t->ctx, mqtt ? pair_client_id(c) : NULL, mqtt ? PAIR_USERNAME : NULL, mqtt ? c->cfg.code : NULL);
@@ -206,17 +206,18 @@ static void pair_refused(nxg_client_t *c, const char *why)
 
 static void paired(nxg_client_t *c, const nxg_msg_t *msg)
 {
-    if (strcmp(msg->serial, c->cfg.serial) != 0) {
+    if (c->cfg.serial != NULL && strcmp(msg->serial, c->cfg.serial) != 0) {
         /* the code belongs to another device: this firmware was flashed with the wrong config.h */
         say(c, "pair_ok for serial=%s, expected %s", msg->serial, c->cfg.serial);
         retry(c, false);
         return;
     }
-    memcpy(c->token, msg->token, strlen(msg->token) + 1); /* length checked by the decoder */
+    memcpy(c->serial, msg->serial, strlen(msg->serial) + 1); /* lengths checked by the decoder */
+    memcpy(c->token, msg->token, strlen(msg->token) + 1);
     c->have_token = true;
     c->fresh_token = true;
     c->stats.pairings++;
-    if (c->cfg.store.save(c->cfg.store.ctx, c->token) != NXG_OK) {
+    if (c->cfg.store.save(c->cfg.store.ctx, c->serial, c->token) != NXG_OK) {
         say(c, "token store: save failed (pairing again after a restart)");
     }
     say(c, "paired serial=%s", msg->serial);
@@ -275,8 +276,10 @@ static void run_command(nxg_client_t *c, const nxg_command_t *cmd)
 
 nxg_err_t nxg_client_init(nxg_client_t *client, const nxg_config_t *config)
 {
-    if (client == NULL || config == NULL || config->serial == NULL || config->serial[0] == '\0' ||
-        strlen(config->serial) >= NXG_MAX_SERIAL_BYTES || config->transport.connect == NULL ||
+    if (client == NULL || config == NULL ||
+        (config->serial != NULL && (config->serial[0] == '\0' || strlen(config->serial) >= NXG_MAX_SERIAL_BYTES)) ||
+        (config->pair_id != NULL && (config->pair_id[0] == '\0' || strlen(config->pair_id) >= 24)) ||
+        config->transport.connect == NULL ||
         config->transport.publish == NULL || config->transport.disconnect == NULL ||
         (config->transport.wire == NXG_WIRE_MQTT && config->transport.subscribe == NULL) || config->store.load == NULL ||
         config->store.save == NULL || config->store.erase == NULL) {
@@ -285,11 +288,22 @@ nxg_err_t nxg_client_init(nxg_client_t *client, const nxg_config_t *config)
     memset(client, 0, sizeof(*client));
     client->cfg = *config;
     client->state = NXG_STATE_BACKOFF;
-    nxg_err_t err = config->store.load(config->store.ctx, client->token, sizeof(client->token));
-    client->have_token = err == NXG_OK && client->token[0] != '\0';
-    if (!client->have_token) {
+    char stored[NXG_MAX_SERIAL_BYTES] = {0};
+    nxg_err_t err =
+        config->store.load(config->store.ctx, stored, sizeof(stored), client->token, sizeof(client->token));
+    /* a token stored for another serial (a reflashed config.h) is of no use to this one */
+    client->have_token = err == NXG_OK && client->token[0] != '\0' && stored[0] != '\0' &&
+                         (config->serial == NULL || strcmp(stored, config->serial) == 0);
+    if (client->have_token) {
+        memcpy(client->serial, stored, sizeof(stored));
+    } else {
         client->token[0] = '\0';
+        if (config->serial != NULL) {
+            memcpy(client->serial, config->serial, strlen(config->serial) + 1);
+        }
     }
+    snprintf(client->pair_id, sizeof(client->pair_id), "pair-%08lx",
+             (unsigned long)(config->random != NULL ? config->random(config->user) : 0));
     return NXG_OK;
 }
 

@@ -82,9 +82,9 @@ nxg_err_t nxg_msg_decode(const char *data, size_t len, nxg_msg_t *out)
         out->kind = NXG_MSG_PAIR_OK;
         out->serial = string_at(out->root, "serial");
         out->token = string_at(out->root, "token");
-        if (out->serial == NULL || out->token == NULL || out->token[0] == '\0') {
+        if (out->serial == NULL || out->serial[0] == '\0' || out->token == NULL || out->token[0] == '\0') {
             err = NXG_ERR_JSON;
-        } else if (strlen(out->token) >= NXG_MAX_TOKEN_BYTES) {
+        } else if (strlen(out->token) >= NXG_MAX_TOKEN_BYTES || strlen(out->serial) >= NXG_MAX_SERIAL_BYTES) {
             err = NXG_ERR_TOO_LARGE;
         }
     } else if (strcmp(t, "pair_error") == 0) {

@@ -78,14 +78,16 @@ const char *nxg_err_name(nxg_err_t err);
 
 /* ---- token storage --------------------------------------------------------------------------- */
 /*
- * The token is the device's only secret. load() copies it into buf (NUL-terminated) and
- * returns NXG_OK, or NXG_ERR_STATE when none is stored; save() and erase() return NXG_OK or
- * NXG_ERR_STORE. The store owns its medium; the core only borrows `ctx`.
+ * The token is the device's only secret; it is stored with the serial it belongs to (a host
+ * client learns its serial from pair_ok; an ESP32 has it in config.h too). load() copies both
+ * into the buffers (NUL-terminated) and returns NXG_OK, or NXG_ERR_STATE when none is stored;
+ * save() and erase() return NXG_OK or NXG_ERR_STORE. The store owns its medium; the core only
+ * borrows `ctx`.
  */
 typedef struct {
     void *ctx;
-    nxg_err_t (*load)(void *ctx, char *buf, size_t buf_len);
-    nxg_err_t (*save)(void *ctx, const char *token);
+    nxg_err_t (*load)(void *ctx, char *serial, size_t serial_len, char *token, size_t token_len);
+    nxg_err_t (*save)(void *ctx, const char *serial, const char *token);
     nxg_err_t (*erase)(void *ctx);
 } nxg_store_t;
 
@@ -124,9 +126,9 @@ typedef void (*nxg_command_fn)(void *user, const nxg_command_t *cmd, nxg_reply_t
 
 /* ---- configuration --------------------------------------------------------------------------- */
 typedef struct {
-    const char *serial;   /* NXG_DEVICE_SERIAL; borrowed, must outlive the client */
+    const char *serial;   /* NXG_DEVICE_SERIAL, or NULL: learnt from pair_ok and stored with the token */
     const char *code;     /* NXG_CONNECTION_CODE, or NULL: never pair (use the stored token only) */
-    const char *pair_id;  /* MQTT pairing client id (any valid id; e.g. "pair-" + MAC); NULL = serial */
+    const char *pair_id;  /* MQTT pairing client id (any valid topic level); NULL = "pair-" + random hex */
     nxg_transport_t transport;
     nxg_store_t store;
     uint32_t (*random)(void *user); /* jitter source (esp_random(), or a host PRNG) */
@@ -161,6 +163,8 @@ typedef struct {
     uint32_t failures;        /* consecutive failures: the backoff exponent */
     bool fresh_token;         /* paired in this cycle: a 0x05 now is a failure, not a reset */
     bool have_token;
+    char serial[NXG_MAX_SERIAL_BYTES]; /* config.h's, or the one pair_ok named */
+    char pair_id[24];
     char token[NXG_MAX_TOKEN_BYTES];
     char topic[NXG_MAX_SERIAL_BYTES + 24];
     char tx[NXG_MAX_MESSAGE_BYTES];
