@@ -88,7 +88,8 @@ uint32_t nxg_backoff_ms(uint32_t failures, uint32_t random_value)
     /* "equal jitter": never below half the step (no tight loop), spread over the other half
      * (a fleet rebooting together does not reconnect together) */
     uint32_t half = ceiling / 2;
-    return half + (half > 0 ? random_value % (half + 1) : 0);
+    /* random_value scaled onto 0..half (not %, which would favour small values) */
+    return half + (uint32_t)(((uint64_t)random_value * (half + 1u)) >> 32);
 }
 
 static const char *pair_client_id(const nxg_client_t *c)
