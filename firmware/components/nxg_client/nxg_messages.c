@@ -258,21 +258,24 @@ int nxg_msg_encode_manifest(char *buf, size_t len, const nxg_handler_t *handlers
     }
     for (size_t i = 0; i < count; i++) {
         for (const char *const *action = handlers[i].actions; action != NULL && *action != NULL; action++) {
+            /* each item is attached to the manifest as soon as it exists: one Delete frees all */
             cJSON *capability = cJSON_CreateObject();
-            cJSON *targets = cJSON_CreateStringArray(&handlers[i].target, 1);
-            bool ok = capability != NULL && targets != NULL && cJSON_AddItemToArray(capabilities, capability);
-            if (!ok) {
+            if (capability == NULL || !cJSON_AddItemToArray(capabilities, capability)) {
                 cJSON_Delete(capability);
+                cJSON_Delete(manifest);
+                return NXG_ERR_NO_MEMORY;
+            }
+            cJSON *targets = cJSON_CreateStringArray(&handlers[i].target, 1);
+            if (cJSON_AddStringToObject(capability, "action", *action) == NULL || targets == NULL ||
+                !cJSON_AddItemToObject(capability, "targets", targets)) {
                 cJSON_Delete(targets);
                 cJSON_Delete(manifest);
                 return NXG_ERR_NO_MEMORY;
             }
-            ok = cJSON_AddStringToObject(capability, "action", *action) != NULL &&
-                 cJSON_AddItemToObject(capability, "targets", targets) &&
-                 (handlers[i].description == NULL ||
-                  cJSON_AddStringToObject(capability, "description", handlers[i].description) != NULL) &&
-                 cJSON_AddStringToObject(capability, "safetyClass", "normal") != NULL &&
-                 cJSON_AddFalseToObject(capability, "supportsDryRun") != NULL;
+            bool ok = (handlers[i].description == NULL ||
+                       cJSON_AddStringToObject(capability, "description", handlers[i].description) != NULL) &&
+                      cJSON_AddStringToObject(capability, "safetyClass", "normal") != NULL &&
+                      cJSON_AddFalseToObject(capability, "supportsDryRun") != NULL;
             if (!ok) {
                 cJSON_Delete(manifest);
                 return NXG_ERR_NO_MEMORY;
