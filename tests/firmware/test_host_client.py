@@ -134,13 +134,16 @@ async def test_host_client_story(binary: Path, server: Server, tmp_path: Path, t
         )
         assert reconnect_s < 40  # start-up + at most one NXG_BACKOFF_MAX_MS (60 s) step; here a few s
 
-        # 7. regenerate while it is off; it boots with the old code: refused, and it backs off
-        # (a fresh process, so the backoff starts from its minimum and the count is predictable)
-        await stopped_cleanly(device)
+        # 7. regenerate: the live device is dropped, its token refused, the old code refused
+        mark = len(device.lines)
         async with rest(server) as http:
             assert (await http.post(f"/api/devices/{serial}/regenerate")).json()["code"] != code
+        reset_at, _ = await device.wait_line("^auth_reset_required: re-pairing$", since=mark, within_s=30)
+        await device.wait_line("^pair refused: ", since=reset_at)
+        assert not store.exists()  # erased: the next boot pairs with the code
+        # counting its attempts: a fresh process, so the backoff starts from its minimum
+        await stopped_cleanly(device)
         await device.start()
-        await device.wait_line("^auth_reset_required: re-pairing$")
         first, started = await device.wait_line("^pair refused: ")
         window_s = 7.0
         await asyncio.sleep(window_s - (time.monotonic() - started))
