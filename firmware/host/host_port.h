@@ -1,0 +1,37 @@
+/*
+ * The POSIX host port of nxg_client: a token file standing in for NVS, and the two transports
+ * (libmosquitto, libwebsockets), each with a service() the main loop calls instead of the
+ * ESP32's event tasks. Everything runs in one thread.
+ */
+#ifndef NXG_HOST_PORT_H
+#define NXG_HOST_PORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nxg_client.h"
+
+/* ---- token file: "serial token\n", written to a temp file and renamed (mode 0600) ---------- */
+nxg_store_t host_store_file(const char *path);
+
+/* ---- transports ------------------------------------------------------------------------------ */
+typedef struct host_transport host_transport_t;
+
+struct host_transport {
+    nxg_transport_t base;  /* what the core uses; base.ctx points at the transport's own state */
+    nxg_client_t *client;  /* where events go; set before the first tick */
+    /* Runs the transport for at most timeout_ms (events are delivered from here). */
+    void (*service)(host_transport_t *t, int timeout_ms);
+    /* True when nothing sent is still waiting to go out (or for its PUBACK). */
+    bool (*idle)(host_transport_t *t);
+    /* Frees everything the transport holds (after a disconnect). */
+    void (*destroy)(host_transport_t *t);
+};
+
+/* Each returns NULL when the library cannot be set up. `host` and the strings are borrowed. */
+host_transport_t *host_transport_mqtt(const char *host, int port);
+host_transport_t *host_transport_ws(const char *host, int port, const char *path);
+
+uint64_t host_now_ms(void);
+
+#endif /* NXG_HOST_PORT_H */
