@@ -409,6 +409,9 @@ async def test_offline_queue_bounded(paho: Clients) -> None:
         await client.connect(broker.mqtt_port)
         await client.subscribe("b/t", 1)
         await client.disconnect()
+        session = broker.session("bounded")
+        # the DISCONNECT is on its way: publish only once the broker holds the session offline
+        assert session is not None and await wait_for(lambda: not session.connected)
         for i in range(8):
             await broker.publish("b/t", b"%d" % i, qos=1)
         assert broker.stats["dropped_qos1"] == 3
