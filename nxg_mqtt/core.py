@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.admin import AdminCredentials
+from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.history import HistoryService
@@ -44,6 +45,7 @@ class Core:
     history: HistoryService
     admin: AdminCredentials
     outbox: Outbox
+    keys: ApiKeyService
 
 
 @asynccontextmanager
@@ -55,7 +57,8 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         ingest = IngestService(store, settings, publisher)
         presence = PresenceService(store, ingest, publisher)
         commands = CommandService(store, settings, devices, presence, ingest, publisher)
-        signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
+        keys = ApiKeyService(store)
+        signals = SignalWatcher(store, devices, commands, settings.signal_poll_s, keys)
         history = HistoryService(store, devices)
         core = Core(
             settings,
@@ -68,6 +71,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             history,
             AdminCredentials(store, settings.admin_failures_per_minute),
             publisher,
+            keys,
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
+from bridge.v1 import auth_keys
+
 PREFIX = "/api/v1"
 
 
 def routes() -> list[BaseRoute]:
     inner: list[BaseRoute] = []
     # each surface adds its routes here: inner += commands.routes(), …
+    inner += auth_keys.routes()
     return [Mount(PREFIX, routes=inner)] if inner else []

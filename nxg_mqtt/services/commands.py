@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import QueueFullError, RateLimitedError
+from nxg_mqtt.errors import NxgError, QueueFullError, RateLimitedError
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, HistoryEntry, now_ms
 from nxg_mqtt.protocol import MessageType, Schema, SignalKind
@@ -85,9 +85,31 @@ class CommandService:
         ref: str | None = None,
         source: str = "api",
         dispatch: bool = True,
+        actor: str | None = None,
     ) -> Command:
         """Validate, commit, then dispatch (or queue). `dispatch=False` leaves it to the server
-        process (the CLI writes the record and signals the server)."""
+        process (the CLI writes the record and signals the server). Every attempt, accepted or
+        refused, goes to the audit log under `actor` (default: the source)."""
+        try:
+            command = await self._submit(serial, action, target, params, ref, source, dispatch)
+        except NxgError as exc:
+            detail = {"action": action, "source": source, "error": exc.message}
+            await self._store.audit.add(now_ms(), actor or source, "command", serial, detail, outcome=exc.code)
+            raise
+        detail = {"action": action, "source": source, "id": command.id}
+        await self._store.audit.add(now_ms(), actor or source, "command", command.serial, detail)
+        return command
+
+    async def _submit(
+        self,
+        serial: str,
+        action: str,
+        target: str | None,
+        params: dict[str, Any] | None,
+        ref: str | None,
+        source: str,
+        dispatch: bool,
+    ) -> Command:
         device = await self._devices.get(serial)
         request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
         if target is not None:
