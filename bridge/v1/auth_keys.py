@@ -8,7 +8,8 @@
     POST /auth/api-keys/rotate     {"id"} → {"status":"rotated","id","key","prefix","name"}
 
 Managing keys needs `admin:keys` (the admin password, or an admin key); a key never creates one
-with more scopes or devices than its own. Errors are seed 002's bodies (`bridge.v1.responses`):
+with more scopes or devices than its own, and a key limited to some devices sees and manages only
+keys limited to those devices. Errors are seed 002's bodies (`bridge.v1.responses`):
 401 `UNAUTHORIZED`, 403 `FORBIDDEN`, 400 `INVALID`, 404 `KEY_NOT_FOUND`, 429 for a throttled address.
 """
 
@@ -27,7 +28,8 @@ from bridge.auth import LoginThrottled
 from bridge.state import state_of
 from bridge.v1.responses import from_error, v1_error
 from nxg_mqtt import messages
-from nxg_mqtt.errors import NxgError, PayloadRejected, ValidationError
+from nxg_mqtt.errors import NotFoundError, NxgError, PayloadRejected, ValidationError
+from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import Scope
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
@@ -78,10 +80,29 @@ async def me(request: Request, caller: Caller) -> Response:
     return JSONResponse({"authenticated": True, "has_tenant": True, "user": user})
 
 
+def _visible(caller: Caller, key: ApiKey) -> bool:
+    """A key limited to some devices manages only keys limited to (some of) those devices: any
+    other key would name devices it may not know of."""
+    if caller.devices is None:
+        return True
+    return key.devices is not None and all(s in caller.devices for s in key.devices)
+
+
+async def _managed(request: Request, caller: Caller) -> ApiKey:
+    body = await _body(request)
+    key_id = body.get("id")
+    if not isinstance(key_id, str) or not key_id:
+        raise ValidationError("id must be a non-empty string")
+    key = await state_of(request).core.keys.get(key_id)
+    if not _visible(caller, key):
+        raise NotFoundError(f"API key not found: {key_id}", code="KEY_NOT_FOUND")
+    return key
+
+
 @authorized(Scope.ADMIN_KEYS)
 async def list_keys(request: Request, caller: Caller) -> Response:
     keys = await state_of(request).core.keys.list()
-    return JSONResponse({"keys": [k.public() for k in keys]})
+    return JSONResponse({"keys": [k.public() for k in keys if _visible(caller, k)]})
 
 
 @authorized(Scope.ADMIN_KEYS)
@@ -102,22 +123,17 @@ async def create_key(request: Request, caller: Caller) -> Response:
     )
 
 
-def _id(body: dict[str, Any]) -> str:
-    key_id = body.get("id")
-    if not isinstance(key_id, str) or not key_id:
-        raise ValidationError("id must be a non-empty string")
-    return key_id
-
-
 @authorized(Scope.ADMIN_KEYS)
 async def revoke_key(request: Request, caller: Caller) -> Response:
-    key = await state_of(request).core.keys.revoke(_id(await _body(request)), actor=caller.actor)
+    target = await _managed(request, caller)
+    key = await state_of(request).core.keys.revoke(target.id, actor=caller.actor)
     return JSONResponse({"status": "revoked", "id": key.id})
 
 
 @authorized(Scope.ADMIN_KEYS)
 async def rotate_key(request: Request, caller: Caller) -> Response:
-    key, secret = await state_of(request).core.keys.rotate(_id(await _body(request)), actor=caller.actor)
+    target = await _managed(request, caller)
+    key, secret = await state_of(request).core.keys.rotate(target.id, actor=caller.actor)
     return JSONResponse({"status": "rotated", "id": key.id, "key": secret, "prefix": key.prefix, "name": key.name})
 
 
