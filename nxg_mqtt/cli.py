@@ -71,9 +71,9 @@ def _build_settings(args: argparse.Namespace) -> Settings:
             changes[field] = Path(value) if field == "data_dir" else value
     if getattr(args, "allow_anonymous", False):
         changes["allow_anonymous"] = True
-    if getattr(args, "no_ws", False):
-        changes["ws_port"] = None
     settings = base.with_overrides(**changes)
+    if getattr(args, "no_ws", False):
+        settings = replace(settings, ws_port=None)  # with_overrides skips None values
     if "NXG_INTERNAL_SECRET" not in os.environ and "internal_secret" not in changes:
         settings = settings.with_overrides(internal_secret=_stored_internal_secret(settings.data_dir))
     return settings
