@@ -71,6 +71,7 @@ def create_app(
         finally:
             if disconnect is not None:
                 disconnect()
+            await state.realtime.close()
             await link.close()
 
     routes = [

@@ -12,6 +12,7 @@ from bridge.gateway_registry import GatewaySessions
 from bridge.hub import Hub
 from bridge.link import MqttLink
 from bridge.live import LiveSockets
+from bridge.realtime_writer import RealtimeWriter
 from nxg_mqtt.core import Core
 from nxg_mqtt.settings import Settings
 
@@ -36,6 +37,7 @@ class BridgeState:
     ports: Ports
     embedded: bool
     sockets: LiveSockets = field(default_factory=LiveSockets)  # API keys' open WebSockets
+    realtime: RealtimeWriter = field(default_factory=RealtimeWriter)  # writes to every /realtime socket
 
 
 def state_of(conn: HTTPConnection) -> BridgeState:

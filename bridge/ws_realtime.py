@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
 
 from bridge.access import Caller
-from bridge.hub import AppFeed
+from bridge.realtime_writer import RealtimeWriter
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from bridge.ws_app import CLOSE_GRACE_S, CLOSE_TRY_AGAIN_LATER, admit, close_revoked
@@ -40,25 +41,48 @@ _numbers = itertools.count(1)
 
 
 class RealtimeSession:
-    def __init__(self, websocket: WebSocket, state: BridgeState, caller: Caller) -> None:
+    def __init__(self, websocket: WebSocket, state: BridgeState, caller: Caller, writer: RealtimeWriter) -> None:
         self.ws = websocket
         self.state = state
         self.caller = caller
-        self.feed = AppFeed(state.settings.ws_queue_limit)
+        self.writer = writer
+        self.limit = max(1, state.settings.ws_queue_limit)
+        self.pending: deque[str] = deque()
+        self.overflowed = asyncio.Event()
+        self.ended = False
+        self.slow = False  # a task of its own is sending (the socket's transport was full)
         self.subscriptions: dict[str, Callable[[], None]] = {}
+
+    def offer(self, text: str) -> None:
+        """The hub's callback: queue `text` and let the writer know (never waits)."""
+        if self.overflowed.is_set() or self.ended:
+            return
+        if len(self.pending) >= self.limit:
+            self.overflowed.set()
+            return
+        self.pending.append(text)
+        self.writer.mark(self)
+
+    def writable(self) -> bool:
+        """Whether a send now completes without waiting (uvicorn's transport is not paused)."""
+        protocol = getattr(self.ws._send, "__self__", None)  # uvicorn's WebSocket protocol, if it is one
+        event = getattr(protocol, "writable", None)
+        return isinstance(event, asyncio.Event) and event.is_set()
+
+    async def drain_slow(self) -> None:
+        try:
+            while self.pending and not self.ended:
+                await self.ws.send_text(self.pending.popleft())
+        except Exception:
+            self.ended = True
+        finally:
+            self.slow = False
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(message, separators=(",", ":")))
 
     async def error(self, text: str) -> None:
         await self.send({"type": "error", "message": text})
-
-    async def pump(self) -> None:
-        queue, send = self.feed.queue, self.ws.send_text
-        while True:
-            await send(await queue.get())
-            while not queue.empty():
-                await send(queue.get_nowait())
 
     async def read(self) -> None:
         limit = self.state.settings.ws_max_frame_bytes
@@ -104,13 +128,14 @@ class RealtimeSession:
             await self.error(f"at most {MAX_IDS} hardwareIds per connection")
             return
         for serial in new:
-            self.subscriptions[serial] = self.state.hub.subscribe_devices([serial], self.feed.offer, realtime=True)
+            self.subscriptions[serial] = self.state.hub.subscribe_devices([serial], self.offer, realtime=True)
         if allowed or not refused:
             await self.send({"type": "subscribed", "hardwareIds": allowed})
         if refused:
             await self.error(f"device not found: {', '.join(refused)}")
 
     def close(self) -> None:
+        self.ended = True
         for forget in self.subscriptions.values():
             forget()
         self.subscriptions.clear()
@@ -122,7 +147,7 @@ async def realtime_socket(websocket: WebSocket) -> None:
     if caller is None:
         return
     await websocket.accept()
-    session = RealtimeSession(websocket, state, caller)
+    session = RealtimeSession(websocket, state, caller, state.realtime)
     revoked = asyncio.Event()
 
     async def close() -> None:
@@ -131,15 +156,13 @@ async def realtime_socket(websocket: WebSocket) -> None:
     forget = state.sockets.add(caller.key_id, close)
     try:
         await session.send({"type": "connected", "connectionId": f"conn-{now_ms()}-{next(_numbers)}"})
-        await first_completed(
-            "realtime socket", session.read(), session.pump(), session.feed.overflowed.wait(), revoked.wait()
-        )
+        await first_completed("realtime socket", session.read(), session.overflowed.wait(), revoked.wait())
     finally:
         session.close()
         forget()
     if revoked.is_set():
         await close_revoked(websocket)
-    elif session.feed.overflowed.is_set():
+    elif session.overflowed.is_set():
         state.hub.counters.add("slow_realtime_closed")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(

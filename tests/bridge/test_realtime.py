@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from nxg_mqtt.protocol import iso_ts
-from tests.bridge.helpers import PASSWORD, Stack, pair_gateway, recv_json, send_json
+from tests.bridge.helpers import PASSWORD, Stack, expect_closed, open_stack, pair_gateway, recv_json, send_json
+from tests.factories import make_settings
 from tests.mqtt_client import Clients, pair_over_mqtt
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -191,3 +195,41 @@ async def test_x_api_key_header_on_the_upgrade(stack: Stack) -> None:
     ws = await connect(stack.ws_url("/realtime"), additional_headers={"X-API-Key": key})
     assert (await recv_json(ws))["type"] == "connected"
     await ws.close()
+
+
+async def test_slow_subscriber_is_closed_1013_and_never_delays_a_fast_one(tmp_path: Path) -> None:
+    """The one writer hands a socket whose transport is full to a task of its own."""
+    count, size = 1500, 8000
+    async with open_stack(make_settings(tmp_path, ws_queue_limit=30)) as stack:
+        fast, _ = await realtime(stack, PASSWORD)
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", stack.bridge.http_port))
+        raw.setblocking(False)
+        slow = await connect(stack.ws_url(f"/realtime?token={PASSWORD}"), sock=raw, max_queue=1)
+        for ws in (fast, slow):
+            await send_json(ws, {"type": "subscribe", "hardwareIds": ["S1"]})
+        assert (await recv_json(fast))["type"] == "subscribed"
+
+        async def publish() -> None:
+            for i in range(count):
+                body = {"n": i, "sent": time.monotonic(), "pad": "x" * size, "server_ts": 1}
+                await stack.broker.publish("nxg/S1/telemetry", json.dumps(body).encode(), qos=0)
+                if i % 5 == 4:
+                    await asyncio.sleep(0.002)
+
+        publisher = asyncio.create_task(publish())
+        worst, seen = 0.0, 0
+        async with asyncio.timeout(30):
+            while seen < count:
+                message = await recv_json(fast)
+                assert message["type"] == "device_data" and message["payload"]["n"] == seen  # all, in order
+                worst = max(worst, time.monotonic() - message["payload"]["sent"])
+                seen += 1
+        await publisher
+        assert worst < 1.0, f"the fast socket waited {worst:.3f}s"
+        assert stack.bridge.state.hub.counters.get("slow_realtime_closed") == 1
+        assert await expect_closed(slow, within_s=10) == 1013
+        await send_json(fast, {"type": "subscribe", "hardwareIds": []})
+        assert (await recv_json(fast))["type"] == "subscribed"
+        await fast.close()
