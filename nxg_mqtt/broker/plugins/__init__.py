@@ -15,6 +15,7 @@ from nxg_mqtt.broker.plugins.acks import AckPlugin
 from nxg_mqtt.broker.plugins.acl import AclPlugin
 from nxg_mqtt.broker.plugins.auth import AuthPlugin
 from nxg_mqtt.broker.plugins.base import NxgPlugin
+from nxg_mqtt.broker.plugins.command_requests import CommandRequestPlugin
 from nxg_mqtt.broker.plugins.ingest import IngestPlugin
 from nxg_mqtt.broker.plugins.pairing import PairingPlugin
 from nxg_mqtt.broker.plugins.presence import PresencePlugin
@@ -29,6 +30,7 @@ def nxg_plugins(core: Core) -> Sequence[Callable[[BrokerContext], Any]]:
         PairingPlugin,
         IngestPlugin,
         AckPlugin,
+        CommandRequestPlugin,
         PresencePlugin,
     ]
     return [lambda context, cls=cls: cls(context, core) for cls in classes]  # type: ignore[misc]
@@ -38,6 +40,7 @@ __all__ = [
     "AckPlugin",
     "AclPlugin",
     "AuthPlugin",
+    "CommandRequestPlugin",
     "IngestPlugin",
     "PairingPlugin",
     "PresencePlugin",

@@ -92,3 +92,30 @@ async def test_revoke_and_rotate_end_key_sessions_within_a_second(stack: Stack) 
         assert time.monotonic() - started < 1.0
         assert await stack.client(f"again-{action}").connect(stack.port, "key", secret) == 4
     await asyncio.sleep(0)
+
+
+async def test_a_command_request_goes_through_the_command_path(stack: Stack) -> None:
+    device, _ = await stack.device("kacl-f")
+    _, secret = await stack.core.keys.create("commander", "user", None, ["kacl-f", "kacl-ghost"])
+    client = stack.client("integrator-cmd")
+    assert await client.connect(stack.port, "key", secret) == 0
+    assert await client.subscribe("nxg/kacl-f/cmd/res") == [1]
+    assert await client.subscribe("nxg/kacl-ghost/cmd/res") == [1]
+    await client.publish("nxg/kacl-f/cmd/req", json.dumps({"action": "open", "target": "door1", "ref": "r1"}))
+    command = json.loads((await device.next_message()).payload)
+    assert command["action"] == "open" and command["target"] == "door1"
+    result = json.loads((await client.next_message()).payload)
+    assert result["id"] == command["id"] and result["ref"] == "r1" and result["status"] == "dispatched"
+    await client.publish("nxg/kacl-f/cmd/req", json.dumps({"target": "door1", "ref": "r2"}))  # no action
+    rejected = json.loads((await client.next_message()).payload)
+    assert rejected["status"] == "rejected" and rejected["ref"] == "r2" and rejected["id"] is None
+    assert rejected["code"] == "INVALID_COMMAND"
+    await client.publish("nxg/kacl-ghost/cmd/req", json.dumps({"action": "open"}))  # in scope, not registered
+    assert json.loads((await client.next_message()).payload)["code"] == "DEVICE_NOT_FOUND"
+    await client.publish("nxg/kacl-f/cmd/req", b"not json")
+    assert json.loads((await client.next_message()).payload)["status"] == "rejected"
+    audit = await stack.core.store.audit.recent(10, "kacl-f")
+    assert [(e["actor"], e["outcome"]) for e in audit if e["action"] == "command"][-1] == (
+        f"key:{(await stack.core.keys.list())[0].id}",
+        "ok",
+    )
