@@ -291,6 +291,10 @@ def test_key_lifecycle_and_audit(tmp_path: Path) -> None:
     assert actions == [
         ("command", "ghost", "DEVICE_NOT_FOUND"),
         ("command", "aud-1", "ok"),
+        ("key.create", None, "INVALID"),  # refusals are recorded too
+        ("key.create", None, "INVALID"),
+        ("key.revoke", "key_nope", "KEY_NOT_FOUND"),
+        ("key.rotate", key_id, "KEY_REVOKED"),
         ("key.revoke", key_id, "ok"),
         ("key.rotate", key_id, "ok"),
         ("key.create", key_id, "ok"),
@@ -300,6 +304,12 @@ def test_key_lifecycle_and_audit(tmp_path: Path) -> None:
     only = run_cli(tmp_path, "audit", "--serial", "aud-1", "--limit", "1")["entries"]
     assert [(e["action"], e["target"]) for e in only] == [("command", "aud-1")]  # type: ignore[attr-defined]
     assert run_cli(tmp_path, "audit", "--limit", "0", ok=False)["code"] == "INVALID"
+    run_cli(tmp_path, "device", "reset", "ghost", ok=False)
+    refused = run_cli(tmp_path, "audit", "--serial", "ghost")["entries"]
+    assert [(e["action"], e["outcome"]) for e in refused] == [  # type: ignore[attr-defined]
+        ("device.reset", "DEVICE_NOT_FOUND"),
+        ("command", "DEVICE_NOT_FOUND"),
+    ]
 
 
 @pytest.mark.parametrize("action", ["revoke", "rotate"])

@@ -20,10 +20,11 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
-from nxg_mqtt.errors import ForbiddenError, NotFoundError, ValidationError
+from nxg_mqtt.errors import ForbiddenError, NotFoundError, NxgError, ValidationError
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import ApiKey, now_ms
 from nxg_mqtt.protocol import ROLE_SCOPES, KeyRole, Scope, SignalKind
@@ -68,6 +69,16 @@ class ApiKeyService:
 
     # ---- management -----------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _audited(self, actor: str, action: str, target: Any) -> AsyncIterator[None]:
+        """A refused key action is audited too, with its error code as the outcome."""
+        try:
+            yield
+        except NxgError as exc:
+            target = target if isinstance(target, str) else None
+            await self._store.audit.add(now_ms(), actor, action, target, {"error": exc.message}, exc.code)
+            raise
+
     async def create(
         self,
         name: Any,
@@ -80,6 +91,12 @@ class ApiKeyService:
     ) -> tuple[ApiKey, str]:
         """A new key and its plain secret (shown once). `within`: the key creating it, whose
         scopes and device scope the new key may not exceed."""
+        async with self._audited(actor, "key.create", None):
+            return await self._create(name, role, scopes, devices, actor, within)
+
+    async def _create(
+        self, name: Any, role: Any, scopes: Any, devices: Any, actor: str, within: ApiKey | None
+    ) -> tuple[ApiKey, str]:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError("name must be a non-empty string of at most 200 characters")
         try:
@@ -129,7 +146,8 @@ class ApiKeyService:
         return key
 
     async def revoke(self, key_id: Any, *, actor: str = "admin") -> ApiKey:
-        key = await self.get(key_id)
+        async with self._audited(actor, "key.revoke", key_id):
+            key = await self.get(key_id)
         if key.revoked_at is None:
             await self._store.api_keys.revoke(key.id, now_ms())
         await self._audit(actor, "key.revoke", key.id)
@@ -137,9 +155,10 @@ class ApiKeyService:
         return await self.get(key.id)
 
     async def rotate(self, key_id: Any, *, actor: str = "admin") -> tuple[ApiKey, str]:
-        key = await self.get(key_id)
-        if key.revoked_at is not None:
-            raise ValidationError("a revoked key cannot be rotated", code="KEY_REVOKED")
+        async with self._audited(actor, "key.rotate", key_id):
+            key = await self.get(key_id)
+            if key.revoked_at is not None:
+                raise ValidationError("a revoked key cannot be rotated", code="KEY_REVOKED")
         secret = new_key()
         await self._store.api_keys.rehash(key.id, key_hash(secret), secret[:_PREFIX_LEN])
         await self._audit(actor, "key.rotate", key.id)
