@@ -4,8 +4,11 @@
     caller.require("write:devices")            # ForbiddenError (403)
     caller.check_device(serial)                # DeviceNotFound (404): outside the scope a device does not exist
 
-Today the only credential is the admin password (role admin, every scope, every device); API keys
-(issue 10) are resolved here too, so routes written against `Caller` need no change when they land.
+The credential (`bridge.auth.credential_from`: Bearer, X-API-Key, `?api_key=`/`?token=` on
+upgrades) is an API key when it starts with `nxg_` (the core's `ApiKeyService`, cached: no store
+round trip once seen), else the admin password (role admin, every scope, every device). A key
+that is not valid is also tried as the admin password, so a password that happens to start with
+`nxg_` still works; its failures count towards the address's throttle like any wrong password.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from starlette.requests import HTTPConnection
 from bridge.auth import credential_from
 from bridge.state import state_of
 from nxg_mqtt.errors import AuthError, DeviceNotFound, ForbiddenError
+from nxg_mqtt.models import ApiKey
+from nxg_mqtt.protocol import Scope
 
-SCOPES = ("read:devices", "write:devices", "admin:devices", "read:history", "admin:keys")
+SCOPES = tuple(s.value for s in Scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,11 @@ class Caller:
         if scope not in self.scopes:
             raise ForbiddenError(f"this credential lacks the scope {scope}")
 
+    @classmethod
+    def of_key(cls, key: ApiKey) -> Caller:
+        devices = None if key.devices is None else frozenset(key.devices)
+        return cls(key.role, frozenset(key.scopes), devices, key.id)
+
 
 ADMIN = Caller("admin", frozenset(SCOPES), None)
 
@@ -53,6 +63,11 @@ async def caller_of(conn: HTTPConnection, *, allow_query: bool = False) -> Calle
     """The caller of a request or WebSocket upgrade; AuthError (401) without a valid credential."""
     state = state_of(conn)
     candidate = credential_from(conn, allow_query=allow_query)
+    if candidate is None:
+        raise AuthError("unauthorized: send Authorization: Bearer <admin password or API key>")
+    key = await state.core.keys.check(candidate)
+    if key is not None:
+        return Caller.of_key(key)
     source = conn.client.host if conn.client else ""
     if await state.auth.check(candidate, source):
         return ADMIN

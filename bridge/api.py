@@ -1,6 +1,9 @@
 """Seed 000's REST API under `/api`: devices, codes, reset/regenerate/delete, history, protocol.
 
-Every route needs `Authorization: Bearer <admin password>`. Errors are `{"error": "message"}`
+Every route needs a credential (`bridge.access`: the admin password or an API key) holding the
+route's scope: reading devices `read:devices`, history `read:history`, codes, `config.h` and
+every change `admin:devices`. A device outside a key's device scope is 404 on every route and
+left out of lists and history. Errors are `{"error": "message"}`
 with the status of the core's `NxgError` (400 invalid, 401, 404 unknown device, 409 taken).
 Times are ms since the epoch.
 """
@@ -16,42 +19,49 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge import config_h
+from bridge.access import Caller, caller_of
 from bridge.auth import LoginThrottled, throttled_response
 from bridge.protocol_doc import protocol_document
 from bridge.state import state_of
 from nxg_mqtt import messages
-from nxg_mqtt.errors import NxgError, PayloadRejected
+from nxg_mqtt.errors import AuthError, NxgError, PayloadRejected
+from nxg_mqtt.protocol import Scope
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import history_query
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def admin(handler: Handler) -> Handler:
-    """Require the admin password; turn the core's errors into `{"error"}` responses."""
+def guarded(scope: str | None) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """The caller (admin password or API key) must hold `scope`; the core's errors become
+    `{"error"}` responses. A device outside the caller's scope is 404 before any scope check."""
 
-    @wraps(handler)
-    async def guarded(request: Request) -> Response:
-        try:
-            allowed = await state_of(request).auth.allowed(request)
-        except LoginThrottled as exc:
-            return throttled_response(exc)
-        if not allowed:
-            return JSONResponse(
-                {"error": "unauthorized: send Authorization: Bearer <admin password>"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        try:
-            return await handler(request)
-        except NxgError as exc:
-            return error(exc.status, exc.message)
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @wraps(handler)
+        async def route(request: Request) -> Response:
+            try:
+                caller = await caller_of(request)
+            except LoginThrottled as exc:
+                return throttled_response(exc)
+            except AuthError as exc:
+                return JSONResponse({"error": exc.message}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            try:
+                serial = request.path_params.get("serial")
+                if serial is not None:
+                    caller.check_device(str(serial))
+                if scope is not None:
+                    caller.require(scope)
+                return await handler(request, caller)
+            except NxgError as exc:
+                return error(exc.status, exc.message)
 
-    return guarded
+        return route
+
+    return wrap
 
 
 def _serial(request: Request) -> str:
@@ -62,14 +72,16 @@ def _code_body(serial: str, code: str) -> dict[str, str]:
     return {"serial": serial, "code": credentials.format_code(code)}
 
 
-@admin
-async def list_devices(request: Request) -> Response:
+@guarded(Scope.READ_DEVICES)
+async def list_devices(request: Request, caller: Caller) -> Response:
     devices = await state_of(request).core.devices.list()
-    return JSONResponse({"devices": [d.public() for d in devices]})
+    return JSONResponse({"devices": [d.public() for d in devices if caller.sees(d.serial)]})
 
 
-@admin
-async def create_device(request: Request) -> Response:
+@guarded(Scope.ADMIN_DEVICES)
+async def create_device(request: Request, caller: Caller) -> Response:
+    if caller.devices is not None:
+        return error(403, "a key limited to some devices cannot register devices")
     raw = await request.body()
     body: Any = {}
     if raw.strip():
@@ -86,56 +98,56 @@ async def create_device(request: Request) -> Response:
         return error(400, "serial must be a string")
     if name is not None and not isinstance(name, str):
         return error(400, "name must be a string")
-    device = await state_of(request).core.devices.create(serial, name, actor="api")
+    device = await state_of(request).core.devices.create(serial, name, actor=caller.actor)
     return JSONResponse({**device.public(), **_code_body(device.serial, device.code)}, status_code=201)
 
 
-@admin
-async def get_device(request: Request) -> Response:
+@guarded(Scope.READ_DEVICES)
+async def get_device(request: Request, caller: Caller) -> Response:
     device = await state_of(request).core.devices.get(_serial(request))
     return JSONResponse(device.public())
 
 
-@admin
-async def delete_device(request: Request) -> Response:
-    await state_of(request).core.devices.delete(_serial(request), actor="api")
+@guarded(Scope.ADMIN_DEVICES)
+async def delete_device(request: Request, caller: Caller) -> Response:
+    await state_of(request).core.devices.delete(_serial(request), actor=caller.actor)
     return JSONResponse({"ok": True})
 
 
-@admin
-async def device_code(request: Request) -> Response:
+@guarded(Scope.ADMIN_DEVICES)
+async def device_code(request: Request, caller: Caller) -> Response:
     device = await state_of(request).core.devices.get(_serial(request))
     return JSONResponse(_code_body(device.serial, device.code))
 
 
-@admin
-async def reset_device(request: Request) -> Response:
-    device = await state_of(request).core.devices.reset(_serial(request), actor="api")
+@guarded(Scope.ADMIN_DEVICES)
+async def reset_device(request: Request, caller: Caller) -> Response:
+    device = await state_of(request).core.devices.reset(_serial(request), actor=caller.actor)
     return JSONResponse(_code_body(device.serial, device.code))
 
 
-@admin
-async def regenerate_device(request: Request) -> Response:
-    device = await state_of(request).core.devices.regenerate(_serial(request), actor="api")
+@guarded(Scope.ADMIN_DEVICES)
+async def regenerate_device(request: Request, caller: Caller) -> Response:
+    device = await state_of(request).core.devices.regenerate(_serial(request), actor=caller.actor)
     return JSONResponse(_code_body(device.serial, device.code))
 
 
-@admin
-async def history(request: Request) -> Response:
+@guarded(Scope.READ_HISTORY)
+async def history(request: Request, caller: Caller) -> Response:
     state = state_of(request)
     params = request.query_params
     query = history_query(params.get("serial"), params.get("type"), params.get("limit"), params.get("before"))
-    page = await state.core.history.query(query)
+    page = await state.core.history.query(query, caller.devices)
     return JSONResponse(page.public())
 
 
-@admin
-async def protocol(request: Request) -> Response:
+@guarded(None)
+async def protocol(request: Request, caller: Caller) -> Response:
     return JSONResponse(protocol_document(state_of(request).settings))
 
 
-@admin
-async def device_config_h(request: Request) -> Response:
+@guarded(Scope.ADMIN_DEVICES)
+async def device_config_h(request: Request, caller: Caller) -> Response:
     state = state_of(request)
     device = await state.core.devices.get(_serial(request))
     host = config_h.device_host(request.url.hostname, state.settings.public_host)

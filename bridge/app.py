@@ -29,6 +29,7 @@ from bridge.link import MqttLink
 from bridge.state import BridgeState, Ports
 from bridge.ws_app import app_socket
 from bridge.ws_gateway import gateway_socket
+from bridge.ws_realtime import realtime_socket
 from nxg_mqtt.core import Core
 from nxg_mqtt.settings import Settings
 
@@ -60,6 +61,7 @@ def create_app(
         disconnect = core.outbox.connect(link) if not embedded else None
         state = BridgeState(settings, core, AdminAuth(core.admin), hub, link, gateway, ports, embedded)
         app.state.bridge = state
+        core.keys.on_revoked(state.sockets.revoked)
         await link.start()
         # apps connecting right after start-up must not miss events; a broker that is down only
         # makes /health say "degraded" while the link keeps retrying
@@ -69,6 +71,7 @@ def create_app(
         finally:
             if disconnect is not None:
                 disconnect()
+            await state.realtime.close()
             await link.close()
 
     routes = [
@@ -77,5 +80,6 @@ def create_app(
         *v1.routes(),
         WebSocketRoute("/ws/app", app_socket),
         WebSocketRoute("/ws/gateway", gateway_socket),
+        WebSocketRoute("/realtime", realtime_socket),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

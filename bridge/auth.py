@@ -1,4 +1,4 @@
-"""The admin credential (seed 000): `Authorization: Bearer <password>`, or `?token=` on WebSockets.
+"""Finding a credential in a request; the admin password's check (seed 000).
 
 The check itself is the core's (`nxg_mqtt.services.admin.AdminCredentials`); this module only
 finds the candidate in a request and turns a throttled address into its 429.
@@ -19,16 +19,21 @@ def throttled_response(exc: LoginThrottled) -> JSONResponse:
 
 
 def credential_from(conn: HTTPConnection, *, allow_query: bool) -> str | None:
-    """The candidate password of a request or WebSocket upgrade, if it carries one."""
+    """The candidate credential (admin password or API key) of a request or WebSocket upgrade:
+    `Authorization: Bearer`, `X-API-Key`, and on upgrades `?api_key=` / `?token=`."""
     header = conn.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
+    api_key = conn.headers.get("x-api-key")
+    if api_key and api_key.strip():
+        return api_key.strip()
     if allow_query:
-        token = conn.query_params.get("token")
-        if token:
-            return token
+        for name in ("api_key", "token"):
+            given = conn.query_params.get(name)
+            if given:
+                return given
     return None
 
 

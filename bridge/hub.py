@@ -5,6 +5,11 @@ A message is encoded once and offered to every feed; a feed that is full is mark
 (its socket is closed with 1013 by its owner) and never slows the others. Every subscriber is a
 plain callback, each call guarded: one that raises is logged and counted, the rest still run.
 
+Scoped subscribers (an API key limited to some devices, a `/realtime` socket's subscriptions)
+are indexed by serial, so a message costs them nothing unless it is about one of theirs; the
+`/realtime` form (seed 001) is derived from the app message by `protocol.realtime_message`, also
+encoded once.
+
 Gateway devices: a `/ws/gateway` socket attaches a sink for its serial; commands published on
 `nxg/{S}/cmd` go to that sink only.
 
@@ -23,14 +28,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
 from nxg_mqtt.listeners import call_all
 from nxg_mqtt.models import Counters, now_ms
-from nxg_mqtt.protocol import SERVER_TS, MessageType, app_message, presence_kind
+from nxg_mqtt.protocol import SERVER_TS, MessageType, app_message, presence_kind, realtime_message
 from nxg_mqtt.topics import Channel, parse_device_topic
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,8 @@ class Hub:
         self._queue_limit = queue_limit
         self._max_payload_bytes = max_payload_bytes
         self._subscribers: list[Subscriber] = []
+        self._scoped: dict[str, list[Subscriber]] = {}  # serial → app subscribers of that device only
+        self._realtime: dict[str, list[Subscriber]] = {}  # serial → `/realtime` subscribers
         self._sinks: dict[str, DeviceSink] = {}
         self.counters = Counters()
 
@@ -78,13 +85,36 @@ class Hub:
 
         return unsubscribe
 
-    def open_feed(self) -> tuple[AppFeed, Callable[[], None]]:
+    def subscribe_devices(
+        self, serials: Iterable[str], callback: Subscriber, *, realtime: bool = False
+    ) -> Callable[[], None]:
+        """Call `callback(json_text)` for the app messages of `serials` only (`realtime`: the
+        seed 001 form, `protocol.realtime_message`); returns the unsubscribe function."""
+        index = self._realtime if realtime else self._scoped
+        chosen = list(dict.fromkeys(serials))
+        for serial in chosen:
+            index.setdefault(serial, []).append(callback)
+
+        def unsubscribe() -> None:
+            for serial in chosen:
+                listeners = index.get(serial)
+                if listeners is not None and callback in listeners:
+                    listeners.remove(callback)
+                    if not listeners:
+                        del index[serial]
+
+        return unsubscribe
+
+    def open_feed(self, devices: Collection[str] | None = None) -> tuple[AppFeed, Callable[[], None]]:
+        """A feed of every device's messages, or of `devices` only (an API key's device scope)."""
         feed = AppFeed(self._queue_limit)
-        return feed, self.subscribe(feed.offer)
+        if devices is None:
+            return feed, self.subscribe(feed.offer)
+        return feed, self.subscribe_devices(devices, feed.offer)
 
     @property
     def app_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._subscribers) + sum(len(v) for v in self._scoped.values())
 
     def attach_device(self, serial: str, sink: DeviceSink) -> Callable[[], None]:
         """Route `nxg/{serial}/cmd` to `sink` (the newest socket of that serial wins)."""
@@ -99,9 +129,23 @@ class Hub:
     # ---- fan-out --------------------------------------------------------------------------------
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        text = json.dumps(message, separators=(",", ":"))
-        self.counters.add("app_messages")
-        failed = call_all(self._subscribers, text, log=log, what="an app subscriber")
+        """Encode once per form; offer to every-device subscribers and to those of its serial."""
+        serial = message.get("serial")
+        scoped = self._scoped.get(serial) if isinstance(serial, str) else None
+        failed = 0
+        if self._subscribers or scoped:
+            text = json.dumps(message, separators=(",", ":"))
+            self.counters.add("app_messages")
+            failed += call_all(self._subscribers, text, log=log, what="an app subscriber")
+            if scoped:
+                failed += call_all(scoped, text, log=log, what="an app subscriber")
+        realtime = self._realtime.get(serial) if isinstance(serial, str) else None
+        if realtime:
+            converted = realtime_message(message)
+            if converted is not None:
+                text = json.dumps(converted, separators=(",", ":"))
+                self.counters.add("realtime_messages")
+                failed += call_all(realtime, text, log=log, what="a realtime subscriber")
         if failed:
             self.counters.add("subscriber_errors", failed)
 
@@ -116,7 +160,7 @@ class Hub:
             if sink is not None and call_all((sink,), payload, log=log, what=f"the gateway sink of {serial}"):
                 self.counters.add("subscriber_errors")
             return
-        if not self._subscribers:
+        if not (self._subscribers or serial in self._scoped or serial in self._realtime):
             return
         message = self.app_message(serial, channel, payload, retain)
         if message is not None:

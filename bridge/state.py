@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from starlette.requests import HTTPConnection
@@ -11,6 +11,8 @@ from bridge.auth import AdminAuth
 from bridge.gateway_registry import GatewaySessions
 from bridge.hub import Hub
 from bridge.link import MqttLink
+from bridge.live import LiveSockets
+from bridge.realtime_writer import RealtimeWriter
 from nxg_mqtt.core import Core
 from nxg_mqtt.settings import Settings
 
@@ -34,6 +36,8 @@ class BridgeState:
     gateway: GatewaySessions
     ports: Ports
     embedded: bool
+    sockets: LiveSockets = field(default_factory=LiveSockets)  # API keys' open WebSockets
+    realtime: RealtimeWriter = field(default_factory=RealtimeWriter)  # writes to every /realtime socket
 
 
 def state_of(conn: HTTPConnection) -> BridgeState:

@@ -6,7 +6,10 @@ Up: `{"t":"cmd","serial","target"?,"action","params"?,"ref"?}` → `{"t":"cmd_ac
 then, later, the device's `{"t":"ack","id",...}`; a refused command → `{"t":"error","error",
 "code","ref"}`. `{"t":"ping"}` → `{"t":"pong"}`. Bad input gets an `error` and the socket stays open.
 
-The upgrade needs the admin password (`?token=` or `Authorization: Bearer`), else HTTP 401.
+The upgrade needs a credential with `read:devices` (the admin password or an API key: `?token=`,
+`?api_key=`, `Authorization: Bearer`, `X-API-Key`), else HTTP 401. A key sees only its devices;
+commanding needs `write:devices` (`FORBIDDEN`), and a device outside the scope is
+`DEVICE_NOT_FOUND`. Revoking or rotating the key closes the socket with 1008.
 A socket that cannot keep up (its feed of `ws_queue_limit` messages overflows) is closed with
 1013 (try again later); the others never wait for it.
 """
@@ -16,45 +19,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from bridge.access import Caller, caller_of
 from bridge.auth import LoginThrottled, throttled_response
 from bridge.frames import decode_frame
 from bridge.hub import AppFeed
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
-from nxg_mqtt.errors import DryRunRequired, NxgError
-from nxg_mqtt.protocol import MessageType
+from nxg_mqtt.errors import AuthError, DryRunRequired, NxgError
+from nxg_mqtt.protocol import MessageType, Scope
 
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008  # the socket's API key was revoked or rotated
 CLOSE_GRACE_S = 5.0  # how long a stuck socket gets to take its close frame before we give up
 
 
-def unauthorized() -> JSONResponse:
-    return JSONResponse({"error": "unauthorized: pass ?token=<admin password>"}, status_code=401)
+def unauthorized(message: str = "unauthorized: pass ?token=<admin password> or ?api_key=<API key>") -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=401)
 
 
-async def deny_unless_admin(websocket: WebSocket, state: BridgeState) -> bool:
-    """Refuse the upgrade with a real HTTP 401, or 429 for a throttled address (the WebSocket
-    Denial Response extension)."""
+async def admit(websocket: WebSocket, *, realtime: bool = False) -> Caller | None:
+    """The caller of an upgrade, or None after refusing it with a real HTTP 401 (429 for a
+    throttled address; the WebSocket Denial Response extension). A credential without
+    `read:devices` is refused too; `realtime`: seed 001 wants role user or admin (a viewer is 401)."""
     try:
-        if await state.auth.allowed(websocket, allow_query=True):
-            return True
-        denial = unauthorized()
+        caller = await caller_of(websocket, allow_query=True)
+        if Scope.READ_DEVICES not in caller.scopes:
+            raise AuthError("this credential may not read devices")
+        if realtime and caller.role not in ("user", "admin"):
+            raise AuthError("unauthorized: /realtime needs an API key with role user or admin")
+        return caller
     except LoginThrottled as exc:
         denial = throttled_response(exc)
+    except AuthError as exc:
+        denial = unauthorized(exc.message)
     await websocket.send_denial_response(denial)
-    return False
+    return None
 
 
 class AppSession:
-    def __init__(self, websocket: WebSocket, state: BridgeState, feed: AppFeed) -> None:
+    def __init__(self, websocket: WebSocket, state: BridgeState, feed: AppFeed, caller: Caller) -> None:
         self.ws = websocket
         self.state = state
+        self.caller = caller
         self.feed = feed
         self.flowing = asyncio.Event()  # cleared while a command is being submitted
         self.flowing.set()
@@ -99,6 +112,8 @@ class AppSession:
         try:
             # the core's one validation: the CLI and REST give the same mistake the same message
             messages.check_command_request({k: v for k, v in value.items() if k != "t"}, with_serial=True)
+            self.caller.check_device(value["serial"])  # outside the scope: not found, before the role
+            self.caller.require(Scope.WRITE_DEVICES)
         except NxgError as exc:
             await self.refused(exc, ref)
             return
@@ -133,6 +148,7 @@ class AppSession:
                 ref=None if ref is None else str(ref),
                 source="ws_app",
                 dispatch=embedded,
+                actor=self.caller.actor,
             )
             if not embedded and core.presence.is_ready(command.serial):
                 # a device on this bridge's own gateway: nobody else can dispatch to it
@@ -163,18 +179,38 @@ class AppSession:
 
 async def app_socket(websocket: WebSocket) -> None:
     state = state_of(websocket)
-    if not await deny_unless_admin(websocket, state):
+    caller = await admit(websocket)
+    if caller is None:
         return
     await websocket.accept()
-    feed, unsubscribe = state.hub.open_feed()
-    session = AppSession(websocket, state, feed)
+    feed, unsubscribe = state.hub.open_feed(caller.devices)
+    session = AppSession(websocket, state, feed, caller)
+    revoked = asyncio.Event()
+    forget = state.sockets.add(caller.key_id, _closer(revoked))
     try:
-        await first_completed("app socket", session.read(), session.pump(), feed.overflowed.wait())
+        await first_completed("app socket", session.read(), session.pump(), feed.overflowed.wait(), revoked.wait())
     finally:
         unsubscribe()
+        forget()
+    if revoked.is_set():
+        await close_revoked(websocket)
+        return
     if feed.overflowed.is_set():
         state.hub.counters.add("slow_app_closed")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 websocket.close(CLOSE_TRY_AGAIN_LATER, "too slow: message queue overflowed"), CLOSE_GRACE_S
             )
+
+
+def _closer(revoked: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        revoked.set()
+
+    return close
+
+
+async def close_revoked(websocket: WebSocket) -> None:
+    """The key was revoked or rotated: close with 1008 (policy violation)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(CLOSE_POLICY_VIOLATION, "API key revoked"), CLOSE_GRACE_S)

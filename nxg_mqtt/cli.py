@@ -270,6 +270,28 @@ async def _history(args: argparse.Namespace, core: Core) -> Any:
     return (await core.history.query(query)).public()
 
 
+async def _key(args: argparse.Namespace, core: Core) -> Any:
+    keys = core.keys
+    match args.key_command:
+        case "create":
+            key, secret = await keys.create(args.name, args.role, args.scope, args.device, actor="cli")
+            return {**key.public(), "key": secret}
+        case "list":
+            return {"keys": [k.public() for k in await keys.list()]}
+        case "revoke":
+            return (await keys.revoke(args.id, actor="cli")).public()
+        case "rotate":
+            key, secret = await keys.rotate(args.id, actor="cli")
+            return {**key.public(), "key": secret}
+    raise NxgError(f"unknown key command {args.key_command}")  # pragma: no cover
+
+
+async def _audit(args: argparse.Namespace, core: Core) -> Any:
+    if not 1 <= args.limit <= HISTORY_MAX_LIMIT:
+        raise NxgError(f"--limit must be between 1 and {HISTORY_MAX_LIMIT}", code="INVALID")
+    return {"entries": await core.store.audit.recent(args.limit, args.serial)}
+
+
 # ---- argument parsing -------------------------------------------------------------------------
 
 
@@ -354,6 +376,25 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--type", help=f"one of {', '.join(t.value for t in MessageType)}")
     history.add_argument("--limit", help=f"1 to {HISTORY_MAX_LIMIT} (default {HISTORY_DEFAULT_LIMIT})")
     history.add_argument("--before", help="only messages older than this ts (ms; next_before of the last page)")
+
+    key = sub.add_parser("key", help="manage API keys (the plain key is printed once)")
+    ksub = key.add_subparsers(dest="key_command", required=True)
+    kcreate = ksub.add_parser("create", help="a new API key")
+    data_arg(kcreate)
+    kcreate.add_argument("--name", required=True)
+    kcreate.add_argument("--role", default="user", help="admin, user (default) or viewer")
+    kcreate.add_argument("--scope", action="append", help="a scope (repeatable; default: all of the role's)")
+    kcreate.add_argument("--device", action="append", help="a serial it may reach (repeatable; default: all)")
+    data_arg(ksub.add_parser("list", help="list keys (never their secrets)"))
+    for name, text in (("revoke", "refuse the key from now on"), ("rotate", "a new secret; the old one stops")):
+        p = ksub.add_parser(name, help=text)
+        data_arg(p)
+        p.add_argument("id")
+
+    audit = sub.add_parser("audit", help="the audit log, newest first: key and device management, commands")
+    data_arg(audit)
+    audit.add_argument("--serial", help="only entries about this device (or key id)")
+    audit.add_argument("--limit", type=int, default=100, help=f"1 to {HISTORY_MAX_LIMIT} (default 100)")
     return parser
 
 
@@ -364,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command in ("device", "cmd", "history"):
+    if args.command in ("device", "cmd", "history", "key", "audit"):
         logging.getLogger().setLevel(logging.WARNING)
     try:
         settings = _build_settings(args)
@@ -387,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_admin(settings, lambda core: _cmd(args, core)))
         elif args.command == "history":
             asyncio.run(_admin(settings, lambda core: _history(args, core)))
+        elif args.command == "key":
+            asyncio.run(_admin(settings, lambda core: _key(args, core)))
+        elif args.command == "audit":
+            asyncio.run(_admin(settings, lambda core: _audit(args, core)))
     except NxgError as exc:
         failure: dict[str, Any] = {"error": exc.message, "code": exc.code}
         if isinstance(exc.details, list):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.admin import AdminCredentials
+from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.history import HistoryService
@@ -46,6 +47,7 @@ class Core:
     admin: AdminCredentials
     outbox: Outbox
     manifests: ManifestService
+    keys: ApiKeyService
 
 
 @asynccontextmanager
@@ -58,7 +60,8 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         presence = PresenceService(store, ingest, publisher)
         manifests = ManifestService(store, settings, devices, ingest)
         commands = CommandService(store, settings, devices, presence, ingest, publisher, manifests)
-        signals = SignalWatcher(store, devices, commands, settings.signal_poll_s)
+        keys = ApiKeyService(store)
+        signals = SignalWatcher(store, devices, commands, settings.signal_poll_s, keys)
         history = HistoryService(store, devices)
         core = Core(
             settings,
@@ -72,6 +75,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             AdminCredentials(store, settings.admin_failures_per_minute),
             publisher,
             manifests,
+            keys,
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:

@@ -169,8 +169,39 @@ class Signal:
 
     id: int
     kind: SignalKind
-    serial: str | None
+    serial: str | None  # the target: a device's serial, an API key's id for KEY_REVOKED
     reason: RevokeReason | None = None  # for SignalKind.REVOKED
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored, without its secret (PROTOCOL §5/§6)."""
+
+    id: str
+    name: str
+    prefix: str  # the first characters of the key, to recognise it in a list
+    role: str  # admin | user | viewer
+    scopes: tuple[str, ...]
+    devices: tuple[str, ...] | None  # None: every device
+    created_at: int
+    last_used_at: int | None = None
+    revoked_at: int | None = None
+
+    def sees(self, serial: str) -> bool:
+        return self.devices is None or serial in self.devices
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "role": self.role,
+            "scopes": list(self.scopes),
+            "devices": None if self.devices is None else list(self.devices),
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+            "revoked": self.revoked_at is not None,
+        }
 
 
 @dataclass(slots=True)

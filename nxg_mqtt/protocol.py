@@ -12,6 +12,7 @@ device's own `"ts"` stays where the device put it (apps see it as `device_ts`).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -100,6 +101,33 @@ class SignalKind(StrEnum):
 
     REVOKED = "revoked"  # with a RevokeReason
     COMMAND = "command"  # a command was queued for the device
+    KEY_REVOKED = "key_revoked"  # an API key was revoked or rotated; the signal's target is the key id
+
+
+class KeyRole(StrEnum):
+    """An API key's role (PROTOCOL §5): what its scopes may be."""
+
+    ADMIN = "admin"
+    USER = "user"
+    VIEWER = "viewer"
+
+
+class Scope(StrEnum):
+    """What a credential may do (seed 002's scopes)."""
+
+    READ_DEVICES = "read:devices"
+    WRITE_DEVICES = "write:devices"
+    ADMIN_DEVICES = "admin:devices"
+    READ_HISTORY = "read:history"
+    ADMIN_KEYS = "admin:keys"
+
+
+# the scopes each role may hold; a key created without scopes gets all of its role's
+ROLE_SCOPES: dict[KeyRole, frozenset[Scope]] = {
+    KeyRole.ADMIN: frozenset(Scope),
+    KeyRole.USER: frozenset({Scope.READ_DEVICES, Scope.WRITE_DEVICES, Scope.READ_HISTORY}),
+    KeyRole.VIEWER: frozenset({Scope.READ_DEVICES, Scope.READ_HISTORY}),
+}
 
 
 class AppKind(StrEnum):
@@ -145,3 +173,48 @@ def app_message(
     if device_ts is not None:
         message[DEVICE_TS] = device_ts
     return message
+
+
+# ---- the realtime form (seed 001) ---------------------------------------------------------------
+
+REALTIME_EVENTS = frozenset({"device_unlocked", "device_locked"})
+
+
+def iso_ts(ts: int) -> str:
+    """A ms timestamp as seed 001 writes it: ISO 8601 UTC with milliseconds and `Z`."""
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
+
+
+def realtime_message(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The `/realtime` object (seed 001) for an app message, None for what it does not carry.
+
+    Telemetry and status become `device_data` with only that update's fields (the device's own
+    `ts` and the server's stamp left out); presence becomes `device_status`; events of type
+    `device_unlocked` / `device_locked` become those messages with `eventId` (the device's
+    `eventId`, else the server's `evt_<ts>`), `source` and `code` when given. `timestamp` is the
+    one server receive time.
+    """
+    t, serial, ts = message.get("t"), message.get("serial"), message.get("ts")
+    if not isinstance(serial, str) or not isinstance(ts, int):
+        return None
+    timestamp = iso_ts(ts)
+    if t in (MessageType.TELEMETRY, MessageType.STATUS):
+        payload = {k: v for k, v in message.items() if k not in ("t", "serial", "ts", DEVICE_TS)}
+        return {"type": "device_data", "hardwareId": serial, "payload": payload, "timestamp": timestamp}
+    if t in (AppKind.DEVICE_ONLINE, AppKind.DEVICE_OFFLINE):
+        online = t == AppKind.DEVICE_ONLINE
+        return {"type": "device_status", "hardwareId": serial, "payload": {"is_online": online}, "timestamp": timestamp}
+    if t == MessageType.EVENT and message.get("type") in REALTIME_EVENTS:
+        event_id = message.get("eventId")
+        out: dict[str, Any] = {
+            "type": message["type"],
+            "hardwareId": serial,
+            "eventId": event_id if isinstance(event_id, str) and event_id else f"evt_{ts}",
+        }
+        if "source" in message:
+            out["source"] = message["source"]
+        if "code" in message:
+            out["code"] = message["code"]
+        out["timestamp"] = timestamp
+        return out
+    return None

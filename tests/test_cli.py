@@ -260,3 +260,70 @@ async def test_command_mistakes_get_the_same_message_on_ws_app_and_cli(tmp_path:
             assert cli == {"error": reply["error"], "code": reply["code"]}, flags
             assert reply["code"] in ("INVALID_COMMAND", "RESTRICTED_ACTION")
         await app.close()
+
+
+def test_key_lifecycle_and_audit(tmp_path: Path) -> None:
+    run_cli(tmp_path, "device", "create", "--serial", "aud-1")
+    created = run_cli(
+        tmp_path, "key", "create", "--name", "ci", "--role", "viewer", "--scope", "read:devices", "--device", "aud-1"
+    )
+    secret = str(created["key"])
+    assert re.fullmatch(r"nxg_[A-Za-z0-9_-]{43}", secret)
+    assert created["role"] == "viewer" and created["scopes"] == ["read:devices"] and created["devices"] == ["aud-1"]
+    key_id = str(created["id"])
+    listed = run_cli(tmp_path, "key", "list")
+    assert [k["id"] for k in listed["keys"]] == [key_id]  # type: ignore[attr-defined]
+    assert secret not in json.dumps(listed) and secret[:12] == listed["keys"][0]["prefix"]  # type: ignore[index]
+    rotated = run_cli(tmp_path, "key", "rotate", key_id)
+    assert rotated["key"] != secret and rotated["id"] == key_id
+    assert run_cli(tmp_path, "key", "revoke", key_id)["revoked"] is True
+    assert run_cli(tmp_path, "key", "rotate", key_id, ok=False)["code"] == "KEY_REVOKED"
+    assert run_cli(tmp_path, "key", "revoke", "key_nope", ok=False)["code"] == "KEY_NOT_FOUND"
+    assert run_cli(tmp_path, "key", "create", "--name", "x", "--role", "root", ok=False)["code"] == "INVALID"
+    bad_scope = run_cli(
+        tmp_path, "key", "create", "--name", "x", "--role", "viewer", "--scope", "write:devices", ok=False
+    )
+    assert bad_scope["code"] == "INVALID"
+    run_cli(tmp_path, "cmd", "aud-1", "--action", "open")
+    run_cli(tmp_path, "cmd", "ghost", "--action", "open", ok=False)
+    entries = run_cli(tmp_path, "audit")["entries"]
+    actions = [(e["action"], e["target"], e["outcome"]) for e in entries]  # type: ignore[attr-defined]
+    assert actions == [
+        ("command", "ghost", "DEVICE_NOT_FOUND"),
+        ("command", "aud-1", "ok"),
+        ("key.create", None, "INVALID"),  # refusals are recorded too
+        ("key.create", None, "INVALID"),
+        ("key.revoke", "key_nope", "KEY_NOT_FOUND"),
+        ("key.rotate", key_id, "KEY_REVOKED"),
+        ("key.revoke", key_id, "ok"),
+        ("key.rotate", key_id, "ok"),
+        ("key.create", key_id, "ok"),
+        ("device.create", "aud-1", "ok"),
+    ]
+    assert all(e["actor"] == "cli" for e in entries)  # type: ignore[attr-defined]
+    only = run_cli(tmp_path, "audit", "--serial", "aud-1", "--limit", "1")["entries"]
+    assert [(e["action"], e["target"]) for e in only] == [("command", "aud-1")]  # type: ignore[attr-defined]
+    assert run_cli(tmp_path, "audit", "--limit", "0", ok=False)["code"] == "INVALID"
+    run_cli(tmp_path, "device", "reset", "ghost", ok=False)
+    refused = run_cli(tmp_path, "audit", "--serial", "ghost")["entries"]
+    assert [(e["action"], e["outcome"]) for e in refused] == [  # type: ignore[attr-defined]
+        ("device.reset", "DEVICE_NOT_FOUND"),
+        ("command", "DEVICE_NOT_FOUND"),
+    ]
+
+
+@pytest.mark.parametrize("action", ["revoke", "rotate"])
+async def test_cli_key_change_ends_live_mqtt_sessions_within_one_second(
+    broker_process: tuple[Path, int], action: str
+) -> None:
+    data, port = broker_process
+    created = await asyncio.to_thread(run_cli, data, "key", "create", "--name", "live")
+    secret = str(created["key"])
+    client = TestClient("integrator")
+    assert await client.connect(port, "key", secret) == 0  # the server now holds the key in its cache
+    await asyncio.to_thread(run_cli, data, "key", action, str(created["id"]))
+    assert await client.wait_disconnected(1.0)
+    client.close()
+    again = TestClient("integrator-2")
+    assert await again.connect(port, "key", secret) == 4
+    again.close()

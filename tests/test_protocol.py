@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nxg_mqtt.models import HistoryEntry
-from nxg_mqtt.protocol import SERVER_TS, MessageType, Schema, app_message, stamp
+from nxg_mqtt.protocol import SERVER_TS, MessageType, Schema, app_message, iso_ts, realtime_message, stamp
 from nxg_mqtt.topics import Channel
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
@@ -54,3 +54,37 @@ def test_history_entries_use_the_same_function() -> None:
 def test_topic_leaves_and_schemas_share_the_kind_names() -> None:
     for kind in MessageType:
         assert Channel(kind.value).value == Schema(kind.value).value == kind.value
+
+
+def test_iso_ts_is_seed_001s_form() -> None:
+    assert iso_ts(1765967400000) == "2025-12-17T10:30:00.000Z"
+    assert iso_ts(1765967400007) == "2025-12-17T10:30:00.007Z"
+    assert iso_ts(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_realtime_message_from_each_app_message() -> None:
+    ts = 1765967400123
+    telemetry = app_message("ABC123", MessageType.TELEMETRY, ts, {"lat": 1.5}, device_ts=5)
+    assert realtime_message(telemetry) == {
+        "type": "device_data",
+        "hardwareId": "ABC123",
+        "payload": {"lat": 1.5},
+        "timestamp": "2025-12-17T10:30:00.123Z",
+    }
+    offline = app_message("ABC123", "device_offline", ts, {})
+    assert realtime_message(offline) == {
+        "type": "device_status",
+        "hardwareId": "ABC123",
+        "payload": {"is_online": False},
+        "timestamp": "2025-12-17T10:30:00.123Z",
+    }
+    event = app_message("ABC123", MessageType.EVENT, ts, {"type": "device_locked", "source": "key"})
+    assert realtime_message(event) == {
+        "type": "device_locked",
+        "hardwareId": "ABC123",
+        "eventId": f"evt_{ts}",
+        "source": "key",
+        "timestamp": "2025-12-17T10:30:00.123Z",
+    }
+    assert realtime_message(app_message("ABC123", MessageType.EVENT, ts, {"type": "door"})) is None
+    assert realtime_message(app_message("ABC123", MessageType.ACK, ts, {"id": "c", "ok": True})) is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
-from bridge.v1 import actions, commands, manifests
+from bridge.v1 import actions, auth_keys, commands, manifests
 
 PREFIX = "/api/v1"
 
@@ -19,4 +19,5 @@ def routes() -> list[BaseRoute]:
     inner += commands.routes()
     inner += manifests.routes()
     inner += actions.routes()
+    inner += auth_keys.routes()
     return [Mount(PREFIX, routes=inner)] if inner else []

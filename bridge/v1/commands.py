@@ -86,7 +86,9 @@ async def command(request: Request) -> Response:
         checked = await commands.dry_run(serial, action, target, params)
         reply = {"success": True, "dry_run": True, "command_id": None, "dry_run_token": checked.token}
         return JSONResponse(reply, status_code=200)
-    submitted = await commands.submit(serial, action, target, params, source="api", dispatch=state.embedded)
+    submitted = await commands.submit(
+        serial, action, target, params, source="api", dispatch=state.embedded, actor=caller.actor
+    )
     return JSONResponse(accepted(await send(state, submitted)), status_code=202)
 
 
@@ -100,7 +102,9 @@ async def confirm(request: Request) -> Response:
     token = (await json_body(request)).get("dry_run_token")
     if not isinstance(token, str) or not token:
         raise ValidationError('"dry_run_token" is required (from the dry run)', code="INVALID_COMMAND")
-    submitted = await state.core.commands.confirm(serial, token, source="api", dispatch=state.embedded)
+    submitted = await state.core.commands.confirm(
+        serial, token, source="api", dispatch=state.embedded, actor=caller.actor
+    )
     return JSONResponse(accepted(await send(state, submitted)), status_code=202)
 
 
@@ -129,7 +133,7 @@ async def batch(request: Request) -> Response:
         try:
             caller.check_device(serial)
             submitted = await state.core.commands.submit(
-                serial, action, target, params, source="batch", dispatch=state.embedded
+                serial, action, target, params, source="batch", dispatch=state.embedded, actor=caller.actor
             )
             await send(state, submitted)
         except NxgError as exc:
@@ -198,7 +202,7 @@ async def intent(request: Request) -> Response:
     action, target, params = _request(payload)
     try:
         submitted = await state.core.commands.submit(
-            serial, action, target, params, source="intent", dispatch=state.embedded
+            serial, action, target, params, source="intent", dispatch=state.embedded, actor=caller.actor
         )
     except NxgError as exc:
         return error_response(exc)

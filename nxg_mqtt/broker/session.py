@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nxg_mqtt.broker.message import OutgoingMessage
+from nxg_mqtt.models import ApiKey
 from nxg_mqtt.mqtt.codec import ProtocolError, encode_publish_topic, encode_pubrel, encode_topic
 from nxg_mqtt.protocol import Role
 
@@ -57,6 +58,7 @@ class Principal:
 class BrokerSession:
     __slots__ = (
         "_next_packet_id",
+        "api_key",
         "clean_session",
         "client_id",
         "conn",
@@ -106,6 +108,7 @@ class BrokerSession:
         # set by the auth plugin; the engine fills in `Principal.default` if no plugin did
         self.principal: Principal | None = None
         self.serial: str | None = None  # the device this session speaks for (device, pair)
+        self.api_key: ApiKey | None = None  # the key a `key` session authenticated with (its ACL)
         self.receive_all = False  # receives whatever it subscribes to: no RECEIVE check (bridge)
         self.pairing_code: str | None = None  # the code a pairing session was opened with
         self.pairing_expiry: asyncio.TimerHandle | None = None  # ends a pairing session

@@ -31,7 +31,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.errors import CommandRejected, DryRunRequired, QueueFullError, RateLimitedError, ValidationError
+from nxg_mqtt.errors import (
+    CommandRejected,
+    DryRunRequired,
+    NxgError,
+    QueueFullError,
+    RateLimitedError,
+    ValidationError,
+)
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
 from nxg_mqtt.protocol import MessageType, Schema, SignalKind
@@ -146,7 +153,9 @@ class CommandService:
             self._tokens[token] = issued
         return issued
 
-    async def confirm(self, serial: str, token: str, *, source: str = "api", dispatch: bool = True) -> Command:
+    async def confirm(
+        self, serial: str, token: str, *, source: str = "api", dispatch: bool = True, actor: str | None = None
+    ) -> Command:
         """Send the command a dry run validated: the token is used up, whatever follows."""
         issued = self._tokens.get(token)
         if issued is None:
@@ -157,7 +166,14 @@ class CommandService:
         if issued.expires_at <= asyncio.get_running_loop().time():
             raise DryRunTokenInvalid(f"dry_run_token expired (valid {self._settings.dry_run_token_s:g} s)")
         return await self.submit(
-            issued.serial, issued.action, issued.target, issued.params, source=source, dispatch=dispatch, confirmed=True
+            issued.serial,
+            issued.action,
+            issued.target,
+            issued.params,
+            source=source,
+            dispatch=dispatch,
+            confirmed=True,
+            actor=actor,
         )
 
     async def submit(
@@ -170,10 +186,33 @@ class CommandService:
         source: str = "api",
         dispatch: bool = True,
         confirmed: bool = False,
+        actor: str | None = None,
     ) -> Command:
         """Validate, commit, then dispatch (or queue). `dispatch=False` leaves it to the server
         process (the CLI writes the record and signals the server). A critical action without
-        `confirmed` raises DryRunRequired with its token (`confirm` sends it)."""
+        `confirmed` raises DryRunRequired with its token (`confirm` sends it). Every attempt,
+        accepted or refused, goes to the audit log under `actor` (default: the source)."""
+        try:
+            command = await self._submit(serial, action, target, params, ref, source, dispatch, confirmed)
+        except NxgError as exc:
+            detail = {"action": action, "source": source, "error": exc.message}
+            await self._store.audit.add(now_ms(), actor or source, "command", serial, detail, outcome=exc.code)
+            raise
+        detail = {"action": action, "source": source, "id": command.id}
+        await self._store.audit.add(now_ms(), actor or source, "command", command.serial, detail)
+        return command
+
+    async def _submit(
+        self,
+        serial: str,
+        action: str,
+        target: str | None,
+        params: dict[str, Any] | None,
+        ref: str | None,
+        source: str,
+        dispatch: bool,
+        confirmed: bool,
+    ) -> Command:
         device, checked_params, capability = await self.check(serial, action, target, params)
         if capability is not None and capability.critical and not confirmed:
             issued = self._issue(device.serial, action, target, checked_params, True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
-from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, RateLimitedError, ValidationError
+from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, NxgError, RateLimitedError, ValidationError
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import ConnectionRecord, Device, now_ms
 from nxg_mqtt.protocol import RevokeReason, SignalKind
@@ -50,7 +51,21 @@ class DeviceService:
 
     # ---- registry -------------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _audited(self, actor: str, action: str, serial: str | None) -> AsyncIterator[None]:
+        """A refused management action is audited too, with its error code as the outcome (the
+        successful ones record themselves, with the stored spelling of the serial)."""
+        try:
+            yield
+        except NxgError as exc:
+            await self._store.audit.add(now_ms(), actor, action, serial or None, {"error": exc.message}, exc.code)
+            raise
+
     async def create(self, serial: str | None = None, name: str | None = None, actor: str = "admin") -> Device:
+        async with self._audited(actor, "device.create", serial if isinstance(serial, str) else None):
+            return await self._create(serial, name, actor)
+
+    async def _create(self, serial: str | None, name: str | None, actor: str) -> Device:
         serial = (serial or "").strip()
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise ValidationError("name must be a string of at most 200 characters")
@@ -95,7 +110,8 @@ class DeviceService:
 
     async def reset(self, serial: str, actor: str = "admin") -> Device:
         """Invalidate the token; the connection code stays valid."""
-        device = await self.get(serial)
+        async with self._audited(actor, "device.reset", serial):
+            device = await self.get(serial)
         await self._store.devices.set_token(device.serial, None, paired=False)
         await self._store.audit.add(now_ms(), actor, "device.reset", device.serial)
         await self._revoked(device.serial, RevokeReason.RESET)
@@ -103,7 +119,8 @@ class DeviceService:
 
     async def regenerate(self, serial: str, actor: str = "admin") -> Device:
         """A new connection code; the old code and the token stop working."""
-        device = await self.get(serial)
+        async with self._audited(actor, "device.regenerate", serial):
+            device = await self.get(serial)
         for _attempt in range(8):
             if await self._store.devices.set_code(device.serial, credentials.new_code()):
                 break
@@ -112,7 +129,8 @@ class DeviceService:
         return await self.get(device.serial)
 
     async def delete(self, serial: str, actor: str = "admin") -> None:
-        device = await self.get(serial)
+        async with self._audited(actor, "device.delete", serial):
+            device = await self.get(serial)
         async with self._store.transaction():
             await self._store.devices.delete(device.serial)
             await self._store.messages.delete_device(device.serial)

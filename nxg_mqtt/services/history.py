@@ -12,10 +12,11 @@ exit 1) for a bad type, limit or before; DeviceNotFound (REST 404, CLI exit 1) f
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from nxg_mqtt.errors import ValidationError
+from nxg_mqtt.errors import DeviceNotFound, ValidationError
 from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.store import Store
@@ -84,12 +85,15 @@ class HistoryService:
         self._store = store
         self._devices = devices
 
-    async def query(self, query: HistoryQuery) -> HistoryPage:
+    async def query(self, query: HistoryQuery, within: Collection[str] | None = None) -> HistoryPage:
         """Newest first; `next_before` is the ts to pass as `before` for the next page (None: no more).
-        An unknown serial is DeviceNotFound (404), as everywhere else."""
+        An unknown serial is DeviceNotFound (404), as everywhere else; `within` (a key's device
+        scope) keeps every other device out, as if it did not exist."""
         serial = query.serial
         if serial is not None:
+            if within is not None and serial not in within:
+                raise DeviceNotFound(serial)
             serial = (await self._devices.get(serial)).serial  # and the stored spelling
-        entries = await self._store.messages.query(serial, query.type, query.limit, query.before)
+        entries = await self._store.messages.query(serial, query.type, query.limit, query.before, within)
         next_before = entries[-1].ts if entries and len(entries) == query.limit else None
         return HistoryPage([e.app_message() for e in entries], next_before)

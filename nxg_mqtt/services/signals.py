@@ -1,7 +1,8 @@
 """Changes made by another process (the CLI on the same data directory) reach live sessions.
 
 The CLI writes a `signals` row next to its change; a server polls for new rows every
-`signal_poll_s` (250 ms by default), so a reset from the CLI disconnects the device within 1 s.
+`signal_poll_s` (250 ms by default), so a reset from the CLI disconnects the device within 1 s,
+and a key revoked or rotated from the CLI is forgotten and its sessions closed as quickly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from nxg_mqtt.models import now_ms
 from nxg_mqtt.protocol import SignalKind
+from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.store import Store
@@ -20,8 +22,16 @@ log = logging.getLogger(__name__)
 
 
 class SignalWatcher:
-    def __init__(self, store: Store, devices: DeviceService, commands: CommandService, poll_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        devices: DeviceService,
+        commands: CommandService,
+        poll_s: float,
+        keys: ApiKeyService | None = None,
+    ) -> None:
         self._store = store
+        self._keys = keys
         self._devices = devices
         self._commands = commands
         self._poll_s = poll_s
@@ -48,7 +58,11 @@ class SignalWatcher:
                 continue
             if signal.serial is None:
                 continue
-            if signal.kind is SignalKind.REVOKED and signal.reason is not None:
+            if signal.kind is SignalKind.KEY_REVOKED:
+                # our own revocations were forgotten already; forgetting twice is harmless
+                if self._keys is not None:
+                    await self._keys.forget(signal.serial)
+            elif signal.kind is SignalKind.REVOKED and signal.reason is not None:
                 await self._devices.notify_revoked(signal.serial, signal.reason)
             elif signal.kind is SignalKind.COMMAND:
                 self._commands.note_queued(signal.serial)

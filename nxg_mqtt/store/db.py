@@ -117,6 +117,25 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant_id, serial, version)
     );
     """,
+    # 5: API keys, stored as SHA-256 of the key;
+    # `devices` is a JSON array of serials, NULL for every device. The audit log gains an outcome.
+    """
+    CREATE TABLE api_keys (
+        id           TEXT PRIMARY KEY,
+        tenant_id    TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        prefix       TEXT NOT NULL,
+        key_hash     TEXT NOT NULL UNIQUE,
+        role         TEXT NOT NULL,
+        scopes       TEXT NOT NULL,
+        devices      TEXT,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+    );
+    ALTER TABLE audit ADD COLUMN outcome TEXT;
+    CREATE INDEX audit_serial ON audit (tenant_id, serial, id);
+    """,
 ]
 
 

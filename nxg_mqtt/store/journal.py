@@ -15,16 +15,22 @@ class AuditRepository:
         self._db = db
         self._tenant = tenant_id
 
-    async def add(self, ts: int, actor: str, action: str, serial: str | None, detail: Any = None) -> None:
+    async def add(
+        self, ts: int, actor: str, action: str, serial: str | None, detail: Any = None, outcome: str = "ok"
+    ) -> None:
+        """`serial` is the target: a device's serial, or an API key's id for `key.*` actions."""
         await self._db.conn.execute(
-            "INSERT INTO audit (tenant_id, ts, actor, action, serial, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            (self._tenant, ts, actor, action, serial, json.dumps(detail) if detail is not None else None),
+            "INSERT INTO audit (tenant_id, ts, actor, action, serial, detail, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self._tenant, ts, actor, action, serial, json.dumps(detail) if detail is not None else None, outcome),
         )
 
-    async def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def recent(self, limit: int = 100, serial: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; only entries whose target is `serial` when given."""
+        where, params = ("AND serial = ?", [serial]) if serial is not None else ("", [])
         rows = await self._db.fetchall(
-            "SELECT ts, actor, action, serial, detail FROM audit WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
-            (self._tenant, limit),
+            "SELECT ts, actor, action, serial AS target, outcome, detail FROM audit"
+            f" WHERE tenant_id = ? {where} ORDER BY id DESC LIMIT ?",
+            (self._tenant, *params, limit),
         )
         return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] is not None else None} for r in rows]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from nxg_mqtt.models import HistoryEntry, MessageType
 from nxg_mqtt.store.db import Database
@@ -19,10 +20,14 @@ class MessageRepository:
         type_: MessageType | None = None,
         limit: int = 100,
         before: int | None = None,
+        within: Collection[str] | None = None,
     ) -> list[HistoryEntry]:
-        """Newest first; `before` is a ts (exclusive) for paging."""
+        """Newest first; `before` is a ts (exclusive) for paging; `within`: only these serials."""
         clauses = ["tenant_id = ?"]
         params: list[object] = [self._tenant]
+        if within is not None:
+            clauses.append("serial COLLATE NOCASE IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(within)))
         if serial is not None:
             clauses.append("serial = ? COLLATE NOCASE")
             params.append(serial)

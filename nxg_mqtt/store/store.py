@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from nxg_mqtt.store.api_keys import ApiKeyRepository
 from nxg_mqtt.store.batch import HistoryWriter
 from nxg_mqtt.store.commands import CommandRepository
 from nxg_mqtt.store.connections import ConnectionRepository
@@ -30,6 +31,7 @@ class Store:
         self.signals = SignalRepository(db, tenant_id)
         self.kv = KeyValueRepository(db, tenant_id)
         self.manifests = ManifestRepository(db, tenant_id)
+        self.api_keys = ApiKeyRepository(db, tenant_id)
         # one connection: transactions from different tasks must not interleave
         self._tx_lock = asyncio.Lock()
 

@@ -17,7 +17,7 @@ from tests.bridge.helpers import Stack, expect_closed, open_stack, recv_json, re
 from tests.factories import PASSWORD, make_settings
 
 
-@pytest.mark.parametrize("query", ["", "?token=", "?token=wrong", "?api_key=pw"])
+@pytest.mark.parametrize("query", ["", "?token=", "?token=wrong", "?api_key=nxg_not-a-key", "?api_key="])
 async def test_upgrade_without_a_valid_credential_is_401(stack: Stack, query: str) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await connect(stack.ws_url("/ws/app" + query))

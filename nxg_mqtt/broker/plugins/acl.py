@@ -3,8 +3,9 @@
 A device publishes only to its own telemetry/status/event/manifest/ack and subscribes only to
 its own `nxg/{S}/cmd`; a pairing session speaks only on `nxg/pair/{C}`; nobody but the server
 (and the bridge acting for WebSocket devices) publishes commands or presence; `$SYS/#` is the
-bridge's. Anonymous sessions exist only on a standalone broker started with
-`--allow-anonymous`, where everything but the server-only topics is open.
+bridge's. An API key (`key` sessions) reads and commands only the devices of its scope.
+Anonymous sessions exist only on a standalone broker started with `--allow-anonymous`,
+where everything but the server-only topics is open.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from amqtt.contexts import Action
 
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.broker.session import BrokerSession
-from nxg_mqtt.protocol import Role
+from nxg_mqtt.protocol import Role, Scope
 from nxg_mqtt.topics import (
     DEVICE_PUBLISHES,
+    PREFIX,
     Channel,
     device_topic,
     pair_reply_topic,
@@ -24,6 +26,35 @@ from nxg_mqtt.topics import (
 )
 
 _SERVER_ONLY = frozenset({Channel.CMD, Channel.PRESENCE, Channel.CMD_RES})
+# what an integrator's key may read of a device in its scope (PROTOCOL §2's topic table)
+KEY_READS = frozenset(
+    {Channel.TELEMETRY, Channel.STATUS, Channel.EVENT, Channel.ACK, Channel.CMD, Channel.CMD_RES, Channel.PRESENCE}
+)
+
+
+def _key_allows(session: BrokerSession, topic: str, action: Action | None) -> bool:
+    """An API key: read `nxg/{S}/{KEY_READS}` with `read:devices`, publish `nxg/{S}/cmd/req`
+    with `write:devices`, for S in its device scope. A filter is either exact or has `+` as
+    the serial level, and that only for a key on every device; any other wildcard (`#`,
+    `nxg/S/+`) would cover topics it may not read, so it is refused whole."""
+    key = session.api_key
+    if key is None:
+        return False
+    if action == Action.PUBLISH:
+        parsed = parse_device_topic(topic)
+        return (
+            parsed is not None
+            and parsed.channel is Channel.CMD_REQ
+            and Scope.WRITE_DEVICES in key.scopes
+            and key.sees(parsed.serial)
+        )
+    if Scope.READ_DEVICES not in key.scopes:
+        return False
+    if action == Action.SUBSCRIBE and topic.startswith(f"{PREFIX}/+/") and key.devices is None:
+        parsed = parse_device_topic(topic.replace("/+/", "/x/", 1))
+        return parsed is not None and "+" not in topic[6:] and parsed.channel in KEY_READS
+    parsed = parse_device_topic(topic)  # wildcards never parse: refused
+    return parsed is not None and parsed.channel in KEY_READS and key.sees(parsed.serial)
 
 
 class AclPlugin(NxgPlugin):
@@ -46,6 +77,8 @@ class AclPlugin(NxgPlugin):
                 return parsed is not None and parsed.serial == serial and parsed.channel in DEVICE_PUBLISHES
             # subscribe and receive: exactly its command topic, no wildcards
             return bool(topic == device_topic(serial, Channel.CMD))
+        if role == Role.KEY:
+            return _key_allows(session, topic, action)
         if role == Role.PAIR:
             client_id = session.client_id
             if action == Action.PUBLISH:

@@ -1,4 +1,4 @@
-"""Who may connect (PROTOCOL §2): pairing sessions, devices, the bridge; nobody anonymous.
+"""Who may connect (PROTOCOL §2): pairing sessions, devices, API keys, the bridge; nobody anonymous.
 
 Each accepted CONNECT gets its principal (`Principal(role, identity)`): the engine lets a client
 id's session be taken over or resumed only by the same principal, so roles never meet.
@@ -11,7 +11,8 @@ client id that is not a valid single topic level is 0x02.
 
 Lockouts (PROTOCOL §6) limit one role's guesses and nothing else: wrong connection codes lock
 pairing from that address (the core's `resolve_code`), wrong bridge secrets lock the `bridge`
-user name from that address (here). Neither ever refuses a device with a valid token, and a
+user name from that address and wrong API keys the `key` user name (here). Revoking or rotating
+a key ends its sessions at once (a `core.keys` listener). Neither ever refuses a device with a valid token, and a
 refusal for another reason (a stale token, an unsupported protocol level) counts nowhere.
 """
 
@@ -25,6 +26,7 @@ from nxg_mqtt.broker.server import BrokerContext
 from nxg_mqtt.broker.session import BrokerSession, Principal
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import AuthError, ConnectRefused, RateLimitedError
+from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import CloseReason, RevokeReason, Role
 from nxg_mqtt.ratelimit import Lockout
 from nxg_mqtt.topics import valid_client_level
@@ -39,6 +41,7 @@ class AuthPlugin(NxgPlugin):
         # wrong shared secrets per (role, source address); the `key` role joins it with API keys
         self._secret_failures = Lockout(self.settings.connect_failures_per_minute, SECRET_LOCK_S)
         core.devices.on_revoked(self._revoked)
+        core.keys.on_revoked(self._key_revoked)
 
     async def authenticate(self, *, session: BrokerSession) -> bool | None:
         username, password = session.username, session.password
@@ -57,8 +60,10 @@ class AuthPlugin(NxgPlugin):
             session.receive_all = True
             return True
         if username == "key":
-            # API keys arrive with their own issue; until then no key is valid
-            raise ConnectRefused(ConnectRefused.NOT_AUTHORIZED, "unknown API key")
+            key = await self._check_key(source, password)
+            session.principal = Principal(Role.KEY, key.id)
+            session.api_key = key
+            return True
         if session.client_id != username:
             raise ConnectRefused(ConnectRefused.NOT_AUTHORIZED, "client id must equal the serial")
         serial = await self.core.devices.authenticate(username, password or "")
@@ -81,6 +86,27 @@ class AuthPlugin(NxgPlugin):
             if self._secret_failures.fail(key, now):
                 self.context.logger.warning("%s logins locked for %s after repeated wrong secrets", role, source)
             raise ConnectRefused(ConnectRefused.BAD_CREDENTIALS, f"bad {role} secret")
+
+    async def _check_key(self, source: str, given: str | None) -> ApiKey:
+        """An API key (the core's cached check), with the `key` role's lockout on wrong keys from
+        `source`: 0x04 for a wrong key, 0x03 while locked (like a wrong bridge secret)."""
+        lock = f"{Role.KEY}|{source}"
+        now = asyncio.get_running_loop().time()
+        if self._secret_failures.locked(lock, now):
+            raise ConnectRefused(ConnectRefused.SERVER_UNAVAILABLE, "too many wrong API keys")
+        key = await self.core.keys.check(given)
+        if key is None:
+            if self._secret_failures.fail(lock, now):
+                self.context.logger.warning("key logins locked for %s after repeated wrong keys", source)
+            raise ConnectRefused(ConnectRefused.BAD_CREDENTIALS, "unknown API key")
+        return key
+
+    async def _key_revoked(self, key_id: str) -> None:
+        """A revoked or rotated key's MQTT sessions end now."""
+        principal = Principal(Role.KEY, key_id)
+        for client_id, session in list(self.broker.sessions.items()):
+            if session.principal == principal:
+                await self.broker.kick(client_id, CloseReason.KICKED)
 
     async def _pairing_session(self, session: BrokerSession, code: str, source: str) -> bool:
         if not valid_client_level(session.client_id or ""):

@@ -1,7 +1,8 @@
 """Command requests on `nxg/{S}/cmd/req` (PROTOCOL §2): an integrator's command, validated like
-every other path, then dispatched on `nxg/{S}/cmd`; its fate is published on `nxg/{S}/cmd/res`
-with the request's `ref` echoed. `"dry_run": true` validates only: `{"id":null,"ref","status":
-"validated","dry_run_token"}` (a token only for a critical action).
+every other path (and audited under the key that sent it), then dispatched on `nxg/{S}/cmd`; its
+fate is published on `nxg/{S}/cmd/res` with the request's `ref` echoed. `"dry_run": true`
+validates only: `{"id":null,"ref","status":"validated","dry_run_token"}` (a token only for a
+critical action).
 
 Accepted: the command's lifecycle (`queued`, `dispatched`, `acked`, …) follows on `cmd/res` from
 the command service. Refused: one `{"id":null,"ref","status":"rejected","code","error"}` (plus
@@ -26,8 +27,13 @@ from nxg_mqtt.topics import Channel, device_topic, parse_device_topic
 
 log = logging.getLogger(__name__)
 
-# who may send command requests: the ACL decides per device (a `key` role arrives with API keys)
+# who may send command requests: the ACL has already decided which devices a key may write
 REQUESTERS = frozenset({Role.BRIDGE, Role.KEY})
+
+
+def _actor(session: BrokerSession) -> str:
+    """How the audit log names the requester: the key, or the bridge on an integrator's behalf."""
+    return f"key:{session.api_key.id}" if session.api_key is not None else str(session.role)
 
 
 class CommandRequestPlugin(NxgPlugin):
@@ -52,6 +58,7 @@ class CommandRequestPlugin(NxgPlugin):
                 request.get("params"),
                 ref=None if ref is None else str(ref),
                 source="mqtt",
+                actor=_actor(session),
             )
         except NxgError as exc:
             await self._rejected(parsed.serial, ref, exc)

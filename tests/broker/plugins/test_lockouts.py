@@ -105,3 +105,14 @@ async def test_open_from_other_address_is_really_another_address(stack: Stack) -
         assert session is not None and session.remote_address == OTHER_ADDRESS
     finally:
         await raw.close()
+
+
+async def test_wrong_api_keys_lock_only_the_key_login_from_that_address(stack: Stack) -> None:
+    token = await paired(stack, "nat-k")
+    _, good = await stack.core.keys.create("integrator")
+    guesses = [await connect(stack, f"kg-{n}", "key", f"nxg_guess-{n}") for n in range(BRIDGE_LIMIT + 2)]
+    assert guesses == [4] * BRIDGE_LIMIT + [3, 3]
+    assert await connect(stack, "k-1", "key", good) == 3  # locked: even a valid key
+    assert await connect(stack, "k-2", "key", good, source=OTHER_ADDRESS) == 0
+    assert await connect(stack, "nat-k", "nat-k", token) == 0  # devices from that address: unaffected
+    assert await connect(stack, "bridge-k", "bridge", stack.core.settings.internal_secret) == 0
