@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from nxg_mqtt import __version__
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.errors import NxgError, ValidationError
 from nxg_mqtt.protocol import MessageType
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nxg-mqtt", description="NXG MQTT: an MQTT-native IoT backend.")
     parser.add_argument("--data", help="data directory (default ./nxg-data, env NXG_DATA_DIR)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"nxg-mqtt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_arg(p: argparse.ArgumentParser) -> None:
