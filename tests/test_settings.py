@@ -51,7 +51,7 @@ def test_false_booleans(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["off", "on", "", "2", "y"])
 def test_booleans_are_only_true_false_1_0_yes_no(text: str) -> None:
-    with pytest.raises(SettingError, match="NXG_ALLOW_ANONYMOUS: .* expected one of true, false, 1, 0, yes, no"):
+    with pytest.raises(SettingError, match=r"NXG_ALLOW_ANONYMOUS: .* expected one of true, false, 1, 0, yes, no"):
         settings_from_env({"NXG_ALLOW_ANONYMOUS": text})
 
 

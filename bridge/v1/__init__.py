@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
+from bridge.v1 import system
+
 PREFIX = "/api/v1"
 
 
 def routes() -> list[BaseRoute]:
-    inner: list[BaseRoute] = []
+    inner: list[BaseRoute] = [*system.routes()]
     # each surface adds its routes here: inner += commands.routes(), …
     return [Mount(PREFIX, routes=inner)] if inner else []

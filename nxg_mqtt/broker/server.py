@@ -94,6 +94,7 @@ class NxgBroker:
         self.logger = logger or logging.getLogger("nxg_mqtt.broker")
         self.drain_timeout_s = drain_timeout_s
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self.refused_by_code: dict[int, int] = {}  # CONNACK return code → CONNECTs refused with it
         self.sessions: dict[str, BrokerSession] = {}
         self.connections: set[Connection] = set()
         self.router: Router[BrokerSession] = Router()
