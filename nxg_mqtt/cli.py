@@ -118,13 +118,20 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             bound = replace(settings, mqtt_port=broker.mqtt_port, ws_port=broker.ws_port)
             async with open_bridge(bound, core, "127.0.0.1", broker.mqtt_port) as bridge:
                 host = _display_host(settings)
+                web, ws = (bridge.scheme, "wss" if bridge.scheme == "https" else "ws")
+                _reload_on_sighup(broker.reload_tls, bridge.reload_tls)
                 _say("NXG MQTT is running (Ctrl-C to stop)")
-                _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
+                if settings.plain or not settings.tls:
+                    _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
+                if broker.mqtts_port is not None:
+                    _say(f"  MQTT/TLS        mqtts://{host}:{broker.mqtts_port}")
                 if broker.ws_port is not None:
                     _say(f"  MQTT/WebSocket  ws://{host}:{broker.ws_port}/mqtt")
-                _say(f"  HTTP            http://{host}:{bridge.http_port}/")
-                _say(f"  App WebSocket   ws://{host}:{bridge.http_port}/ws/app")
-                _say(f"  Gateway         ws://{host}:{bridge.http_port}/ws/gateway")
+                if broker.wss_port is not None:
+                    _say(f"  MQTT/WSS        wss://{host}:{broker.wss_port}/mqtt")
+                _say(f"  HTTP            {web}://{host}:{bridge.http_port}/")
+                _say(f"  App WebSocket   {ws}://{host}:{bridge.http_port}/ws/app")
+                _say(f"  Gateway         {ws}://{host}:{bridge.http_port}/ws/gateway")
                 _say(f"  Data            {settings.data_dir.resolve()}")
                 if generated:
                     _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
@@ -132,6 +139,20 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                     _say("  Admin password  (as set; stored hashed)")
                 await stop.wait()
                 _say("stopping…")
+
+
+def _reload_on_sighup(*reloaders: Callable[[], None]) -> None:
+    """SIGHUP: load the TLS certificate and key again; connected clients keep their sessions."""
+
+    def reload() -> None:
+        try:
+            for reloader in reloaders:
+                reloader()
+            log.info("TLS certificate reloaded")
+        except (NxgError, OSError) as exc:
+            log.error("TLS certificate not reloaded, the old one stays: %s", exc)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
 
 async def _broker(settings: Settings, stop: asyncio.Event) -> None:
@@ -267,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--mqtt", required=True, help="the broker, mqtt://host:port")
     config.add_setting_flags(bridge)
 
+    cert = sub.add_parser("cert", help="certificates")
+    csub = cert.add_subparsers(dest="cert_command", required=True)
+    dev = csub.add_parser("dev", help="a self-signed CA and a server certificate for local testing")
+    dev.add_argument("--out", default="nxg-certs", help="directory (default ./nxg-certs)")
+    dev.add_argument("--host", action="append", help="host name or address (repeatable; default localhost, 127.0.0.1)")
+
     settings = sub.add_parser("config", help="settings")
     ssub = settings.add_subparsers(dest="config_command", required=True)
     show = ssub.add_parser("show", help="every setting: value, default, where it came from, env variable, flag")
@@ -308,6 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "cert":
+        from nxg_mqtt.tls import make_dev_certs
+
+        files = make_dev_certs(Path(args.out), args.host or ["localhost", "127.0.0.1"])
+        _emit(
+            {
+                **files,
+                "serve": f"nxg-mqtt serve --tls-cert {files['cert']} --tls-key {files['key']} --tls-ca {files['ca']}",
+            }
+        )
+        return 0
     try:
         settings, sources = _build_settings(args)
     except SettingError as exc:
