@@ -91,8 +91,9 @@ async def open_bridge(
         ws="websockets-sansio",
         ws_max_size=max_size,  # frames above ws_max_frame_bytes get an error; above this, 1009
         ws_per_message_deflate=False,
-        log_level="warning",
-        access_log=False,
+        log_level="info",
+        log_config=None,  # uvicorn's records go to the process's handler: one format (nxg_mqtt/logs.py)
+        access_log=True,  # paths redacted by logs.RedactAccess: no ?token= / ?api_key= values
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
         # with TLS on, the bridge speaks HTTPS and wss:// only (uvicorn builds the context from these)
         ssl_certfile=str(settings.tls_cert) if settings.tls else None,

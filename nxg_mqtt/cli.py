@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlparse
 
-from nxg_mqtt import __version__, config
+from nxg_mqtt import __version__, config, logs
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.errors import NxgError, SettingError, ValidationError
 from nxg_mqtt.protocol import MessageType
@@ -351,11 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as exc:
         print(f"nxg-mqtt: {exc.message}", file=sys.stderr)  # one line, before anything starts
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if args.command in ("device", "cmd", "history"):
         logging.getLogger().setLevel(logging.WARNING)
     try:
