@@ -28,6 +28,7 @@ from bridge.health import health
 from bridge.hub import Hub
 from bridge.link import MqttLink
 from bridge.metrics import bridge_metrics
+from bridge.openapi import openapi
 from bridge.state import BridgeState, Ports
 from bridge.ws_app import app_socket
 from bridge.ws_gateway import gateway_socket
@@ -80,6 +81,7 @@ def create_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         *v1.system.root_routes(),
+        Route("/openapi.json", openapi, methods=["GET"]),
         *api.routes(),
         *v1.routes(),
         WebSocketRoute("/ws/app", app_socket),
