@@ -91,7 +91,7 @@ async def open_bridge(
         ws="websockets-sansio",
         ws_max_size=max_size,  # frames above ws_max_frame_bytes get an error; above this, 1009
         ws_per_message_deflate=False,
-        log_level="info",
+        log_level=settings.log_level,
         log_config=None,  # uvicorn's records go to the process's handler: one format (nxg_mqtt/logs.py)
         access_log=True,  # paths redacted by logs.RedactAccess: no ?token= / ?api_key= values
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
