@@ -10,6 +10,7 @@ process (it picks them up through signals), except for devices on this bridge's 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +27,8 @@ from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
 from bridge.hub import Hub
 from bridge.link import MqttLink
+from bridge.metrics import bridge_metrics
+from bridge.openapi import openapi
 from bridge.state import BridgeState, Ports
 from bridge.ws_app import app_socket
 from bridge.ws_gateway import gateway_socket
@@ -66,9 +69,13 @@ def create_app(
         # apps connecting right after start-up must not miss events; a broker that is down only
         # makes /health say "degraded" while the link keeps retrying
         await link.wait_connected(LINK_START_WAIT_S)
+        unregister = core.metrics.add_source(lambda: bridge_metrics(state))
+        lag = asyncio.get_running_loop().create_task(core.metrics.probe_loop_lag())
         try:
             yield {"bridge": state}
         finally:
+            lag.cancel()
+            unregister()
             if disconnect is not None:
                 disconnect()
             await state.realtime.close()
@@ -76,6 +83,8 @@ def create_app(
 
     routes = [
         Route("/health", health, methods=["GET"]),
+        *v1.system.root_routes(),
+        Route("/openapi.json", openapi, methods=["GET"]),
         *api.routes(),
         *v1.routes(),
         WebSocketRoute("/ws/app", app_socket),

@@ -37,10 +37,21 @@ class _Server(uvicorn.Server):
 class BridgeServer:
     http_port: int
     app: Starlette
+    config: uvicorn.Config
 
     @property
     def state(self) -> BridgeState:
         return cast(BridgeState, self.app.state.bridge)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.config.ssl is not None else "http"
+
+    def reload_tls(self) -> None:
+        """New HTTPS/wss:// handshakes use the certificate on disk now; open sockets stay."""
+        settings = self.state.settings
+        if self.config.ssl is not None and settings.tls_cert is not None:
+            self.config.ssl.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -83,9 +94,13 @@ async def open_bridge(
         ws="websockets-sansio",
         ws_max_size=max_size,  # frames above ws_max_frame_bytes get an error; above this, 1009
         ws_per_message_deflate=False,
-        log_level="warning",
-        access_log=False,
+        log_level=settings.log_level,
+        log_config=None,  # uvicorn's records go to the process's handler: one format (nxg_mqtt/logs.py)
+        access_log=True,  # paths redacted by logs.RedactAccess: no ?token= / ?api_key= values
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+        # with TLS on, the bridge speaks HTTPS and wss:// only (uvicorn builds the context from these)
+        ssl_certfile=str(settings.tls_cert) if settings.tls else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls else None,
     )
     server = _Server(config)
 
@@ -102,7 +117,7 @@ async def open_bridge(
                 task.result()
                 raise RuntimeError("the bridge stopped during start-up")
             await asyncio.sleep(0.01)
-        yield BridgeServer(http_port, app)
+        yield BridgeServer(http_port, app, config)
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

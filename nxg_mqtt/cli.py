@@ -19,66 +19,44 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
+from nxg_mqtt import __version__, config, logs
 from nxg_mqtt.core import Core, open_core
-from nxg_mqtt.errors import DryRunRequired, NxgError, ValidationError
+from nxg_mqtt.errors import DryRunRequired, NxgError, SettingError, ValidationError
 from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT
 from nxg_mqtt.services.history import MAX_LIMIT as HISTORY_MAX_LIMIT
 from nxg_mqtt.services.history import history_query
-from nxg_mqtt.settings import Settings, settings_from_env
+from nxg_mqtt.settings import Settings
 
 log = logging.getLogger("nxg_mqtt")
 
-QUEUE_LIMIT_HELP = "open commands per device before QUEUE_FULL (default 1000, 0 = none; env NXG_COMMAND_QUEUE_LIMIT)"
 EXIT_TRY_LATER = 75  # EX_TEMPFAIL: QUEUE_FULL, RATE_LIMIT_EXCEEDED (429): the same request may work later
 
 
 # ---- settings at the edge ---------------------------------------------------------------------
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {value}")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """Mistakes on the command line are one line (no usage dump), like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
 
 
-def _build_settings(args: argparse.Namespace) -> Settings:
-    base = settings_from_env()
-    changes: dict[str, Any] = {}
-    mapping = {
-        "data": "data_dir",
-        "host": "host",
-        "mqtt_port": "mqtt_port",
-        "ws_port": "ws_port",
-        "http_port": "http_port",
-        "admin_password": "admin_password",
-        "ws_ping_interval": "ws_ping_interval_s",
-        "ws_pong_timeout": "ws_pong_timeout_s",
-        "command_rate_limit": "command_rate_limit",
-        "internal_secret": "internal_secret",
-        "public_host": "public_host",
-        "command_ack_timeout": "command_ack_timeout_s",
-        "command_queue_limit": "command_queue_limit",
-    }
-    for arg, field in mapping.items():
-        value = getattr(args, arg, None)
-        if value is not None:
-            changes[field] = Path(value) if field == "data_dir" else value
-    if getattr(args, "allow_anonymous", False):
-        changes["allow_anonymous"] = True
-    if getattr(args, "require_manifest", False):
-        changes["require_manifest"] = True
-    settings = base.with_overrides(**changes)
-    if getattr(args, "no_ws", False):
-        settings = replace(settings, ws_port=None)  # with_overrides reads None as "not given"
-    if "NXG_INTERNAL_SECRET" not in os.environ and "internal_secret" not in changes:
+def _build_settings(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
+    config_file = getattr(args, "config", None)
+    settings, sources = config.resolve(Path(config_file) if config_file else None, os.environ, config.flag_values(args))
+    if args.command == "broker" and sources["ws_port"] == "default":
+        settings = replace(settings, ws_port=None, wss_port=None)  # the standalone broker: MQTT only unless asked
+    if args.verbose and sources["log_level"] == "default":
+        settings = replace(settings, log_level="debug")
+    if sources["internal_secret"] == "default" and args.command != "config":
         settings = settings.with_overrides(internal_secret=_stored_internal_secret(settings.data_dir))
-    return settings
+    return settings, sources
 
 
 def _stored_internal_secret(data_dir: Path) -> str:
@@ -140,13 +118,20 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             bound = replace(settings, mqtt_port=broker.mqtt_port, ws_port=broker.ws_port)
             async with open_bridge(bound, core, "127.0.0.1", broker.mqtt_port) as bridge:
                 host = _display_host(settings)
+                web, ws = (bridge.scheme, "wss" if bridge.scheme == "https" else "ws")
+                _reload_on_sighup(broker.reload_tls, bridge.reload_tls)
                 _say("NXG MQTT is running (Ctrl-C to stop)")
-                _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
+                if settings.plain or not settings.tls:
+                    _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
+                if broker.mqtts_port is not None:
+                    _say(f"  MQTT/TLS        mqtts://{host}:{broker.mqtts_port}")
                 if broker.ws_port is not None:
                     _say(f"  MQTT/WebSocket  ws://{host}:{broker.ws_port}/mqtt")
-                _say(f"  HTTP            http://{host}:{bridge.http_port}/")
-                _say(f"  App WebSocket   ws://{host}:{bridge.http_port}/ws/app")
-                _say(f"  Gateway         ws://{host}:{bridge.http_port}/ws/gateway")
+                if broker.wss_port is not None:
+                    _say(f"  MQTT/WSS        wss://{host}:{broker.wss_port}/mqtt")
+                _say(f"  HTTP            {web}://{host}:{bridge.http_port}/")
+                _say(f"  App WebSocket   {ws}://{host}:{bridge.http_port}/ws/app")
+                _say(f"  Gateway         {ws}://{host}:{bridge.http_port}/ws/gateway")
                 _say(f"  Data            {settings.data_dir.resolve()}")
                 if generated:
                     _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
@@ -154,6 +139,20 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                     _say("  Admin password  (as set; stored hashed)")
                 await stop.wait()
                 _say("stopping…")
+
+
+def _reload_on_sighup(*reloaders: Callable[[], None]) -> None:
+    """SIGHUP: load the TLS certificate and key again; connected clients keep their sessions."""
+
+    def reload() -> None:
+        try:
+            for reloader in reloaders:
+                reloader()
+            log.info("TLS certificate reloaded")
+        except (NxgError, OSError) as exc:
+            log.error("TLS certificate not reloaded, the old one stays: %s", exc)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
 
 async def _broker(settings: Settings, stop: asyncio.Event) -> None:
@@ -296,53 +295,31 @@ async def _audit(args: argparse.Namespace, core: Core) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nxg-mqtt", description="NXG MQTT: an MQTT-native IoT backend.")
-    parser.add_argument("--data", help="data directory (default ./nxg-data, env NXG_DATA_DIR)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = _Parser(prog="nxg-mqtt", description="NXG MQTT: an MQTT-native IoT backend.")
+    parser.add_argument("--data", dest="setting_data_dir", help="data directory (default ./nxg-data, env NXG_DATA_DIR)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (--log-level debug)")
+    parser.add_argument("--version", action="version", version=f"nxg-mqtt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def data_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", default=argparse.SUPPRESS, help="data directory (default ./nxg-data)")
+    data_arg = config.add_data_flag
 
     serve = sub.add_parser("serve", help="run the embedded broker and the bridge (the default setup)")
-    data_arg(serve)
-    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    serve.add_argument("--mqtt-port", type=_port, help="MQTT TCP port (default 1883; 0 = any free)")
-    serve.add_argument("--ws-port", type=_port, help="MQTT over WebSocket port (default 8083)")
-    serve.add_argument("--no-ws", action="store_true", help="no MQTT-over-WebSocket listener")
-    serve.add_argument("--http-port", type=_port, help="HTTP/WebSocket port of the bridge (default 8080)")
-    serve.add_argument("--admin-password", help="admin password (env NXG_ADMIN_PASSWORD); replaces the stored one")
-    serve.add_argument("--ws-ping-interval", type=float, help="gateway ping interval, s (default 30)")
-    serve.add_argument("--ws-pong-timeout", type=float, help="gateway pong timeout, s (default 90)")
-    serve.add_argument("--command-rate-limit", type=int, help="commands per tenant per minute (0 = off)")
-    serve.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
-    serve.add_argument("--command-queue-limit", type=int, help=QUEUE_LIMIT_HELP)
-    serve.add_argument("--public-host", help="host name written into config.h")
-    serve.add_argument(
-        "--require-manifest",
-        action="store_true",
-        help="refuse commands to devices without a manifest",
-    )
-
-    broker = sub.add_parser("broker", help="run the broker alone")
-    data_arg(broker)
-    broker.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    broker.add_argument("--mqtt-port", type=_port, help="MQTT TCP port (default 1883; 0 = any free)")
-    broker.add_argument("--ws-port", type=_port, help="MQTT over WebSocket port (default: none)")
-    broker.add_argument("--allow-anonymous", action="store_true", help="accept clients without credentials")
-    broker.add_argument("--command-ack-timeout", type=float, help="seconds to wait for a device's ack (30)")
-    broker.add_argument("--command-queue-limit", type=int, help=QUEUE_LIMIT_HELP)
-
+    config.add_setting_flags(serve)
+    broker = sub.add_parser("broker", help="run the broker alone (MQTT/WebSocket only with --ws-port)")
+    config.add_setting_flags(broker)
     bridge = sub.add_parser("bridge", help="run the bridge alone against a running broker")
-    data_arg(bridge)
     bridge.add_argument("--mqtt", required=True, help="the broker, mqtt://host:port")
-    bridge.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    bridge.add_argument("--http-port", type=_port, help="HTTP/WebSocket port (default 8080)")
-    bridge.add_argument("--admin-password", help="admin password; replaces the stored one")
-    bridge.add_argument("--internal-secret", help="the broker's internal secret (default: from the data dir)")
-    bridge.add_argument("--ws-ping-interval", type=float)
-    bridge.add_argument("--ws-pong-timeout", type=float)
-    bridge.add_argument("--public-host")
+    config.add_setting_flags(bridge)
+
+    cert = sub.add_parser("cert", help="certificates")
+    csub = cert.add_subparsers(dest="cert_command", required=True)
+    dev = csub.add_parser("dev", help="a self-signed CA and a server certificate for local testing")
+    dev.add_argument("--out", default="nxg-certs", help="directory (default ./nxg-certs)")
+    dev.add_argument("--host", action="append", help="host name or address (repeatable; default localhost, 127.0.0.1)")
+
+    settings = sub.add_parser("config", help="settings")
+    ssub = settings.add_subparsers(dest="config_command", required=True)
+    show = ssub.add_parser("show", help="every setting: value, default, where it came from, env variable, flag")
+    config.add_setting_flags(show)
 
     device = sub.add_parser("device", help="manage devices")
     dsub = device.add_subparsers(dest="device_command", required=True)
@@ -368,7 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--action", required=True)
     cmd.add_argument("--target")
     cmd.add_argument("--params", help="JSON object")
-    cmd.add_argument("--require-manifest", action="store_true", help="refuse if the device has no manifest")
+    cmd.add_argument(
+        "--require-manifest",
+        action="store_const",
+        const="true",  # given as text like every settings flag; absent = env, file or default
+        help="refuse if the device has no manifest",
+    )
 
     history = sub.add_parser("history", help="stored messages of a device, newest first (as GET /api/history)")
     data_arg(history)
@@ -400,17 +382,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.command == "cert":
+        from nxg_mqtt.tls import make_dev_certs
+
+        files = make_dev_certs(Path(args.out), args.host or ["localhost", "127.0.0.1"])
+        _emit(
+            {
+                **files,
+                "serve": f"nxg-mqtt serve --tls-cert {files['cert']} --tls-key {files['key']} --tls-ca {files['ca']}",
+            }
+        )
+        return 0
+    try:
+        settings, sources = _build_settings(args)
+    except SettingError as exc:
+        print(f"nxg-mqtt: {exc.message}", file=sys.stderr)  # one line, before anything starts
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
     if args.command in ("device", "cmd", "history", "key", "audit"):
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        settings = _build_settings(args)
-        if args.command == "broker" and getattr(args, "ws_port", None) is None and "NXG_WS_PORT" not in os.environ:
-            settings = replace(settings, ws_port=None)  # the standalone broker: MQTT/TCP only unless asked
+        if args.command == "config":
+            _emit(config.show(settings, sources))
+            return 0
         if _taken_ports(settings, args.command):
             # found before anything starts (no half-started server, no log lines before the
             # message); the OSError handler below covers a port taken in between

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from nxg_mqtt.metrics import Metrics, counter
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.admin import AdminCredentials
@@ -48,6 +49,7 @@ class Core:
     outbox: Outbox
     manifests: ManifestService
     keys: ApiKeyService
+    metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
 
 @asynccontextmanager
@@ -85,6 +87,14 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
                 await presence.forget(serial)
 
         devices.on_revoked(forget_deleted)
+        core.metrics.add_source(
+            lambda: [
+                counter(
+                    "nxg_payloads_rejected", "Device payloads refused, by reason", "reason", ingest.rejected.values
+                ),
+                counter("nxg_commands", "Command events, by status", "status", commands.counters.values),
+            ]
+        )
         # closed in reverse: the writer flushes last, after everything that feeds it has stopped
         stack.push_async_callback(ingest.close)
         if serve or writer:

@@ -2,7 +2,8 @@
 
     NxgError                      root; carries a machine `code` and an HTTP `status`
     ├── ValidationError           bad input: 400 (`INVALID`)
-    │   └── PayloadRejected       a device payload broke its schema (`PAYLOAD_INVALID`)
+    │   ├── PayloadRejected       a device payload broke its schema (`PAYLOAD_INVALID`)
+    │   └── SettingError          a setting (flag, NXG_* variable, config file) out of bounds (`INVALID_SETTING`)
     ├── AuthError                 missing or wrong credentials: 401 (`UNAUTHORIZED`)
     ├── ForbiddenError            authenticated but not allowed: 403 (`FORBIDDEN`)
     ├── NotFoundError             unknown device, command, key: 404 (`DEVICE_NOT_FOUND`, …)
@@ -43,6 +44,12 @@ class ValidationError(NxgError):
 
 class PayloadRejected(ValidationError):
     code = "PAYLOAD_INVALID"
+
+
+class SettingError(ValidationError):
+    """A bad setting; the message names it, where it came from and what is allowed (one line)."""
+
+    code = "INVALID_SETTING"
 
 
 class AuthError(NxgError):

@@ -22,7 +22,9 @@ from jsonschema.exceptions import best_match
 from nxg_mqtt.errors import CommandRejected, PayloadRejected, ValidationError
 from nxg_mqtt.protocol import DEVICE_DATA, MessageType, RejectReason, Schema
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+_PACKAGE = Path(__file__).resolve().parent
+# installed from a wheel: inside the package; in a checkout (editable install): `schemas/` at the top
+SCHEMA_DIR = _PACKAGE / "schemas" if (_PACKAGE / "schemas").is_dir() else _PACKAGE.parent / "schemas"
 KINDS = tuple(kind.value for kind in Schema)
 _SCALARS = (int, float, str, bool, type(None))
 _RESERVED = frozenset({"t", "serial"})

@@ -9,8 +9,11 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+from nxg_mqtt.errors import SettingError
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +70,25 @@ class Settings:
     ws_max_frame_bytes: int = 64 * 1024
     public_host: str | None = None  # host written into config.h; default: this machine's name
 
+    # TLS (all listeners): on when tls_cert and tls_key are given
+    tls_cert: Path | None = None  # PEM certificate chain
+    tls_key: Path | None = None  # PEM private key
+    tls_ca: Path | None = None  # CA that signed tls_cert: written into config.h for devices
+    mqtts_port: int = 8883  # MQTT over TLS
+    wss_port: int | None = 8084  # MQTT over secure WebSocket; None = no listener
+    plain: bool = True  # with TLS on, False turns the plain MQTT and MQTT/WebSocket listeners off
+
+    # logs
+    log_level: str = "info"
+    log_format: str = "text"
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "nxg.sqlite3"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -78,19 +97,64 @@ class Settings:
 _ENV_PREFIX = "NXG_"
 
 
-def _coerce(value: str, target: Any) -> Any:
-    kind = type(target)
-    if isinstance(target, bool):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(target, int):
-        return int(value)
-    if isinstance(target, float):
-        return float(value)
-    if isinstance(target, Path):
-        return Path(value)
-    if target is None:
-        return value
-    return kind(value)
+TRUE = ("true", "1", "yes")
+FALSE = ("false", "0", "no")
+OFF = ("", "none", "off")  # an optional port switched off
+CHOICES = {"log_level": ("debug", "info", "warning", "error"), "log_format": ("text", "json")}
+_PORTS = {"mqtt_port", "ws_port", "http_port", "mqtts_port", "wss_port"}
+
+
+@cache
+def setting_types() -> dict[str, str]:
+    """Setting name → its type as written in the dataclass (`"int"`, `"Path | None"`, …)."""
+    hints = get_type_hints(Settings)
+    return {f.name: str(f.type) if isinstance(f.type, str) else repr(hints[f.name]) for f in fields(Settings)}
+
+
+def parse_setting(name: str, raw: Any, where: str) -> Any:
+    """One setting's value from text (flags, env) or a TOML value, checked; else SettingError.
+
+    `where` names the source in the message (`NXG_MQTT_PORT`, `nxg.toml: mqtt_port`, `--mqtt-port`).
+    """
+    kind = setting_types()[name]
+    optional = kind.endswith("| None")
+    base = kind.removesuffix(" | None")
+    text = raw.strip() if isinstance(raw, str) else None
+
+    def bad(allowed: str) -> SettingError:
+        return SettingError(f"{where}: {raw!r} is not allowed; expected {allowed}", details={"setting": name})
+
+    if optional and (raw is False or (text is not None and text.lower() in OFF)):
+        return None
+    if base == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if text is not None and text.lower() in TRUE + FALSE:
+            return text.lower() in TRUE
+        raise bad("one of true, false, 1, 0, yes, no")
+    if base in ("int", "float"):
+        number: int | float
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+                raise ValueError
+            number = int(raw) if base == "int" and not isinstance(raw, float) else float(raw)
+            if base == "int" and isinstance(raw, float):
+                raise ValueError
+        except ValueError:
+            what = "a whole number" if base == "int" else "a number"
+            raise bad(what + (" or off" if optional else "")) from None
+        if name in _PORTS and not 0 <= number <= 65535:
+            raise bad("a port from 0 to 65535" + (" or off" if optional else ""))
+        if number < 0 or number != number:
+            raise bad("a number ≥ 0")
+        return number
+    if not isinstance(raw, str):
+        raise bad("text")
+    if name in CHOICES:
+        if text is None or text.lower() not in CHOICES[name]:
+            raise bad("one of " + ", ".join(CHOICES[name]))
+        return text.lower()
+    return Path(raw) if base == "Path" else raw
 
 
 def settings_from_env(env: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:
@@ -99,12 +163,12 @@ def settings_from_env(env: Mapping[str, str] | None = None, base: Settings | Non
     base = base or Settings()
     changes: dict[str, Any] = {}
     for f in fields(Settings):
-        raw = env.get(_ENV_PREFIX + f.name.upper())
-        if raw is None:
-            continue
-        current = getattr(base, f.name)
-        if f.name == "ws_port":
-            changes[f.name] = None if raw.strip() in ("", "none", "off") else int(raw)
-        else:
-            changes[f.name] = _coerce(raw, current)
+        name = env_name(f.name)
+        raw = env.get(name)
+        if raw is not None:
+            changes[f.name] = parse_setting(f.name, raw, name)
     return replace(base, **changes)
+
+
+def env_name(setting: str) -> str:
+    return _ENV_PREFIX + setting.upper()

@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
-# Sets up everything the project needs on a fresh machine, idempotently:
-# system packages (Mosquitto for the benchmark baseline and the Mosquitto profile; a C toolchain,
-# libmosquitto, libwebsockets, cJSON and cmocka for the firmware's host client and unit tests),
-# a virtualenv in .venv, and the package itself.
+# Sets up the project on a fresh machine, idempotently: a virtualenv in .venv and the package.
+#   scripts/setup.sh               what serving needs, nothing else (no system packages)
+#   scripts/setup.sh --with-tests  + the test/lint tools and the system packages the tests build against
+#                                  (libmosquitto, a C toolchain, libwebsockets, cJSON and cmocka: the firmware)
+#   scripts/setup.sh --bench       + Mosquitto (the benchmark baseline and the Mosquitto profile)
+# It never stops or disables a service on this machine: the tests and benchmarks use port 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-for pkg in libmosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+with_tests=0
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-tests) with_tests=1 ;;
+        --bench) with_tests=1; bench=1 ;;
+        *) echo "usage: scripts/setup.sh [--with-tests] [--bench]" >&2; exit 2 ;;
+    esac
 done
+
+need_apt=()
+if [ "$bench" = 1 ]; then
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+fi
+if [ "$with_tests" = 1 ]; then
+    for pkg in libmosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+    done
+fi
 if [ ${#need_apt[@]} -gt 0 ] && [ "${NXG_SKIP_APT:-0}" != "1" ]; then
     if [ "$(id -u)" = "0" ]; then
         apt-get update -qq || true
@@ -20,10 +36,12 @@ if [ ${#need_apt[@]} -gt 0 ] && [ "${NXG_SKIP_APT:-0}" != "1" ]; then
         echo "warning: not root, skipping system packages: ${need_apt[*]}" >&2
     fi
 fi
-# a system mosquitto service would hold port 1883; the project starts its own on port 0
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[dev]"
+if [ "$with_tests" = 1 ]; then
+    .venv/bin/python -m pip install -q -e ".[dev]"
+else
+    .venv/bin/python -m pip install -q -e .
+fi

@@ -3,7 +3,7 @@
 # ruff (lint + format), mypy --strict, pytest (which also builds and runs the host client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --with-tests
 make -s -C firmware test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

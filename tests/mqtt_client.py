@@ -53,8 +53,14 @@ class TestClient:
     __test__ = False  # not a pytest class
 
     def __init__(
-        self, client_id: str, *, clean_session: bool = True, transport: Literal["tcp", "websockets"] = "tcp"
+        self,
+        client_id: str,
+        *,
+        clean_session: bool = True,
+        transport: Literal["tcp", "websockets"] = "tcp",
+        tls_ca: str | None = None,
     ) -> None:
+        """`tls_ca`: connect over TLS (MQTT/TLS or wss://), verifying the server with this CA file."""
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -62,6 +68,8 @@ class TestClient:
             protocol=mqtt.MQTTv311,
             transport=transport,
         )
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=tls_ca)
         self.messages: queue.Queue[Received] = queue.Queue()
         self.received: list[Received] = []
         self.session_present: bool | None = None  # from the last CONNACK

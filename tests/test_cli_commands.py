@@ -73,4 +73,4 @@ def test_no_ws_turns_the_mqtt_websocket_listener_off(tmp_path: Path) -> None:
     from nxg_mqtt.cli import _build_settings, build_parser
 
     args = build_parser().parse_args(["serve", "--no-ws", "--data", str(tmp_path)])
-    assert _build_settings(args).ws_port is None  # was 8083: with_overrides drops None
+    assert _build_settings(args)[0].ws_port is None  # was 8083: with_overrides drops None

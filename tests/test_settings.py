@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nxg_mqtt.errors import SettingError
 from nxg_mqtt.settings import Settings, settings_from_env
 
 
@@ -43,9 +44,15 @@ def test_env_values_take_the_type_of_the_default() -> None:
     assert settings.admin_password == "secret" and settings.public_host == "iot.example.com"
 
 
-@pytest.mark.parametrize("text", ["0", "false", "no", "off", ""])
+@pytest.mark.parametrize("text", ["0", "false", "no", "FALSE"])
 def test_false_booleans(text: str) -> None:
     assert settings_from_env({"NXG_ALLOW_ANONYMOUS": text}).allow_anonymous is False
+
+
+@pytest.mark.parametrize("text", ["off", "on", "", "2", "y"])
+def test_booleans_are_only_true_false_1_0_yes_no(text: str) -> None:
+    with pytest.raises(SettingError, match=r"NXG_ALLOW_ANONYMOUS: .* expected one of true, false, 1, 0, yes, no"):
+        settings_from_env({"NXG_ALLOW_ANONYMOUS": text})
 
 
 @pytest.mark.parametrize(("text", "port"), [("", None), ("none", None), ("off", None), ("9001", 9001)])
@@ -61,7 +68,7 @@ def test_env_overlays_a_base_and_ignores_unknown_names() -> None:
 
 
 def test_a_bad_number_is_an_error_not_a_default() -> None:
-    with pytest.raises(ValueError, match="eighty"):
+    with pytest.raises(SettingError, match="NXG_MQTT_PORT: 'eighty' is not allowed; expected a whole number"):
         settings_from_env({"NXG_MQTT_PORT": "eighty"})
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
-from bridge.v1 import actions, auth_keys, commands, manifests
+from bridge.v1 import actions, auth_keys, commands, manifests, system
 
 PREFIX = "/api/v1"
 
 
 def routes() -> list[BaseRoute]:
-    inner: list[BaseRoute] = []
+    inner: list[BaseRoute] = [*system.routes()]
     # each surface adds its routes here: inner += commands.routes(), …
     inner += commands.routes()
     inner += manifests.routes()

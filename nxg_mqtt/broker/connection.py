@@ -256,6 +256,7 @@ class Connection:
 
     def _refuse(self, code: int, why: str) -> bool:
         self.broker.stats["connect_refused"] += 1
+        self.broker.refused_by_code[code] = self.broker.refused_by_code.get(code, 0) + 1
         logger.info("%r: CONNECT refused (%#x): %s", self, code, why)
         self.write(encode_connack(False, code))
         self.close_reason = CloseReason.CONNECT_REFUSED

@@ -7,6 +7,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from nxg_mqtt.broker.metrics import broker_source
 from nxg_mqtt.broker.plugins import nxg_plugins
 from nxg_mqtt.broker.server import NxgBroker
 from nxg_mqtt.core import Core
@@ -32,8 +33,10 @@ async def open_broker(core: Core) -> AsyncIterator[NxgBroker]:
     """Start the broker on `core.settings` ports; the core publishes through it while it runs."""
     async with NxgBroker(core.settings, nxg_plugins(core)) as broker:
         disconnect = core.outbox.connect(broker)
+        unregister = core.metrics.add_source(lambda: broker_source(broker))
         _tune_gc()
         try:
             yield broker
         finally:
+            unregister()
             disconnect()

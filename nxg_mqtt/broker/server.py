@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,6 +25,7 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
+from nxg_mqtt import tls
 from nxg_mqtt.broker.connection import Connection
 from nxg_mqtt.broker.hooks import PluginHost
 from nxg_mqtt.broker.message import IncomingMessage, OutgoingMessage
@@ -94,6 +96,7 @@ class NxgBroker:
         self.logger = logger or logging.getLogger("nxg_mqtt.broker")
         self.drain_timeout_s = drain_timeout_s
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self.refused_by_code: dict[int, int] = {}  # CONNACK return code → CONNECTs refused with it
         self.sessions: dict[str, BrokerSession] = {}
         self.connections: set[Connection] = set()
         self.router: Router[BrokerSession] = Router()
@@ -102,6 +105,9 @@ class NxgBroker:
         self._factories = list(plugin_factories)
         self._tcp: asyncio.Server | None = None
         self._ws: WsServer | None = None
+        self._mqtts: asyncio.Server | None = None
+        self._wss: WsServer | None = None
+        self.tls_context: ssl.SSLContext | None = None  # shared by the TLS listeners; reload_tls() refreshes it
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -113,17 +119,26 @@ class NxgBroker:
         await self.hooks.fire("on_broker_pre_start")
         settings = self.settings
         try:
-            self._tcp = await asyncio.start_server(self._on_tcp, settings.host, settings.mqtt_port, reuse_address=True)
-            if settings.ws_port is not None:
-                self._ws = await serve(
-                    self._on_ws,
-                    settings.host,
-                    settings.ws_port,
-                    subprotocols=[Subprotocol("mqtt")],
-                    max_size=settings.max_packet_bytes + 1024,
-                    compression=None,
-                    ping_interval=None,
+            # with TLS and no plain listeners, plain MQTT stays on loopback only: the bridge's own link
+            plain_host = settings.host if settings.plain or not settings.tls else "127.0.0.1"
+            self._tcp = await asyncio.start_server(self._on_tcp, plain_host, settings.mqtt_port, reuse_address=True)
+            ws_options: dict[str, Any] = {
+                "subprotocols": [Subprotocol("mqtt")],
+                "max_size": settings.max_packet_bytes + 1024,
+                "compression": None,
+                "ping_interval": None,
+            }
+            if settings.ws_port is not None and (settings.plain or not settings.tls):
+                self._ws = await serve(self._on_ws, settings.host, settings.ws_port, **ws_options)
+            if settings.tls:
+                self.tls_context = tls.server_context(settings)
+                self._mqtts = await asyncio.start_server(
+                    self._on_tcp, settings.host, settings.mqtts_port, ssl=self.tls_context, reuse_address=True
                 )
+                if settings.wss_port is not None:
+                    self._wss = await serve(
+                        self._on_ws, settings.host, settings.wss_port, ssl=self.tls_context, **ws_options
+                    )
         except BaseException:
             await self._stop_listeners()
             raise
@@ -158,7 +173,24 @@ class NxgBroker:
         await self.hooks.close()
         await self.hooks.fire("on_broker_post_shutdown")
 
+    def reload_tls(self) -> None:
+        """New TLS handshakes use the certificate on disk now; connected clients are left alone."""
+        if self.tls_context is not None:
+            tls.reload(self.tls_context, self.settings)
+
+    @property
+    def mqtts_port(self) -> int | None:
+        return int(self._mqtts.sockets[0].getsockname()[1]) if self._mqtts is not None else None
+
+    @property
+    def wss_port(self) -> int | None:
+        return int(next(iter(self._wss.sockets)).getsockname()[1]) if self._wss is not None else None
+
     async def _stop_listeners(self) -> None:
+        for server in (self._mqtts, self._wss):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
         if self._tcp is not None:
             self._tcp.close()
             await self._tcp.wait_closed()

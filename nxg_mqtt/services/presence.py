@@ -41,6 +41,9 @@ class PresenceService:
         self._online: dict[str, Online] = {}
         self._ready_listeners: list[ReadyListener] = []
 
+    def online_count(self) -> int:
+        return len(self._online)
+
     def is_online(self, serial: str) -> bool:
         return serial in self._online
 
