@@ -347,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--params", help="JSON object")
     cmd.add_argument(
         "--require-manifest",
+        dest="setting_require_manifest",  # the settings flags' destination (nxg_mqtt.config)
         action="store_const",
         const="true",  # given as text like every settings flag; absent = env, file or default
         help="refuse if the device has no manifest",
