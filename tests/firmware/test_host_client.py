@@ -103,9 +103,16 @@ async def test_host_client_story(binary: Path, server: Server, tmp_path: Path, t
             await device.wait_line(f"^cmd id={command_id} action=open ok$")
             # anything else: acked ok:false with an error, the device keeps going
             await app.send(json.dumps({"t": "cmd", "serial": serial, "target": "led", "action": "blink"}))
-            bad_id = (await app_until(app, "cmd_accepted"))["id"]
-            bad = await app_until(app, "ack", serial=serial, id=bad_id)
-            assert bad["ok"] is False and bad["error"] == "unknown action"
+            if transport == "mqtt":
+                # over MQTT the device published its manifest on connect: the server refuses an
+                # action it does not declare before anything reaches the device
+                refused = await app_until(app, "error")
+                assert refused["code"] == "ACTION_NOT_IN_MANIFEST", refused
+            else:
+                # the gateway device sent no manifest: the command goes out and the device refuses it
+                bad_id = (await app_until(app, "cmd_accepted"))["id"]
+                bad = await app_until(app, "ack", serial=serial, id=bad_id)
+                assert bad["ok"] is False and bad["error"] == "unknown action"
             if transport == "ws":
                 # the server pings every 1 s and closes after 3 s without a pong: still here
                 await asyncio.sleep(4)
