@@ -141,6 +141,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             async with open_bridge(bound, core, "127.0.0.1", broker.mqtt_port) as bridge:
                 host = _display_host(settings)
                 _say("NXG MQTT is running (Ctrl-C to stop)")
+                _say(f"  Portal          http://{host}:{bridge.http_port}/   <- open this first")
                 _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
                 if broker.ws_port is not None:
                     _say(f"  MQTT/WebSocket  ws://{host}:{broker.ws_port}/mqtt")

@@ -201,8 +201,8 @@ function examples(el, items) {
     const title = document.createElement("figcaption");
     title.textContent = caption;
     const pre = document.createElement("pre");
-    pre.className = "code";
-    pre.textContent = JSON.stringify(value, null, 2);
+    pre.className = "code example";
+    pre.textContent = JSON.stringify(value);
     figure.append(title, pre);
     el.appendChild(figure);
   }
