@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.bridge.portal_browser import chromium, open_page, serve  # noqa: E402
+from tests.bridge.portal_browser import chromium, open_page, serve
 
 PASSWORD = "screenshot-pw"
 

@@ -9,7 +9,8 @@ export class LiveList {
     this.cap = cap;
     this.onPick = onPick;
     this.pending = [];
-    this.count = 0;
+    this.count = 0; // rows rendered so far
+    this.received = 0; // messages pushed so far (a burst beyond the cap is dropped unrendered)
     this.scheduled = false;
     this.rows = document.createElement("ol");
     this.rows.className = "rows";
@@ -17,6 +18,8 @@ export class LiveList {
   }
 
   push(label, value) {
+    this.received += 1;
+    this.root.dataset.received = String(this.received);
     this.pending.push([label, value]);
     // a burst larger than the cap never reaches the page: only the newest `cap` can be shown
     if (this.pending.length > this.cap) this.pending.splice(0, this.pending.length - this.cap);

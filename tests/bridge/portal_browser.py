@@ -32,6 +32,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 START_S = 30.0
+CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
+ON_FREE_PORTS = ["--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--no-ws"]
 
 
 @dataclass
@@ -50,17 +52,24 @@ class Server:
 def serve(data: Path, password: str) -> Iterator[Server]:
     """`nxg-mqtt serve` on port 0 (MQTT, HTTP; no MQTT/WebSocket): yields once its banner is out."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nxg_mqtt.cli", "serve", "--host", "127.0.0.1", "--mqtt-port", "0"]
-        + ["--http-port", "0", "--no-ws", "--admin-password", password, "--data", str(data)],
+        [*CLI, "serve", *ON_FREE_PORTS, "--admin-password", password, "--data", str(data)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    reader: threading.Thread | None = None
     try:
         assert proc.stdout is not None
         # a reader thread: select() cannot see lines already in the pipe's text buffer
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+        stdout = proc.stdout
+
+        def read() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         banner: list[str] = []
         deadline = time.monotonic() + START_S
         while not any(line.strip().startswith("Admin password") for line in banner):
@@ -80,6 +89,10 @@ def serve(data: Path, password: str) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            if reader is not None:
+                reader.join(5)  # it ends at EOF, once the process has gone
+            proc.stdout.close()
 
 
 @asynccontextmanager
