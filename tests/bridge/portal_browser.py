@@ -33,7 +33,6 @@ CHROMIUM_ARGS = [
 ]
 START_S = 30.0
 CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
-ON_FREE_PORTS = ["--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--no-ws"]
 
 
 @dataclass
@@ -49,10 +48,11 @@ class Server:
 
 
 @contextmanager
-def serve(data: Path, password: str) -> Iterator[Server]:
-    """`nxg-mqtt serve` on port 0 (MQTT, HTTP; no MQTT/WebSocket): yields once its banner is out."""
+def serve(data: Path, password: str, http_port: int = 0) -> Iterator[Server]:
+    """`nxg-mqtt serve` on port 0 (MQTT; HTTP unless given; no MQTT/WebSocket): yields once its banner is out."""
+    ports = ["--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", str(http_port), "--no-ws"]
     proc = subprocess.Popen(
-        [*CLI, "serve", *ON_FREE_PORTS, "--admin-password", password, "--data", str(data)],
+        [*CLI, "serve", *ports, "--admin-password", password, "--data", str(data)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -208,3 +208,18 @@ async def test_readable_at_phone_width_with_a_label_on_every_control(server: Ser
                  .map(el => el.id || el.outerHTML)"""
         )
         assert unlabelled == []
+
+
+async def test_the_app_socket_reconnects_with_backoff_and_says_so(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with serve(data, PASSWORD) as first:
+        port = first.http_port
+        async with chromium() as browser, open_page(browser) as page, screenshot_on_failure(page, tmp_path):
+            await page.goto(first.portal)
+            await connected(page)
+            first.proc.terminate()
+            first.proc.wait(10)
+            status = page.locator("#conn-status")
+            await expect(status).to_contain_text("reconnecting in", timeout=WAIT_MS)
+            with serve(data, PASSWORD, http_port=port):  # the same address, back again
+                await expect(status).to_have_text("Connected", timeout=20_000)
