@@ -48,11 +48,11 @@ class Server:
 
 
 @contextmanager
-def serve(data: Path, password: str, http_port: int = 0) -> Iterator[Server]:
+def serve(data: Path, password: str, http_port: int = 0, *extra: str) -> Iterator[Server]:
     """`nxg-mqtt serve` on port 0 (MQTT; HTTP unless given; no MQTT/WebSocket): yields once its banner is out."""
     ports = ["--host", "127.0.0.1", "--mqtt-port", "0", "--http-port", str(http_port), "--no-ws"]
     proc = subprocess.Popen(
-        [*CLI, "serve", *ports, "--admin-password", password, "--data", str(data)],
+        [*CLI, "serve", *ports, *extra, "--admin-password", password, "--data", str(data)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

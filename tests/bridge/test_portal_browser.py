@@ -22,7 +22,10 @@ WAIT_MS = 5000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with serve(tmp_path_factory.mktemp("portal-data"), PASSWORD) as value:
+    # pings every second: the simulator must answer them (and is closed after 3 s if it does not)
+    with serve(
+        tmp_path_factory.mktemp("portal-data"), PASSWORD, 0, "--ws-ping-interval", "1", "--ws-pong-timeout", "3"
+    ) as value:
         yield value
 
 
@@ -142,11 +145,26 @@ async def test_simulator_pairs_sends_telemetry_and_acks_a_command_from_the_form(
         log = page.locator("#sim-log")
         await expect(log.locator("li", has_text='← {"t":"cmd"').filter(has_text=command_id)).to_have_count(1)
         await expect(log.locator("li", has_text='→ {"t":"ack"').filter(has_text=command_id)).to_have_count(1)
+        await expect(log.locator("li", has_text='→ {"t":"pong"}').first).to_be_visible(timeout=WAIT_MS)
         ack = page.locator("#live-app li", has_text='"t":"ack"').filter(has_text=command_id)
         await expect(ack).to_have_count(1)
         await ack.locator("button").click()  # its full JSON
         detail = json.loads(await page.locator("#app-detail").inner_text())
         assert detail["t"] == "ack" and detail["id"] == command_id and detail["serial"] == "Portal-Sim"
+
+        # a refused command shows the server's error
+        await page.get_by_label("Serial", exact=True).fill("Portal-Nobody")
+        await page.get_by_role("button", name="Send command").click()
+        await expect(result).to_contain_text('"code":"DEVICE_NOT_FOUND"', timeout=WAIT_MS)
+
+        # later connects authenticate with the token that pairing stored
+        await page.get_by_role("button", name="Disconnect").click()
+        await expect(sim_status).to_have_text("Disconnected")
+        await page.get_by_label("Connection code").fill("")
+        assert await page.get_by_label("or token").input_value()
+        await page.get_by_role("button", name="Connect simulator").click()
+        await expect(log.locator("li", has_text='← {"t":"auth_ok"')).to_have_count(1, timeout=WAIT_MS)
+        await expect(sim_status).to_contain_text("Connected")
 
 
 async def _mqtt_device(server: Server, rest: httpx.AsyncClient, serial: str) -> TestClient:
