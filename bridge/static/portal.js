@@ -61,11 +61,14 @@ async function login(candidate) {
 
 // --- /ws/app ---------------------------------------------------------------------------------
 
-const appList = new LiveList($("live-app"), { cap: 200, onPick: showDetail });
-const deviceList = new LiveList($("live-devices"), { cap: 200, onPick: showDetail });
+const appList = new LiveList($("live-app"), { cap: 200, onPick: (msg, row) => showDetail("app-detail", msg, row) });
+const deviceList = new LiveList($("live-devices"), {
+  cap: 200,
+  onPick: (msg, row) => showDetail("device-detail", msg, row),
+});
 
-function showDetail(msg, row) {
-  const detail = $("app-detail");
+function showDetail(id, msg, row) {
+  const detail = $(id);
   detail.textContent = JSON.stringify(msg, null, 2);
   detail.hidden = false;
   for (const el of document.querySelectorAll(".rows li.picked")) el.classList.remove("picked");
@@ -263,10 +266,12 @@ async function loadCode(id, path) {
 }
 
 function copy(event) {
-  const target = $(event.currentTarget.dataset.copy);
-  navigator.clipboard?.writeText(target.textContent).then(
-    () => (event.currentTarget.textContent = "Copied"),
-    () => {},
+  const button = event.currentTarget; // gone from the event once the promise settles
+  const text = $(button.dataset.copy).textContent;
+  if (!navigator.clipboard) return;
+  navigator.clipboard.writeText(text).then(
+    () => (button.textContent = "Copied"),
+    () => (button.textContent = "Select the text to copy"),
   );
 }
 

@@ -188,6 +188,9 @@ async def test_a_real_mqtt_devices_telemetry_appears_and_its_strings_stay_text(
             await expect(devices.locator("li", has_text='"temp":19.25')).to_have_count(1, timeout=WAIT_MS)
             await expect(devices).to_contain_text("<img src=x id=pwned>", timeout=WAIT_MS)
             assert await page.locator("#pwned").count() == 0
+            await devices.locator("li", has_text='"temp":19.25').locator("button").click()
+            detail = json.loads(await page.locator("#device-detail").inner_text())
+            assert detail == {**detail, "t": "telemetry", "serial": "Portal-Mqtt", "temp": 19.25}
         finally:
             device.close()
 
