@@ -307,7 +307,9 @@ function start() {
       sim.log.push("fields must be a JSON object", null);
       return;
     }
-    sim.send({ ...fields, t: $("sim-kind").value });
+    const msg = { t: $("sim-kind").value, ...fields };
+    msg.t = $("sim-kind").value; // "t" first, and the chosen kind even if the fields name another
+    sim.send(msg);
   });
   $("sim-kind").addEventListener("change", () => {
     $("sim-body").value = $("sim-kind").value === "status" ? '{"door1": "closed"}' : '{"temp": 22.5, "hum": 41}';
