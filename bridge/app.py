@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from bridge import api, v1
+from bridge import api, portal, v1
 from bridge.auth import AdminAuth
 from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
@@ -90,5 +90,6 @@ def create_app(
         WebSocketRoute("/ws/app", app_socket),
         WebSocketRoute("/ws/gateway", gateway_socket),
         WebSocketRoute("/realtime", realtime_socket),
+        *portal.routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

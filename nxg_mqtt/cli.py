@@ -121,6 +121,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                 web, ws = (bridge.scheme, "wss" if bridge.scheme == "https" else "ws")
                 _reload_on_sighup(broker.reload_tls, bridge.reload_tls)
                 _say("NXG MQTT is running (Ctrl-C to stop)")
+                _say(f"  Portal          {web}://{host}:{bridge.http_port}/   <- open this first")
                 if settings.plain or not settings.tls:
                     _say(f"  MQTT            mqtt://{host}:{broker.mqtt_port}")
                 if broker.mqtts_port is not None:

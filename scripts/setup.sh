@@ -2,7 +2,8 @@
 # Sets up the project on a fresh machine, idempotently: a virtualenv in .venv and the package.
 #   scripts/setup.sh               what serving needs, nothing else (no system packages)
 #   scripts/setup.sh --with-tests  + the test/lint tools and the system packages the tests build against
-#                                  (libmosquitto, a C toolchain, libwebsockets, cJSON and cmocka: the firmware)
+#                                  (libmosquitto, a C toolchain, libwebsockets, cJSON and cmocka: the firmware;
+#                                  Chromium for the portal's browser tests, never a downloaded browser)
 #   scripts/setup.sh --bench       + Mosquitto (the benchmark baseline and the Mosquitto profile)
 # It never stops or disables a service on this machine: the tests and benchmarks use port 0.
 set -euo pipefail
@@ -23,7 +24,7 @@ if [ "$bench" = 1 ]; then
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 fi
 if [ "$with_tests" = 1 ]; then
-    for pkg in libmosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev; do
+    for pkg in libmosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
 fi
@@ -31,7 +32,7 @@ if [ ${#need_apt[@]} -gt 0 ] && [ "${NXG_SKIP_APT:-0}" != "1" ]; then
     if [ "$(id -u)" = "0" ]; then
         apt-get update -qq || true
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null \
-            || echo "warning: could not install ${need_apt[*]} (the benchmark baseline and the firmware build need them)" >&2
+            || echo "warning: could not install ${need_apt[*]} (the benchmark baseline, the firmware build and the browser tests need them)" >&2
     else
         echo "warning: not root, skipping system packages: ${need_apt[*]}" >&2
     fi
