@@ -72,3 +72,13 @@ async def caller_of(conn: HTTPConnection, *, allow_query: bool = False) -> Calle
     if await state.auth.check(candidate, source):
         return ADMIN
     raise AuthError("unauthorized: send Authorization: Bearer <admin password or API key>")
+
+
+async def device_caller(conn: HTTPConnection, scope: str, *, param: str = "device_id") -> tuple[Caller, str]:
+    """The caller of a request about the one device its path names, and that device's id: 401 without
+    a credential, 404 for a device outside the caller's scope, then 403 without `scope`."""
+    caller = await caller_of(conn)
+    serial = str(conn.path_params[param])
+    caller.check_device(serial)
+    caller.require(scope)
+    return caller, serial

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.access import caller_of
+from bridge.access import caller_of, device_caller
 from bridge.state import BridgeState, state_of
 from bridge.v1.responses import error_response, json_body, v1_endpoint
 from nxg_mqtt.errors import DryRunRequired, NxgError, ValidationError
@@ -72,10 +72,7 @@ def _request(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any] | No
 @v1_endpoint
 async def command(request: Request) -> Response:
     state = state_of(request)
-    caller = await caller_of(request)
-    serial = str(request.path_params["device_id"])
-    caller.check_device(serial)
-    caller.require("write:devices")
+    caller, serial = await device_caller(request, "write:devices")
     body = await json_body(request)
     action, target, params = _request(body)
     dry_run = body.get("dry_run", False)
@@ -95,10 +92,7 @@ async def command(request: Request) -> Response:
 @v1_endpoint
 async def confirm(request: Request) -> Response:
     state = state_of(request)
-    caller = await caller_of(request)
-    serial = str(request.path_params["device_id"])
-    caller.check_device(serial)
-    caller.require("write:devices")
+    caller, serial = await device_caller(request, "write:devices")
     token = (await json_body(request)).get("dry_run_token")
     if not isinstance(token, str) or not token:
         raise ValidationError('"dry_run_token" is required (from the dry run)', code="INVALID_COMMAND")
@@ -146,10 +140,7 @@ async def batch(request: Request) -> Response:
 @v1_endpoint
 async def history(request: Request) -> Response:
     state = state_of(request)
-    caller = await caller_of(request)
-    serial = str(request.path_params["device_id"])
-    caller.check_device(serial)
-    caller.require("read:devices")
+    _, serial = await device_caller(request, "read:devices")
     try:
         limit = int(request.query_params.get("limit", "50"))
         before_text = request.query_params.get("before")

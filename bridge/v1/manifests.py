@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.access import caller_of
+from bridge.access import caller_of, device_caller
 from bridge.state import state_of
 from bridge.v1.responses import json_body, v1_endpoint
 from nxg_mqtt.errors import ValidationError
@@ -40,10 +40,7 @@ def manifest_body(record: ManifestRecord, tenant_id: str, versions: list[int]) -
 @v1_endpoint
 async def get_manifest(request: Request) -> Response:
     state = state_of(request)
-    caller = await caller_of(request)
-    serial = str(request.path_params["device_id"])
-    caller.check_device(serial)
-    caller.require("read:devices")
+    _, serial = await device_caller(request, "read:devices")
     text = request.query_params.get("version")
     try:
         version = int(text) if text else None
@@ -56,10 +53,7 @@ async def get_manifest(request: Request) -> Response:
 
 async def _put(request: Request, create: bool) -> Response:
     state = state_of(request)
-    caller = await caller_of(request)
-    serial = str(request.path_params["device_id"])
-    caller.check_device(serial)
-    caller.require("write:devices")
+    _, serial = await device_caller(request, "write:devices")
     manifests = state.core.manifests
     record = await manifests.put(serial, await json_body(request), source="api", create=create)
     body = manifest_body(record, state.settings.tenant_id, await manifests.versions(serial))
