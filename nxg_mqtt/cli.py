@@ -109,11 +109,12 @@ def _say(line: str) -> None:
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     from bridge.server import open_bridge
-    from nxg_mqtt.broker.embedded import open_broker
+    from nxg_mqtt.broker.embedded import open_broker, tune_gc
 
     async with open_core(settings, serve=True) as core:
         generated = await ensure_admin_password(core)
         async with open_broker(core) as broker:
+            tune_gc()
             # port 0 means "any": the bridge (config.h, /api/protocol) must show the bound ports
             bound = replace(settings, mqtt_port=broker.mqtt_port, ws_port=broker.ws_port)
             async with open_bridge(bound, core, "127.0.0.1", broker.mqtt_port) as bridge:
@@ -157,7 +158,7 @@ def _reload_on_sighup(*reloaders: Callable[[], None]) -> None:
 
 
 async def _broker(settings: Settings, stop: asyncio.Event) -> None:
-    from nxg_mqtt.broker.embedded import open_broker
+    from nxg_mqtt.broker.embedded import open_broker, tune_gc
 
     if settings.allow_anonymous:
         print(
@@ -167,6 +168,7 @@ async def _broker(settings: Settings, stop: asyncio.Event) -> None:
             flush=True,
         )
     async with open_core(settings, serve=True) as core, open_broker(core) as broker:
+        tune_gc()
         host = _display_host(settings)
         _say(f"NXG broker listening: mqtt://{host}:{broker.mqtt_port}")
         if broker.ws_port is not None:

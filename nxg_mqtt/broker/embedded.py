@@ -21,8 +21,10 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 
 @functools.cache
-def _tune_gc() -> None:
-    """Once per process: the broker is the process's main work from here on."""
+def tune_gc() -> None:
+    """Once per process, by the serving entry points (`nxg-mqtt serve`, `nxg-mqtt broker`): the broker
+    is that process's main work from here on. Not done by `open_broker`: a library context manager
+    must not change how the interpreter that embeds it (a test run, another program) collects."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
@@ -34,7 +36,6 @@ async def open_broker(core: Core) -> AsyncIterator[NxgBroker]:
     async with NxgBroker(core.settings, nxg_plugins(core)) as broker:
         disconnect = core.outbox.connect(broker)
         unregister = core.metrics.add_source(lambda: broker_source(broker))
-        _tune_gc()
         try:
             yield broker
         finally:
