@@ -12,6 +12,13 @@ commanding needs `write:devices` (`FORBIDDEN`), and a device outside the scope i
 `DEVICE_NOT_FOUND`. Revoking or rotating the key closes the socket with 1008.
 A socket that cannot keep up (its feed of `ws_queue_limit` messages overflows) is closed with
 1013 (try again later); the others never wait for it.
+
+A socket's commands are pipelined: each `cmd` runs as its own task, up to `PIPELINE_MAX` at once
+(then the socket is not read until one finishes), so one app keeps the command writer's batches
+full instead of waiting out every commit in turn. Commands for one device still go out in the
+order they came (each waits for the previous one to that device); answers to different devices
+may come in any order, each carrying its `ref`. `cmd_accepted` is sent once the command is
+committed and before it is published, so the device's `ack` cannot overtake it.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -33,11 +41,15 @@ from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
 from nxg_mqtt.errors import AuthError, DryRunRequired, NxgError
+from nxg_mqtt.models import Command
 from nxg_mqtt.protocol import MessageType, Scope
+
+log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008  # the socket's API key was revoked or rotated
 CLOSE_GRACE_S = 5.0  # how long a stuck socket gets to take its close frame before we give up
+PIPELINE_MAX = 256  # commands of one socket in progress at once
 
 
 def unauthorized(message: str = "unauthorized: pass ?token=<admin password> or ?api_key=<API key>") -> JSONResponse:
@@ -69,9 +81,9 @@ class AppSession:
         self.state = state
         self.caller = caller
         self.feed = feed
-        self.flowing = asyncio.Event()  # cleared while a command is being submitted
-        self.flowing.set()
-        self._in_flight = 0
+        self._slots = asyncio.Semaphore(PIPELINE_MAX)
+        self._tails: dict[str, asyncio.Task[None]] = {}  # device (lower case) → its latest command's task
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(message, separators=(",", ":")))
@@ -79,12 +91,9 @@ class AppSession:
     async def pump(self) -> None:
         queue, send = self.feed.queue, self.ws.send_text
         while True:
-            text = await queue.get()
-            if not self.flowing.is_set():
-                await self.flowing.wait()
-            await send(text)
+            await send(await queue.get())
             # drain what piled up meanwhile in one turn: no wake-up per message
-            while self.flowing.is_set() and not queue.empty():
+            while not queue.empty():
                 await send(queue.get_nowait())
 
     async def read(self) -> None:
@@ -120,7 +129,36 @@ class AppSession:
         if value.get("dry_run") is True:
             await self.dry_run(value, ref)
             return
-        await self.submit(value, ref)
+        await self.pipeline(value["serial"], self.submit(value, ref))
+
+    async def pipeline(self, serial: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` (one command) as a task, after the previous command to the same device."""
+        await self._slots.acquire()
+        key = serial.lower()
+        task = asyncio.create_task(self._after(self._tails.get(key), work))
+        self._tails[key] = task
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._slots.release()
+            self._tasks.discard(finished)
+            if self._tails.get(key) is finished:
+                del self._tails[key]
+            if not finished.cancelled() and finished.exception() is not None:
+                log.debug("an /ws/app command task failed", exc_info=finished.exception())
+
+        task.add_done_callback(done)
+
+    @staticmethod
+    async def _after(previous: asyncio.Task[None] | None, work: Coroutine[Any, Any, None]) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        await work
+
+    async def drain(self) -> None:
+        """Let the commands in progress finish (each is committed or refused, never cut halfway)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
 
     async def dry_run(self, value: dict[str, Any], ref: Any) -> None:
         """`"dry_run": true`: validated only, nothing sent → `{"t":"cmd_validated","ref",
@@ -135,9 +173,11 @@ class AppSession:
         await self.send({"t": "cmd_validated", "ref": ref, "dry_run_token": checked.token})
 
     async def submit(self, value: dict[str, Any], ref: Any) -> None:
-        # hold the feed: the device's ack must not reach the app before cmd_accepted names its id
-        self._in_flight += 1
-        self.flowing.clear()
+        async def accepted(command: Command) -> None:
+            # committed, not yet published: the device's ack cannot reach the app before this
+            with contextlib.suppress(Exception):  # a closed socket must not stop the dispatch
+                await self.send({"t": "cmd_accepted", "id": command.id, "ref": ref})
+
         try:
             core, embedded = self.state.core, self.state.embedded
             command = await core.commands.submit(
@@ -149,19 +189,14 @@ class AppSession:
                 source="ws_app",
                 dispatch=embedded,
                 actor=self.caller.actor,
+                before_dispatch=accepted,
             )
             if not embedded and core.presence.is_ready(command.serial):
                 # a device on this bridge's own gateway: nobody else can dispatch to it
                 core.commands.note_queued(command.serial)
                 await core.commands.dispatch_queued(command.serial)
-            reply: dict[str, Any] = {"t": "cmd_accepted", "id": command.id, "ref": ref}
-            await self.send(reply)
         except NxgError as exc:
             await self.refused(exc, ref)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self.flowing.set()
 
     async def refused(self, exc: NxgError, ref: Any) -> None:
         """A refused command: `error` with the PROTOCOL §4 code, each schema error in `details`
@@ -192,6 +227,8 @@ async def app_socket(websocket: WebSocket) -> None:
     finally:
         unsubscribe()
         forget()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.drain(), CLOSE_GRACE_S)
     if revoked.is_set():
         await close_revoked(websocket)
         return

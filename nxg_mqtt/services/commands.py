@@ -16,6 +16,16 @@ is stored; a refusal is a CommandRejected with its PROTOCOL §4 code. A critical
 only through `confirm` with the token its dry run (or its first, refused, attempt) handed out:
 single use, bound to the device, action, target and params, valid `dry_run_token_s` (60 s). An ack's
 `result` that breaks the action's `outputSchema` closes the command `failed` with the reason.
+
+The hot path touches the shared aiosqlite connection not at all: the device comes from a cache
+of known, unrevoked devices (dropped on reset, regenerate and delete, here or in another process
+via its signal), the manifest from `ManifestService`'s compiled cache, and a command's writes
+(the row, its audit entry, and `dispatched` when it goes straight out) are one operation of the
+group-committing `CommandWriter`, which re-checks the device and the queue bound in SQL. A
+command for a ready device with nothing queued is stored `dispatched` and published right after
+the commit; anything else is stored `queued` and leaves through `dispatch_queued`, in order. An
+ack closes the command it names from memory (the dispatched ones are held with their deadline)
+through the same writer.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from typing import Any
 from nxg_mqtt import messages
 from nxg_mqtt.errors import (
     CommandRejected,
+    DeviceNotFound,
     DryRunRequired,
     NxgError,
     QueueFullError,
@@ -41,7 +52,7 @@ from nxg_mqtt.errors import (
 )
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
-from nxg_mqtt.protocol import MessageType, Schema, SignalKind
+from nxg_mqtt.protocol import MessageType, RevokeReason, Schema, SignalKind
 from nxg_mqtt.ratelimit import SlidingWindow
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.devices import DeviceService
@@ -50,12 +61,16 @@ from nxg_mqtt.services.manifests import Capability, ManifestService
 from nxg_mqtt.services.presence import PresenceService
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
+from nxg_mqtt.store.commands_writer import DEVICE_NOT_FOUND, DEVICE_REVOKED, QUEUE_FULL
 from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
 
 CommandListener = Callable[[Command], Awaitable[None]]
+# `submit(before_dispatch=…)`: runs once the command is committed, before it can reach the device
+BeforeDispatch = Callable[[Command], Awaitable[None]]
 DRY_RUN_TOKENS_MAX = 10_000  # outstanding tokens; the oldest go first beyond it
+KNOWN_DEVICES_MAX = 100_000  # devices cached for the command path; the cache starts over beyond it
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +117,12 @@ class CommandService:
         self._ingest = ingest
         self.publisher = publisher
         self._rate = SlidingWindow(settings.command_rate_limit)
-        self._deadlines: dict[str, tuple[str, float]] = {}  # id → (serial, loop time of timeout)
+        self._writer = store.command_writer
+        # dispatched commands awaiting their ack: id → (the command, loop time of its timeout)
+        self._deadlines: dict[str, tuple[Command, float]] = {}
+        # serial (lower case) → a known, unrevoked device; the writer re-checks in SQL, so a stale
+        # entry can only reorder which refusal a command gets, never let one through
+        self._known: dict[str, Device] = {}
         self._dispatch_locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[CommandListener] = []
         # in the serving process: devices that may have queued commands, so that the usual
@@ -111,6 +131,7 @@ class CommandService:
         self._task: asyncio.Task[None] | None = None
         self.counters = Counters()
         presence.on_ready(self.dispatch_queued)
+        devices.on_revoked(self._forget_device)
 
     def on_change(self, listener: CommandListener) -> None:
         self._listeners.append(listener)
@@ -118,25 +139,48 @@ class CommandService:
     # ---- submitting ------------------------------------------------------------------------------
 
     async def check(
-        self, serial: str, action: str, target: str | None, params: dict[str, Any] | None
+        self, serial: str, action: str, target: str | None, params: dict[str, Any] | None, *, fresh: bool = False
     ) -> tuple[Device, dict[str, Any], Capability | None]:
         """Every check a command passes before it is stored: (the device, the params,
-        the manifest capability or None); DeviceNotFound or CommandRejected otherwise."""
-        device = await self._devices.get(serial)
-        if device.revoked:
-            raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
-        request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
-        if target is not None:
-            request["target"] = target
-        messages.check_command_request(request)
-        capability = await self.manifests.check_command(device.serial, action, target, request["params"])
+        the manifest capability or None); DeviceNotFound or CommandRejected otherwise.
+        `fresh`: the device is read from the store, not the cache (nothing re-checks it later)."""
+        cached = not fresh and serial.lower() in self._known
+        device = await self._device(serial) if not fresh else await self._devices.get(serial)
+        try:
+            if device.revoked:
+                raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
+            request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
+            if target is not None:
+                request["target"] = target
+            messages.check_command_request(request)
+            capability = await self.manifests.check_command(device.serial, action, target, request["params"])
+        except NxgError:
+            if cached:
+                # refused on a cached device: a device gone or revoked since must say so first
+                self._known.pop(serial.lower(), None)
+                await self.check(serial, action, target, params, fresh=True)
+            raise
         return device, request["params"], capability
+
+    async def _device(self, serial: str) -> Device:
+        key = serial.lower()
+        device = self._known.get(key)
+        if device is None:
+            device = await self._devices.get(serial)
+            if not device.revoked:
+                if len(self._known) >= KNOWN_DEVICES_MAX:
+                    self._known.clear()
+                self._known[key] = device
+        return device
+
+    async def _forget_device(self, serial: str, why: RevokeReason) -> None:
+        self._known.pop(serial.lower(), None)
 
     async def dry_run(
         self, serial: str, action: str, target: str | None = None, params: dict[str, Any] | None = None
     ) -> DryRun:
         """Validate only; nothing is stored or sent. A critical action gets its confirm token."""
-        device, params, capability = await self.check(serial, action, target, params)
+        device, params, capability = await self.check(serial, action, target, params, fresh=True)
         critical = capability is not None and capability.critical
         return self._issue(device.serial, action, target, params, critical)
 
@@ -187,20 +231,22 @@ class CommandService:
         dispatch: bool = True,
         confirmed: bool = False,
         actor: str | None = None,
+        before_dispatch: BeforeDispatch | None = None,
     ) -> Command:
         """Validate, commit, then dispatch (or queue). `dispatch=False` leaves it to the server
         process (the CLI writes the record and signals the server). A critical action without
         `confirmed` raises DryRunRequired with its token (`confirm` sends it). Every attempt,
-        accepted or refused, goes to the audit log under `actor` (default: the source)."""
+        accepted or refused, goes to the audit log under `actor` (default: the source).
+        `before_dispatch(command)` runs after the commit and before the command can reach the
+        device (an app hears its id before the device's ack can arrive)."""
         try:
-            command = await self._submit(serial, action, target, params, ref, source, dispatch, confirmed)
+            return await self._submit(
+                serial, action, target, params, ref, source, dispatch, confirmed, actor or source, before_dispatch
+            )
         except NxgError as exc:
             detail = {"action": action, "source": source, "error": exc.message}
-            await self._store.audit.add(now_ms(), actor or source, "command", serial, detail, outcome=exc.code)
+            await self._writer.audit(now_ms(), actor or source, "command", serial, detail, outcome=exc.code)
             raise
-        detail = {"action": action, "source": source, "id": command.id}
-        await self._store.audit.add(now_ms(), actor or source, "command", command.serial, detail)
-        return command
 
     async def _submit(
         self,
@@ -212,6 +258,8 @@ class CommandService:
         source: str,
         dispatch: bool,
         confirmed: bool,
+        actor: str,
+        before_dispatch: BeforeDispatch | None,
     ) -> Command:
         device, checked_params, capability = await self.check(serial, action, target, params)
         if capability is not None and capability.critical and not confirmed:
@@ -227,34 +275,60 @@ class CommandService:
             limited.retry_after = self._rate.retry_after(self._store.tenant_id, loop_now)
             raise limited
         created = now_ms()
+        # straight out: the device is ready and nothing of it waits in the queue (order kept)
+        direct = dispatch and self._direct(device.serial)
         command = Command(
             id=new_command_id(),
             serial=device.serial,
             action=action,
             target=target,
             params=request["params"],
-            status=CommandStatus.QUEUED,
+            status=CommandStatus.DISPATCHED if direct else CommandStatus.QUEUED,
             created_at=created,
             expires_at=created + int(self._settings.command_ttl_s * 1000),
             source=source,
             ref=ref,
+            dispatched_at=created if direct else None,
         )
         limit = self._settings.command_queue_limit
-        if not await self._store.commands.insert(command, limit):
+        detail = {"action": action, "source": source, "id": command.id}
+        stored = await self._writer.insert(command, limit, actor, detail)
+        if stored == QUEUE_FULL:
             self.counters.add("queue_full")
             raise QueueFullError(
                 f"device {device.serial} already has {limit} commands waiting (queued or unacknowledged);"
                 " try again once it has taken some"
             )
+        if stored in (DEVICE_NOT_FOUND, DEVICE_REVOKED):  # changed by another process meanwhile
+            self._known.pop(device.serial.lower(), None)
+            if stored == DEVICE_NOT_FOUND:
+                raise DeviceNotFound(serial)
+            raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
+        if stored != command.serial:
+            command = replace(command, serial=stored)
         self._rate.hit(self._store.tenant_id, loop_now)  # refused commands do not count
-        self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
+        self._ingest.record(HistoryEntry(command.serial, MessageType.CMD, created, command.device_message()))
+        if before_dispatch is not None:
+            await before_dispatch(command)
+        if direct:
+            return await self._publish(command)
         if dispatch:
-            self.note_queued(device.serial)
+            self.note_queued(command.serial)
             sent: dict[str, Command] = {}
-            await self.dispatch_queued(device.serial, sent)
+            await self.dispatch_queued(command.serial, sent)
             return sent.get(command.id, command)
-        await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
+        await self._store.signals.emit(SignalKind.COMMAND, command.serial, now_ms())
         return command
+
+    def _direct(self, serial: str) -> bool:
+        """Whether a new command for `serial` may skip the queue: this process knows the queue
+        (`start` ran), none of the device's commands wait in it or are being drained, and it is ready."""
+        return (
+            self._queued is not None
+            and serial not in self._queued
+            and serial not in self._dispatch_locks
+            and self._presence.is_ready(serial)
+        )
 
     async def page(self, serial: str, limit: int = 50, before: int | None = None) -> tuple[list[Command], int | None]:
         """A device's commands, newest first, and the cursor of the next page (None: no more)."""
@@ -292,26 +366,29 @@ class CommandService:
                     break
                 ts = now_ms()
                 await self._store.commands.mark_dispatched(command.id, ts)
-                self._deadlines[command.id] = (
-                    serial,
-                    asyncio.get_running_loop().time() + self._settings.command_ack_timeout_s,
-                )
-                await self.publisher.publish(
-                    device_topic(serial, Channel.CMD),
-                    json.dumps(command.device_message(), separators=(",", ":")).encode(),
-                    qos=1,
-                )
-                self.counters.add("dispatched")
-                sent += 1
                 dispatched = replace(command, status=CommandStatus.DISPATCHED, dispatched_at=ts)
                 if out is not None:
                     out[command.id] = dispatched
-                await self._changed(command.id, dispatched)
+                await self._publish(dispatched)
+                sent += 1
             if drained and self._queued is not None:
                 self._queued.discard(serial)
         if not lock.locked():
             self._dispatch_locks.pop(serial, None)
         return sent
+
+    async def _publish(self, command: Command) -> Command:
+        """Send a command already stored as `dispatched`: its ack deadline, the PUBLISH, the change."""
+        deadline = asyncio.get_running_loop().time() + self._settings.command_ack_timeout_s
+        self._deadlines[command.id] = (command, deadline)
+        await self.publisher.publish(
+            device_topic(command.serial, Channel.CMD),
+            json.dumps(command.device_message(), separators=(",", ":")).encode(),
+            qos=1,
+        )
+        self.counters.add("dispatched")
+        await self._changed(command.id, command)
+        return command
 
     # ---- acks ------------------------------------------------------------------------------------
 
@@ -321,7 +398,8 @@ class CommandService:
         value = self._ingest.validated(serial, Channel.ACK, lambda: _ack(raw, limit))
         ts = ts or now_ms()
         self._ingest.record(HistoryEntry(serial, MessageType.ACK, ts, {"t": MessageType.ACK.value, **value}))
-        command = await self._store.commands.get(value["id"])
+        held = self._deadlines.get(value["id"])
+        command = held[0] if held is not None else await self._store.commands.get(value["id"])
         if command is None or command.serial.lower() != serial.lower():
             self.counters.add("ack_unknown")
             return None
@@ -332,7 +410,7 @@ class CommandService:
             if broken is not None:
                 status, error = CommandStatus.FAILED, broken
                 self.counters.add("result_invalid")
-        closed = await self._store.commands.finish(command.id, status, ts, error=error, result=value.get("result"))
+        closed = await self._writer.finish(command.id, status, ts, error=error, result=value.get("result"))
         self._deadlines.pop(command.id, None)
         if not closed:
             self.counters.add("ack_replayed")
@@ -350,7 +428,7 @@ class CommandService:
         self._queued = await self._store.commands.serials_with_queued()
         for command in await self._store.commands.with_status(CommandStatus.DISPATCHED):
             # dispatched before a restart: the ack may still come; give it a full timeout
-            self._deadlines[command.id] = (command.serial, loop.time() + self._settings.command_ack_timeout_s)
+            self._deadlines[command.id] = (command, loop.time() + self._settings.command_ack_timeout_s)
         self._task = asyncio.create_task(self._sweep(), name="nxg-command-sweep")
 
     async def close(self) -> None:
@@ -367,7 +445,7 @@ class CommandService:
             ticks += 1
             try:
                 now = loop.time()
-                for command_id, (_serial, deadline) in list(self._deadlines.items()):
+                for command_id, (_command, deadline) in list(self._deadlines.items()):
                     if deadline <= now:
                         del self._deadlines[command_id]
                         command = await self._store.commands.get(command_id)

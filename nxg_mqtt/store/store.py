@@ -10,6 +10,7 @@ from pathlib import Path
 from nxg_mqtt.store.api_keys import ApiKeyRepository
 from nxg_mqtt.store.batch import HistoryWriter
 from nxg_mqtt.store.commands import CommandRepository
+from nxg_mqtt.store.commands_writer import CommandWriter
 from nxg_mqtt.store.connections import ConnectionRepository
 from nxg_mqtt.store.db import Database, open_database
 from nxg_mqtt.store.devices import DeviceRepository
@@ -19,9 +20,12 @@ from nxg_mqtt.store.messages import MessageRepository
 
 
 class Store:
-    def __init__(self, db: Database, tenant_id: str, history_writer: HistoryWriter) -> None:
+    def __init__(
+        self, db: Database, tenant_id: str, history_writer: HistoryWriter, command_writer: CommandWriter
+    ) -> None:
         self.db = db
         self.history_writer = history_writer
+        self.command_writer = command_writer
         self.tenant_id = tenant_id
         self.devices = DeviceRepository(db, tenant_id)
         self.messages = MessageRepository(db, tenant_id)
@@ -52,7 +56,9 @@ class Store:
 async def open_store(path: Path, tenant_id: str = "default") -> AsyncIterator[Store]:
     async with open_database(path) as db:
         writer = HistoryWriter(path, tenant_id)
+        command_writer = CommandWriter(path, tenant_id)
         try:
-            yield Store(db, tenant_id, writer)
+            yield Store(db, tenant_id, writer, command_writer)
         finally:
+            await command_writer.close()
             await writer.close()
