@@ -13,8 +13,14 @@ Phases (each against the devices with, then without, a manifest):
 - **/ws/app**: `--inflight` `cmd` frames at a time on one socket; complete at the device's `ack`.
 - **paced**: `--rate` commands/s over `/ws/app` spread across all `--devices` connected devices;
   p50/p99 of the round trip (frame sent → ack received).
-`--baseline DIR` runs the /ws/app phases against another build (e.g. `git archive 4036eea | tar -x -C DIR`,
-the tree before issue 9), whose devices have no manifests.
+Each phase also reports the server's CPU time per command (user + system, all its threads, from
+/proc): on a shared, loaded machine that is steadier than commands/s, and 1000 / (CPU ms per
+command) is what one core would carry.
+
+`--baseline DIR` runs the same phases against another build's tree, e.g. `/work/main` or
+`git archive <rev> | tar -x -C DIR` (a build older than issue 9, without manifests, gets the
+/ws/app phases only). `--rounds N` alternates baseline and this build N times in one run (the
+machine's noise hits both) and prints every figure with the ratio this/baseline.
 Targets (issue 9): ≥ 1,000 commands/s end to end; p99 ≤ 50 ms at 200 commands/s.
 """
 
@@ -70,8 +76,9 @@ async def provision(data_dir: Path, count: int, manifests: bool = True) -> list[
     return creds
 
 
-def provision_with(code: Path, data_dir: Path, count: int) -> list[tuple[str, str]]:
-    """Provision with the code in `code` (an older build: no manifests), in a subprocess."""
+def provision_with(code: Path, data_dir: Path, count: int) -> tuple[list[tuple[str, str]], bool]:
+    """Provision with the code in `code`, in a subprocess: (credentials, whether that build has
+    manifests; an older one gets none)."""
     script = """
 import asyncio, json, sys
 from pathlib import Path
@@ -81,18 +88,27 @@ from nxg_mqtt.settings import Settings
 async def run():
     creds = []
     async with open_core(Settings(data_dir=Path(sys.argv[1]))) as core:
+        manifests = getattr(core, "manifests", None)
         for i in range(int(sys.argv[2])):
             device = await core.devices.create(f"cb{i:05d}", actor="bench")
             paired = await core.devices.pair(device.code, source="bench")
+            if manifests is not None and i % 2 == 0:
+                await manifests.put(paired.serial, json.loads(sys.argv[3]))
             creds.append((paired.serial, paired.token))
-    print(json.dumps(creds))
+    print(json.dumps({"creds": creds, "manifests": manifests is not None}))
 
 asyncio.run(run())
 """
     env = {**os.environ, "PYTHONPATH": str(code)}
-    args = [sys.executable, "-c", script, str(data_dir), str(count)]
-    out = subprocess.run(args, env=env, cwd=code, capture_output=True, text=True, check=True)
-    return [(s, t) for s, t in json.loads(out.stdout)]
+    args = [sys.executable, "-c", script, str(data_dir), str(count), json.dumps(MANIFEST)]
+    out = json.loads(subprocess.run(args, env=env, cwd=code, capture_output=True, text=True, check=True).stdout)
+    return [(s, t) for s, t in out["creds"]], bool(out["manifests"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(data_dir: Path, code: Path | None = None) -> tuple[subprocess.Popen[str], int, int]:
@@ -231,17 +247,20 @@ async def closed_loop(duration: float, inflight: int, one: Any) -> tuple[float, 
     return len(rtts) / (time.perf_counter() - started), rtts
 
 
-async def measure(http_port: int, serials: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+async def measure(
+    http_port: int, serials: list[str], args: argparse.Namespace, server_pid: int, manifests: bool, label: str
+) -> dict[str, tuple[float, float, float, float]]:
+    """{phase: (commands/s, p50 ms, p99 ms, server CPU ms per command)}"""
+    results: dict[str, tuple[float, float, float, float]] = {}
     async with connect(f"ws://{HOST}:{http_port}/ws/app?token={PASSWORD}", max_queue=None) as app:
         pool: list[Http] = []  # opened per REST phase: uvicorn closes connections idle for 5 s
         acks = Acks(app)
         reader = asyncio.create_task(acks.read())
         with_schema, without = serials[0::2], serials[1::2]
         groups = [("with paramSchema", with_schema), ("without manifest", without)]
-        if args.baseline:
-            groups = [("no manifests (baseline)", serials)]
-        for label, group in [] if args.paced_only else groups:
+        if not manifests:
+            groups = [("no manifests", serials)]
+        for group_label, group in [] if args.paced_only else groups:
             body = {"action": "light_on", "params": {"brightness": 50}}
 
             async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
@@ -253,60 +272,66 @@ async def measure(http_port: int, serials: list[str], args: argparse.Namespace) 
                 acks.acked.pop(reply["command_id"], None)
                 return (done - started) * 1000
 
-            async def ws(i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = label[:4]) -> float:
+            async def ws(
+                i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = group_label[:4]
+            ) -> float:
                 return await acks.ws_command(group[i % len(group)], body, f"w{tag}{i}")
 
-            surfaces = [("/ws/app", ws)] if args.baseline else [("REST", rest), ("/ws/app", ws)]
+            surfaces = [("/ws/app", ws)] if not manifests else [("REST", rest), ("/ws/app", ws)]
             for surface, one in surfaces:
                 if surface == "REST":
                     pool.append(await Http.open(http_port, args.inflight))
+                cpu0 = cpu_seconds(server_pid)
                 rate, rtts = await closed_loop(args.duration, args.inflight, one)
+                cpu = (cpu_seconds(server_pid) - cpu0) * 1000 / max(1, len(rtts))
                 p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
-                results[f"{surface} {label}"] = (rate, p50, p99)
-                print(f"{surface:8} {label:17} {rate:7.0f} commands/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
+                results[f"{surface} {group_label}"] = (rate, p50, p99, cpu)
+                print(
+                    f"{label:9} {surface:8} {group_label:17} {rate:7.0f} commands/s  p50 {p50:6.1f} ms"
+                    f"  p99 {p99:6.1f} ms  server CPU {cpu:5.2f} ms/command"
+                )
 
         # paced: --rate commands/s over /ws/app, spread over every connected device
         paced: list[asyncio.Task[float]] = []
         total = int(args.rate * args.duration)
+        cpu0 = cpu_seconds(server_pid)
         started = time.perf_counter()
         for i in range(total):
             await asyncio.sleep(max(0.0, started + i / args.rate - time.perf_counter()))
             body = {"action": "light_on", "params": {"brightness": i % 100}}
             paced.append(asyncio.create_task(acks.ws_command(serials[i % len(serials)], body, f"p{i}")))
         rtts = list(await asyncio.gather(*paced))
+        cpu = (cpu_seconds(server_pid) - cpu0) * 1000 / max(1, len(rtts))
         p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
-        results["paced"] = (args.rate, p50, p99)
-        print(f"paced    {args.rate:.0f} commands/s over {len(serials)} devices: p50 {p50:.1f} ms  p99 {p99:.1f} ms")
+        results["paced"] = (args.rate, p50, p99, cpu)
+        print(
+            f"{label:9} paced    {args.rate:.0f} commands/s over {len(serials)} devices: p50 {p50:.1f} ms"
+            f"  p99 {p99:.1f} ms  server CPU {cpu:5.2f} ms/command"
+        )
         reader.cancel()
         for http in pool:
             http.close()
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--inflight", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
-    parser.add_argument("--baseline", type=Path, help="an older build's tree (git archive): /ws/app only, no manifests")
-    args = parser.parse_args(argv)
+def run_once(args: argparse.Namespace, code: Path | None, label: str) -> dict[str, tuple[float, float, float, float]]:
+    """One fresh data directory, server and device holder; the build in `code` (None: this one)."""
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="nxg-cmd-bench-") as tmp:
         data = Path(tmp)
-        if args.baseline:
-            creds = provision_with(args.baseline.resolve(), data, args.devices)
+        if code is not None:
+            creds, manifests = provision_with(code, data, args.devices)
         else:
-            creds = asyncio.run(provision(data, args.devices))
-        proc, mqtt_port, http_port = start_server(data, args.baseline.resolve() if args.baseline else None)
+            creds, manifests = asyncio.run(provision(data, args.devices)), True
+        proc, mqtt_port, http_port = start_server(data, code)
         ready, stop = ctx.Event(), ctx.Event()
         holder = ctx.Process(target=devices, args=(mqtt_port, creds, ready, stop))
         holder.start()
         try:
             if not ready.wait(120):
                 raise RuntimeError("the devices did not connect")
-            asyncio.run(measure(http_port, [s for s, _ in creds], args))
+            serials = [s for s, _ in creds]
+            return asyncio.run(measure(http_port, serials, args, proc.pid, manifests, label))
         finally:
             stop.set()
             holder.join(10)
@@ -317,6 +342,33 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--inflight", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
+    parser.add_argument("--baseline", type=Path, help="another build's tree (git archive, or /work/main)")
+    parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternate the builds this often")
+    args = parser.parse_args(argv)
+    baseline = args.baseline.resolve() if args.baseline else None
+    runs: dict[str, list[dict[str, tuple[float, float, float, float]]]] = {"baseline": [], "this": []}
+    for _ in range(args.rounds if baseline else 1):
+        if baseline is not None:
+            runs["baseline"].append(run_once(args, baseline, "baseline"))
+        runs["this"].append(run_once(args, None, "this"))
+    if baseline is not None:
+        print("\nphase: this / baseline, per round (commands/s, p99, server CPU per command)")
+        for phase in runs["this"][0]:
+            cells = []
+            for new, old in zip(runs["this"], runs["baseline"], strict=True):
+                if phase in old:
+                    n, o = new[phase], old[phase]
+                    cells.append(f"{n[0] / o[0]:.2f}x rate, {n[2] / o[2]:.2f}x p99, {n[3] / o[3]:.2f}x CPU")
+            print(f"{phase:28} " + " | ".join(cells))
     return 0
 
 
