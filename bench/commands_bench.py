@@ -278,6 +278,9 @@ async def measure(
                 return await acks.ws_command(group[i % len(group)], body, f"w{tag}{i}")
 
             surfaces = [("/ws/app", ws)] if not manifests else [("REST", rest), ("/ws/app", ws)]
+            surfaces = [
+                (name, one) for name, one in surfaces if name.strip("/").split("/")[-1].lower() in args.surfaces
+            ]
             for surface, one in surfaces:
                 if surface == "REST":
                     pool.append(await Http.open(http_port, args.inflight))
@@ -351,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
+    parser.add_argument("--surfaces", default="rest,app", help="closed-loop phases: rest, app (/ws/app) or both")
     parser.add_argument("--baseline", type=Path, help="another build's tree (git archive, or /work/main)")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternate the builds this often")
     args = parser.parse_args(argv)

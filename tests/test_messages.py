@@ -37,6 +37,27 @@ def test_fast_path_agrees_with_jsonschema(value: dict[str, Any]) -> None:
         assert accepted == by_schema
 
 
+COMMAND_KEYS = st.sampled_from(["action", "serial", "target", "params", "ref", "t", "dry_run"]) | st.text(max_size=4)
+COMMAND_VALUES = JSON | st.sampled_from(["light_on", "_reboot", "", "x" * 128, "x" * 129, "l1", "ack", "c_01"])
+
+
+@given(st.dictionaries(COMMAND_KEYS, COMMAND_VALUES, max_size=6), st.booleans())
+def test_command_request_fast_path_agrees_with_jsonschema(value: dict[str, Any], with_serial: bool) -> None:
+    kind = "command_request_with_serial" if with_serial else "command_request"
+    by_schema = not any(messages._command_validator(kind).iter_errors(value))
+    assert messages.plain_command_request(value, with_serial=with_serial) == by_schema, value
+
+
+ACK_KEYS = st.sampled_from(["t", "id", "ok", "error", "result"]) | st.text(max_size=4)
+ACK_VALUES = JSON | st.sampled_from(["ack", "cmd", "c_01", "", "x" * 64, "x" * 65, True, False])
+
+
+@given(st.dictionaries(ACK_KEYS, ACK_VALUES, max_size=5))
+def test_ack_fast_path_agrees_with_jsonschema(value: dict[str, Any]) -> None:
+    by_schema = messages.schema_errors("ack", value) is None
+    assert messages.plain_ack(value) == by_schema, value
+
+
 @given(JSON)
 def test_any_json_is_accepted_or_rejected_with_a_reason(value: Any) -> None:
     raw = json.dumps(value).encode()

@@ -48,6 +48,7 @@ from nxg_mqtt.errors import (
     NxgError,
     QueueFullError,
     RateLimitedError,
+    StoreError,
     ValidationError,
 )
 from nxg_mqtt.listeners import notify_all
@@ -245,7 +246,10 @@ class CommandService:
             )
         except NxgError as exc:
             detail = {"action": action, "source": source, "error": exc.message}
-            await self._writer.audit(now_ms(), actor or source, "command", serial, detail, outcome=exc.code)
+            try:
+                await self._writer.audit(now_ms(), actor or source, "command", serial, detail, outcome=exc.code)
+            except StoreError:
+                log.exception("auditing a refused command failed")  # the refusal itself still stands
             raise
 
     async def _submit(
@@ -292,7 +296,12 @@ class CommandService:
         )
         limit = self._settings.command_queue_limit
         detail = {"action": action, "source": source, "id": command.id}
-        stored = await self._writer.insert(command, limit, actor, detail)
+        try:
+            stored = await self._writer.insert(command, limit, actor, detail)
+        except StoreError as exc:
+            # nothing was stored: the requester hears it (PROTOCOL §4 GATEWAY_ERROR, 502), no silent loss
+            log.error("storing a command for %s failed: %s", device.serial, exc.message)
+            raise CommandRejected("GATEWAY_ERROR", "the command could not be stored; nothing was sent") from exc
         if stored == QUEUE_FULL:
             self.counters.add("queue_full")
             raise QueueFullError(
@@ -496,5 +505,6 @@ class CommandService:
 
 def _ack(raw: bytes, limit: int) -> dict[str, Any]:
     value = messages.decode_object(raw, limit)
-    messages.validate(Schema.ACK, value)
+    if not messages.plain_ack(value):
+        messages.validate(Schema.ACK, value)
     return value

@@ -140,6 +140,8 @@ class CommandWriter:
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
+        # one turn of the loop first: the other commands that turn is handling join this batch
+        await asyncio.sleep(0)
         while self._pending:
             batch, self._pending = self._pending, []
             try:

@@ -5,6 +5,7 @@ device, batch, intent, the command history, and the rate limit's 429 with Retry-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,31 @@ async def test_rejections_have_the_protocol_codes_statuses_and_bodies(stack: Sta
     )
     assert response.status_code == 401
     assert (await stack.http.get("/api/v1/device/d1/commands")).json()["commands"] == []
+
+
+async def test_a_store_failure_is_a_502_gateway_error_and_nothing_is_sent(stack: Stack) -> None:
+    """A real internal failure, no mock: the commands table is renamed away under the running
+    server, so the command writer's transaction fails. REST answers 502 GATEWAY_ERROR, `/ws/app`
+    an `error` with that code, the device receives nothing, and once the table is back the next
+    command goes through (the writer recovers)."""
+    ws, _ = await pair_gateway(stack, "d1")
+    conn = stack.core.store.db.conn
+    await conn.execute("ALTER TABLE commands RENAME TO commands_away")
+    try:
+        rejected(await stack.http.post("/api/v1/device/d1/command", json={"action": "light_on"}), 502, "GATEWAY_ERROR")
+        app = await stack.app_socket()
+        await send_json(app, {"t": "cmd", "serial": "d1", "action": "light_on", "ref": "r1"})
+        error = await recv_until(app, "error")
+        assert error["code"] == "GATEWAY_ERROR" and error["ref"] == "r1", error
+        await app.close()
+        with contextlib.suppress(TimeoutError):
+            unexpected = await recv_until(ws, "cmd", within_s=0.5)
+            raise AssertionError(f"the device received a command that was never stored: {unexpected}")
+    finally:
+        await conn.execute("ALTER TABLE commands_away RENAME TO commands")
+    response = await stack.http.post("/api/v1/device/d1/command", json={"action": "light_on"})
+    assert response.status_code == 202, response.text
+    assert (await recv_until(ws, "cmd"))["id"] == response.json()["command_id"]
 
 
 async def test_manifest_required(tmp_path: Path) -> None:
