@@ -1,0 +1,141 @@
+"""The command writer: concurrent operations share one transaction, each gets its own verdict
+(the device re-checked in SQL, the queue bound counted with the commands of the same batch), a
+closed command cannot be closed twice, a failed batch fails its operations and the writer goes
+on, and its lookups search by index."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from nxg_mqtt.errors import StoreError
+from nxg_mqtt.models import Command, CommandStatus
+from nxg_mqtt.store import Store, open_store
+from nxg_mqtt.store.commands_writer import DEVICE_NOT_FOUND, DEVICE_REVOKED, FINISH, LOOKUP, QUEUE_FULL
+
+_ids = iter(range(10**6))
+
+
+def command(serial: str, status: CommandStatus = CommandStatus.QUEUED) -> Command:
+    return Command(
+        id=f"c_{next(_ids):04d}",
+        serial=serial,
+        action="light_on",
+        target=None,
+        params={"brightness": 1},
+        status=status,
+        created_at=1000,
+        expires_at=10**13,
+        dispatched_at=1000 if status is CommandStatus.DISPATCHED else None,
+    )
+
+
+async def device(store: Store, serial: str) -> None:
+    assert await store.devices.insert(serial, None, f"code-{serial}", 1)
+
+
+async def test_concurrent_inserts_are_one_batch_each_with_its_verdict(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "nxg.sqlite3") as store:
+        await device(store, "Lamp1")
+        await device(store, "gone")
+        await store.db.conn.execute("UPDATE devices SET revoked = 1 WHERE serial = 'gone'")
+        writer = store.command_writer
+        batches = writer.batches
+        commands = [command("lamp1"), command("LAMP1"), command("lamp1"), command("ghost"), command("gone")]
+        verdicts = await asyncio.gather(*(writer.insert(c, 2, "tester", {"id": c.id}) for c in commands))
+        # the canonical serial for the first two, then the bound (2 open) counted within the batch
+        assert verdicts == ["Lamp1", "Lamp1", QUEUE_FULL, DEVICE_NOT_FOUND, DEVICE_REVOKED]
+        assert writer.batches == batches + 1
+        rows = await store.db.fetchall("SELECT id, serial, status FROM commands ORDER BY id")
+        assert [(r["id"], r["serial"], r["status"]) for r in rows] == [
+            (commands[0].id, "Lamp1", "queued"),
+            (commands[1].id, "Lamp1", "queued"),
+        ]
+        audit = await store.audit.recent()
+        assert sorted(a["detail"]["id"] for a in audit) == sorted([commands[0].id, commands[1].id])
+        assert all(a["actor"] == "tester" and a["outcome"] == "ok" and a["target"] == "Lamp1" for a in audit)
+        # a later batch counts what the earlier one stored
+        assert await writer.insert(command("lamp1"), 2, "tester", {}) == QUEUE_FULL
+        assert await writer.insert(command("lamp1"), 0, "tester", {}) == "Lamp1"  # 0: no bound
+
+
+async def test_an_accepted_command_is_committed_when_insert_returns(tmp_path: Path) -> None:
+    path = tmp_path / "nxg.sqlite3"
+    async with open_store(path) as store:
+        await device(store, "S1")
+        sent = command("S1", CommandStatus.DISPATCHED)
+        assert await store.command_writer.insert(sent, 10, "tester", {}) == "S1"
+        other = sqlite3.connect(path)  # another connection: only committed rows are visible to it
+        row = other.execute("SELECT status, dispatched_at FROM commands WHERE id = ?", (sent.id,)).fetchone()
+        other.close()
+        assert row == ("dispatched", 1000)
+
+
+async def test_finish_closes_once(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "nxg.sqlite3") as store:
+        await device(store, "S1")
+        writer = store.command_writer
+        first, second = command("S1", CommandStatus.DISPATCHED), command("S1", CommandStatus.DISPATCHED)
+        for c in (first, second):
+            assert await writer.insert(c, 0, "tester", {}) == "S1"
+        closed = await asyncio.gather(
+            writer.finish(first.id, CommandStatus.ACKED, 2000, result={"level": 1}),
+            writer.finish(first.id, CommandStatus.FAILED, 2001, error="late"),  # same batch: the first counts
+            writer.finish(second.id, CommandStatus.FAILED, 2002, error="jammed"),
+            writer.finish("c_unknown", CommandStatus.ACKED, 2003),
+        )
+        assert closed == [True, False, True, False]
+        assert not await writer.finish(second.id, CommandStatus.ACKED, 2004)  # a replay, later
+        got = await store.commands.get(first.id)
+        assert got is not None and got.status is CommandStatus.ACKED and got.result == {"level": 1}
+        assert got.finished_at == 2000 and got.error is None
+        got = await store.commands.get(second.id)
+        assert got is not None and got.status is CommandStatus.FAILED and got.error == "jammed"
+
+
+async def test_a_failed_batch_fails_its_operations_and_the_writer_goes_on(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "nxg.sqlite3") as store:
+        await device(store, "S1")
+        writer = store.command_writer
+        await store.db.conn.execute("ALTER TABLE commands RENAME TO commands_away")
+        try:
+            results = await asyncio.gather(
+                writer.insert(command("S1"), 0, "tester", {}),
+                writer.audit(1, "tester", "command", "S1", {"x": 1}, "ok"),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, StoreError) for r in results), results
+        finally:
+            await store.db.conn.execute("ALTER TABLE commands_away RENAME TO commands")
+        assert await store.audit.recent() == []  # rolled back with the insert
+        assert await writer.insert(command("S1"), 0, "tester", {}) == "S1"
+
+
+@pytest.mark.parametrize(
+    ("statement", "params", "index"),
+    [
+        pytest.param(
+            LOOKUP, ("default", '["S1","S2"]'), "sqlite_autoindex_devices_1 (tenant_id=? AND serial=?)", id="lookup"
+        ),
+        pytest.param(LOOKUP, ("default", '["S1","S2"]'), "commands_open (tenant_id=? AND serial=?", id="lookup-count"),
+        pytest.param(FINISH, ("default",), "sqlite_autoindex_commands_1 (id=?)", id="finish"),
+    ],
+)
+async def test_writer_statements_search_by_index(
+    tmp_path: Path, statement: str, params: tuple[object, ...], index: str
+) -> None:
+    db_path = tmp_path / "nxg.sqlite3"
+    async with open_store(db_path):
+        pass  # migrated
+    conn = sqlite3.connect(db_path)
+    conn.execute(
+        "CREATE TEMP TABLE finished (id TEXT PRIMARY KEY, status TEXT, finished_at INTEGER, error TEXT, result TEXT)"
+    )
+    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)]
+    conn.close()
+    # only the batch itself (json_each, alias j) is walked; every table is searched by index
+    assert not any(step.startswith("SCAN ") and not step.startswith("SCAN j ") for step in plan), plan
+    assert any(index in step for step in plan), plan
