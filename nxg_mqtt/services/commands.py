@@ -124,6 +124,7 @@ class CommandService:
         # serial (lower case) → a known, unrevoked device; the writer re-checks in SQL, so a stale
         # entry can only reorder which refusal a command gets, never let one through
         self._known: dict[str, Device] = {}
+        self._storing = 0  # commands past the rate check, not yet committed or refused
         self._dispatch_locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[CommandListener] = []
         # in the serving process: devices that may have queued commands, so that the usual
@@ -272,7 +273,10 @@ class CommandService:
             raise DryRunRequired(issued.token)
         request: dict[str, Any] = {"params": checked_params}
         loop_now = asyncio.get_running_loop().time()
-        if not self._rate.allow(self._store.tenant_id, loop_now):
+        rate_limit = self._settings.command_rate_limit
+        # commands being stored count too: concurrent submits (a pipelined /ws/app socket, parallel
+        # REST requests) must not all pass the check before the first one is recorded
+        if rate_limit > 0 and self._rate.count(self._store.tenant_id, loop_now) + self._storing >= rate_limit:
             limited = RateLimitedError(
                 f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
             )
@@ -296,12 +300,15 @@ class CommandService:
         )
         limit = self._settings.command_queue_limit
         detail = {"action": action, "source": source, "id": command.id}
+        self._storing += 1
         try:
             stored = await self._writer.insert(command, limit, actor, detail)
         except StoreError as exc:
             # nothing was stored: the requester hears it (PROTOCOL §4 GATEWAY_ERROR, 502), no silent loss
             log.error("storing a command for %s failed: %s", device.serial, exc.message)
             raise CommandRejected("GATEWAY_ERROR", "the command could not be stored; nothing was sent") from exc
+        finally:
+            self._storing -= 1
         if stored == QUEUE_FULL:
             self.counters.add("queue_full")
             raise QueueFullError(

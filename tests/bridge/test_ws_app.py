@@ -13,7 +13,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from bridge.hub import AppFeed, Hub
-from tests.bridge.helpers import Stack, expect_closed, open_stack, recv_json, recv_until, send_json, still_open
+from tests.bridge.helpers import (
+    Stack,
+    expect_closed,
+    open_stack,
+    pair_gateway,
+    recv_json,
+    recv_until,
+    send_json,
+    still_open,
+)
 from tests.factories import PASSWORD, make_settings
 
 
@@ -81,6 +90,47 @@ async def test_refused_commands_carry_code_and_ref(stack: Stack) -> None:
     command = await stack.core.commands.get(accepted["id"])
     assert command is not None and command.status.value == "queued"  # A1 is offline
     await app.close()
+
+
+async def test_pipelined_commands_keep_each_devices_order_and_ack_follows_cmd_accepted(stack: Stack) -> None:
+    """Commands sent back to back on one socket run concurrently: each device still receives its
+    commands in the order sent, every ref gets one answer, and no ack overtakes its cmd_accepted."""
+    devices = {serial: (await pair_gateway(stack, serial))[0] for serial in ("p1", "p2")}
+    app = await stack.app_socket()
+    for i in range(20):
+        serial = "p1" if i % 2 == 0 else "p2"
+        await send_json(app, {"t": "cmd", "serial": serial, "action": "step", "params": {"n": i}, "ref": f"r{i}"})
+    received: dict[str, list[int]] = {}
+    for serial, ws in devices.items():
+        for _ in range(10):
+            cmd = await recv_until(ws, "cmd")
+            received.setdefault(serial, []).append(cmd["params"]["n"])
+            await send_json(ws, {"t": "ack", "id": cmd["id"], "ok": True})
+    assert received == {"p1": list(range(0, 20, 2)), "p2": list(range(1, 20, 2))}
+    accepted: dict[str, str] = {}  # command id → ref
+    acked: set[str] = set()
+    while len(acked) < 20:
+        message = await recv_json(app)
+        if message["t"] == "cmd_accepted":
+            assert message["ref"] not in accepted.values()
+            accepted[message["id"]] = message["ref"]
+        elif message["t"] == "ack":
+            assert message["id"] in accepted, f"ack before cmd_accepted: {message}"
+            acked.add(message["id"])
+    assert sorted(accepted.values()) == sorted(f"r{i}" for i in range(20))
+
+
+async def test_pipelined_commands_cannot_overshoot_the_rate_limit(tmp_path: Path) -> None:
+    async with open_stack(make_settings(tmp_path, command_rate_limit=3)) as stack:
+        for serial in ("q1", "q2"):
+            await stack.create_device(serial)
+        app = await stack.app_socket()
+        for i in range(8):
+            await send_json(app, {"t": "cmd", "serial": f"q{i % 2 + 1}", "action": "go", "ref": i})
+        answers = [await recv_json(app) for _ in range(8)]
+        assert sorted(a["t"] for a in answers) == ["cmd_accepted"] * 3 + ["error"] * 5, answers
+        assert {a["code"] for a in answers if a["t"] == "error"} == {"RATE_LIMIT_EXCEEDED"}
+        assert sorted(a["ref"] for a in answers) == list(range(8))
 
 
 async def test_slow_app_socket_is_closed_1013_and_never_delays_a_fast_one(tmp_path: Path) -> None:
