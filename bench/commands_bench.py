@@ -248,9 +248,19 @@ async def closed_loop(duration: float, inflight: int, one: Any) -> tuple[float, 
 
 
 async def measure(
-    http_port: int, serials: list[str], args: argparse.Namespace, server_pid: int, manifests: bool, label: str
+    http_port: int, serials: list[str], args: argparse.Namespace, pids: tuple[int, int], manifests: bool, label: str
 ) -> dict[str, tuple[float, float, float, float]]:
-    """{phase: (commands/s, p50 ms, p99 ms, server CPU ms per command)}"""
+    """{phase: (commands/s, p50 ms, p99 ms, server CPU ms per command)}; `pids`: the server's and
+    the device holder's (their CPU, and this load generator's, is reported per command)."""
+    server_pid, holder_pid = pids
+
+    def cpu_now() -> tuple[float, float, float]:
+        return cpu_seconds(server_pid), cpu_seconds(holder_pid), time.process_time()
+
+    def cpu_per_command(before: tuple[float, float, float], count: int) -> tuple[float, str]:
+        spent = [(after - start) * 1000 / max(1, count) for start, after in zip(before, cpu_now(), strict=True)]
+        return spent[0], f"CPU ms/command: server {spent[0]:4.2f}, devices {spent[1]:4.2f}, generator {spent[2]:4.2f}"
+
     results: dict[str, tuple[float, float, float, float]] = {}
     async with connect(f"ws://{HOST}:{http_port}/ws/app?token={PASSWORD}", max_queue=None) as app:
         pool: list[Http] = []  # opened per REST phase: uvicorn closes connections idle for 5 s
@@ -284,32 +294,32 @@ async def measure(
             for surface, one in surfaces:
                 if surface == "REST":
                     pool.append(await Http.open(http_port, args.inflight))
-                cpu0 = cpu_seconds(server_pid)
+                cpu0 = cpu_now()
                 rate, rtts = await closed_loop(args.duration, args.inflight, one)
-                cpu = (cpu_seconds(server_pid) - cpu0) * 1000 / max(1, len(rtts))
+                cpu, spent = cpu_per_command(cpu0, len(rtts))
                 p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
                 results[f"{surface} {group_label}"] = (rate, p50, p99, cpu)
                 print(
                     f"{label:9} {surface:8} {group_label:17} {rate:7.0f} commands/s  p50 {p50:6.1f} ms"
-                    f"  p99 {p99:6.1f} ms  server CPU {cpu:5.2f} ms/command"
+                    f"  p99 {p99:6.1f} ms  {spent}"
                 )
 
         # paced: --rate commands/s over /ws/app, spread over every connected device
         paced: list[asyncio.Task[float]] = []
         total = int(args.rate * args.duration)
-        cpu0 = cpu_seconds(server_pid)
+        cpu0 = cpu_now()
         started = time.perf_counter()
         for i in range(total):
             await asyncio.sleep(max(0.0, started + i / args.rate - time.perf_counter()))
             body = {"action": "light_on", "params": {"brightness": i % 100}}
             paced.append(asyncio.create_task(acks.ws_command(serials[i % len(serials)], body, f"p{i}")))
         rtts = list(await asyncio.gather(*paced))
-        cpu = (cpu_seconds(server_pid) - cpu0) * 1000 / max(1, len(rtts))
+        cpu, spent = cpu_per_command(cpu0, len(rtts))
         p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
         results["paced"] = (args.rate, p50, p99, cpu)
         print(
             f"{label:9} paced    {args.rate:.0f} commands/s over {len(serials)} devices: p50 {p50:.1f} ms"
-            f"  p99 {p99:.1f} ms  server CPU {cpu:5.2f} ms/command"
+            f"  p99 {p99:.1f} ms  {spent}"
         )
         reader.cancel()
         for http in pool:
@@ -334,7 +344,8 @@ def run_once(args: argparse.Namespace, code: Path | None, label: str) -> dict[st
             if not ready.wait(120):
                 raise RuntimeError("the devices did not connect")
             serials = [s for s, _ in creds]
-            return asyncio.run(measure(http_port, serials, args, proc.pid, manifests, label))
+            assert holder.pid is not None
+            return asyncio.run(measure(http_port, serials, args, (proc.pid, holder.pid), manifests, label))
         finally:
             stop.set()
             holder.join(10)
