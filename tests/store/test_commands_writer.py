@@ -114,6 +114,29 @@ async def test_a_failed_batch_fails_its_operations_and_the_writer_goes_on(tmp_pa
         assert await writer.insert(command("S1"), 0, "tester", {}) == "S1"
 
 
+async def test_a_batch_that_finds_the_lock_taken_waits_off_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "nxg.sqlite3"
+    async with open_store(path) as store:
+        await device(store, "S1")
+        writer = store.command_writer
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer (the CLI, the history writer) holds the lock
+        try:
+            pending = asyncio.create_task(writer.insert(command("S1"), 0, "tester", {}))
+            ticks = 0
+            for _ in range(20):  # the loop keeps turning meanwhile
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not pending.done() and ticks == 20
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        assert await pending == "S1"
+        assert writer.deferred == 1
+        assert await writer.insert(command("S1"), 0, "tester", {}) == "S1"  # back on the fast path
+        assert writer.deferred == 1
+
+
 @pytest.mark.parametrize(
     ("statement", "params", "index"),
     [
