@@ -87,7 +87,7 @@ async def test_finish_closes_once(tmp_path: Path) -> None:
             writer.finish(second.id, CommandStatus.FAILED, 2002, error="jammed"),
             writer.finish("c_unknown", CommandStatus.ACKED, 2003),
         )
-        assert closed == [True, False, True, False]
+        assert list(closed) == [True, False, True, False]
         assert not await writer.finish(second.id, CommandStatus.ACKED, 2004)  # a replay, later
         got = await store.commands.get(first.id)
         assert got is not None and got.status is CommandStatus.ACKED and got.result == {"level": 1}
