@@ -10,6 +10,12 @@ are indexed by serial, so a message costs them nothing unless it is about one of
 `/realtime` form (seed 001) is derived from the app message by `protocol.realtime_message`, also
 encoded once.
 
+Tenants (seed 002): an app socket sees only its tenant's devices. Tenant subscribers are indexed
+by tenant, and a scoped subscriber of a tenant gets a device's messages only while the device is
+that tenant's; the owner comes from `owner(serial)` (the core's in-memory map), and a device not
+in it yet (created by another process) is looked up once through `resolve` before its message is
+delivered, never guessed.
+
 Gateway devices: a `/ws/gateway` socket attaches a sink for its serial; commands published on
 `nxg/{S}/cmd` go to that sink only.
 
@@ -28,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from nxg_mqtt import messages
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str], None]
 DeviceSink = Callable[[bytes], None]
+OwnerOf = Callable[[str], str | None]  # serial → owning tenant, None: not known (yet)
+ResolveOwner = Callable[[str], Awaitable[str | None]]
 
 
 class AppFeed:
@@ -64,10 +72,20 @@ class AppFeed:
 
 
 class Hub:
-    def __init__(self, queue_limit: int, max_payload_bytes: int = 16 * 1024) -> None:
+    def __init__(
+        self,
+        queue_limit: int,
+        max_payload_bytes: int = 16 * 1024,
+        owner: OwnerOf | None = None,
+        resolve: ResolveOwner | None = None,
+    ) -> None:
         self._queue_limit = queue_limit
         self._max_payload_bytes = max_payload_bytes
-        self._subscribers: list[Subscriber] = []
+        self._owner: OwnerOf = owner or (lambda serial: None)
+        self._resolve = resolve
+        self._resolving: set[asyncio.Task[None]] = set()
+        self._subscribers: list[Subscriber] = []  # every device of every tenant (internal use)
+        self._tenants: dict[str, list[Subscriber]] = {}  # tenant → subscribers of all its devices
         self._scoped: dict[str, list[Subscriber]] = {}  # serial → app subscribers of that device only
         self._realtime: dict[str, list[Subscriber]] = {}  # serial → `/realtime` subscribers
         self._sinks: dict[str, DeviceSink] = {}
@@ -85,36 +103,70 @@ class Hub:
 
         return unsubscribe
 
-    def subscribe_devices(
-        self, serials: Iterable[str], callback: Subscriber, *, realtime: bool = False
-    ) -> Callable[[], None]:
-        """Call `callback(json_text)` for the app messages of `serials` only (`realtime`: the
-        seed 001 form, `protocol.realtime_message`); returns the unsubscribe function."""
-        index = self._realtime if realtime else self._scoped
-        chosen = list(dict.fromkeys(serials))
-        for serial in chosen:
-            index.setdefault(serial, []).append(callback)
+    def subscribe_tenant(self, tenant: str, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(json_text)` for every app message of `tenant`'s devices."""
+        self._tenants.setdefault(tenant, []).append(callback)
 
         def unsubscribe() -> None:
-            for serial in chosen:
+            listeners = self._tenants.get(tenant)
+            if listeners is not None and callback in listeners:
+                listeners.remove(callback)
+                if not listeners:
+                    del self._tenants[tenant]
+
+        return unsubscribe
+
+    def subscribe_devices(
+        self, serials: Iterable[str], callback: Subscriber, *, realtime: bool = False, tenant: str | None = None
+    ) -> Callable[[], None]:
+        """Call `callback(json_text)` for the app messages of `serials` only (`realtime`: the
+        seed 001 form, `protocol.realtime_message`), and only while a device is `tenant`'s when
+        given; returns the unsubscribe function."""
+        index = self._realtime if realtime else self._scoped
+        added: list[tuple[str, Subscriber]] = []
+        for serial in dict.fromkeys(serials):
+            listener = callback if tenant is None else self._owned(serial, tenant, callback)
+            index.setdefault(serial, []).append(listener)
+            added.append((serial, listener))
+
+        def unsubscribe() -> None:
+            for serial, listener in added:
                 listeners = index.get(serial)
-                if listeners is not None and callback in listeners:
-                    listeners.remove(callback)
+                if listeners is not None and listener in listeners:
+                    listeners.remove(listener)
                     if not listeners:
                         del index[serial]
 
         return unsubscribe
 
-    def open_feed(self, devices: Collection[str] | None = None) -> tuple[AppFeed, Callable[[], None]]:
-        """A feed of every device's messages, or of `devices` only (an API key's device scope)."""
+    def _owned(self, serial: str, tenant: str, callback: Subscriber) -> Subscriber:
+        owner = self._owner
+
+        def listener(text: str) -> None:
+            if owner(serial) == tenant:
+                callback(text)
+
+        return listener
+
+    def open_feed(
+        self, devices: Collection[str] | None = None, tenant: str | None = None
+    ) -> tuple[AppFeed, Callable[[], None]]:
+        """A feed of every device's messages (of `tenant`'s, when given), or of `devices` only
+        (an API key's device scope)."""
         feed = AppFeed(self._queue_limit)
         if devices is None:
-            return feed, self.subscribe(feed.offer)
-        return feed, self.subscribe_devices(devices, feed.offer)
+            if tenant is None:
+                return feed, self.subscribe(feed.offer)
+            return feed, self.subscribe_tenant(tenant, feed.offer)
+        return feed, self.subscribe_devices(devices, feed.offer, tenant=tenant)
 
     @property
     def app_count(self) -> int:
-        return len(self._subscribers) + sum(len(v) for v in self._scoped.values())
+        return (
+            len(self._subscribers)
+            + sum(len(v) for v in self._tenants.values())
+            + sum(len(v) for v in self._scoped.values())
+        )
 
     def attach_device(self, serial: str, sink: DeviceSink) -> Callable[[], None]:
         """Route `nxg/{serial}/cmd` to `sink` (the newest socket of that serial wins)."""
@@ -129,14 +181,37 @@ class Hub:
     # ---- fan-out --------------------------------------------------------------------------------
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        """Encode once per form; offer to every-device subscribers and to those of its serial."""
+        """Encode once per form; offer to every-device subscribers, to its tenant's and to those
+        of its serial. A device whose owner is not known yet is looked up first."""
+        serial = message.get("serial")
+        owner = self._owner(serial) if isinstance(serial, str) else None
+        if owner is None and self._resolve is not None and isinstance(serial, str) and self._tenants:
+            task = asyncio.get_running_loop().create_task(self._resolved(serial, message))
+            self._resolving.add(task)
+            task.add_done_callback(self._resolving.discard)
+            return
+        self._deliver(message, owner)
+
+    async def _resolved(self, serial: str, message: dict[str, Any]) -> None:
+        assert self._resolve is not None
+        try:
+            owner = await self._resolve(serial)
+        except Exception:
+            log.exception("looking up the tenant of %s failed", serial)
+            owner = None
+        self._deliver(message, owner)
+
+    def _deliver(self, message: dict[str, Any], owner: str | None) -> None:
         serial = message.get("serial")
         scoped = self._scoped.get(serial) if isinstance(serial, str) else None
+        tenants = self._tenants.get(owner) if owner is not None else None
         failed = 0
-        if self._subscribers or scoped:
+        if self._subscribers or scoped or tenants:
             text = json.dumps(message, separators=(",", ":"))
             self.counters.add("app_messages")
             failed += call_all(self._subscribers, text, log=log, what="an app subscriber")
+            if tenants:
+                failed += call_all(tenants, text, log=log, what="an app subscriber")
             if scoped:
                 failed += call_all(scoped, text, log=log, what="an app subscriber")
         realtime = self._realtime.get(serial) if isinstance(serial, str) else None
@@ -160,7 +235,7 @@ class Hub:
             if sink is not None and call_all((sink,), payload, log=log, what=f"the gateway sink of {serial}"):
                 self.counters.add("subscriber_errors")
             return
-        if not (self._subscribers or serial in self._scoped or serial in self._realtime):
+        if not (self._subscribers or self._tenants or serial in self._scoped or serial in self._realtime):
             return
         message = self.app_message(serial, channel, payload, retain)
         if message is not None:

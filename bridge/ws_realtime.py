@@ -121,14 +121,17 @@ class RealtimeSession:
                     forget()
             await self.send({"type": "unsubscribed", "hardwareIds": wanted})
             return
-        allowed = [s for s in wanted if self.caller.sees(s)]
-        refused = [s for s in wanted if not self.caller.sees(s)]
+        visible = {s: await self.caller.may_see(s) for s in wanted}  # another tenant's: as if absent
+        allowed = [s for s in wanted if visible[s]]
+        refused = [s for s in wanted if not visible[s]]
         new = [s for s in allowed if s not in self.subscriptions]
         if len(self.subscriptions) + len(new) > MAX_IDS:
             await self.error(f"at most {MAX_IDS} hardwareIds per connection")
             return
         for serial in new:
-            self.subscriptions[serial] = self.state.hub.subscribe_devices([serial], self.offer, realtime=True)
+            self.subscriptions[serial] = self.state.hub.subscribe_devices(
+                [serial], self.offer, realtime=True, tenant=self.caller.tenant
+            )
         if allowed or not refused:
             await self.send({"type": "subscribed", "hardwareIds": allowed})
         if refused:

@@ -125,7 +125,7 @@ async def batch(request: Request) -> Response:
     results: list[dict[str, Any]] = []
     for serial in ids:
         try:
-            caller.check_device(serial)
+            await caller.check_device(serial)
             submitted = await state.core.commands.submit(
                 serial, action, target, params, source="batch", dispatch=state.embedded, actor=caller.actor
             )
@@ -188,7 +188,7 @@ async def intent(request: Request) -> Response:
     if not isinstance(payload, dict) or not isinstance(payload.get("device_id"), str):
         raise ValidationError('"payload" must be an object with "device_id"', code="INVALID_INTENT")
     serial = payload["device_id"]
-    caller.check_device(serial)
+    await caller.check_device(serial)
     caller.require("write:devices")
     action, target, params = _request(payload)
     try:

@@ -220,11 +220,11 @@ class CommandService:
             raise DryRunRequired(issued.token)
         request: dict[str, Any] = {"params": checked_params}
         loop_now = asyncio.get_running_loop().time()
-        if not self._rate.allow(self._store.tenant_id, loop_now):
+        if not self._rate.allow(device.tenant, loop_now):
             limited = RateLimitedError(
                 f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
             )
-            limited.retry_after = self._rate.retry_after(self._store.tenant_id, loop_now)
+            limited.retry_after = self._rate.retry_after(device.tenant, loop_now)
             raise limited
         created = now_ms()
         command = Command(
@@ -246,7 +246,7 @@ class CommandService:
                 f"device {device.serial} already has {limit} commands waiting (queued or unacknowledged);"
                 " try again once it has taken some"
             )
-        self._rate.hit(self._store.tenant_id, loop_now)  # refused commands do not count
+        self._rate.hit(device.tenant, loop_now)  # per tenant (PROTOCOL §6); refused commands do not count
         self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
         if dispatch:
             self.note_queued(device.serial)
