@@ -13,8 +13,10 @@ encoded once.
 Tenants (seed 002): an app socket sees only its tenant's devices. Tenant subscribers are indexed
 by tenant, and a scoped subscriber of a tenant gets a device's messages only while the device is
 that tenant's; the owner comes from `owner(serial)` (the core's in-memory map), and a device not
-in it yet (created by another process) is looked up once through `resolve` before its message is
-delivered, never guessed.
+in it yet (created by another process) is looked up through `resolve` before its message is
+delivered, never guessed. A message about a device the store does not hold (a test publishing
+for a made-up serial, a foreign broker) belongs to nobody else, so the default tenant sees it,
+as in the single-site system.
 
 Gateway devices: a `/ws/gateway` socket attaches a sink for its serial; commands published on
 `nxg/{S}/cmd` go to that sink only.
@@ -78,11 +80,14 @@ class Hub:
         max_payload_bytes: int = 16 * 1024,
         owner: OwnerOf | None = None,
         resolve: ResolveOwner | None = None,
+        default_tenant: str | None = None,
     ) -> None:
         self._queue_limit = queue_limit
         self._max_payload_bytes = max_payload_bytes
         self._owner: OwnerOf = owner or (lambda serial: None)
         self._resolve = resolve
+        self._default_tenant = default_tenant
+        self._delivering: str | None = None  # the owner of the message being delivered
         self._resolving: set[asyncio.Task[None]] = set()
         self._subscribers: list[Subscriber] = []  # every device of every tenant (internal use)
         self._tenants: dict[str, list[Subscriber]] = {}  # tenant → subscribers of all its devices
@@ -140,10 +145,8 @@ class Hub:
         return unsubscribe
 
     def _owned(self, serial: str, tenant: str, callback: Subscriber) -> Subscriber:
-        owner = self._owner
-
         def listener(text: str) -> None:
-            if owner(serial) == tenant:
+            if self._delivering == tenant:
                 callback(text)
 
         return listener
@@ -185,23 +188,35 @@ class Hub:
         of its serial. A device whose owner is not known yet is looked up first."""
         serial = message.get("serial")
         owner = self._owner(serial) if isinstance(serial, str) else None
-        if owner is None and self._resolve is not None and isinstance(serial, str) and self._tenants:
+        if (
+            owner is None
+            and self._resolve is not None
+            and isinstance(serial, str)
+            and (self._tenants or serial in self._scoped or serial in self._realtime)
+        ):
             task = asyncio.get_running_loop().create_task(self._resolved(serial, message))
             self._resolving.add(task)
             task.add_done_callback(self._resolving.discard)
             return
-        self._deliver(message, owner)
+        self._deliver(message, owner or self._default_tenant)
 
     async def _resolved(self, serial: str, message: dict[str, Any]) -> None:
         assert self._resolve is not None
         try:
-            owner = await self._resolve(serial)
+            owner = await self._resolve(serial) or self._default_tenant
         except Exception:
             log.exception("looking up the tenant of %s failed", serial)
-            owner = None
+            return  # unknown owner: delivered to nobody rather than to a wrong tenant
         self._deliver(message, owner)
 
     def _deliver(self, message: dict[str, Any], owner: str | None) -> None:
+        self._delivering = owner
+        try:
+            self._deliver_to(message, owner)
+        finally:
+            self._delivering = None
+
+    def _deliver_to(self, message: dict[str, Any], owner: str | None) -> None:
         serial = message.get("serial")
         scoped = self._scoped.get(serial) if isinstance(serial, str) else None
         tenants = self._tenants.get(owner) if owner is not None else None

@@ -121,9 +121,10 @@ class RealtimeSession:
                     forget()
             await self.send({"type": "unsubscribed", "hardwareIds": wanted})
             return
-        visible = {s: await self.caller.may_see(s) for s in wanted}  # another tenant's: as if absent
-        allowed = [s for s in wanted if visible[s]]
-        refused = [s for s in wanted if not visible[s]]
+        # an id in scope is subscribed even before it exists (seed 001); another tenant's device
+        # is as absent as that one: subscribed, and the hub delivers nothing of it (`tenant=`)
+        allowed = [s for s in wanted if self.caller.sees(s)]
+        refused = [s for s in wanted if not self.caller.sees(s)]
         new = [s for s in allowed if s not in self.subscriptions]
         if len(self.subscriptions) + len(new) > MAX_IDS:
             await self.error(f"at most {MAX_IDS} hardwareIds per connection")

@@ -143,8 +143,8 @@ class TenantError(StrEnum):
 
 
 class TenantRole(StrEnum):
-    """`GET /api/v1/auth/me`'s `user.role` (seed 002's list); ours are the key roles, and the
-    admin password is the default tenant's `owner`."""
+    """`GET /api/v1/auth/me`'s `user.role` (seed 002's list): a key's role, `admin` for the admin
+    password (the default tenant's admin), `none` without a tenant; `owner` is not used."""
 
     OWNER = "owner"
     ADMIN = "admin"

@@ -66,15 +66,14 @@ async def _body(request: Request) -> dict[str, Any]:
 
 @authorized(None)
 async def me(request: Request, caller: Caller) -> Response:
-    """Seed 002's user context. The admin password is the default tenant's `owner`; a key's
-    role is its own. A credential whose tenant does not exist has `has_tenant: false`."""
+    """Seed 002's user context. The admin password is the default tenant's admin; a key's role
+    is its own. A credential whose tenant does not exist has `has_tenant: false`, role `none`."""
     core = state_of(request).core
     key = await core.keys.get(caller.key_id) if caller.key_id else None
     tenant = await core.tenants.get(caller.tenant)
-    role = TenantRole.OWNER.value if caller.key_id is None else caller.role
     user: dict[str, Any] = {
         "id": caller.key_id or "admin",
-        "role": role if tenant is not None else TenantRole.NONE.value,
+        "role": caller.role if tenant is not None else TenantRole.NONE.value,
         "tenant_id": tenant.id if tenant is not None else None,
         "tenant_slug": tenant.slug if tenant is not None else None,
         "scopes": sorted(caller.scopes),

@@ -70,7 +70,7 @@ class RegistrationService:
             raise ConflictError("could not allocate a unique serial or code")
         async with self._store.transaction():
             await self._store.devices.set_secret(serial, credentials.token_hash(secret), 1)
-            await self._store.device_keys.add(serial, 1, created)
+            await self._store.device_keys.add(tenant, serial, 1, created)
         self._tenants.remember(serial, tenant)
         await self._store.audit.add(now_ms(), actor, "device.register", serial, {"device_type": device_type})
         return await self._devices.get(serial), secret
@@ -90,7 +90,7 @@ class RegistrationService:
         version = device.key_version + 1
         async with self._store.transaction():
             await self._store.devices.set_secret(device.serial, credentials.token_hash(secret), version)
-            await self._store.device_keys.add(device.serial, version, now_ms())
+            await self._store.device_keys.add(device.tenant, device.serial, version, now_ms())
         await self._store.audit.add(now_ms(), actor, "device.rotate_secret", device.serial, {"key_version": version})
         await self._devices.end_sessions(device.serial, RevokeReason.ROTATED)
         return await self._devices.get(device.serial), secret

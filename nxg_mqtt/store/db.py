@@ -140,7 +140,7 @@ MIGRATIONS: list[str] = [
     # partition (`settings.tenant_id`); the tenant that OWNS a device or an API key is its
     # `owner_tenant`, NULL meaning the default tenant (every row written before tenants existed,
     # and whatever the CLI creates). Serials stay unique across tenants: topics are `nxg/{S}/...`.
-    # New tables are not partitioned: their `tenant` is the owner.
+    # In the new tables `tenant_id` is the owner (they have no partition: one site, many tenants).
     """
     CREATE TABLE tenants (
         id          TEXT PRIMARY KEY,
@@ -156,6 +156,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX devices_owner ON devices (owner_tenant, created_at);
     ALTER TABLE api_keys ADD COLUMN owner_tenant TEXT;
     CREATE TABLE device_keys (
+        tenant_id   TEXT NOT NULL,
         serial      TEXT NOT NULL COLLATE NOCASE,
         version     INTEGER NOT NULL,
         created_at  INTEGER NOT NULL,
@@ -165,33 +166,33 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE homes (
         id          TEXT PRIMARY KEY,
-        tenant      TEXT NOT NULL,
+        tenant_id   TEXT NOT NULL,
         name        TEXT NOT NULL,
         timezone    TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
-    CREATE INDEX homes_tenant ON homes (tenant, created_at);
+    CREATE INDEX homes_tenant ON homes (tenant_id, created_at);
     CREATE TABLE rooms (
         id          TEXT PRIMARY KEY,
-        tenant      TEXT NOT NULL,
+        tenant_id   TEXT NOT NULL,
         home_id     TEXT NOT NULL REFERENCES homes (id) ON DELETE CASCADE,
         name        TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
     CREATE INDEX rooms_home ON rooms (home_id, created_at);
     CREATE TABLE device_groups (
-        tenant      TEXT NOT NULL,
+        tenant_id   TEXT NOT NULL,
         slug        TEXT NOT NULL,
         name        TEXT NOT NULL,
         description TEXT,
         created_at  INTEGER NOT NULL,
-        PRIMARY KEY (tenant, slug)
+        PRIMARY KEY (tenant_id, slug)
     );
     CREATE TABLE group_members (
-        tenant      TEXT NOT NULL,
+        tenant_id   TEXT NOT NULL,
         slug        TEXT NOT NULL,
         serial      TEXT NOT NULL COLLATE NOCASE,
-        PRIMARY KEY (tenant, slug, serial)
+        PRIMARY KEY (tenant_id, slug, serial)
     );
     CREATE INDEX group_members_serial ON group_members (serial);
     """,

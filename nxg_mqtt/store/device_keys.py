@@ -10,14 +10,15 @@ class DeviceKeyRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add(self, serial: str, version: int, ts: int) -> None:
+    async def add(self, tenant: str, serial: str, version: int, ts: int) -> None:
         """Version `version` is the live one from `ts`; every earlier one is retired then."""
         await self._db.conn.execute(
             "UPDATE device_keys SET retired_at = ?, reason = 'rotated' WHERE serial = ? AND retired_at IS NULL",
             (ts, serial),
         )
         await self._db.conn.execute(
-            "INSERT INTO device_keys (serial, version, created_at) VALUES (?, ?, ?)", (serial, version, ts)
+            "INSERT INTO device_keys (tenant_id, serial, version, created_at) VALUES (?, ?, ?, ?)",
+            (tenant, serial, version, ts),
         )
 
     async def retire_all(self, serial: str, ts: int, reason: str) -> None:
