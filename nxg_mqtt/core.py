@@ -31,6 +31,7 @@ from nxg_mqtt.services.history import HistoryService
 from nxg_mqtt.services.homes import HomeService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.manifests import ManifestService
+from nxg_mqtt.services.observations import ObservationService
 from nxg_mqtt.services.presence import PresenceService
 from nxg_mqtt.services.registration import RegistrationService
 from nxg_mqtt.services.signals import SignalWatcher
@@ -57,6 +58,7 @@ class Core:
     homes: HomeService
     groups: GroupService
     registration: RegistrationService
+    observations: ObservationService
     metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
 
@@ -94,6 +96,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             homes,
             groups,
             registration,
+            ObservationService(ingest, settings.max_payload_bytes),
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:

@@ -29,7 +29,7 @@ class GroupRepository:
     async def add_members(self, tenant: str, slug: str, serials: Iterable[str]) -> None:
         await self._db.conn.executemany(
             "INSERT OR IGNORE INTO group_members (tenant_id, slug, serial) VALUES (?, ?, ?)",
-            [(tenant_id, slug, s) for s in serials],
+            [(tenant, slug, s) for s in serials],
         )
 
     async def members(self, tenant: str, slug: str) -> list[str]:
@@ -57,7 +57,12 @@ class GroupRepository:
             by_slug.setdefault(str(m["slug"]), []).append(str(m["serial"]))
         return [
             Group(
-                r["tenant_id"], r["slug"], r["name"], r["description"], r["created_at"], tuple(by_slug.get(r["slug"], ()))
+                r["tenant_id"],
+                r["slug"],
+                r["name"],
+                r["description"],
+                r["created_at"],
+                tuple(by_slug.get(r["slug"], ())),
             )
             for r in rows
         ]
