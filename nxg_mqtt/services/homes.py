@@ -103,6 +103,7 @@ class HomeService:
         return room
 
     async def delete_room(self, tenant: str, home_id: str, room_id: str) -> None:
+        await self.get(tenant, home_id)
         room = await self.room(tenant, room_id)
         if room.home_id != home_id:
             raise RoomNotFound(f"room not found: {room_id}")
