@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from bridge.access import Caller
 from bridge.state import state_of
-from bridge.v1.commands import _failure, _request, accepted, send
+from bridge.v1.commands import accepted, command_fields, failure, send
 from bridge.v1.responses import json_body
 from nxg_mqtt.errors import ValidationError
 from nxg_mqtt.models import Command
@@ -33,7 +33,7 @@ async def command_all(request: Request, caller: Caller, serials: Sequence[str], 
     state = state_of(request)
     core = state.core
     body = await json_body(request)
-    action, target, params = _request(body)
+    action, target, params = command_fields(body)
     capability = body.get("capability")
     if capability is not None and (not isinstance(capability, str) or not capability):
         raise ValidationError('"capability" must be a non-empty string', code="INVALID_COMMAND")
@@ -54,5 +54,5 @@ async def command_all(request: Request, caller: Caller, serials: Sequence[str], 
         if outcome.command is not None:
             results.append({"device_id": outcome.serial, **accepted(outcome.command)})
         elif outcome.error is not None:
-            results.append(_failure(outcome.serial, outcome.error))
+            results.append(failure(outcome.serial, outcome.error))
     return JSONResponse({"results": results})
