@@ -60,13 +60,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        hub = Hub(
-            settings.ws_queue_limit,
-            settings.max_payload_bytes,
-            core.tenants.cached_owner,
-            core.tenants.owner,
-            core.tenants.default_id,
-        )
+        hub = Hub(settings.ws_queue_limit, settings.max_payload_bytes, core.tenants)
         link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=hub.on_mqtt)
         gateway = GatewaySessions()
         core.devices.on_revoked(gateway.revoke)

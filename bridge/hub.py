@@ -36,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, Protocol
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
@@ -50,8 +50,18 @@ log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str], None]
 DeviceSink = Callable[[bytes], None]
-OwnerOf = Callable[[str], str | None]  # serial → owning tenant, None: not known (yet)
-ResolveOwner = Callable[[str], Awaitable[str | None]]
+
+
+class Owners(Protocol):
+    """Who owns a device (the core's `TenantService`)."""
+
+    default_id: str
+
+    def cached_owner(self, serial: str) -> str | None: ...
+
+    def known_absent(self, serial: str) -> bool: ...
+
+    async def owner(self, serial: str) -> str | None: ...
 
 
 class AppFeed:
@@ -78,17 +88,14 @@ class Hub:
         self,
         queue_limit: int,
         max_payload_bytes: int = 16 * 1024,
-        owner: OwnerOf | None = None,
-        resolve: ResolveOwner | None = None,
-        default_tenant: str | None = None,
+        owners: Owners | None = None,
     ) -> None:
         self._queue_limit = queue_limit
         self._max_payload_bytes = max_payload_bytes
-        self._owner: OwnerOf = owner or (lambda serial: None)
-        self._resolve = resolve
-        self._default_tenant = default_tenant
+        self._owners = owners
         self._delivering: str | None = None  # the owner of the message being delivered
         self._resolving: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, list[dict[str, Any]]] = {}  # serial → messages waiting for its owner
         self._subscribers: list[Subscriber] = []  # every device of every tenant (internal use)
         self._tenants: dict[str, list[Subscriber]] = {}  # tenant → subscribers of all its devices
         self._scoped: dict[str, list[Subscriber]] = {}  # serial → app subscribers of that device only
@@ -187,27 +194,36 @@ class Hub:
         """Encode once per form; offer to every-device subscribers, to its tenant's and to those
         of its serial. A device whose owner is not known yet is looked up first."""
         serial = message.get("serial")
-        owner = self._owner(serial) if isinstance(serial, str) else None
-        if (
-            owner is None
-            and self._resolve is not None
-            and isinstance(serial, str)
-            and (self._tenants or serial in self._scoped or serial in self._realtime)
-        ):
-            task = asyncio.get_running_loop().create_task(self._resolved(serial, message))
+        owners = self._owners
+        if owners is None or not isinstance(serial, str):
+            self._deliver(message, None)
+            return
+        waiting = self._waiting.get(serial)
+        if waiting is not None:  # its owner is being looked up: keep the order
+            waiting.append(message)
+            return
+        owner = owners.cached_owner(serial)
+        wanted = bool(self._tenants) or serial in self._scoped or serial in self._realtime
+        if owner is None and wanted and not owners.known_absent(serial):
+            self._waiting[serial] = [message]
+            task = asyncio.get_running_loop().create_task(self._resolved(owners, serial))
             self._resolving.add(task)
             task.add_done_callback(self._resolving.discard)
             return
-        self._deliver(message, owner or self._default_tenant)
+        self._deliver(message, owner or owners.default_id)
 
-    async def _resolved(self, serial: str, message: dict[str, Any]) -> None:
-        assert self._resolve is not None
+    async def _resolved(self, owners: Owners, serial: str) -> None:
+        """Look the owner up once, then deliver what waited for it, in order."""
+        owner: str | None = None
         try:
-            owner = await self._resolve(serial) or self._default_tenant
+            owner = await owners.owner(serial) or owners.default_id
         except Exception:
-            log.exception("looking up the tenant of %s failed", serial)
-            return  # unknown owner: delivered to nobody rather than to a wrong tenant
-        self._deliver(message, owner)
+            log.exception("looking up the tenant of %s failed", serial)  # delivered to nobody, not to a wrong tenant
+        finally:
+            waiting = self._waiting.pop(serial, [])
+        if owner is not None:
+            for message in waiting:
+                self._deliver(message, owner)
 
     def _deliver(self, message: dict[str, Any], owner: str | None) -> None:
         self._delivering = owner

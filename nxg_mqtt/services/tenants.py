@@ -12,12 +12,15 @@ and WebSocket) and the broker's ACL for the `key` role.
 Owners are remembered in memory (serials never change tenant; a deleted device is forgotten, so
 a serial taken again later is looked up afresh). The process serving REST learns its own
 registrations at once; a device created by another process (the CLI: always the default
-tenant) is looked up in the store on first sight.
+tenant) is looked up in the store on first sight. A serial the store does not hold is remembered
+as absent for `ABSENT_TTL_S`, so traffic about a made-up serial costs one lookup a second, not
+one per message (a real device cannot speak before it exists, and registering here forgets it).
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -28,6 +31,7 @@ from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.store import Store
 
 NAME_MAX = 200
+ABSENT_TTL_S = 1.0
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 
 
@@ -42,6 +46,7 @@ class TenantService:
         self._keys = keys
         self.default_id = store.tenant_id
         self._owners: dict[str, str] = {}  # serial (lower case) → owning tenant
+        self._absent: dict[str, float] = {}  # serial (lower case) → monotonic time it may exist by
         self._known: dict[str, Tenant] = {}
 
     @property
@@ -103,16 +108,28 @@ class TenantService:
     # ---- device owners ---------------------------------------------------------------------------
 
     def cached_owner(self, serial: str) -> str | None:
+        """The owner if known without a store round trip; None when not known (or absent)."""
         return self._owners.get(serial.lower())
+
+    def known_absent(self, serial: str) -> bool:
+        """The store did not hold `serial` less than `ABSENT_TTL_S` ago."""
+        until = self._absent.get(serial.lower())
+        return until is not None and time.monotonic() < until
 
     async def owner(self, serial: str) -> str | None:
         """The tenant owning device `serial`; None if there is no such device."""
-        tenant = self._owners.get(serial.lower())
+        key = serial.lower()
+        tenant = self._owners.get(key)
         if tenant is None:
+            if self.known_absent(serial):
+                return None
             found = await self._store.devices.owner(serial)
             if found is None:
+                if len(self._absent) > 10_000:
+                    self._absent.clear()
+                self._absent[key] = time.monotonic() + ABSENT_TTL_S
                 return None
-            tenant = self._owners[serial.lower()] = found[1]
+            tenant = self._owners[key] = found[1]
         return tenant
 
     async def serials(self, tenant: str) -> frozenset[str]:
@@ -121,6 +138,7 @@ class TenantService:
 
     def remember(self, serial: str, tenant: str) -> None:
         self._owners[serial.lower()] = tenant
+        self._absent.pop(serial.lower(), None)
 
     async def forget_deleted(self, serial: str, why: RevokeReason) -> None:
         """A revocation listener: a deleted device's serial may later belong to anyone."""

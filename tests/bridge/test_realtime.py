@@ -201,7 +201,6 @@ async def test_slow_subscriber_is_closed_1013_and_never_delays_a_fast_one(tmp_pa
     """The one writer hands a socket whose transport is full to a task of its own."""
     count, size = 1500, 8000
     async with open_stack(make_settings(tmp_path, ws_queue_limit=30)) as stack:
-        await stack.create_device("S1")  # a known device: its tenant is known without a lookup
         fast, _ = await realtime(stack, PASSWORD)
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
