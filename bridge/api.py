@@ -52,7 +52,7 @@ def guarded(scope: str | None) -> Callable[[Handler], Callable[[Request], Awaita
             try:
                 serial = request.path_params.get("serial")
                 if serial is not None:
-                    caller.check_device(str(serial))
+                    await caller.check_device(str(serial))
                 if scope is not None:
                     caller.require(scope)
                 return await handler(request, caller)
@@ -75,7 +75,7 @@ def _code_body(serial: str, code: str) -> dict[str, str]:
 @guarded(Scope.READ_DEVICES)
 async def list_devices(request: Request, caller: Caller) -> Response:
     devices = await state_of(request).core.devices.list()
-    return JSONResponse({"devices": [d.public() for d in devices if caller.sees(d.serial)]})
+    return JSONResponse({"devices": [d.public() for d in devices if caller.sees_device(d)]})
 
 
 @guarded(Scope.ADMIN_DEVICES)
@@ -98,7 +98,9 @@ async def create_device(request: Request, caller: Caller) -> Response:
         return error(400, "serial must be a string")
     if name is not None and not isinstance(name, str):
         return error(400, "name must be a string")
-    device = await state_of(request).core.devices.create(serial, name, actor=caller.actor)
+    core = state_of(request).core
+    device = await core.devices.create(serial, name, actor=caller.actor, tenant=caller.tenant)
+    core.tenants.remember(device.serial, device.tenant)
     return JSONResponse({**device.public(), **_code_body(device.serial, device.code)}, status_code=201)
 
 
@@ -137,7 +139,10 @@ async def history(request: Request, caller: Caller) -> Response:
     state = state_of(request)
     params = request.query_params
     query = history_query(params.get("serial"), params.get("type"), params.get("limit"), params.get("before"))
-    page = await state.core.history.query(query, caller.devices)
+    within = await state.core.tenants.serials(caller.tenant)  # another tenant's devices do not exist
+    if caller.devices is not None:
+        within = within & caller.devices
+    page = await state.core.history.query(query, within)
     return JSONResponse(page.public())
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -30,6 +31,8 @@ from bridge.link import MqttLink
 from bridge.metrics import bridge_metrics
 from bridge.openapi import openapi
 from bridge.state import BridgeState, Ports
+from bridge.state_ws import state_socket
+from bridge.v1.headers import ApiHeaders
 from bridge.ws_app import app_socket
 from bridge.ws_gateway import gateway_socket
 from bridge.ws_realtime import realtime_socket
@@ -57,7 +60,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        hub = Hub(settings.ws_queue_limit, settings.max_payload_bytes)
+        hub = Hub(settings.ws_queue_limit, settings.max_payload_bytes, core.tenants)
         link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=hub.on_mqtt)
         gateway = GatewaySessions()
         core.devices.on_revoked(gateway.revoke)
@@ -90,6 +93,12 @@ def create_app(
         WebSocketRoute("/ws/app", app_socket),
         WebSocketRoute("/ws/gateway", gateway_socket),
         WebSocketRoute("/realtime", realtime_socket),
+        WebSocketRoute("/ws/state", state_socket),
         *portal.routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(ApiHeaders)],
+    )

@@ -10,6 +10,14 @@ are indexed by serial, so a message costs them nothing unless it is about one of
 `/realtime` form (seed 001) is derived from the app message by `protocol.realtime_message`, also
 encoded once.
 
+Tenants (seed 002): an app socket sees only its tenant's devices. Tenant subscribers are indexed
+by tenant, and a scoped subscriber of a tenant gets a device's messages only while the device is
+that tenant's; the owner comes from `owner(serial)` (the core's in-memory map), and a device not
+in it yet (created by another process) is looked up through `resolve` before its message is
+delivered, never guessed. A message about a device the store does not hold (a test publishing
+for a made-up serial, a foreign broker) belongs to nobody else, so the default tenant sees it,
+as in the single-site system.
+
 Gateway devices: a `/ws/gateway` socket attaches a sink for its serial; commands published on
 `nxg/{S}/cmd` go to that sink only.
 
@@ -29,7 +37,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
@@ -42,6 +50,18 @@ log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str], None]
 DeviceSink = Callable[[bytes], None]
+
+
+class Owners(Protocol):
+    """Who owns a device (the core's `TenantService`)."""
+
+    default_id: str
+
+    def cached_owner(self, serial: str) -> str | None: ...
+
+    def known_absent(self, serial: str) -> bool: ...
+
+    async def owner(self, serial: str) -> str | None: ...
 
 
 class AppFeed:
@@ -64,10 +84,20 @@ class AppFeed:
 
 
 class Hub:
-    def __init__(self, queue_limit: int, max_payload_bytes: int = 16 * 1024) -> None:
+    def __init__(
+        self,
+        queue_limit: int,
+        max_payload_bytes: int = 16 * 1024,
+        owners: Owners | None = None,
+    ) -> None:
         self._queue_limit = queue_limit
         self._max_payload_bytes = max_payload_bytes
-        self._subscribers: list[Subscriber] = []
+        self._owners = owners
+        self._delivering: str | None = None  # the owner of the message being delivered
+        self._resolving: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, list[dict[str, Any]]] = {}  # serial → messages waiting for its owner
+        self._subscribers: list[Subscriber] = []  # every device of every tenant (internal use)
+        self._tenants: dict[str, list[Subscriber]] = {}  # tenant → subscribers of all its devices
         self._scoped: dict[str, list[Subscriber]] = {}  # serial → app subscribers of that device only
         self._realtime: dict[str, list[Subscriber]] = {}  # serial → `/realtime` subscribers
         self._sinks: dict[str, DeviceSink] = {}
@@ -85,36 +115,68 @@ class Hub:
 
         return unsubscribe
 
-    def subscribe_devices(
-        self, serials: Iterable[str], callback: Subscriber, *, realtime: bool = False
-    ) -> Callable[[], None]:
-        """Call `callback(json_text)` for the app messages of `serials` only (`realtime`: the
-        seed 001 form, `protocol.realtime_message`); returns the unsubscribe function."""
-        index = self._realtime if realtime else self._scoped
-        chosen = list(dict.fromkeys(serials))
-        for serial in chosen:
-            index.setdefault(serial, []).append(callback)
+    def subscribe_tenant(self, tenant: str, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(json_text)` for every app message of `tenant`'s devices."""
+        self._tenants.setdefault(tenant, []).append(callback)
 
         def unsubscribe() -> None:
-            for serial in chosen:
+            listeners = self._tenants.get(tenant)
+            if listeners is not None and callback in listeners:
+                listeners.remove(callback)
+                if not listeners:
+                    del self._tenants[tenant]
+
+        return unsubscribe
+
+    def subscribe_devices(
+        self, serials: Iterable[str], callback: Subscriber, *, realtime: bool = False, tenant: str | None = None
+    ) -> Callable[[], None]:
+        """Call `callback(json_text)` for the app messages of `serials` only (`realtime`: the
+        seed 001 form, `protocol.realtime_message`), and only while a device is `tenant`'s when
+        given; returns the unsubscribe function."""
+        index = self._realtime if realtime else self._scoped
+        added: list[tuple[str, Subscriber]] = []
+        for serial in dict.fromkeys(serials):
+            listener = callback if tenant is None else self._owned(serial, tenant, callback)
+            index.setdefault(serial, []).append(listener)
+            added.append((serial, listener))
+
+        def unsubscribe() -> None:
+            for serial, listener in added:
                 listeners = index.get(serial)
-                if listeners is not None and callback in listeners:
-                    listeners.remove(callback)
+                if listeners is not None and listener in listeners:
+                    listeners.remove(listener)
                     if not listeners:
                         del index[serial]
 
         return unsubscribe
 
-    def open_feed(self, devices: Collection[str] | None = None) -> tuple[AppFeed, Callable[[], None]]:
-        """A feed of every device's messages, or of `devices` only (an API key's device scope)."""
+    def _owned(self, serial: str, tenant: str, callback: Subscriber) -> Subscriber:
+        def listener(text: str) -> None:
+            if self._delivering == tenant:
+                callback(text)
+
+        return listener
+
+    def open_feed(
+        self, devices: Collection[str] | None = None, tenant: str | None = None
+    ) -> tuple[AppFeed, Callable[[], None]]:
+        """A feed of every device's messages (of `tenant`'s, when given), or of `devices` only
+        (an API key's device scope)."""
         feed = AppFeed(self._queue_limit)
         if devices is None:
-            return feed, self.subscribe(feed.offer)
-        return feed, self.subscribe_devices(devices, feed.offer)
+            if tenant is None:
+                return feed, self.subscribe(feed.offer)
+            return feed, self.subscribe_tenant(tenant, feed.offer)
+        return feed, self.subscribe_devices(devices, feed.offer, tenant=tenant)
 
     @property
     def app_count(self) -> int:
-        return len(self._subscribers) + sum(len(v) for v in self._scoped.values())
+        return (
+            len(self._subscribers)
+            + sum(len(v) for v in self._tenants.values())
+            + sum(len(v) for v in self._scoped.values())
+        )
 
     def attach_device(self, serial: str, sink: DeviceSink) -> Callable[[], None]:
         """Route `nxg/{serial}/cmd` to `sink` (the newest socket of that serial wins)."""
@@ -129,14 +191,58 @@ class Hub:
     # ---- fan-out --------------------------------------------------------------------------------
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        """Encode once per form; offer to every-device subscribers and to those of its serial."""
+        """Encode once per form; offer to every-device subscribers, to its tenant's and to those
+        of its serial. A device whose owner is not known yet is looked up first."""
+        serial = message.get("serial")
+        owners = self._owners
+        if owners is None or not isinstance(serial, str):
+            self._deliver(message, None)
+            return
+        waiting = self._waiting.get(serial)
+        if waiting is not None:  # its owner is being looked up: keep the order
+            waiting.append(message)
+            return
+        owner = owners.cached_owner(serial)
+        wanted = bool(self._tenants) or serial in self._scoped or serial in self._realtime
+        if owner is None and wanted and not owners.known_absent(serial):
+            self._waiting[serial] = [message]
+            task = asyncio.get_running_loop().create_task(self._resolved(owners, serial))
+            self._resolving.add(task)
+            task.add_done_callback(self._resolving.discard)
+            return
+        self._deliver(message, owner or owners.default_id)
+
+    async def _resolved(self, owners: Owners, serial: str) -> None:
+        """Look the owner up once, then deliver what waited for it, in order."""
+        owner: str | None = None
+        try:
+            owner = await owners.owner(serial) or owners.default_id
+        except Exception:
+            log.exception("looking up the tenant of %s failed", serial)  # delivered to nobody, not to a wrong tenant
+        finally:
+            waiting = self._waiting.pop(serial, [])
+        if owner is not None:
+            for message in waiting:
+                self._deliver(message, owner)
+
+    def _deliver(self, message: dict[str, Any], owner: str | None) -> None:
+        self._delivering = owner
+        try:
+            self._deliver_to(message, owner)
+        finally:
+            self._delivering = None
+
+    def _deliver_to(self, message: dict[str, Any], owner: str | None) -> None:
         serial = message.get("serial")
         scoped = self._scoped.get(serial) if isinstance(serial, str) else None
+        tenants = self._tenants.get(owner) if owner is not None else None
         failed = 0
-        if self._subscribers or scoped:
+        if self._subscribers or scoped or tenants:
             text = json.dumps(message, separators=(",", ":"))
             self.counters.add("app_messages")
             failed += call_all(self._subscribers, text, log=log, what="an app subscriber")
+            if tenants:
+                failed += call_all(tenants, text, log=log, what="an app subscriber")
             if scoped:
                 failed += call_all(scoped, text, log=log, what="an app subscriber")
         realtime = self._realtime.get(serial) if isinstance(serial, str) else None
@@ -160,7 +266,7 @@ class Hub:
             if sink is not None and call_all((sink,), payload, log=log, what=f"the gateway sink of {serial}"):
                 self.counters.add("subscriber_errors")
             return
-        if not (self._subscribers or serial in self._scoped or serial in self._realtime):
+        if not (self._subscribers or self._tenants or serial in self._scoped or serial in self._realtime):
             return
         message = self.app_message(serial, channel, payload, retain)
         if message is not None:

@@ -51,6 +51,15 @@ def protocol_document(settings: Settings) -> dict[str, Any]:
             ],
             "send": [{"t": "cmd", "serial": "NXG-...", "target": "turn1", "action": "open", "params": {}, "ref": "r1"}],
         },
+        "state": {
+            "path": "/ws/state",
+            "auth": "?token=<admin password or API key> (read:devices)",
+            "receive": [
+                {"type": "state_update", "device_id": "NXG-...", "state": {"light": "on"}, "timestamp": 1700000000000},
+                "pong",
+            ],
+            "send": ["ping"],
+        },
         "mqtt": {
             "version": "3.1.1",
             "topics": [

@@ -121,7 +121,7 @@ class AppSession:
         try:
             # the core's one validation: the CLI and REST give the same mistake the same message
             messages.check_command_request({k: v for k, v in value.items() if k != "t"}, with_serial=True)
-            self.caller.check_device(value["serial"])  # outside the scope: not found, before the role
+            await self.caller.check_device(value["serial"])  # outside the scope: not found, before the role
             self.caller.require(Scope.WRITE_DEVICES)
         except NxgError as exc:
             await self.refused(exc, ref)
@@ -218,7 +218,7 @@ async def app_socket(websocket: WebSocket) -> None:
     if caller is None:
         return
     await websocket.accept()
-    feed, unsubscribe = state.hub.open_feed(caller.devices)
+    feed, unsubscribe = state.hub.open_feed(caller.devices, caller.tenant)
     session = AppSession(websocket, state, feed, caller)
     revoked = asyncio.Event()
     forget = state.sockets.add(caller.key_id, _closer(revoked))

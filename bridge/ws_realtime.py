@@ -121,6 +121,8 @@ class RealtimeSession:
                     forget()
             await self.send({"type": "unsubscribed", "hardwareIds": wanted})
             return
+        # an id in scope is subscribed even before it exists (seed 001); another tenant's device
+        # is as absent as that one: subscribed, and the hub delivers nothing of it (`tenant=`)
         allowed = [s for s in wanted if self.caller.sees(s)]
         refused = [s for s in wanted if not self.caller.sees(s)]
         new = [s for s in allowed if s not in self.subscriptions]
@@ -128,7 +130,9 @@ class RealtimeSession:
             await self.error(f"at most {MAX_IDS} hardwareIds per connection")
             return
         for serial in new:
-            self.subscriptions[serial] = self.state.hub.subscribe_devices([serial], self.offer, realtime=True)
+            self.subscriptions[serial] = self.state.hub.subscribe_devices(
+                [serial], self.offer, realtime=True, tenant=self.caller.tenant
+            )
         if allowed or not refused:
             await self.send({"type": "subscribed", "hardwareIds": allowed})
         if refused:

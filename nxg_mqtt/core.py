@@ -26,11 +26,16 @@ from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.groups import GroupService
 from nxg_mqtt.services.history import HistoryService
+from nxg_mqtt.services.homes import HomeService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.manifests import ManifestService
+from nxg_mqtt.services.observations import ObservationService
 from nxg_mqtt.services.presence import PresenceService
+from nxg_mqtt.services.registration import RegistrationService
 from nxg_mqtt.services.signals import SignalWatcher
+from nxg_mqtt.services.tenants import TenantService
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store, open_store
 
@@ -49,6 +54,11 @@ class Core:
     outbox: Outbox
     manifests: ManifestService
     keys: ApiKeyService
+    tenants: TenantService
+    homes: HomeService
+    groups: GroupService
+    registration: RegistrationService
+    observations: ObservationService
     metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
 
@@ -65,6 +75,10 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         keys = ApiKeyService(store)
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s, keys)
         history = HistoryService(store, devices)
+        tenants = TenantService(store, keys)
+        homes = HomeService(store)
+        groups = GroupService(store, tenants)
+        registration = RegistrationService(store, devices, tenants, homes)
         core = Core(
             settings,
             store,
@@ -78,6 +92,11 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             publisher,
             manifests,
             keys,
+            tenants,
+            homes,
+            groups,
+            registration,
+            ObservationService(ingest, settings.max_payload_bytes),
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:
@@ -87,6 +106,8 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
                 await presence.forget(serial)
 
         devices.on_revoked(forget_deleted)
+        devices.on_revoked(tenants.forget_deleted)
+        await tenants.load()
         core.metrics.add_source(
             lambda: [
                 counter(

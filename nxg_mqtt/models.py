@@ -25,6 +25,11 @@ class Device:
     last_seen: int | None
     created_at: int
     revoked: bool = False
+    tenant: str = ""  # the owning tenant (PROTOCOL §5: invisible to every other tenant)
+    device_type: str | None = None
+    home_id: str | None = None
+    room_id: str | None = None
+    key_version: int = 0  # seed 002's secret version: 0 until registered or rotated there
 
     def public(self) -> dict[str, Any]:
         """The device object of seed 000's REST API (never the token)."""
@@ -186,6 +191,7 @@ class ApiKey:
     created_at: int
     last_used_at: int | None = None
     revoked_at: int | None = None
+    tenant: str = ""  # the owning tenant: the key sees nothing of any other
 
     def sees(self, serial: str) -> bool:
         return self.devices is None or serial in self.devices
@@ -215,3 +221,73 @@ class Counters:
 
     def get(self, name: str) -> int:
         return self.values.get(name, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str  # a UUID; the default tenant's is `settings.tenant_id`
+    name: str
+    slug: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    """One version of a device's secret (seed 002's key history: never the secret)."""
+
+    version: int
+    created_at: int
+    retired_at: int | None
+    reason: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "key_version": self.version,
+            "created_at": self.created_at,
+            "retired_at": self.retired_at,
+            "active": self.retired_at is None,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    id: str
+    tenant: str
+    name: str
+    timezone: str
+    created_at: int
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "home_name": self.name, "timezone": self.timezone, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    tenant: str
+    home_id: str
+    name: str
+    created_at: int
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "home_id": self.home_id, "name": self.name, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    tenant: str
+    slug: str
+    name: str
+    description: str | None
+    created_at: int
+    device_ids: tuple[str, ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "name": self.name,
+            "description": self.description,
+            "device_ids": list(self.device_ids),
+            "created_at": self.created_at,
+        }

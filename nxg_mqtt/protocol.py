@@ -65,6 +65,8 @@ class RevokeReason(StrEnum):
     REGENERATE = "regenerate"
     DELETE = "delete"
     REPAIRED = "re-paired"
+    ROTATED = "rotated"  # seed 002's rotate-secret: the old secret is refused at once
+    REVOKED = "revoked"  # seed 002's revoke: the device may never log in again
 
 
 class CloseReason(StrEnum):
@@ -128,6 +130,32 @@ ROLE_SCOPES: dict[KeyRole, frozenset[Scope]] = {
     KeyRole.USER: frozenset({Scope.READ_DEVICES, Scope.WRITE_DEVICES, Scope.READ_HISTORY}),
     KeyRole.VIEWER: frozenset({Scope.READ_DEVICES, Scope.READ_HISTORY}),
 }
+
+
+# ---- tenants (seed 002) -------------------------------------------------------------------------
+
+
+class TenantError(StrEnum):
+    """The machine codes of tenant decisions (`/api/v1` bodies)."""
+
+    TENANT_REQUIRED = "TENANT_REQUIRED"  # 403: the credential carries no (existing) tenant context
+    TENANT_NOT_FOUND = "TENANT_NOT_FOUND"  # 404: another tenant's id, or none at all
+
+
+class TenantRole(StrEnum):
+    """`GET /api/v1/auth/me`'s `user.role` (seed 002's list): a key's role, `admin` for the admin
+    password (the default tenant's admin), `none` without a tenant; `owner` is not used."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    USER = "user"
+    VIEWER = "viewer"
+    NONE = "none"
+
+
+DEFAULT_TENANT_SLUG = "default"  # the default tenant (`settings.tenant_id`) has no row; this is its slug
+OBSERVATION_CATEGORY = "observation"  # the event category of `POST /api/v1/cognition/observation`
+STATE_UPDATE = "state_update"  # `/ws/state`'s one message type
 
 
 class AppKind(StrEnum):

@@ -43,7 +43,7 @@ async def query_commands(request: Request) -> Response:
     serial = body.get("deviceId", body.get("device_id"))
     if not isinstance(serial, str) or not serial:
         raise ValidationError('"deviceId" is required')
-    caller.check_device(serial)
+    await caller.check_device(serial)
     caller.require("read:devices")
     try:
         record = await state.core.manifests.get(serial)

@@ -30,7 +30,7 @@ from bridge.v1.responses import from_error, v1_error
 from nxg_mqtt import messages
 from nxg_mqtt.errors import NotFoundError, NxgError, PayloadRejected, ValidationError
 from nxg_mqtt.models import ApiKey
-from nxg_mqtt.protocol import Scope
+from nxg_mqtt.protocol import Scope, TenantRole
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
 
@@ -66,23 +66,30 @@ async def _body(request: Request) -> dict[str, Any]:
 
 @authorized(None)
 async def me(request: Request, caller: Caller) -> Response:
-    key = await state_of(request).core.keys.get(caller.key_id) if caller.key_id else None
+    """Seed 002's user context. The admin password is the default tenant's admin; a key's role
+    is its own. A credential whose tenant does not exist has `has_tenant: false`, role `none`."""
+    core = state_of(request).core
+    key = await core.keys.get(caller.key_id) if caller.key_id else None
+    tenant = await core.tenants.get(caller.tenant)
     user: dict[str, Any] = {
         "id": caller.key_id or "admin",
-        "role": caller.role,
-        "tenant_id": state_of(request).settings.tenant_id,
+        "role": caller.role if tenant is not None else TenantRole.NONE.value,
+        "tenant_id": tenant.id if tenant is not None else None,
+        "tenant_slug": tenant.slug if tenant is not None else None,
         "scopes": sorted(caller.scopes),
         "devices": None if caller.devices is None else sorted(caller.devices),
         "auth": "api_key" if caller.key_id else "admin_password",
     }
     if key is not None:
         user["name"] = key.name
-    return JSONResponse({"authenticated": True, "has_tenant": True, "user": user})
+    return JSONResponse({"authenticated": True, "has_tenant": tenant is not None, "user": user})
 
 
 def _visible(caller: Caller, key: ApiKey) -> bool:
     """A key limited to some devices manages only keys limited to (some of) those devices: any
     other key would name devices it may not know of."""
+    if key.tenant != caller.tenant:
+        return False  # another tenant's key does not exist
     if caller.devices is None:
         return True
     return key.devices is not None and all(s in caller.devices for s in key.devices)
@@ -101,7 +108,7 @@ async def _managed(request: Request, caller: Caller) -> ApiKey:
 
 @authorized(Scope.ADMIN_KEYS)
 async def list_keys(request: Request, caller: Caller) -> Response:
-    keys = await state_of(request).core.keys.list()
+    keys = await state_of(request).core.keys.list(caller.tenant)
     return JSONResponse({"keys": [k.public() for k in keys if _visible(caller, k)]})
 
 
@@ -117,6 +124,7 @@ async def create_key(request: Request, caller: Caller) -> Response:
         body.get("devices"),
         actor=caller.actor,
         within=within,
+        tenant=caller.tenant,
     )
     return JSONResponse(
         {"status": "created", "id": key.id, "key": secret, "prefix": key.prefix, "name": key.name}, status_code=201

@@ -56,7 +56,7 @@ async def send(state: BridgeState, command: Command) -> Command:
     return command
 
 
-def _request(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any] | None]:
+def command_fields(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any] | None]:
     """(action, target, params) as sent; their types are the core's check to judge."""
     action = body.get("action")
     if not isinstance(action, str):
@@ -74,7 +74,7 @@ async def command(request: Request) -> Response:
     state = state_of(request)
     caller, serial = await device_caller(request, "write:devices")
     body = await json_body(request)
-    action, target, params = _request(body)
+    action, target, params = command_fields(body)
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ValidationError('"dry_run" must be true or false', code="INVALID_COMMAND")
@@ -102,7 +102,7 @@ async def confirm(request: Request) -> Response:
     return JSONResponse(accepted(await send(state, submitted)), status_code=202)
 
 
-def _failure(serial: str, exc: NxgError) -> dict[str, Any]:
+def failure(serial: str, exc: NxgError) -> dict[str, Any]:
     result: dict[str, Any] = {"device_id": serial, "success": False, "error": exc.message, "code": exc.code}
     if isinstance(exc.details, list):
         result["details"] = exc.details
@@ -121,17 +121,17 @@ async def batch(request: Request) -> Response:
     ids = body.get("device_ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids) or len(ids) > BATCH_MAX:
         raise ValidationError(f'"device_ids" must be a list of 1 to {BATCH_MAX} device ids', code="INVALID_COMMAND")
-    action, target, params = _request(body)
+    action, target, params = command_fields(body)
     results: list[dict[str, Any]] = []
     for serial in ids:
         try:
-            caller.check_device(serial)
+            await caller.check_device(serial)
             submitted = await state.core.commands.submit(
                 serial, action, target, params, source="batch", dispatch=state.embedded, actor=caller.actor
             )
             await send(state, submitted)
         except NxgError as exc:
-            results.append(_failure(serial, exc))
+            results.append(failure(serial, exc))
             continue
         results.append({"device_id": serial, **accepted(submitted)})
     return JSONResponse({"results": results})
@@ -188,9 +188,9 @@ async def intent(request: Request) -> Response:
     if not isinstance(payload, dict) or not isinstance(payload.get("device_id"), str):
         raise ValidationError('"payload" must be an object with "device_id"', code="INVALID_INTENT")
     serial = payload["device_id"]
-    caller.check_device(serial)
+    await caller.check_device(serial)
     caller.require("write:devices")
-    action, target, params = _request(payload)
+    action, target, params = command_fields(payload)
     try:
         submitted = await state.core.commands.submit(
             serial, action, target, params, source="intent", dispatch=state.embedded, actor=caller.actor

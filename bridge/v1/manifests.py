@@ -72,14 +72,20 @@ async def put_manifest(request: Request) -> Response:
 
 @v1_endpoint
 async def capabilities(request: Request) -> Response:
-    (await caller_of(request)).require("read:devices")
-    return JSONResponse({"capabilities": await state_of(request).core.manifests.registry()})
+    caller = await caller_of(request)
+    caller.require("read:devices")
+    core = state_of(request).core
+    within = await core.tenants.serials(caller.tenant)  # another tenant's manifests are not listed
+    return JSONResponse({"capabilities": await core.manifests.registry(within)})
 
 
 @v1_endpoint
 async def types(request: Request) -> Response:
-    (await caller_of(request)).require("read:devices")
-    return JSONResponse({"categories": await state_of(request).core.manifests.types()})
+    caller = await caller_of(request)
+    caller.require("read:devices")
+    core = state_of(request).core
+    within = await core.tenants.serials(caller.tenant)
+    return JSONResponse({"categories": await core.manifests.types(within)})
 
 
 def routes() -> list[BaseRoute]:

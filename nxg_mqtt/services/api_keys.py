@@ -88,14 +88,16 @@ class ApiKeyService:
         *,
         actor: str = "admin",
         within: ApiKey | None = None,
+        tenant: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its plain secret (shown once). `within`: the key creating it, whose
-        scopes and device scope the new key may not exceed."""
+        scopes and device scope the new key may not exceed. `tenant`: its owner (default: the
+        default tenant)."""
         async with self._audited(actor, "key.create", None):
-            return await self._create(name, role, scopes, devices, actor, within)
+            return await self._create(name, role, scopes, devices, actor, within, tenant or self._store.tenant_id)
 
     async def _create(
-        self, name: Any, role: Any, scopes: Any, devices: Any, actor: str, within: ApiKey | None
+        self, name: Any, role: Any, scopes: Any, devices: Any, actor: str, within: ApiKey | None, tenant: str
     ) -> tuple[ApiKey, str]:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError("name must be a non-empty string of at most 200 characters")
@@ -131,13 +133,15 @@ class ApiKeyService:
             scopes=tuple(chosen),
             devices=serials,
             created_at=now_ms(),
+            tenant=tenant,
         )
         await self._store.api_keys.insert(key, key_hash(secret))
         await self._audit(actor, "key.create", key.id, {"name": key.name, "role": key.role})
         return key, secret
 
-    async def list(self) -> list[ApiKey]:
-        return await self._store.api_keys.list()
+    async def list(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key, or those `tenant` owns."""
+        return await self._store.api_keys.list(tenant)
 
     async def get(self, key_id: Any) -> ApiKey:
         key = await self._store.api_keys.get(key_id) if isinstance(key_id, str) else None

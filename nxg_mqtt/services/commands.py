@@ -31,6 +31,7 @@ through the same writer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -124,7 +125,8 @@ class CommandService:
         # serial (lower case) → a known, unrevoked device; the writer re-checks in SQL, so a stale
         # entry can only reorder which refusal a command gets, never let one through
         self._known: dict[str, Device] = {}
-        self._storing = 0  # commands past the rate check, not yet committed or refused
+        # per tenant: commands past the rate check, not yet committed or refused
+        self._storing: collections.Counter[str] = collections.Counter()
         self._dispatch_locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[CommandListener] = []
         # in the serving process: devices that may have queued commands, so that the usual
@@ -274,13 +276,14 @@ class CommandService:
         request: dict[str, Any] = {"params": checked_params}
         loop_now = asyncio.get_running_loop().time()
         rate_limit = self._settings.command_rate_limit
-        # commands being stored count too: concurrent submits (a pipelined /ws/app socket, parallel
-        # REST requests) must not all pass the check before the first one is recorded
-        if rate_limit > 0 and self._rate.count(self._store.tenant_id, loop_now) + self._storing >= rate_limit:
+        tenant = device.tenant
+        # per tenant (PROTOCOL §6); commands being stored count too: concurrent submits (a pipelined
+        # /ws/app socket, parallel REST requests) must not all pass the check before the first is recorded
+        if rate_limit > 0 and self._rate.count(tenant, loop_now) + self._storing[tenant] >= rate_limit:
             limited = RateLimitedError(
                 f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
             )
-            limited.retry_after = self._rate.retry_after(self._store.tenant_id, loop_now)
+            limited.retry_after = self._rate.retry_after(device.tenant, loop_now)
             raise limited
         created = now_ms()
         # straight out: the device is ready and nothing of it waits in the queue (order kept)
@@ -300,7 +303,7 @@ class CommandService:
         )
         limit = self._settings.command_queue_limit
         detail = {"action": action, "source": source, "id": command.id}
-        self._storing += 1
+        self._storing[tenant] += 1
         try:
             stored = await self._writer.insert(command, limit, actor, detail)
         except StoreError as exc:
@@ -308,7 +311,7 @@ class CommandService:
             log.error("storing a command for %s failed: %s", device.serial, exc.message)
             raise CommandRejected("GATEWAY_ERROR", "the command could not be stored; nothing was sent") from exc
         finally:
-            self._storing -= 1
+            self._storing[tenant] -= 1
         if stored == QUEUE_FULL:
             self.counters.add("queue_full")
             raise QueueFullError(
@@ -322,7 +325,7 @@ class CommandService:
             raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
         if stored != command.serial:
             command = replace(command, serial=stored)
-        self._rate.hit(self._store.tenant_id, loop_now)  # refused commands do not count
+        self._rate.hit(tenant, loop_now)  # refused commands do not count
         self._ingest.record(HistoryEntry(command.serial, MessageType.CMD, created, command.device_message()))
         if before_dispatch is not None:
             await before_dispatch(command)

@@ -61,11 +61,14 @@ class DeviceService:
             await self._store.audit.add(now_ms(), actor, action, serial or None, {"error": exc.message}, exc.code)
             raise
 
-    async def create(self, serial: str | None = None, name: str | None = None, actor: str = "admin") -> Device:
+    async def create(
+        self, serial: str | None = None, name: str | None = None, actor: str = "admin", tenant: str | None = None
+    ) -> Device:
+        """A device of `tenant` (default: the default tenant) to pair with its connection code."""
         async with self._audited(actor, "device.create", serial if isinstance(serial, str) else None):
-            return await self._create(serial, name, actor)
+            return await self._create(serial, name, actor, tenant)
 
-    async def _create(self, serial: str | None, name: str | None, actor: str) -> Device:
+    async def _create(self, serial: str | None, name: str | None, actor: str, tenant: str | None) -> Device:
         serial = (serial or "").strip()
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise ValidationError("name must be a string of at most 200 characters")
@@ -79,7 +82,7 @@ class DeviceService:
                     )
                 if candidate.lower() in RESERVED_SERIALS:
                     raise ValidationError(f"serial {candidate!r} is reserved", code="INVALID_SERIAL")
-            if await self._store.devices.insert(candidate, name, credentials.new_code(), now_ms()):
+            if await self._store.devices.insert(candidate, name, credentials.new_code(), now_ms(), tenant=tenant):
                 await self._store.audit.add(now_ms(), actor, "device.create", candidate)
                 return await self.get(candidate)
             if not generated and await self._store.devices.get(candidate) is not None:
@@ -137,6 +140,8 @@ class DeviceService:
             await self._store.commands.delete_device(device.serial)
             await self._store.manifests.delete_device(device.serial)
             await self._store.connections.delete_device(device.serial)
+            await self._store.device_keys.delete_device(device.serial)
+            await self._store.groups.delete_device(device.serial)
         await self._store.audit.add(now_ms(), actor, "device.delete", device.serial)
         await self._revoked(device.serial, RevokeReason.DELETE)
 
@@ -145,6 +150,10 @@ class DeviceService:
     def on_revoked(self, listener: RevokeListener) -> None:
         """`listener(serial, why)` runs when a device's sessions must end (reset/regenerate/delete)."""
         self._revoke_listeners.append(listener)
+
+    async def end_sessions(self, serial: str, why: RevokeReason) -> None:
+        """The device's live sessions end within 1 s, in this process and (by signal) in others."""
+        await self._revoked(serial, why)
 
     async def _revoked(self, serial: str, why: RevokeReason) -> None:
         # other processes (a server, when this is the CLI) learn of it through a signal
@@ -166,6 +175,9 @@ class DeviceService:
             raise RateLimitedError("too many wrong connection codes; pairing is locked for a while")
         canonical = credentials.normalize_code(code or "")
         device = await self._store.devices.by_code(canonical) if canonical else None
+        if device is not None and device.revoked:
+            # seed 002's revoke: the code is right, but the device may not log in by any means
+            raise AuthError("device is revoked", code="DEVICE_REVOKED")
         if device is None:
             now = self._clock()
             self._global_failures.hit("*", now)
@@ -178,7 +190,7 @@ class DeviceService:
         """Issue a fresh token to a device whose code was checked; any older token stops working."""
         canonical = credentials.normalize_code(code)
         device = await self._store.devices.get(serial)
-        if device is None or canonical is None or device.code != canonical:
+        if device is None or canonical is None or device.code != canonical or device.revoked:
             # regenerated or deleted between CONNECT and the request
             raise AuthError("invalid connection code", code="INVALID_CODE")
         token = credentials.new_token()

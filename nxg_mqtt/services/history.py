@@ -91,7 +91,7 @@ class HistoryService:
         scope) keeps every other device out, as if it did not exist."""
         serial = query.serial
         if serial is not None:
-            if within is not None and serial not in within:
+            if within is not None and serial.lower() not in {s.lower() for s in within}:
                 raise DeviceNotFound(serial)
             serial = (await self._devices.get(serial)).serial  # and the stored spelling
         entries = await self._store.messages.query(serial, query.type, query.limit, query.before, within)

@@ -14,6 +14,7 @@ did not set it (the CLI) loads it from the store on first use.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,8 +226,10 @@ class ManifestService:
     def forget(self, serial: str) -> None:
         self._compiled.pop(serial.lower(), None)
 
-    async def registry(self) -> list[dict[str, Any]]:
-        """The capability registry: the defaults, then every action a device manifest declares."""
+    async def registry(self, within: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """The capability registry: the defaults, then every action a device manifest declares
+        (of the devices `within` only, when given: a tenant's)."""
+        allowed = None if within is None else {s.lower() for s in within}
         entries: dict[str, dict[str, Any]] = {}
         for action, category, description in DEFAULT_CAPABILITIES:
             entries[action] = {
@@ -236,6 +239,8 @@ class ManifestService:
                 "safetyClass": "normal",
             }
         for record in await self._store.manifests.all_latest():
+            if allowed is not None and record.serial.lower() not in allowed:
+                continue
             for c in record.capabilities:
                 if c["action"] not in entries:
                     entries[c["action"]] = {
@@ -246,9 +251,9 @@ class ManifestService:
                     }
         return [{"id": i, **entry} for i, entry in enumerate(entries.values(), start=1)]
 
-    async def types(self) -> dict[str, list[str]]:
+    async def types(self, within: Collection[str] | None = None) -> dict[str, list[str]]:
         categories: dict[str, list[str]] = {}
-        for entry in await self.registry():
+        for entry in await self.registry(within):
             categories.setdefault(entry["category"] or "other", []).append(entry["action"])
         return categories
 

@@ -10,10 +10,10 @@ import aiosqlite
 from nxg_mqtt.models import ApiKey
 from nxg_mqtt.store.db import Database
 
-_COLUMNS = "id, name, prefix, role, scopes, devices, created_at, last_used_at, revoked_at"
+_COLUMNS = "id, name, prefix, role, scopes, devices, created_at, last_used_at, revoked_at, owner_tenant"
 
 
-def _key(row: aiosqlite.Row) -> ApiKey:
+def _key(row: aiosqlite.Row, default_tenant: str) -> ApiKey:
     devices = row["devices"]
     return ApiKey(
         id=row["id"],
@@ -25,6 +25,7 @@ def _key(row: aiosqlite.Row) -> ApiKey:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
+        tenant=row["owner_tenant"] or default_tenant,
     )
 
 
@@ -36,7 +37,7 @@ class ApiKeyRepository:
     async def insert(self, key: ApiKey, key_hash: str) -> None:
         devices: Any = None if key.devices is None else json.dumps(list(key.devices))
         await self._db.conn.execute(
-            f"INSERT INTO api_keys (tenant_id, key_hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO api_keys (tenant_id, key_hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self._tenant,
                 key_hash,
@@ -49,6 +50,7 @@ class ApiKeyRepository:
                 key.created_at,
                 key.last_used_at,
                 key.revoked_at,
+                None if key.tenant in ("", self._tenant) else key.tenant,  # NULL: the default tenant
             ),
         )
 
@@ -56,19 +58,21 @@ class ApiKeyRepository:
         row = await self._db.fetchone(
             f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = ? AND key_hash = ?", (self._tenant, key_hash)
         )
-        return None if row is None else _key(row)
+        return None if row is None else _key(row, self._tenant)
 
     async def get(self, key_id: str) -> ApiKey | None:
         row = await self._db.fetchone(
             f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = ? AND id = ?", (self._tenant, key_id)
         )
-        return None if row is None else _key(row)
+        return None if row is None else _key(row, self._tenant)
 
-    async def list(self) -> list[ApiKey]:
+    async def list(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key, or those `tenant` owns."""
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id", (self._tenant,)
         )
-        return [_key(r) for r in rows]
+        keys = [_key(r, self._tenant) for r in rows]
+        return keys if tenant is None else [k for k in keys if k.tenant == tenant]
 
     async def revoke(self, key_id: str, ts: int) -> bool:
         cursor = await self._db.conn.execute(

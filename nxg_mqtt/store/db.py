@@ -136,6 +136,66 @@ MIGRATIONS: list[str] = [
     ALTER TABLE audit ADD COLUMN outcome TEXT;
     CREATE INDEX audit_serial ON audit (tenant_id, serial, id);
     """,
+    # 6: tenants (seed 002). The `tenant_id` columns of migrations 1-5 are the data directory's
+    # partition (`settings.tenant_id`); the tenant that OWNS a device or an API key is its
+    # `owner_tenant`, NULL meaning the default tenant (every row written before tenants existed,
+    # and whatever the CLI creates). Serials stay unique across tenants: topics are `nxg/{S}/...`.
+    # In the new tables `tenant_id` is the owner (they have no partition: one site, many tenants).
+    """
+    CREATE TABLE tenants (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        slug        TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+    );
+    ALTER TABLE devices ADD COLUMN owner_tenant TEXT;
+    ALTER TABLE devices ADD COLUMN device_type TEXT;
+    ALTER TABLE devices ADD COLUMN home_id TEXT;
+    ALTER TABLE devices ADD COLUMN room_id TEXT;
+    ALTER TABLE devices ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX devices_owner ON devices (owner_tenant, created_at);
+    ALTER TABLE api_keys ADD COLUMN owner_tenant TEXT;
+    CREATE TABLE device_keys (
+        tenant_id   TEXT NOT NULL,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        version     INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        retired_at  INTEGER,
+        reason      TEXT,
+        PRIMARY KEY (serial, version)
+    );
+    CREATE TABLE homes (
+        id          TEXT PRIMARY KEY,
+        tenant_id   TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        timezone    TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX homes_tenant ON homes (tenant_id, created_at);
+    CREATE TABLE rooms (
+        id          TEXT PRIMARY KEY,
+        tenant_id   TEXT NOT NULL,
+        home_id     TEXT NOT NULL REFERENCES homes (id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX rooms_home ON rooms (home_id, created_at);
+    CREATE TABLE device_groups (
+        tenant_id   TEXT NOT NULL,
+        slug        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        description TEXT,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, slug)
+    );
+    CREATE TABLE group_members (
+        tenant_id   TEXT NOT NULL,
+        slug        TEXT NOT NULL,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        PRIMARY KEY (tenant_id, slug, serial)
+    );
+    CREATE INDEX group_members_serial ON group_members (serial);
+    """,
 ]
 
 

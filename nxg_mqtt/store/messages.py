@@ -56,6 +56,22 @@ class MessageRepository:
             for r in rows
         ]
 
+    async def reported_firmware(self, serials: Collection[str]) -> dict[str, str]:
+        """Each device's newest status value of `firmware` (else `fw_version`, else `version`):
+        what seed 002's device list calls `firmware`. One indexed lookup per device."""
+        if not serials:
+            return {}
+        rows = await self._db.fetchall(
+            "SELECT d.value AS serial, (SELECT COALESCE(json_extract(m.body, '$.firmware'),"
+            " json_extract(m.body, '$.fw_version'), json_extract(m.body, '$.version')) FROM messages m"
+            " WHERE m.tenant_id = ? AND m.serial = d.value AND m.type = 'status'"
+            " AND COALESCE(json_extract(m.body, '$.firmware'), json_extract(m.body, '$.fw_version'),"
+            " json_extract(m.body, '$.version')) IS NOT NULL ORDER BY m.ts DESC LIMIT 1) AS firmware"
+            " FROM json_each(?) d",
+            (self._tenant, json.dumps(sorted(serials))),
+        )
+        return {str(r["serial"]): str(r["firmware"]) for r in rows if r["firmware"] is not None}
+
     async def delete_device(self, serial: str) -> None:
         await self._db.conn.execute(
             "DELETE FROM messages WHERE tenant_id = ? AND serial = ? COLLATE NOCASE", (self._tenant, serial)

@@ -13,10 +13,14 @@ from nxg_mqtt.store.commands import CommandRepository
 from nxg_mqtt.store.commands_writer import CommandWriter
 from nxg_mqtt.store.connections import ConnectionRepository
 from nxg_mqtt.store.db import Database, open_database
+from nxg_mqtt.store.device_keys import DeviceKeyRepository
 from nxg_mqtt.store.devices import DeviceRepository
+from nxg_mqtt.store.groups import GroupRepository
+from nxg_mqtt.store.homes import HomeRepository
 from nxg_mqtt.store.journal import AuditRepository, KeyValueRepository, SignalRepository
 from nxg_mqtt.store.manifests import ManifestRepository
 from nxg_mqtt.store.messages import MessageRepository
+from nxg_mqtt.store.tenants import TenantRepository
 
 
 class Store:
@@ -36,6 +40,10 @@ class Store:
         self.kv = KeyValueRepository(db, tenant_id)
         self.manifests = ManifestRepository(db, tenant_id)
         self.api_keys = ApiKeyRepository(db, tenant_id)
+        self.tenants = TenantRepository(db)
+        self.device_keys = DeviceKeyRepository(db)
+        self.homes = HomeRepository(db)
+        self.groups = GroupRepository(db)
         # one connection: transactions from different tasks must not interleave
         self._tx_lock = asyncio.Lock()
 

@@ -3,17 +3,21 @@
 A device publishes only to its own telemetry/status/event/manifest/ack and subscribes only to
 its own `nxg/{S}/cmd`; a pairing session speaks only on `nxg/pair/{C}`; nobody but the server
 (and the bridge acting for WebSocket devices) publishes commands or presence; `$SYS/#` is the
-bridge's. An API key (`key` sessions) reads and commands only the devices of its scope.
+bridge's. An API key (`key` sessions) reads and commands only the devices of its scope and of
+its tenant (seed 002): another tenant's device is as absent as one outside the device list.
 Anonymous sessions exist only on a standalone broker started with `--allow-anonymous`,
 where everything but the server-only topics is open.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from amqtt.contexts import Action
 
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.broker.session import BrokerSession
+from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import Role, Scope
 from nxg_mqtt.topics import (
     DEVICE_PUBLISHES,
@@ -32,12 +36,16 @@ KEY_READS = frozenset(
 )
 
 
-def _key_allows(session: BrokerSession, topic: str, action: Action | None) -> bool:
+OwnerOf = Callable[[str], Awaitable[str | None]]  # serial → owning tenant, None: no such device
+
+
+async def key_allows(key: ApiKey | None, topic: str, action: Action | None, owner_of: OwnerOf) -> bool:
     """An API key: read `nxg/{S}/{KEY_READS}` with `read:devices`, publish `nxg/{S}/cmd/req`
-    with `write:devices`, for S in its device scope. A filter is either exact or has `+` as
-    the serial level, and that only for a key on every device; any other wildcard (`#`,
-    `nxg/S/+`) would cover topics it may not read, so it is refused whole."""
-    key = session.api_key
+    with `write:devices`, for S in its device scope and its tenant. A filter is either exact or
+    has `+` as the serial level, and that only for a key on every device; any other wildcard
+    (`#`, `nxg/S/+`) would cover topics it may not read, so it is refused whole. A `+` filter
+    is granted, and every message it would bring is checked on RECEIVE, where the device (and
+    so its tenant) is known."""
     if key is None:
         return False
     if action == Action.PUBLISH:
@@ -47,6 +55,7 @@ def _key_allows(session: BrokerSession, topic: str, action: Action | None) -> bo
             and parsed.channel is Channel.CMD_REQ
             and Scope.WRITE_DEVICES in key.scopes
             and key.sees(parsed.serial)
+            and await owner_of(parsed.serial) == key.tenant
         )
     if Scope.READ_DEVICES not in key.scopes:
         return False
@@ -54,7 +63,12 @@ def _key_allows(session: BrokerSession, topic: str, action: Action | None) -> bo
         parsed = parse_device_topic(topic.replace("/+/", "/x/", 1))
         return parsed is not None and "+" not in topic[6:] and parsed.channel in KEY_READS
     parsed = parse_device_topic(topic)  # wildcards never parse: refused
-    return parsed is not None and parsed.channel in KEY_READS and key.sees(parsed.serial)
+    return (
+        parsed is not None
+        and parsed.channel in KEY_READS
+        and key.sees(parsed.serial)
+        and await owner_of(parsed.serial) == key.tenant
+    )
 
 
 class AclPlugin(NxgPlugin):
@@ -78,7 +92,7 @@ class AclPlugin(NxgPlugin):
             # subscribe and receive: exactly its command topic, no wildcards
             return bool(topic == device_topic(serial, Channel.CMD))
         if role == Role.KEY:
-            return _key_allows(session, topic, action)
+            return await key_allows(session.api_key, topic, action, self.core.tenants.owner)
         if role == Role.PAIR:
             client_id = session.client_id
             if action == Action.PUBLISH:

@@ -142,6 +142,6 @@ class AuthPlugin(NxgPlugin):
         session = self.broker.session(serial)
         if session is not None and session.role == Role.DEVICE:
             await self.broker.kick(serial, CloseReason.KICKED)
-        if why in (RevokeReason.REGENERATE, RevokeReason.DELETE):
+        if why in (RevokeReason.REGENERATE, RevokeReason.DELETE, RevokeReason.REVOKED):
             for client_id in list(self._pairing.get(serial, ())):
                 await self.broker.kick(client_id, CloseReason.KICKED)

@@ -100,7 +100,9 @@ async def test_a_command_request_goes_through_the_command_path(stack: Stack) -> 
     client = stack.client("integrator-cmd")
     assert await client.connect(stack.port, "key", secret) == 0
     assert await client.subscribe("nxg/kacl-f/cmd/res") == [1]
-    assert await client.subscribe("nxg/kacl-ghost/cmd/res") == [1]
+    # a device that does not exist is refused like another tenant's (seed 002): were it granted,
+    # the difference would tell a key which serials another tenant holds
+    assert await client.subscribe("nxg/kacl-ghost/cmd/res") == [128]
     await client.publish("nxg/kacl-f/cmd/req", json.dumps({"action": "open", "target": "door1", "ref": "r1"}))
     command = json.loads((await device.next_message()).payload)
     assert command["action"] == "open" and command["target"] == "door1"
@@ -111,7 +113,6 @@ async def test_a_command_request_goes_through_the_command_path(stack: Stack) -> 
     assert rejected["status"] == "rejected" and rejected["ref"] == "r2" and rejected["id"] is None
     assert rejected["code"] == "INVALID_COMMAND"
     await client.publish("nxg/kacl-ghost/cmd/req", json.dumps({"action": "open"}))  # in scope, not registered
-    assert json.loads((await client.next_message()).payload)["code"] == "DEVICE_NOT_FOUND"
     await client.publish("nxg/kacl-f/cmd/req", b"not json")
     assert json.loads((await client.next_message()).payload)["status"] == "rejected"
     audit = await stack.core.store.audit.recent(10, "kacl-f")

@@ -1,0 +1,40 @@
+"""Every `/api/v1` response carries `X-API-Version: 1`, `X-Protocol-Version` and `X-Request-ID`
+(the caller's, or a new UUID), also in the log line of the request; other paths carry none."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import httpx
+import pytest
+
+from bridge.v1.system import PROTOCOL
+from tests.bridge.helpers import Stack
+
+
+async def test_api_v1_headers_on_success_and_error(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.requests")
+    async with httpx.AsyncClient(base_url=stack.base) as anonymous:
+        responses = [
+            await stack.http.get("/api/v1/version"),
+            await stack.http.get("/api/v1/devices"),
+            await anonymous.get("/api/v1/devices"),  # 401
+            await stack.http.get("/api/v1/no/such/path"),  # 404
+            await stack.http.post("/api/v1/homes", json={}),  # 400
+        ]
+    for response in responses:
+        assert response.headers["X-API-Version"] == "1"
+        assert response.headers["X-Protocol-Version"] == PROTOCOL
+        assert uuid.UUID(response.headers["X-Request-ID"])
+    assert len({r.headers["X-Request-ID"] for r in responses}) == len(responses)
+    echoed = await stack.http.get("/api/v1/devices", headers={"X-Request-ID": "trace-42.a:b"})
+    assert echoed.headers["X-Request-ID"] == "trace-42.a:b"
+    assert any(
+        "request_id=trace-42.a:b" in r.getMessage() and "/api/v1/devices" in r.getMessage() for r in caplog.records
+    )
+    # a request id that could forge a header or a log line is replaced, not echoed
+    forged = await stack.http.get("/api/v1/devices", headers={"X-Request-ID": "x" * 300})
+    assert uuid.UUID(forged.headers["X-Request-ID"])
+    other = await stack.http.get("/api/devices")
+    assert "X-API-Version" not in other.headers and "X-Request-ID" not in other.headers
