@@ -28,6 +28,7 @@ from nxg_mqtt.errors import AuthError, NxgError, PayloadRejected
 from nxg_mqtt.protocol import Scope
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import history_query
+from nxg_mqtt.settings import Settings
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
 
@@ -158,8 +159,17 @@ async def device_config_h(request: Request, caller: Caller) -> Response:
         state.ports.mqtt_ws,
         state.ports.http,
         state.settings.max_payload_bytes,
+        _tls_endpoints(state.settings),
     )
     return PlainTextResponse(text, headers={"Content-Disposition": f'attachment; filename="config-{device.serial}.h"'})
+
+
+def _tls_endpoints(settings: Settings) -> config_h.TlsEndpoints | None:
+    """TLS listeners and CA for config.h, the CA read now (a renewed CA is served at once)."""
+    if not settings.tls:
+        return None
+    ca = settings.tls_ca.read_text() if settings.tls_ca is not None else None
+    return config_h.TlsEndpoints(settings.mqtts_port, settings.wss_port, ca)
 
 
 def routes() -> list[BaseRoute]:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+import nxg_mqtt
 from bridge.state import state_of
 from nxg_mqtt import __version__
 from nxg_mqtt.metrics import CONTENT_TYPE
@@ -24,7 +25,9 @@ from nxg_mqtt.metrics import CONTENT_TYPE
 log = logging.getLogger(__name__)
 SYSTEM = "NXG MQTT"
 PROTOCOL = "MQTT/3.1.1"
-CHANGELOG = Path(__file__).resolve().parents[2] / "CHANGELOG.md"  # in a checkout; not in the wheel
+# installed from a wheel: inside the package (pyproject's package-dir); in a checkout: at the top
+_PACKAGED = Path(nxg_mqtt.__file__).resolve().parent / "about" / "CHANGELOG.md"
+CHANGELOG = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parents[2] / "CHANGELOG.md"
 
 
 async def _checks(request: Request) -> dict[str, bool]:
