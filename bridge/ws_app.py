@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,7 +34,10 @@ from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
 from nxg_mqtt.errors import AuthError, DryRunRequired, NxgError
+from nxg_mqtt.logs import redact
 from nxg_mqtt.protocol import MessageType, Scope
+
+log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008  # the socket's API key was revoked or rotated
@@ -56,9 +60,13 @@ async def admit(websocket: WebSocket, *, realtime: bool = False) -> Caller | Non
             raise AuthError("unauthorized: /realtime needs an API key with role user or admin")
         return caller
     except LoginThrottled as exc:
-        denial = throttled_response(exc)
+        denial, why = throttled_response(exc), exc.message
     except AuthError as exc:
-        denial = unauthorized(exc.message)
+        denial, why = unauthorized(exc.message), exc.message
+    peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else None
+    path = redact(websocket.url.path + (f"?{websocket.url.query}" if websocket.url.query else ""))
+    context = {"peer": peer, "path": path, "status": denial.status_code, "reason": why}
+    log.info("WebSocket upgrade refused: %d %s", denial.status_code, path, extra=context)
     await websocket.send_denial_response(denial)
     return None
 
