@@ -158,3 +158,12 @@ def test_the_readme_settings_table_is_the_code_s() -> None:
         assert f"| `{f.name}` | `{config.flag_of(f.name)}" in table and config.HELP[f.name], f.name
     assert "| `plain` | `--plain / --no-plain` | `NXG_PLAIN` | `true` |" in table
     assert "| `mqtt_port` | `--mqtt-port` | `NXG_MQTT_PORT` | `1883` |" in table
+
+
+def test_the_readme_sample_config_file_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    sample = re.search(r"```toml\n(.*?)```", readme, re.DOTALL)
+    assert sample is not None
+    (tmp_path / "nxg.toml").write_text(sample.group(1))
+    values = config.load_file(tmp_path / "nxg.toml")  # every key a setting, every value allowed
+    assert values["plain"] is False and values["log_format"] == "json"
