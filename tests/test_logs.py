@@ -85,7 +85,7 @@ async def test_json_lines_carry_context_and_a_refused_upgrade_is_one_line(tmp_pa
     refused = [line for line in lines if "CONNECT refused" in line["message"]]
     assert len(refused) == 1, refused
     assert refused[0]["client_id"] == "log-dev-1" and refused[0]["connack"] == 5
-    assert refused[0]["peer"].startswith("127.0.0.1:") and refused[0]["reason"]
+    assert refused[0]["peer"].startswith("127.0.0.1:") and refused[0]["reason"] == "auth_reset_required"
     app = [line for line in lines if "/ws/app" in line["message"]]
     assert len(app) == 1, app  # one line, not uvicorn's three
     assert app[0]["status"] == 401 and app[0]["path"] == "/ws/app?token=***" and "unauthorized" in app[0]["reason"]

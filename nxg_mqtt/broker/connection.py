@@ -299,9 +299,9 @@ class Connection:
             session.will_qos = packet.will_qos
             session.will_retain = packet.will_retain
         session.is_anonymous = packet.username is None
-        code = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
+        code, why = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
         if code:
-            return self._refuse(code, "authentication", client_id)
+            return self._refuse(code, why, client_id)
         if self.close_reason is not None:
             return False
         principal = session.principal
