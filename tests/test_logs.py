@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import sys
@@ -15,6 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from nxg_mqtt.logs import TextFormatter
 from tests.mqtt_client import TestClient
 
 
@@ -94,3 +96,10 @@ async def test_json_lines_carry_context_and_a_refused_upgrade_is_one_line(tmp_pa
     assert len(missing) == 1 and missing[0]["status"] == 403 and "no WebSocket route" in missing[0]["reason"]
     assert "without completing handshake" not in text and "connection rejected" not in text
     assert "s3cret" not in text
+
+
+def test_text_lines_append_the_context() -> None:
+    record = logging.LogRecord("nxg_mqtt.broker", logging.INFO, __file__, 1, "CONNECT refused", None, None)
+    record.__dict__.update(client_id="dev-1", connack=5)
+    line = TextFormatter().format(record)
+    assert line.endswith("nxg_mqtt.broker: CONNECT refused client_id=dev-1 connack=5")
