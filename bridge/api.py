@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from bridge import config_h
 from bridge.access import Caller, caller_of
 from bridge.auth import LoginThrottled, throttled_response
+from bridge.openapi import AUTH, responds
 from bridge.protocol_doc import protocol_document
 from bridge.state import state_of
 from nxg_mqtt import messages
@@ -28,6 +29,7 @@ from nxg_mqtt.errors import AuthError, NxgError, PayloadRejected
 from nxg_mqtt.protocol import Scope
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import history_query
+from nxg_mqtt.settings import Settings
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
 
@@ -72,12 +74,14 @@ def _code_body(serial: str, code: str) -> dict[str, str]:
     return {"serial": serial, "code": credentials.format_code(code)}
 
 
+@responds(200, *AUTH)
 @guarded(Scope.READ_DEVICES)
 async def list_devices(request: Request, caller: Caller) -> Response:
     devices = await state_of(request).core.devices.list()
     return JSONResponse({"devices": [d.public() for d in devices if caller.sees_device(d)]})
 
 
+@responds(201, 400, 409, *AUTH)
 @guarded(Scope.ADMIN_DEVICES)
 async def create_device(request: Request, caller: Caller) -> Response:
     if caller.devices is not None:
@@ -104,36 +108,42 @@ async def create_device(request: Request, caller: Caller) -> Response:
     return JSONResponse({**device.public(), **_code_body(device.serial, device.code)}, status_code=201)
 
 
+@responds(200, 404, *AUTH)
 @guarded(Scope.READ_DEVICES)
 async def get_device(request: Request, caller: Caller) -> Response:
     device = await state_of(request).core.devices.get(_serial(request))
     return JSONResponse(device.public())
 
 
+@responds(200, 404, *AUTH)
 @guarded(Scope.ADMIN_DEVICES)
 async def delete_device(request: Request, caller: Caller) -> Response:
     await state_of(request).core.devices.delete(_serial(request), actor=caller.actor)
     return JSONResponse({"ok": True})
 
 
+@responds(200, 404, *AUTH)
 @guarded(Scope.ADMIN_DEVICES)
 async def device_code(request: Request, caller: Caller) -> Response:
     device = await state_of(request).core.devices.get(_serial(request))
     return JSONResponse(_code_body(device.serial, device.code))
 
 
+@responds(200, 404, *AUTH)
 @guarded(Scope.ADMIN_DEVICES)
 async def reset_device(request: Request, caller: Caller) -> Response:
     device = await state_of(request).core.devices.reset(_serial(request), actor=caller.actor)
     return JSONResponse(_code_body(device.serial, device.code))
 
 
+@responds(200, 404, *AUTH)
 @guarded(Scope.ADMIN_DEVICES)
 async def regenerate_device(request: Request, caller: Caller) -> Response:
     device = await state_of(request).core.devices.regenerate(_serial(request), actor=caller.actor)
     return JSONResponse(_code_body(device.serial, device.code))
 
 
+@responds(200, 400, 404, *AUTH)
 @guarded(Scope.READ_HISTORY)
 async def history(request: Request, caller: Caller) -> Response:
     state = state_of(request)
@@ -146,11 +156,13 @@ async def history(request: Request, caller: Caller) -> Response:
     return JSONResponse(page.public())
 
 
+@responds(200, 401, 429)
 @guarded(None)
 async def protocol(request: Request, caller: Caller) -> Response:
     return JSONResponse(protocol_document(state_of(request).settings))
 
 
+@responds(200, 404, *AUTH)
 @guarded(Scope.ADMIN_DEVICES)
 async def device_config_h(request: Request, caller: Caller) -> Response:
     state = state_of(request)
@@ -163,8 +175,17 @@ async def device_config_h(request: Request, caller: Caller) -> Response:
         state.ports.mqtt_ws,
         state.ports.http,
         state.settings.max_payload_bytes,
+        _tls_endpoints(state.settings),
     )
     return PlainTextResponse(text, headers={"Content-Disposition": f'attachment; filename="config-{device.serial}.h"'})
+
+
+def _tls_endpoints(settings: Settings) -> config_h.TlsEndpoints | None:
+    """TLS listeners and CA for config.h, the CA read now (a renewed CA is served at once)."""
+    if not settings.tls:
+        return None
+    ca = settings.tls_ca.read_text() if settings.tls_ca is not None else None
+    return config_h.TlsEndpoints(settings.mqtts_port, settings.wss_port, ca)
 
 
 def routes() -> list[BaseRoute]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from dataclasses import dataclass
 
 from nxg_mqtt.models import Device
 from nxg_mqtt.services import credentials
@@ -57,6 +58,40 @@ def machine_address() -> str | None:
     return None if is_loopback(address) else address
 
 
+@dataclass(frozen=True, slots=True)
+class TlsEndpoints:
+    """With TLS on: where devices connect over TLS, and the CA they verify the server with
+    (PEM text; None when the certificate comes from a public CA the device already trusts)."""
+
+    mqtts_port: int
+    wss_port: int | None
+    ca_pem: str | None
+
+
+def c_string_lines(text: str) -> str:
+    """`text` as adjacent C string literals, one per line (a PEM stays readable in the header)."""
+    escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in text.strip().splitlines())
+    return " \\\n".join(f'    "{line}\\n"' for line in escaped)
+
+
+def tls_block(host: str, http_port: int, tls: TlsEndpoints) -> str:
+    """The TLS part of config.h: the secure ports replace the plain ones (set in `render`), the URIs
+    carry the schemes (mqtts://, wss://) and the CA goes in as a C string."""
+    ws_uri = f"wss://{host}:{tls.wss_port}/mqtt" if tls.wss_port else ""
+    if tls.ca_pem is not None:
+        ca = "/* the CA that signed the server's certificate (--tls-ca): verify the server with it */\n"
+        ca += f"#define NXG_CA_CERT_PEM \\\n{c_string_lines(tls.ca_pem)}\n"
+    else:
+        ca = "/* no --tls-ca: the server's certificate is verified with the platform's CA bundle */\n"
+    return f"""
+/* TLS is on: NXG_MQTT_PORT and NXG_MQTT_WS_PORT above are the TLS listeners */
+#define NXG_TLS               1
+#define NXG_MQTT_URI          "mqtts://{host}:{tls.mqtts_port}"
+#define NXG_MQTT_WS_URI       "{ws_uri}"   /* empty: no MQTT over secure WebSocket */
+#define NXG_GATEWAY_URI       "wss://{host}:{http_port}/ws/gateway"
+{ca}"""
+
+
 def render(
     device: Device,
     host: str,
@@ -64,8 +99,13 @@ def render(
     mqtt_ws_port: int | None,
     http_port: int,
     max_payload_bytes: int,
+    tls: TlsEndpoints | None = None,
 ) -> str:
+    """The header; with `tls`, devices are sent to the TLS listeners (the plain output is unchanged,
+    so `firmware/esp32/main/config.h` stays the served one)."""
     serial = device.serial  # SERIAL_RE: safe in a C string as is
+    if tls is not None:
+        mqtt_port, mqtt_ws_port = tls.mqtts_port, tls.wss_port
     topics = {
         "TELEMETRY": Channel.TELEMETRY,
         "STATUS": Channel.STATUS,
@@ -108,6 +148,6 @@ def render(
 
 #define NXG_KEEPALIVE_S       30
 #define NXG_MAX_PAYLOAD_BYTES {max_payload_bytes}
-
+{tls_block(host, http_port, tls) if tls is not None else ""}
 #endif /* NXG_CONFIG_H */
 """

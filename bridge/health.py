@@ -10,11 +10,13 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bridge.openapi import responds
 from bridge.state import state_of
 
 log = logging.getLogger(__name__)
 
 
+@responds(200, 503)
 async def health(request: Request) -> Response:
     state = state_of(request)
     broker = state.link.connected

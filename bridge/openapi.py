@@ -1,17 +1,23 @@
 """`GET /openapi.json`: an OpenAPI 3.1 document generated from the app's routes and `schemas/`.
 
-Every HTTP route of the app is listed (WebSocket routes are described in `/api/protocol`). Status
-codes are derived from each route: the success code its handler returns (`status_code=` in its
-source, else 200), 404 when the path names a resource, 400 for requests that carry input, 401 and
-429 behind the admin password (`/api/…` except the protocol), 503 for the readiness probes.
+Every HTTP route of the app is listed (WebSocket routes are described in `/api/protocol`). Each
+handler declares the status codes it answers with, next to its code:
+
+    @responds(200, 404, *AUTH)
+    @guarded(Scope.READ_DEVICES)
+    async def get_device(...): ...
+
+A route whose handler declares nothing is listed with no responses (tests/bridge/test_openapi.py
+refuses that, and checks each declaration against the answers of the running app). A route
+that declares 401 needs a credential (`security`).
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,9 +25,26 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from nxg_mqtt import __version__, messages
 
-PUBLIC = re.compile(r"^(/api/v1)?/(health.*|metrics|status|version|changelog|openapi\.json)$|^/api/protocol$")
+# behind a credential: none or a wrong one (401), a scope it lacks (403), too many wrong ones (429)
+AUTH = (401, 403, 429)
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad request", 401: "Unauthorized"}
-REASONS |= {404: "Not found", 409: "Conflict", 429: "Too many requests", 503: "Degraded"}
+REASONS |= {403: "Forbidden", 404: "Not found", 409: "Conflict", 429: "Too many requests"}
+REASONS |= {502: "Gateway error", 503: "Degraded"}
+_ATTR = "openapi_responses"
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def responds(*codes: int) -> Callable[[E], E]:
+    """Declare the status codes a handler answers with (its entry in /openapi.json)."""
+    unknown = sorted(set(codes) - set(REASONS))
+    if unknown:
+        raise ValueError(f"no reason phrase for status {unknown}: add it to REASONS")
+
+    def mark(endpoint: E) -> E:
+        setattr(endpoint, _ATTR, tuple(sorted(set(codes))))
+        return endpoint
+
+    return mark
 
 
 def http_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, Route]]:
@@ -34,24 +57,10 @@ def http_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str
                 yield prefix + route.path, method, route
 
 
-def status_codes(path: str, method: str, route: Route) -> list[int]:
-    try:
-        source = inspect.getsource(route.endpoint)
-    except (OSError, TypeError):
-        source = ""
-    success = sorted({int(code) for code in re.findall(r"status_code=(2\d\d)\b", source)}) or [200]
-    codes = set(success)
-    if "{" in path:
-        codes.add(404)
-    if method in ("POST", "PUT", "PATCH") or "history" in path:
-        codes.add(400)
-    if not PUBLIC.match(path):
-        codes |= {401, 429}
-    if re.search(r"health(/ready)?$", path):
-        codes.add(503)
-    if re.search(r"status_code=409|ConflictError|CONFLICT", source) or (method == "POST" and path == "/api/devices"):
-        codes.add(409)
-    return sorted(codes)
+def status_codes(route: Route) -> tuple[int, ...]:
+    """The codes `route`'s handler declared with `responds` (empty: none declared)."""
+    codes: tuple[int, ...] = getattr(route.endpoint, _ATTR, ())
+    return codes
 
 
 def document(routes: list[BaseRoute]) -> dict[str, Any]:
@@ -64,13 +73,11 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
         operation: dict[str, Any] = {
             "operationId": f"{method.lower()}_{route.name}",
             "summary": (inspect.getdoc(route.endpoint) or route.name).splitlines()[0],
-            "responses": {
-                str(code): {"description": REASONS.get(code, "")} for code in status_codes(path, method, route)
-            },
+            "responses": {str(code): {"description": REASONS[code]} for code in status_codes(route)},
         }
         if parameters:
             operation["parameters"] = parameters
-        if not PUBLIC.match(path):
+        if 401 in status_codes(route):
             operation["security"] = [{"adminPassword": []}]
         paths.setdefault(path, {})[method.lower()] = operation
     return {
@@ -84,5 +91,6 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
     }
 
 
+@responds(200)
 async def openapi(request: Request) -> Response:
     return JSONResponse(document(list(request.app.routes)))

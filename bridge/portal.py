@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bridge.openapi import responds
 from nxg_mqtt import messages
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -67,14 +68,17 @@ def examples() -> dict[str, Any]:
     return {kind: doc["examples"][0] for kind, doc in messages.all_schemas().items() if doc.get("examples")}
 
 
+@responds(200)
 async def index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers=SECURITY_HEADERS)
 
 
+@responds(200)
 async def favicon(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
+@responds(200)
 async def meta(request: Request) -> Response:
     body = {"routes": rest_routes(list(request.app.routes)), "examples": examples()}
     return JSONResponse(body, headers={"Cache-Control": "no-cache"})

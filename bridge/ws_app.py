@@ -41,6 +41,7 @@ from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
 from nxg_mqtt.errors import AuthError, DryRunRequired, NxgError
+from nxg_mqtt.logs import redact
 from nxg_mqtt.models import Command
 from nxg_mqtt.protocol import MessageType, Scope
 
@@ -68,9 +69,13 @@ async def admit(websocket: WebSocket, *, realtime: bool = False) -> Caller | Non
             raise AuthError("unauthorized: /realtime needs an API key with role user or admin")
         return caller
     except LoginThrottled as exc:
-        denial = throttled_response(exc)
+        denial, why = throttled_response(exc), exc.message
     except AuthError as exc:
-        denial = unauthorized(exc.message)
+        denial, why = unauthorized(exc.message), exc.message
+    peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else None
+    path = redact(websocket.url.path + (f"?{websocket.url.query}" if websocket.url.query else ""))
+    context = {"peer": peer, "path": path, "status": denial.status_code, "reason": why}
+    log.info("WebSocket upgrade refused: %d %s", denial.status_code, path, extra=context)
     await websocket.send_denial_response(denial)
     return None
 

@@ -116,7 +116,13 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         async with open_broker(core) as broker:
             tune_gc()
             # port 0 means "any": the bridge (config.h, /api/protocol) must show the bound ports
-            bound = replace(settings, mqtt_port=broker.mqtt_port, ws_port=broker.ws_port)
+            bound = replace(
+                settings,
+                mqtt_port=broker.mqtt_port,
+                ws_port=broker.ws_port,
+                mqtts_port=broker.mqtts_port or settings.mqtts_port,
+                wss_port=broker.wss_port,
+            )
             async with open_bridge(bound, core, "127.0.0.1", broker.mqtt_port) as bridge:
                 host = _display_host(settings)
                 web, ws = (bridge.scheme, "wss" if bridge.scheme == "https" else "ws")

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
-from nxg_mqtt.metrics import Metrics, counter
+from nxg_mqtt.metrics import Metrics, counter, ingest_families
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.admin import AdminCredentials
@@ -114,6 +114,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
                     "nxg_payloads_rejected", "Device payloads refused, by reason", "reason", ingest.rejected.values
                 ),
                 counter("nxg_commands", "Command events, by status", "status", commands.counters.values),
+                *ingest_families(ingest),
             ]
         )
         # closed in reverse: the writer flushes last, after everything that feeds it has stopped

@@ -1,7 +1,15 @@
 """Log output for the whole process (ours, uvicorn's, websockets'): text or one JSON object a line.
 
 JSON lines carry time, level, logger, message, and any context a call passes with `extra=`
-(`client_id`, `serial`, `peer`, `connack`, `reason`, `command_id`).
+(`client_id`, `serial`, `peer`, `connack`, `reason`, `command_id`, `path`, `status`) as keys of
+their own; text lines append it as `key=value`.
+
+uvicorn's WebSocket lines are tidied (`WebSocketUpgrades`): a refused upgrade is one line. The app
+logs the refusals it makes itself, with the reason (bridge/ws_app.py `admit`), so uvicorn's own
+three lines for them go (`"WebSocket /path" 401`, the `websockets` library's `connection rejected`,
+and the `ASGI callable returned without completing handshake` error that a denial response
+provokes); an upgrade closed before the handshake (no route at that path) becomes one line with
+that reason. Credentials in a WebSocket URL's query (`?token=`, `?api_key=`) are never printed.
 """
 
 from __future__ import annotations
@@ -12,8 +20,13 @@ import re
 import sys
 from datetime import UTC, datetime
 
-CONTEXT = ("client_id", "serial", "peer", "connack", "reason", "command_id")
+CONTEXT = ("client_id", "serial", "peer", "connack", "reason", "command_id", "path", "status")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def context_of(record: logging.LogRecord) -> dict[str, object]:
+    """The context fields a log call passed with `extra=` (those not None)."""
+    return {key: value for key in CONTEXT if (value := record.__dict__.get(key)) is not None}
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,22 +37,34 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in CONTEXT:
-            if (value := record.__dict__.get(key)) is not None:
-                line[key] = value
+        line.update(context_of(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = context_of(record)
+        return text + "".join(f" {key}={value}" for key, value in context.items()) if context else text
+
+
 def configure(level: str, fmt: str) -> None:
     """One handler on the root logger; uvicorn's loggers propagate to it (bridge/server.py)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("uvicorn.access").addFilter(RedactAccess())
+    upgrades = logging.getLogger("uvicorn.error")
+    for old in [f for f in upgrades.filters if isinstance(f, WebSocketUpgrades)]:
+        upgrades.removeFilter(old)
+    upgrades.addFilter(WebSocketUpgrades())
 
 
 _SECRET_PARAMS = re.compile(r"((?:^|[?&])(?:token|api_key|apikey|password|access_token|key)=)[^&\s]*", re.IGNORECASE)
@@ -57,4 +82,41 @@ class RedactAccess(logging.Filter):
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
             record.args = (args[0], args[1], redact(args[2]), args[3], args[4])
+        return True
+
+
+# uvicorn's (websockets-sansio) WebSocket lines, by their format strings
+_WS_LINE = '%s - "WebSocket %s" %d'
+_WS_CLOSED_BEFORE_ACCEPT = '%s - "WebSocket %s" 403'
+_WS_ACCEPTED = '%s - "WebSocket %s" [accepted]'
+_WS_REJECTED = "connection rejected (%d %s)"
+_NO_HANDSHAKE = "ASGI callable returned without completing handshake."
+
+
+class WebSocketUpgrades(logging.Filter):
+    """On `uvicorn.error`: one line per refused upgrade, credentials redacted (module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._denials = 0  # denial responses whose "without completing handshake" error is due
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg, args = record.msg, record.args
+        if msg == _WS_LINE and isinstance(args, tuple) and len(args) == 3:
+            self._denials += 1  # a denial response the app sent, and logged with its reason
+            return False
+        if msg == _WS_REJECTED:
+            return False
+        if msg == _NO_HANDSHAKE and self._denials:
+            self._denials -= 1
+            return False
+        if msg in (_WS_CLOSED_BEFORE_ACCEPT, _WS_ACCEPTED) and isinstance(args, tuple) and len(args) == 2:
+            peer, path = args[0], redact(str(args[1]))
+            if msg == _WS_ACCEPTED:
+                record.args = (peer, path)
+                return True
+            record.msg, record.args = "WebSocket upgrade refused: %s %s", (403, path)
+            record.__dict__.update(
+                peer=peer, path=path, status=403, reason="closed before the handshake (no WebSocket route here)"
+            )
         return True

@@ -78,6 +78,9 @@ class Settings:
     wss_port: int | None = 8084  # MQTT over secure WebSocket; None = no listener
     plain: bool = True  # with TLS on, False turns the plain MQTT and MQTT/WebSocket listeners off
 
+    # metrics: False skips the per-message counting behind GET /metrics (to measure what it costs)
+    metrics: bool = True
+
     # logs
     log_level: str = "info"
     log_format: str = "text"

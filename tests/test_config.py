@@ -10,12 +10,14 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nxg_mqtt import __version__
+from nxg_mqtt import __version__, config
+from nxg_mqtt.settings import Settings
 
 CLI = [sys.executable, "-m", "nxg_mqtt"]
 
@@ -144,3 +146,24 @@ def test_every_boolean_has_a_no_flag(tmp_path: Path) -> None:
         flag = "--" + name.replace("_", "-")
         assert show(flag, *tls)[name]["value"] is True
         assert show(flag, "--no-" + flag[2:], *tls, env={f"NXG_{name.upper()}": "true"})[name]["value"] is False
+
+
+def test_the_readme_settings_table_is_the_code_s() -> None:
+    """The README lists every setting (flag, variable, default, meaning) exactly as the code has them:
+    regenerate with `python -m nxg_mqtt.config --readme README.md` after changing a setting."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert config.with_settings_table(readme) == readme, "README settings table is stale: regenerate it"
+    table = config.settings_table()
+    for f in fields(Settings):
+        assert f"| `{f.name}` | `{config.flag_of(f.name)}" in table and config.HELP[f.name], f.name
+    assert "| `plain` | `--plain / --no-plain` | `NXG_PLAIN` | `true` |" in table
+    assert "| `mqtt_port` | `--mqtt-port` | `NXG_MQTT_PORT` | `1883` |" in table
+
+
+def test_the_readme_sample_config_file_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    sample = re.search(r"```toml\n(.*?)```", readme, re.DOTALL)
+    assert sample is not None
+    (tmp_path / "nxg.toml").write_text(sample.group(1))
+    values = config.load_file(tmp_path / "nxg.toml")  # every key a setting, every value allowed
+    assert values["plain"] is False and values["log_format"] == "json"

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from nxg_mqtt.logs import TextFormatter
+from tests.mqtt_client import TestClient
 
 
 async def test_json_logs_with_a_redacted_access_log(tmp_path: Path) -> None:
@@ -41,3 +48,58 @@ async def test_json_logs_with_a_redacted_access_log(tmp_path: Path) -> None:
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert access and "/health/live?token=***&api_key=***&x=1" in access[0]["message"]
     assert "s3cret" not in err.decode() and "k3y" not in err.decode()
+
+
+async def test_json_lines_carry_context_and_a_refused_upgrade_is_one_line(tmp_path: Path) -> None:
+    """A real server: a refused CONNECT's line has the client id, peer and CONNACK code as keys; a
+    refused WebSocket upgrade is logged once, with its reason, and its credential never shows."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nxg_mqtt",
+        "serve",
+        *("--host", "127.0.0.1", "--mqtt-port", "0", "--no-ws", "--http-port", "0", "--data", str(tmp_path)),
+        *("--log-format", "json", "--log-level", "info"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    banner = ""
+    while "Data" not in banner:
+        banner += (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
+    mqtt_port = re.search(r"mqtt://127\.0\.0\.1:(\d+)", banner)
+    http = re.search(r"HTTP +http://(127\.0\.0\.1:\d+)/", banner)
+    assert mqtt_port and http, banner
+    try:
+        intruder = TestClient("log-dev-1")
+        assert await intruder.connect(int(mqtt_port.group(1)), "log-dev-1", "not-the-token") == 5
+        intruder.close()
+        for path in ("/ws/app?token=s3cret-token", "/no-such-socket"):
+            with pytest.raises(InvalidStatus):
+                async with connect(f"ws://{http.group(1)}{path}", open_timeout=5):
+                    pass
+        await asyncio.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=15)
+    text = err.decode()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    refused = [line for line in lines if "CONNECT refused" in line["message"]]
+    assert len(refused) == 1, refused
+    assert refused[0]["client_id"] == "log-dev-1" and refused[0]["connack"] == 5
+    assert refused[0]["peer"].startswith("127.0.0.1:") and refused[0]["reason"] == "auth_reset_required"
+    app = [line for line in lines if "/ws/app" in line["message"]]
+    assert len(app) == 1, app  # one line, not uvicorn's three
+    assert app[0]["status"] == 401 and app[0]["path"] == "/ws/app?token=***" and "unauthorized" in app[0]["reason"]
+    assert app[0]["peer"].startswith("127.0.0.1:")
+    missing = [line for line in lines if "/no-such-socket" in line["message"]]
+    assert len(missing) == 1 and missing[0]["status"] == 403 and "no WebSocket route" in missing[0]["reason"]
+    assert "without completing handshake" not in text and "connection rejected" not in text
+    assert "s3cret" not in text
+
+
+def test_text_lines_append_the_context() -> None:
+    record = logging.LogRecord("nxg_mqtt.broker", logging.INFO, __file__, 1, "CONNECT refused", None, None)
+    record.__dict__.update(client_id="dev-1", connack=5)
+    line = TextFormatter().format(record)
+    assert line.endswith("nxg_mqtt.broker: CONNECT refused client_id=dev-1 connack=5")

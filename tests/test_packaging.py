@@ -15,6 +15,7 @@ import signal
 import site
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,12 @@ import pytest
 from tests.mqtt_client import TestClient, pair_over_mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        value: dict[str, object] = json.loads(response.read())
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +83,11 @@ async def test_the_installed_wheel_serves_a_paired_device(installed: Path, tmp_p
         match = re.search(rb"mqtt://[^\s:]+:(\d+)", banner)
         assert match, banner
         port = int(match.group(1))
+        http = re.search(rb"HTTP +(http://\S+)/", banner)
+        assert http, banner
+        # CHANGELOG.md travels in the wheel: /changelog lists its sections, read from the package
+        changelog = await asyncio.to_thread(_get_json, http.group(1).decode() + "/api/v1/changelog")
+        assert changelog["changelog"] and changelog["changelog"][0]["version"] == "Unreleased"  # type: ignore[index]
 
         def run(*args: str) -> dict[str, object]:
             done = subprocess.run([cli, *args, "--data", str(data)], capture_output=True, text=True, timeout=30)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -124,3 +126,115 @@ async def test_the_bridge_speaks_wss_and_reloads_its_certificate_without_droppin
     renewed = TestClient("tls-4", tls_ca=fresh["ca"])
     assert await renewed.connect(stack.broker.mqtts_port or 0, "pair", "WRONG-CODE") == 4
     renewed.close()
+
+
+def _defines(header: str) -> dict[str, str]:
+    return {m[0]: m[1].strip('"') for m in re.findall(r"^#define (NXG_\w+)\s+(\S+)", header, re.MULTILINE)}
+
+
+def _c_string(header: str, name: str, tmp_path: Path) -> str:
+    """What the C compiler makes of `name` in `header` (the CA string, as firmware sees it)."""
+    (tmp_path / "config.h").write_text(header)
+    source = tmp_path / "show.c"
+    source.write_text(
+        f'#include <stdio.h>\n#include "config.h"\nint main(void) {{ fputs({name}, stdout); return 0; }}\n'
+    )
+    binary = tmp_path / "show"
+    subprocess.run(["cc", "-Wall", "-Werror", "-o", str(binary), str(source)], check=True, timeout=60)
+    return subprocess.run([str(binary)], capture_output=True, text=True, check=True, timeout=10).stdout
+
+
+def _handshake(port: int, cafile: str) -> None:
+    """A TLS handshake as paho's tls_set() does it, on a socket closed here whatever happens."""
+    context = ssl.create_default_context(cafile=cafile)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1"),
+    ):
+        pass
+
+
+async def _read_until(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> str:
+    while True:
+        line = (await asyncio.wait_for(stream.readline(), timeout=30)).decode()
+        assert line, "".join(seen)
+        seen.append(line)
+        if needle in line:
+            return line
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+async def test_serve_over_tls_config_h_and_a_real_sighup(tmp_path: Path) -> None:
+    """`nxg-mqtt serve` with TLS only: config.h sends devices to mqtts:// with the CA as a C string
+    (compiled here), a device paired with that CA connects; then new certificate files and
+    `kill -HUP`: the connected device stays, a new connection is served the new certificate."""
+    certs = dev_certs(tmp_path / "certs")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nxg_mqtt",
+        "serve",
+        *("--host", "127.0.0.1", "--mqtts-port", "0", "--wss-port", "0", "--http-port", "0", "--no-plain"),
+        *("--tls-cert", certs["cert"], "--tls-key", certs["key"], "--tls-ca", certs["ca"]),
+        *("--data", str(tmp_path / "data"), "--admin-password", PASSWORD, "--log-format", "json"),
+        *("--public-host", "127.0.0.1"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    device: TestClient | None = None
+    try:
+        banner: list[str] = []
+        await _read_until(proc.stdout, "Data", banner)
+        text = "".join(banner)
+        mqtts = re.search(r"mqtts://127\.0\.0\.1:(\d+)", text)
+        wss = re.search(r"MQTT/WSS +wss://127\.0\.0\.1:(\d+)/mqtt", text)
+        https = re.search(r"HTTP +(https://127\.0\.0\.1:\d+)/", text)
+        assert mqtts and wss and https and "mqtt://" not in text, text
+        trusted = ssl.create_default_context(cafile=certs["ca"])
+        async with httpx.AsyncClient(
+            base_url=https.group(1), verify=trusted, headers={"Authorization": f"Bearer {PASSWORD}"}, timeout=10
+        ) as http:
+            code = (await http.post("/api/devices", json={"serial": "tls-hup"})).json()["code"]
+            header = (await http.get("/api/devices/tls-hup/config.h")).text
+        defines = _defines(header)
+        port = int(mqtts.group(1))
+        assert defines["NXG_TLS"] == "1" and defines["NXG_MQTT_PORT"] == str(port)
+        assert defines["NXG_MQTT_URI"].endswith(f":{port}") and defines["NXG_MQTT_URI"].startswith("mqtts://")
+        assert defines["NXG_MQTT_WS_URI"].startswith("wss://") and defines["NXG_MQTT_WS_PORT"] == wss.group(1)
+        assert defines["NXG_GATEWAY_URI"] == f"wss://{https.group(1).removeprefix('https://')}/ws/gateway"
+        ca_from_header = await asyncio.to_thread(_c_string, header, "NXG_CA_CERT_PEM", tmp_path)
+        assert ca_from_header.strip() == (await asyncio.to_thread(Path(certs["ca"]).read_text)).strip()
+        await asyncio.to_thread((tmp_path / "ca-from-config-h.pem").write_text, ca_from_header)
+
+        pairing = TestClient("p-tls-hup", tls_ca=str(tmp_path / "ca-from-config-h.pem"))
+        assert await pairing.connect(port, "pair", str(code)) == 0
+        assert await pairing.subscribe("nxg/pair/p-tls-hup") == [1]
+        await pairing.publish("nxg/pair/p-tls-hup/req", "{}")
+        token = json.loads((await pairing.next_message()).payload)["token"]
+        pairing.close()
+        device = TestClient("tls-hup", tls_ca=str(tmp_path / "ca-from-config-h.pem"))
+        assert await device.connect(port, "tls-hup", token) == 0
+        assert await device.subscribe("nxg/tls-hup/cmd") == [1]
+
+        fresh = dev_certs(tmp_path / "fresh")
+        shutil.copyfile(fresh["cert"], certs["cert"])
+        shutil.copyfile(fresh["key"], certs["key"])
+        proc.send_signal(signal.SIGHUP)
+        reloaded = json.loads(await _read_until(proc.stderr, "TLS certificate reloaded", []))
+        assert reloaded["level"] == "info"
+
+        await device.publish("nxg/tls-hup/telemetry", json.dumps({"temp": 20.5}))  # PUBACKed: still connected
+        assert not device.disconnected.is_set()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.to_thread(_handshake, port, certs["ca"])  # the old CA no longer verifies it
+        renewed = TestClient("tls-hup-new-ca", tls_ca=fresh["ca"])
+        assert await renewed.connect(port, "pair", "WRONG-CODE") == 4  # the new certificate, verified
+        renewed.close()
+        await device.publish("nxg/tls-hup/telemetry", json.dumps({"temp": 20.6}))
+        assert not device.disconnected.is_set()
+    finally:
+        if device is not None:
+            device.close()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), timeout=20)

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import caller_of
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.responses import json_body, v1_endpoint
 from nxg_mqtt.errors import NotFoundError, ValidationError
@@ -35,6 +36,7 @@ def descriptor(capability: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def query_commands(request: Request) -> Response:
     state = state_of(request)

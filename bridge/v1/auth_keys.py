@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from bridge.access import Caller, caller_of
 from bridge.auth import LoginThrottled
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.responses import from_error, v1_error
 from nxg_mqtt import messages
@@ -64,6 +65,7 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
+@responds(200, 401, 429)
 @authorized(None)
 async def me(request: Request, caller: Caller) -> Response:
     """Seed 002's user context. The admin password is the default tenant's admin; a key's role
@@ -106,12 +108,14 @@ async def _managed(request: Request, caller: Caller) -> ApiKey:
     return key
 
 
+@responds(200, *AUTH)
 @authorized(Scope.ADMIN_KEYS)
 async def list_keys(request: Request, caller: Caller) -> Response:
     keys = await state_of(request).core.keys.list(caller.tenant)
     return JSONResponse({"keys": [k.public() for k in keys if _visible(caller, k)]})
 
 
+@responds(201, 400, *AUTH)
 @authorized(Scope.ADMIN_KEYS)
 async def create_key(request: Request, caller: Caller) -> Response:
     body = await _body(request)
@@ -131,6 +135,7 @@ async def create_key(request: Request, caller: Caller) -> Response:
     )
 
 
+@responds(200, 400, 404, *AUTH)
 @authorized(Scope.ADMIN_KEYS)
 async def revoke_key(request: Request, caller: Caller) -> Response:
     target = await _managed(request, caller)
@@ -138,6 +143,7 @@ async def revoke_key(request: Request, caller: Caller) -> Response:
     return JSONResponse({"status": "revoked", "id": key.id})
 
 
+@responds(200, 400, 404, *AUTH)
 @authorized(Scope.ADMIN_KEYS)
 async def rotate_key(request: Request, caller: Caller) -> Response:
     target = await _managed(request, caller)

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import caller_of, device_caller
+from bridge.openapi import AUTH, responds
 from bridge.state import BridgeState, state_of
 from bridge.v1.responses import error_response, json_body, v1_endpoint
 from nxg_mqtt.errors import DryRunRequired, NxgError, ValidationError
@@ -69,6 +70,7 @@ def command_fields(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any
     return action, target, params
 
 
+@responds(200, 202, 400, 404, 409, 502, *AUTH)
 @v1_endpoint
 async def command(request: Request) -> Response:
     state = state_of(request)
@@ -89,6 +91,7 @@ async def command(request: Request) -> Response:
     return JSONResponse(accepted(await send(state, submitted)), status_code=202)
 
 
+@responds(202, 400, 404, 409, 502, *AUTH)
 @v1_endpoint
 async def confirm(request: Request) -> Response:
     state = state_of(request)
@@ -111,6 +114,7 @@ def failure(serial: str, exc: NxgError) -> dict[str, Any]:
     return result
 
 
+@responds(200, 400, *AUTH)
 @v1_endpoint
 async def batch(request: Request) -> Response:
     """One command to many devices; each device succeeds or fails on its own (200 either way)."""
@@ -137,6 +141,7 @@ async def batch(request: Request) -> Response:
     return JSONResponse({"results": results})
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def history(request: Request) -> Response:
     state = state_of(request)
@@ -174,6 +179,7 @@ def _entry(command: Command) -> dict[str, Any]:
 INTENT_TYPES = ("device.control",)
 
 
+@responds(200, 400, 404, 409, 502, *AUTH)
 @v1_endpoint
 async def intent(request: Request) -> Response:
     """Seed 002's intent: only `device.control` (one command); a rejected command answers with

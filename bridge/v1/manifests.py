@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import caller_of, device_caller
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.responses import json_body, v1_endpoint
 from nxg_mqtt.errors import ValidationError
@@ -37,6 +38,7 @@ def manifest_body(record: ManifestRecord, tenant_id: str, versions: list[int]) -
     }
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def get_manifest(request: Request) -> Response:
     state = state_of(request)
@@ -60,16 +62,19 @@ async def _put(request: Request, create: bool) -> Response:
     return JSONResponse(body, status_code=201 if create else 200)
 
 
+@responds(201, 400, 404, *AUTH)
 @v1_endpoint
 async def post_manifest(request: Request) -> Response:
     return await _put(request, create=True)
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def put_manifest(request: Request) -> Response:
     return await _put(request, create=False)
 
 
+@responds(200, *AUTH)
 @v1_endpoint
 async def capabilities(request: Request) -> Response:
     caller = await caller_of(request)
@@ -79,6 +84,7 @@ async def capabilities(request: Request) -> Response:
     return JSONResponse({"capabilities": await core.manifests.registry(within)})
 
 
+@responds(200, *AUTH)
 @v1_endpoint
 async def types(request: Request) -> Response:
     caller = await caller_of(request)

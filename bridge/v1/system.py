@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+import nxg_mqtt
+from bridge.openapi import responds
 from bridge.state import state_of
 from nxg_mqtt import __version__
 from nxg_mqtt.metrics import CONTENT_TYPE
@@ -24,7 +26,9 @@ from nxg_mqtt.metrics import CONTENT_TYPE
 log = logging.getLogger(__name__)
 SYSTEM = "NXG MQTT"
 PROTOCOL = "MQTT/3.1.1"
-CHANGELOG = Path(__file__).resolve().parents[2] / "CHANGELOG.md"  # in a checkout; not in the wheel
+# installed from a wheel: inside the package (pyproject's package-dir); in a checkout: at the top
+_PACKAGED = Path(nxg_mqtt.__file__).resolve().parent / "about" / "CHANGELOG.md"
+CHANGELOG = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parents[2] / "CHANGELOG.md"
 
 
 async def _checks(request: Request) -> dict[str, bool]:
@@ -38,6 +42,7 @@ async def _checks(request: Request) -> dict[str, bool]:
     return {"api": True, "database": database, "mqtt": state.link.connected}
 
 
+@responds(200, 503)
 async def health(request: Request) -> Response:
     checks = await _checks(request)
     if not all(checks.values()):
@@ -51,11 +56,13 @@ async def health(request: Request) -> Response:
     return JSONResponse(body)
 
 
+@responds(200)
 async def live(request: Request) -> Response:
     """The process answers: nothing else is checked (a restart would not fix a broker outage)."""
     return JSONResponse({"status": "ok"})
 
 
+@responds(200, 503)
 async def ready(request: Request) -> Response:
     """Ready for traffic: the store answers and the broker link is up; else 503 with the checks."""
     checks = await _checks(request)
@@ -63,12 +70,14 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
 
 
+@responds(200)
 async def status(request: Request) -> Response:
     return JSONResponse(
         {"system": SYSTEM, "status": "operational", "beta": True, "version": __version__, "protocol": PROTOCOL}
     )
 
 
+@responds(200)
 async def version(request: Request) -> Response:
     return JSONResponse({"version": __version__, "protocol": PROTOCOL})
 
@@ -84,11 +93,13 @@ def changelog_entries(text: str) -> list[dict[str, Any]]:
     return entries
 
 
+@responds(200)
 async def changelog(request: Request) -> Response:
     text = CHANGELOG.read_text(encoding="utf-8") if CHANGELOG.is_file() else ""
     return JSONResponse({"version": __version__, "changelog": changelog_entries(text)})
 
 
+@responds(200)
 async def metrics(request: Request) -> Response:
     return Response(state_of(request).core.metrics.render(), media_type=CONTENT_TYPE)
 

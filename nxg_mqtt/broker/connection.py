@@ -100,6 +100,14 @@ class Connection:
         client = self.session.client_id if self.session else None
         return f"Connection({client!r}, {self.transport.remote_address}:{self.transport.remote_port})"
 
+    def log_context(self, **more: object) -> dict[str, object]:
+        """This connection's fields for a log line's `extra=` (JSON keys with --log-format json)."""
+        session = self.session
+        context: dict[str, object] = {"peer": f"{self.transport.remote_address}:{self.transport.remote_port}"}
+        if session is not None:
+            context |= {"client_id": session.client_id, "serial": session.serial}
+        return context | more
+
     def abort(self, reason: str) -> None:
         """Close now; the first reason given is the one reported."""
         if self.close_reason is None:
@@ -127,15 +135,20 @@ class Connection:
                 self._refuse(ConnectRefused.BAD_PROTOCOL, f"{exc.protocol_name} level {exc.protocol_level}")
             else:
                 broker.stats["protocol_errors"] += 1
-                logger.info("%r: protocol error: second CONNECT (%s)", self, exc.message)
+                logger.info(
+                    "%r: protocol error: second CONNECT (%s)",
+                    self,
+                    exc.message,
+                    extra=self.log_context(reason=exc.message),
+                )
                 self.close_reason = CloseReason.PROTOCOL_ERROR
         except ProtocolError as exc:
             broker.stats["protocol_errors"] += 1
-            logger.info("%r: protocol error: %s", self, exc.message)
+            logger.info("%r: protocol error: %s", self, exc.message, extra=self.log_context(reason=exc.message))
             if self.close_reason is None:
                 self.close_reason = CloseReason.PROTOCOL_ERROR
         except Exception:
-            logger.exception("%r: internal error", self)
+            logger.exception("%r: internal error", self, extra=self.log_context())
             if self.close_reason is None:
                 self.close_reason = CloseReason.CONNECTION_LOST
         finally:
@@ -254,10 +267,12 @@ class Connection:
 
     # ------------------------------------------------------------------------------- CONNECT
 
-    def _refuse(self, code: int, why: str) -> bool:
+    def _refuse(self, code: int, why: str, client_id: str | None = None) -> bool:
         self.broker.stats["connect_refused"] += 1
         self.broker.refused_by_code[code] = self.broker.refused_by_code.get(code, 0) + 1
-        logger.info("%r: CONNECT refused (%#x): %s", self, code, why)
+        context = self.log_context(connack=code, reason=why)
+        context.setdefault("client_id", client_id)
+        logger.info("%r: CONNECT refused (%#x): %s", self, code, why, extra=context)
         self.write(encode_connack(False, code))
         self.close_reason = CloseReason.CONNECT_REFUSED
         return False
@@ -284,9 +299,9 @@ class Connection:
             session.will_qos = packet.will_qos
             session.will_retain = packet.will_retain
         session.is_anonymous = packet.username is None
-        code = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
+        code, why = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
         if code:
-            return self._refuse(code, "authentication")
+            return self._refuse(code, why, client_id)
         if self.close_reason is not None:
             return False
         principal = session.principal
@@ -306,7 +321,9 @@ class Connection:
                 break
             same = existing.principal == principal
             if not same and not principal.owns(client_id):
-                return self._refuse(ConnectRefused.IDENTIFIER_REJECTED, f"client id held by {existing.principal}")
+                return self._refuse(
+                    ConnectRefused.IDENTIFIER_REJECTED, f"client id held by {existing.principal}", client_id
+                )
             old = existing.conn
             if old is None or old is self:
                 if same:

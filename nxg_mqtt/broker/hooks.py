@@ -58,16 +58,16 @@ class PluginHost:
             except Exception:
                 self._failed(hook)
 
-    async def authenticate(self, session: BrokerSession, allow_anonymous: bool) -> int:
-        """The CONNACK return code for `session`: 0 accepts."""
-        refused: int | None = None
+    async def authenticate(self, session: BrokerSession, allow_anonymous: bool) -> tuple[int, str]:
+        """The CONNACK return code for `session` (0 accepts) and, for a refusal, why (for the log)."""
+        refused: ConnectRefused | None = None
         denied = False
         decided = False
         for hook in self.authenticators:
             try:
                 result = await hook(session=session)
             except ConnectRefused as exc:
-                refused = exc.return_code if refused is None else refused
+                refused = exc if refused is None else refused
                 continue
             except Exception:
                 self._failed(hook)
@@ -77,12 +77,12 @@ class PluginHost:
                 decided = True
                 denied = denied or not result
         if refused is not None:
-            return refused
+            return refused.return_code, refused.message
         if denied:
-            return ConnectRefused.NOT_AUTHORIZED
+            return ConnectRefused.NOT_AUTHORIZED, "an authentication plugin refused or failed"
         if not decided and not allow_anonymous:
-            return ConnectRefused.NOT_AUTHORIZED
-        return 0
+            return ConnectRefused.NOT_AUTHORIZED, "no authentication plugin accepted (anonymous not allowed)"
+        return 0, ""
 
     async def allowed(self, session: BrokerSession, topic: str, action: Action) -> bool:
         """The topic ACL: every plugin with an opinion must allow; no plugins allow everything."""

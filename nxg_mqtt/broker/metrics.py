@@ -6,7 +6,7 @@ from collections import Counter
 
 from nxg_mqtt.broker.server import NxgBroker
 from nxg_mqtt.broker.transport import TcpTransport
-from nxg_mqtt.metrics import Family, counter, gauge, total
+from nxg_mqtt.metrics import Family, channel_counter, counter, gauge, total
 
 
 def transport_of(conn: object) -> str:
@@ -33,6 +33,22 @@ def broker_source(broker: NxgBroker) -> list[Family]:
         ),
         total("nxg_mqtt_messages_received", "PUBLISH packets received from clients", stats["messages_in"]),
         total("nxg_mqtt_messages_sent", "PUBLISH packets delivered to clients", stats["messages_out"]),
+        *(
+            []
+            if broker.by_channel_in is None or broker.by_channel_out is None
+            else [
+                channel_counter(
+                    "nxg_mqtt_channel_messages_received",
+                    "PUBLISH packets received past the ACL and pairing, by channel (Channel values, pair, other)",
+                    broker.by_channel_in,
+                ),
+                channel_counter(
+                    "nxg_mqtt_channel_messages_sent",
+                    "PUBLISH packets delivered to clients by routing, by channel",
+                    broker.by_channel_out,
+                ),
+            ]
+        ),
         counter(
             "nxg_mqtt_events",
             "Other broker events (drops, denials, protocol and plugin errors)",

@@ -32,6 +32,7 @@ from nxg_mqtt.broker.message import IncomingMessage, OutgoingMessage
 from nxg_mqtt.broker.router import Router
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.broker.transport import HIGH_WATER, TcpTransport, WebSocketTransport
+from nxg_mqtt.metrics import ChannelCounts
 from nxg_mqtt.mqtt.codec import encode_topic
 from nxg_mqtt.protocol import CloseReason
 from nxg_mqtt.settings import Settings
@@ -97,6 +98,9 @@ class NxgBroker:
         self.drain_timeout_s = drain_timeout_s
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self.refused_by_code: dict[int, int] = {}  # CONNACK return code → CONNECTs refused with it
+        # deliveries by channel (GET /metrics), None with metrics off; the ingest plugin counts received
+        self.by_channel_out = ChannelCounts() if settings.metrics else None
+        self.by_channel_in = ChannelCounts() if settings.metrics else None
         self.sessions: dict[str, BrokerSession] = {}
         self.connections: set[Connection] = set()
         self.router: Router[BrokerSession] = Router()
@@ -299,6 +303,8 @@ class NxgBroker:
             ):
                 pressure.note_pressure(conn)
         self.stats["messages_out"] += count
+        if self.by_channel_out is not None:
+            self.by_channel_out.add(topic, count)
         return count
 
     async def deliver_retained(self, session: BrokerSession, granted: Sequence[tuple[str, int]]) -> None:

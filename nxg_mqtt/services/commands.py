@@ -508,7 +508,11 @@ class CommandService:
                 device_topic(command.serial, Channel.CMD_RES), json.dumps(result).encode(), qos=1
             )
         except Exception:
-            log.exception("publishing the result of %s failed", command.id)
+            log.exception(
+                "publishing the result of %s failed",
+                command.id,
+                extra={"command_id": command.id, "serial": command.serial},
+            )
         await notify_all(self._listeners, command, log=log, what="command listener")
         return command
 

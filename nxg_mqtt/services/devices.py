@@ -182,7 +182,7 @@ class DeviceService:
             now = self._clock()
             self._global_failures.hit("*", now)
             if self._lockout.fail(source, now):
-                log.warning("pairing locked for %s after repeated wrong codes", source)
+                log.warning("pairing locked for %s after repeated wrong codes", source, extra={"peer": source})
             raise AuthError("invalid connection code", code="INVALID_CODE")
         return device
 

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected, StoreError
+from nxg_mqtt.metrics import BATCH_ROWS, WRITE_SECONDS, Buckets
 from nxg_mqtt.models import Counters, HistoryEntry, PresenceOp, now_ms
 from nxg_mqtt.protocol import SENT_BY_DEVICE, MessageType, stamp
 from nxg_mqtt.services import Publisher
@@ -46,7 +48,9 @@ class IngestService:
         self._closing = False
         self._committed: asyncio.Future[None] | None = None  # waiters on the batch being gathered
         self.rejected = Counters()
-        self.stored = 0
+        self.stored = 0  # history rows written
+        self.batch_rows = Buckets(BATCH_ROWS)  # rows per committed batch, and its write time
+        self.write_seconds = Buckets(WRITE_SECONDS)
 
     # ---- accepting -------------------------------------------------------------------------------
 
@@ -155,6 +159,7 @@ class IngestService:
             for entry in batch:
                 if entry.type in SENT_BY_DEVICE and entry.ts > last_seen.get(entry.serial, 0):
                     last_seen[entry.serial] = entry.ts
+            started = time.perf_counter()
             try:
                 await self._store.history_writer.write(batch, last_seen, ops)
             except BaseException as exc:
@@ -163,6 +168,8 @@ class IngestService:
                 _resolve(done, StoreError(f"history commit failed: {exc!r}"))
                 raise
             self.stored += len(batch)
+            self.batch_rows.observe(len(batch))
+            self.write_seconds.observe(time.perf_counter() - started)
             _resolve(done)
             return len(batch)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.bridge.helpers import Stack
+from tests.bridge.helpers import Stack, open_stack
+from tests.factories import make_settings
 from tests.mqtt_client import TestClient, pair_over_mqtt, wait_for
 
 
@@ -44,11 +46,13 @@ async def test_metrics_move_as_a_device_publishes_is_refused_and_is_commanded(st
         command = await stack.core.commands.submit("met-1", "open", None, {}, source="test")
         assert json.loads((await device.next_message()).payload)["id"] == command.id
         await device.publish("nxg/met-1/ack", json.dumps({"t": "ack", "id": command.id, "ok": True}))
+        await device.publish("nxg/met-1/status", json.dumps({"battery": 90}))
 
         for _ in range(50):  # the ack and the rejected payload are handled asynchronously
             after = await scrape(stack, "/api/v1/metrics")
             if (
                 value(after, "nxg_payloads_rejected_total", reason="not_json")
+                and value(after, "nxg_history_rows_written_total") >= 4
                 and len([n for (n, _) in after if n == "nxg_commands_total"]) >= 2
             ):
                 break
@@ -64,6 +68,23 @@ async def test_metrics_move_as_a_device_publishes_is_refused_and_is_commanded(st
         assert value(after, "nxg_mqtt_connections", role="device", transport="tcp") == 1
         assert value(after, "nxg_websocket_clients", surface="app") == 0
         assert value(after, "nxg_broker_link_up") == 1
+
+        def delta(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        received, sent = "nxg_mqtt_channel_messages_received_total", "nxg_mqtt_channel_messages_sent_total"
+        assert delta(received, channel="telemetry") == 2  # counted on receipt, the bad one too
+        assert delta(received, channel="ack") == 1 and delta(received, channel="status") == 1
+        assert delta(sent, channel="pair") >= 1  # the pairing reply (the request is the pairing plugin's)
+        assert delta(sent, channel="cmd") >= 1  # the command, to the device (and the bridge)
+        assert delta(sent, channel="telemetry") >= 1 and delta(sent, channel="event") >= 1  # to the bridge
+        # telemetry, the Warning event, the ack and the status are history rows, in committed batches
+        assert delta("nxg_history_rows_written_total") >= 4
+        assert delta("nxg_ingest_batch_rows_count") >= 1 and delta("nxg_ingest_batch_rows_sum") >= 4
+        assert delta("nxg_ingest_write_seconds_count") >= 1 and delta("nxg_ingest_write_seconds_sum") > 0
+        assert value(after, "nxg_ingest_write_seconds_bucket", le="+Inf") == value(
+            after, "nxg_ingest_write_seconds_count"
+        )
     finally:
         device.close()
         refused.close()
@@ -91,3 +112,13 @@ async def test_health_and_system_endpoints_have_seed_002_shapes(stack: Stack) ->
             response = await anonymous.get(path)
             assert response.status_code == 503 and response.json()["status"] == "degraded"
             assert response.json()["checks"]["mqtt"] is False
+
+
+async def test_with_metrics_off_nothing_is_counted_by_channel(tmp_path: Path) -> None:
+    async with open_stack(make_settings(tmp_path, metrics=False)) as stack:
+        code = await stack.create_device("met-2")
+        await pair_over_mqtt(stack.broker.mqtt_port, code, "p-met-2")
+        samples = await scrape(stack)
+    names = {name for name, _ in samples}
+    assert "nxg_mqtt_messages_received_total" in names and "nxg_history_rows_written_total" in names
+    assert not any("channel" in name for name in names)

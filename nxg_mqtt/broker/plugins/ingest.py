@@ -24,6 +24,8 @@ from nxg_mqtt.topics import Channel, parse_device_topic
 
 class IngestPlugin(NxgPlugin):
     async def validate_message(self, *, session: BrokerSession, message: IncomingMessage) -> bool | None:
+        if self.broker.by_channel_in is not None:  # every PUBLISH past the ACL and pairing: GET /metrics
+            self.broker.by_channel_in.add(message.topic)
         if session.role not in (Role.DEVICE, Role.BRIDGE):
             return None
         parsed = parse_device_topic(message.topic)
