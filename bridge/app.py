@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from bridge import api, portal, v1
+from bridge import api, portal, proxy, v1
 from bridge.auth import AdminAuth
 from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
@@ -87,6 +87,7 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         *api.routes(),
         *v1.routes(),
+        *proxy.routes(),
         WebSocketRoute("/ws/app", app_socket),
         WebSocketRoute("/ws/gateway", gateway_socket),
         WebSocketRoute("/realtime", realtime_socket),

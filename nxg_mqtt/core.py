@@ -20,16 +20,21 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from nxg_mqtt.metrics import Metrics, counter
+from nxg_mqtt.node import node_id
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.api_keys import ApiKeyService
+from nxg_mqtt.services.certificates import CertificateService
 from nxg_mqtt.services.commands import CommandService
+from nxg_mqtt.services.device_tokens import DeviceTokenService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.history import HistoryService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.manifests import ManifestService
 from nxg_mqtt.services.presence import PresenceService
+from nxg_mqtt.services.properties import PropertyService
+from nxg_mqtt.services.proxy import ProxyService
 from nxg_mqtt.services.signals import SignalWatcher
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store, open_store
@@ -49,6 +54,11 @@ class Core:
     outbox: Outbox
     manifests: ManifestService
     keys: ApiKeyService
+    properties: PropertyService
+    certificates: CertificateService
+    tokens: DeviceTokenService
+    proxy: ProxyService
+    node_id: str  # this process's cluster node (seed 003's nodeId), stable per data directory
     metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
 
@@ -78,6 +88,11 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             publisher,
             manifests,
             keys,
+            PropertyService(store, settings, publisher),
+            CertificateService(store, devices),
+            DeviceTokenService(store, settings),
+            ProxyService(settings, publisher),
+            node_id(settings.data_dir),
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:
@@ -85,6 +100,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             if why is RevokeReason.DELETE:
                 manifests.forget(serial)
                 await presence.forget(serial)
+                await core.properties.forget(serial)
 
         devices.on_revoked(forget_deleted)
         core.metrics.add_source(

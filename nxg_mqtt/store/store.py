@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nxg_mqtt.store.api_keys import ApiKeyRepository
 from nxg_mqtt.store.batch import HistoryWriter
+from nxg_mqtt.store.certificates import CertificateRepository
 from nxg_mqtt.store.commands import CommandRepository
 from nxg_mqtt.store.connections import ConnectionRepository
 from nxg_mqtt.store.db import Database, open_database
@@ -16,6 +17,7 @@ from nxg_mqtt.store.devices import DeviceRepository
 from nxg_mqtt.store.journal import AuditRepository, KeyValueRepository, SignalRepository
 from nxg_mqtt.store.manifests import ManifestRepository
 from nxg_mqtt.store.messages import MessageRepository
+from nxg_mqtt.store.properties import PropertyRepository
 
 
 class Store:
@@ -32,6 +34,8 @@ class Store:
         self.kv = KeyValueRepository(db, tenant_id)
         self.manifests = ManifestRepository(db, tenant_id)
         self.api_keys = ApiKeyRepository(db, tenant_id)
+        self.properties = PropertyRepository(db, tenant_id)
+        self.certificates = CertificateRepository(db, tenant_id)
         # one connection: transactions from different tasks must not interleave
         self._tx_lock = asyncio.Lock()
 
