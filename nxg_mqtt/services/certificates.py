@@ -5,7 +5,7 @@ device with a status: `Pending` (seen or added, waiting for an operator), `Activ
 may log in with it), `Rejected`, `Revoked`, `Conflict` (the same fingerprint on two devices; set
 on both when it happens, and never a way in). A client certificate the TLS listener verified
 (`--tls-ca`) logs in as S when its fingerprint is `Active` for S and the client id is S; an
-unknown one is recorded `Pending` for the client id's device, with `firstSeen`. Moving a
+unknown one (on no device yet) is recorded `Pending` for the client id's device, with `firstSeen`. Moving a
 certificate away from `Active` (or deleting it) ends the device's live session at once.
 """
 
@@ -120,6 +120,10 @@ class CertificateService:
         for cert in known:
             if cert.serial.lower() == client_id.lower():
                 return cert.serial if cert.status == CertificateStatus.ACTIVE else None
+        if known:
+            # another device's certificate under this client id: refused, never recorded (recording
+            # it would turn the rightful device's certificate into a Conflict: a denial of service)
+            return None
         try:
             device = await self._devices.get(client_id)
         except DeviceNotFound:
