@@ -115,21 +115,22 @@ class PropertyService:
             protected = None
         ts = now_ms()
         props = self._store.properties
-        version = await props.update(serial, name, text, protected, ts, expected)
-        if version is None:
+        written = await props.update(serial, name, text, protected, ts, expected)
+        if written is None:
             if expected is None or expected == 0:
                 if await props.insert(serial, name, text, bool(protected), ts):
-                    version = 1
+                    written = (1, bool(protected))
                 elif expected is None:  # created meanwhile by another writer: this write lands on it
-                    version = await props.update(serial, name, text, protected, ts, None)
-            if version is None:
+                    written = await props.update(serial, name, text, protected, ts, None)
+            if written is None:
                 current = await props.get(serial, name)
                 if current is None:
                     return SetOutcome(SetResult.DELETED)
                 return SetOutcome(SetResult.VERSION_CONFLICT, current.version)
-        after = await props.get(serial, name)
+        version, is_protected = written
         # a protected property is never named to the device; `props` shows it gone if it was there
-        await self.publish(serial, {} if after is None or after.protected else {name: _wire(after)})
+        delta = {} if is_protected else {name: {"value": value, "version": version}}
+        await self.publish(serial, delta)
         return SetOutcome(SetResult.SET, version)
 
     async def get(self, serial: str, name: Any) -> Property | None:

@@ -61,16 +61,17 @@ class PropertyRepository:
 
     async def update(
         self, serial: str, name: str, value: str, protected: bool | None, ts: int, expected: int | None
-    ) -> int | None:
-        """The new version, or None when the property is absent or (with `expected`) at another
-        version. `protected=None` keeps the flag."""
+    ) -> tuple[int, bool] | None:
+        """(the new version, whether it is protected), or None when the property is absent or (with
+        `expected`) at another version. `protected=None` keeps the flag."""
         rows = await self._db.fetchall(
             "UPDATE device_properties SET value = ?, protected = COALESCE(?, protected),"
             " version = version + 1, updated_at = ?"
-            " WHERE tenant_id = ? AND serial = ? AND name = ? AND (? IS NULL OR version = ?) RETURNING version",
+            " WHERE tenant_id = ? AND serial = ? AND name = ? AND (? IS NULL OR version = ?)"
+            " RETURNING version, protected",
             (value, None if protected is None else int(protected), ts, self._tenant, serial, name, expected, expected),
         )
-        return int(rows[0][0]) if rows else None
+        return (int(rows[0][0]), bool(rows[0][1])) if rows else None
 
     async def delete(self, serial: str, name: str) -> bool:
         cur = await self._db.conn.execute(

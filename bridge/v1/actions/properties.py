@@ -38,8 +38,8 @@ async def set_property(ctx: Context, body: Body) -> dict[str, Any]:
     value = body.raw("value")
     protected = body.boolean("protected")
     expected = body.integer("expectedVersion")
-    device = await ctx.device(body)
-    outcome = await ctx.state.core.properties.set(device.serial, name, value, protected=protected, expected=expected)
+    serial = ctx.scoped(body)
+    outcome = await ctx.state.core.properties.set(serial, name, value, protected=protected, expected=expected)
     ctx.detail = {"name": name, "result": outcome.result.value}
     if outcome.result is SetResult.VERSION_CONFLICT:
         return {"result": outcome.result.value, "currentVersion": outcome.version}
@@ -49,21 +49,19 @@ async def set_property(ctx: Context, body: Body) -> dict[str, Any]:
 @action("devices_GetProperty", Scope.READ_DEVICES, fields=("deviceId", "name"))
 async def get_property(ctx: Context, body: Body) -> dict[str, Any]:
     name = body.text("name", max_len=128)
-    device = await ctx.device(body)
-    prop = await ctx.state.core.properties.get(device.serial, name)
+    prop = await ctx.state.core.properties.get(ctx.scoped(body), name)
     return {"result": "NotFound"} if prop is None else {"result": "Found", **wire(prop)}
 
 
 @action("devices_RemoveProperty", Scope.WRITE_DEVICES, fields=("deviceId", "name"), writes=True)
 async def remove_property(ctx: Context, body: Body) -> dict[str, Any]:
     name = body.text("name", max_len=128)
-    device = await ctx.device(body)
+    serial = ctx.scoped(body)
     ctx.detail = {"name": name}
-    removed = await ctx.state.core.properties.remove(device.serial, name)
+    removed = await ctx.state.core.properties.remove(serial, name)
     return {"result": "Removed" if removed else "NotFound"}
 
 
 @action("devices_QueryProperties", Scope.READ_DEVICES)
 async def query_properties(ctx: Context, body: Body) -> dict[str, Any]:
-    device = await ctx.device(body)
-    return {"properties": {p.name: wire(p) for p in await ctx.state.core.properties.all(device.serial)}}
+    return {"properties": {p.name: wire(p) for p in await ctx.state.core.properties.all(ctx.scoped(body))}}
