@@ -7,6 +7,8 @@ Runs `nxg-mqtt serve` as a subprocess on a temporary data directory; the load co
 process over HTTP keep-alive connections (one httpx client per worker) to
 `POST /api/v1/actions/invoke/devices_*`. Phases, each `--duration` seconds, `--writers` workers:
 
+- **rest-get**: `GET /api/devices/{S}` (seed 000): the cost of any authenticated request through
+  the bridge that reads one row, the baseline for reads;
 - **get**: `devices_GetProperty` of one property;
 - **set**: `devices_SetProperty` without `expectedVersion` on one property (the baseline for writes);
 - **cas**: every writer loops read-version → `devices_SetProperty` with `expectedVersion`; on
@@ -15,7 +17,8 @@ process over HTTP keep-alive connections (one httpx client per worker) to
   plus the number of `Set` answers, checked at the end;
 - **cas-own**: the same with each writer on its own property (no contention: the cost of CAS alone).
 
-Figures are ratios to the same run's baseline (`set`), as the machine is shared and noisy.
+Figures are given with ratios to the same run's baselines (`rest-get` for reads, `set` for
+writes), as the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ async def phase(port: int, writers: int, duration: float, kind: str) -> dict[str
         http, name = clients[index], names[index]
         known = await version(http, name) if kind.startswith("cas") else 0
         while time.monotonic() < stop_at:
+            if kind == "rest-get":
+                (await http.get(f"/api/devices/{SERIAL}")).raise_for_status()
+                counts["ok"] += 1
+                continue
             if kind == "get":
                 await call(http, "devices_GetProperty", {"deviceId": SERIAL, "name": name})
                 counts["ok"] += 1
@@ -116,7 +123,7 @@ async def phase(port: int, writers: int, duration: float, kind: str) -> dict[str
         "conflicts": counts["conflicts"],
         "attempts_per_s": (counts["ok"] + counts["conflicts"]) / elapsed,
     }
-    if kind != "get":
+    if kind not in ("get", "rest-get"):
         written = sum(after[n] - before[n] for n in after)
         result["versions_moved"] = written
         result["lost_updates"] = counts["ok"] - written
@@ -129,7 +136,7 @@ async def run(port: int, writers: int, duration: float) -> list[dict[str, Any]]:
         created.raise_for_status()
         await call(http, "devices_SetProperty", {"deviceId": SERIAL, "name": "shared", "value": 0})
     results = []
-    for kind in ("get", "set", "cas", "cas-own"):
+    for kind in ("rest-get", "get", "set", "cas", "cas-own"):
         results.append(await phase(port, writers, duration, kind))
     return results
 
@@ -147,13 +154,15 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    baseline = next(r for r in results if r["phase"] == "set")["per_s"]
-    print(f"{args.writers} workers, {args.duration:g} s per phase; ratio = per_s / set per_s of this run")
+    rest = next(r for r in results if r["phase"] == "rest-get")["per_s"]
+    sets = next(r for r in results if r["phase"] == "set")["per_s"]
+    print(f"{args.writers} workers, {args.duration:g} s per phase; ratio: reads / rest-get, writes / set (this run)")
     print(f"{'phase':8} {'ok/s':>8} {'ratio':>6} {'conflicts':>9} {'attempts/s':>10} {'lost':>5}")
     for r in results:
         lost = r.get("lost_updates", "-")
         print(
-            f"{r['phase']:8} {r['per_s']:8.0f} {r['per_s'] / baseline:6.2f} {r['conflicts']:9d}"
+            f"{r['phase']:8} {r['per_s']:8.0f} {r['per_s'] / (rest if r['phase'].endswith('get') else sets):6.2f}"
+            f" {r['conflicts']:9d}"
             f" {r['attempts_per_s']:10.0f} {lost!s:>5}"
         )
     if args.json is not None:
