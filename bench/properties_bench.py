@@ -4,7 +4,8 @@ concurrent writers with no lost update.
     .venv/bin/python -m bench.properties_bench [--writers 10] [--duration 5] [--json out.json]
 
 Runs `nxg-mqtt serve` as a subprocess on a temporary data directory; the load comes from this
-process over HTTP keep-alive connections (one httpx client per worker) to
+process over kept-alive HTTP/1.1 connections (one per worker, `bench.commands_bench.Http`: a
+client cheap enough that the server is what is measured) to
 `POST /api/v1/actions/invoke/devices_*`. Phases, each `--duration` seconds, `--writers` workers:
 
 - **rest-get**: `GET /api/devices/{S}` (seed 000): the cost of any authenticated request through
@@ -34,10 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from bench.bridge_bench import HOST, PASSWORD
+from bench.commands_bench import Http
 
-HOST = "127.0.0.1"
-PASSWORD = "bench-pw"
 INVOKE = "/api/v1/actions/invoke/"
 SERIAL = "bench-prop"
 
@@ -57,29 +57,21 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
     raise RuntimeError("nxg-mqtt serve did not print its HTTP port")
 
 
-def client(port: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=f"http://{HOST}:{port}",
-        headers={"Authorization": f"Bearer {PASSWORD}"},
-        timeout=30,
-        limits=httpx.Limits(max_connections=1),
-    )
-
-
-async def call(http: httpx.AsyncClient, action: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await http.post(INVOKE + action, json=body)
-    response.raise_for_status()
-    value: dict[str, Any] = response.json()
+async def call(http: Http, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    status, value = await http.post(INVOKE + action, body)
+    if status != 200:
+        raise RuntimeError(f"{action}: {status} {value}")
+    assert isinstance(value, dict)
     return value
 
 
-async def version(http: httpx.AsyncClient, name: str) -> int:
+async def version(http: Http, name: str) -> int:
     found = await call(http, "devices_GetProperty", {"deviceId": SERIAL, "name": name})
     return int(found["version"]) if found["result"] == "Found" else 0
 
 
 async def phase(port: int, writers: int, duration: float, kind: str) -> dict[str, Any]:
-    clients = [client(port) for _ in range(writers)]
+    clients = [await Http.open(port, 1) for _ in range(writers)]
     names = [f"own-{i}" if kind == "cas-own" else "shared" for i in range(writers)]
     before = {name: await version(clients[0], name) for name in set(names)}
     stop_at = time.monotonic() + duration
@@ -90,7 +82,8 @@ async def phase(port: int, writers: int, duration: float, kind: str) -> dict[str
         known = await version(http, name) if kind.startswith("cas") else 0
         while time.monotonic() < stop_at:
             if kind == "rest-get":
-                (await http.get(f"/api/devices/{SERIAL}")).raise_for_status()
+                status, _ = await http.post(f"/api/devices/{SERIAL}", None, method="GET")
+                assert status == 200
                 counts["ok"] += 1
                 continue
             if kind == "get":
@@ -115,7 +108,7 @@ async def phase(port: int, writers: int, duration: float, kind: str) -> dict[str
     elapsed = time.monotonic() - started
     after = {name: await version(clients[0], name) for name in set(names)}
     for http in clients:
-        await http.aclose()
+        http.close()
     result: dict[str, Any] = {
         "phase": kind,
         "ok": counts["ok"],
@@ -131,10 +124,11 @@ async def phase(port: int, writers: int, duration: float, kind: str) -> dict[str
 
 
 async def run(port: int, writers: int, duration: float) -> list[dict[str, Any]]:
-    async with client(port) as http:
-        created = await http.post("/api/devices", json={"serial": SERIAL})
-        created.raise_for_status()
-        await call(http, "devices_SetProperty", {"deviceId": SERIAL, "name": "shared", "value": 0})
+    http = await Http.open(port, 1)
+    status, body = await http.post("/api/devices", {"serial": SERIAL})
+    assert status == 201, body
+    await call(http, "devices_SetProperty", {"deviceId": SERIAL, "name": "shared", "value": 0})
+    http.close()
     results = []
     for kind in ("rest-get", "get", "set", "cas", "cas-own"):
         results.append(await phase(port, writers, duration, kind))
