@@ -25,8 +25,10 @@ from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.api_keys import ApiKeyService
+from nxg_mqtt.services.audit import AuditLog
 from nxg_mqtt.services.certificates import CertificateService
 from nxg_mqtt.services.commands import CommandService
+from nxg_mqtt.services.connection_log import ConnectionLog
 from nxg_mqtt.services.device_tokens import DeviceTokenService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.history import HistoryService
@@ -58,6 +60,8 @@ class Core:
     certificates: CertificateService
     tokens: DeviceTokenService
     proxy: ProxyService
+    connections: ConnectionLog
+    audit: AuditLog
     node_id: str  # this process's cluster node (seed 003's nodeId), stable per data directory
     metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
@@ -74,7 +78,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         commands = CommandService(store, settings, devices, presence, ingest, publisher, manifests)
         keys = ApiKeyService(store)
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s, keys)
-        history = HistoryService(store, devices)
+        history = HistoryService(store, devices, ingest.flush)
         core = Core(
             settings,
             store,
@@ -92,6 +96,8 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             CertificateService(store, devices),
             DeviceTokenService(store, settings),
             ProxyService(settings, publisher),
+            ConnectionLog(store),
+            AuditLog(store),
             node_id(settings.data_dir),
         )
 

@@ -28,7 +28,6 @@ from bridge.v1.actions import certificates, connections, devices, events, proper
 from bridge.v1.actions.base import ACTIONS, Body, Context, resolve_project
 from bridge.v1.responses import json_body, v1_endpoint
 from nxg_mqtt.errors import ForbiddenError, NotFoundError, NxgError, ValidationError
-from nxg_mqtt.models import now_ms
 
 PREFIX = "/actions/invoke/"
 _MODULES = (certificates, connections, devices, events, properties, tokens)  # each fills ACTIONS
@@ -51,7 +50,7 @@ async def invoke(request: Request) -> Response:
             details=[{"field": f, "error": "unknown field"} for f in unknown],
         )
     ctx = Context(request, state, caller)
-    audit = state.core.store.audit
+    audit = state.core.audit
     try:
         if action.writes or action.scope not in caller.scopes:
             # 404 before 403 (PROTOCOL §6): a device outside the scope does not exist
@@ -63,10 +62,10 @@ async def invoke(request: Request) -> Response:
     except NxgError as exc:
         if action.writes or isinstance(exc, ForbiddenError):
             detail = {**ctx.detail, "error": exc.message}
-            await audit.add(now_ms(), caller.actor, name, ctx.target or _serial(values), detail, exc.code)
+            await audit.record(caller.actor, name, ctx.target or _serial(values), detail, exc.code)
         raise
     if action.writes:
-        await audit.add(now_ms(), caller.actor, name, ctx.target, ctx.detail or None)
+        await audit.record(caller.actor, name, ctx.target, ctx.detail or None)
     return JSONResponse(result)
 
 

@@ -14,10 +14,7 @@ from nxg_mqtt.store.certificates import Certificate
 
 async def certificate(ctx: Context, body: Body) -> Certificate:
     cert_id = body.text("certificateId", max_len=64)
-    try:
-        cert = await ctx.state.core.certificates.get(cert_id)
-    except NotFoundError:
-        raise
+    cert = await ctx.state.core.certificates.get(cert_id)
     if not ctx.caller.sees(cert.serial):
         raise NotFoundError(f"certificate not found: {cert_id}", code="CERTIFICATE_NOT_FOUND")
     ctx.target = cert.serial

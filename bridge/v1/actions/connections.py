@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.v1.actions.base import Body, Context, action
-from nxg_mqtt.errors import ConflictError, NotFoundError, ValidationError
+from nxg_mqtt.errors import NotFoundError, ValidationError
 from nxg_mqtt.models import now_ms
 from nxg_mqtt.protocol import ConnectionEndReason, Scope, end_reason, iso_ts
 
@@ -24,7 +24,7 @@ MAX_LIMIT = 1000
 async def connection_log(ctx: Context, serial: str, limit: int, active_only: bool, now: int) -> list[dict[str, Any]]:
     core = ctx.state.core
     entries = []
-    for record in await core.store.connections.log(serial, limit, active_only):
+    for record in await core.connections.entries(serial, limit, active_only):
         ended = record.ended_at
         entries.append(
             {
@@ -51,13 +51,9 @@ async def query_connections(ctx: Context, body: Body) -> dict[str, Any]:
 async def register_connection(ctx: Context, body: Body) -> dict[str, Any]:
     node_id = body.text("nodeId", max_len=128)
     connection_id = body.text("connectionId", max_len=128)
-    if connection_id.isdigit():
-        # digits name this node's own log rows
-        raise ValidationError('"connectionId" must not be all digits', details=[{"field": "connectionId"}])
     device = await ctx.device(body)
     ctx.detail = {"connectionId": connection_id, "nodeId": node_id}
-    if not await ctx.state.core.store.connections.register(device.serial, connection_id, node_id, now_ms()):
-        raise ConflictError(f"connection {connection_id} is registered already")
+    await ctx.state.core.connections.register(device.serial, connection_id, node_id)
     return {"connectionId": connection_id}
 
 
@@ -72,12 +68,11 @@ async def unregister_connection(ctx: Context, body: Body) -> dict[str, Any]:
         raise ValidationError(
             f'"endReason" must be one of {allowed}', details=[{"field": "endReason", "error": "unknown value"}]
         ) from None
-    connections = ctx.state.core.store.connections
-    serial = await connections.serial_of(connection_id)
-    if serial is None or not ctx.caller.sees(serial):
+    connections = ctx.state.core.connections
+    serial = await connections.owner(connection_id)
+    if not ctx.caller.sees(serial):
         raise NotFoundError(f"connection not found: {connection_id}", code="CONNECTION_NOT_FOUND")
     ctx.target = serial
     ctx.detail = {"connectionId": connection_id, "endReason": reason.value}
-    if not await connections.end(connection_id, now_ms(), reason.value):
-        raise ConflictError(f"connection {connection_id} has ended already")
+    await connections.end(connection_id, reason)
     return {}

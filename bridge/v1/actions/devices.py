@@ -34,14 +34,14 @@ def descriptor(capability: dict[str, Any]) -> dict[str, Any]:
 @action("devices_Query", Scope.READ_DEVICES, fields=())
 async def query(ctx: Context, body: Body) -> dict[str, Any]:
     core = ctx.state.core
-    summary = await core.store.connections.summary()
+    summary = await core.connections.summary()
     now = now_ms()
     devices = []
     for device in await core.devices.list():
         if not ctx.caller.sees(device.serial):
             continue
         last, open_since = summary.get(device.serial.lower(), (None, None))
-        connected = device.online or await core.store.connections.active_registered(device.serial)
+        connected = device.online or await core.connections.connected_elsewhere(device.serial)
         item: dict[str, Any] = {
             "deviceId": device.serial,
             "projectId": core.settings.tenant_id,
@@ -66,7 +66,7 @@ async def get_details(ctx: Context, body: Body) -> dict[str, Any]:
     }
     if device.name is not None:
         details["name"] = device.name
-    details["isConnected"] = device.online or await core.store.connections.active_registered(device.serial)
+    details["isConnected"] = device.online or await core.connections.connected_elsewhere(device.serial)
     details["certificates"] = [
         {"certificateId": c.id, "status": c.status, "fingerprint": c.fingerprint, "firstSeen": iso_ts(c.first_seen)}
         for c in await core.certificates.for_device(device.serial)

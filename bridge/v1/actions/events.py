@@ -125,8 +125,7 @@ def device_event(entry: HistoryEntry) -> dict[str, Any]:
 async def query_events(ctx: Context, body: Body) -> dict[str, Any]:
     limit = body.integer("limit", low=1, high=MAX_LIMIT) or DEFAULT_LIMIT
     device = await ctx.device(body)
-    await ctx.state.core.ingest.flush()  # what was just accepted is listed
-    entries = await ctx.state.core.store.messages.query(device.serial, MessageType.EVENT, limit)
+    entries = await ctx.state.core.history.entries(device.serial, MessageType.EVENT, limit)
     return {"events": [device_event(e) for e in entries]}
 
 
@@ -146,7 +145,7 @@ def actor(name: str, tenant: str) -> dict[str, Any]:
 async def query_audit_log(ctx: Context, body: Body) -> dict[str, Any]:
     device = await ctx.device(body)
     tenant = ctx.state.settings.tenant_id
-    records = await ctx.state.core.store.audit.recent(limit=1000, serial=device.serial)
+    records = await ctx.state.core.audit.for_device(device.serial)
     return {
         "events": [
             {
