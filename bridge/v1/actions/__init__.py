@@ -37,7 +37,7 @@ _MODULES = (certificates, connections, devices, events, properties, tokens)  # e
 async def invoke(request: Request) -> Response:
     state = state_of(request)
     caller = await caller_of(request)
-    name = str(request.path_params["action"])
+    name = str(request.path_params.get("action") or request.url.path.rsplit("/", 1)[-1])
     action = ACTIONS.get(name)
     if action is None:
         raise NotFoundError(f"unknown action: {name}", code="ACTION_NOT_FOUND")
@@ -75,7 +75,9 @@ def _serial(values: dict[str, object]) -> str | None:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route(PREFIX + "{action}", invoke, methods=["POST"])]
+    # one route per action (so /openapi.json lists each), then the rest: ACTION_NOT_FOUND
+    named: list[BaseRoute] = [Route(PREFIX + name, invoke, methods=["POST"]) for name in sorted(ACTIONS)]
+    return [*named, Route(PREFIX + "{action}", invoke, methods=["POST"])]
 
 
 __all__ = ["ACTIONS", "_MODULES", "resolve_project", "routes"]
