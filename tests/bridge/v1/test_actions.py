@@ -423,9 +423,12 @@ EVENT = {
 @case("devices_PublishEvents")
 async def _publish_events(stack: Stack, paho: Clients) -> None:
     await stack.create_device("ev-d")
-    async with await stack.app_socket() as app:
+    app = await stack.app_socket()
+    try:
         assert await ok(stack, "devices_PublishEvents", {"deviceId": "ev-d", "events": [EVENT]}) == {}
         pushed = await recv_until(app, "event", serial="ev-d")
+    finally:
+        await app.close()
     assert (pushed["eventId"], pushed["severity"], pushed["category"]) == ("ev-1", "Warning", "door")
     assert pushed["body"] == {"text": "left open"} and pushed["device_ts"] == 1767323045678
     history = (await stack.http.get("/api/history", params={"serial": "ev-d", "type": "event"})).json()["messages"]
