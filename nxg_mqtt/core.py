@@ -96,7 +96,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             CertificateService(store, devices),
             DeviceTokenService(store, settings),
             ProxyService(settings, publisher),
-            ConnectionLog(store),
+            ConnectionLog(store, ingest.flush),
             AuditLog(store),
             node_id(settings.data_dir),
         )

@@ -8,6 +8,8 @@ twice, is a ConflictError; an unknown id is `CONNECTION_NOT_FOUND`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from nxg_mqtt.errors import ConflictError, NotFoundError, ValidationError
 from nxg_mqtt.models import ConnectionRecord, now_ms
 from nxg_mqtt.protocol import ConnectionEndReason
@@ -15,15 +17,24 @@ from nxg_mqtt.store import Store
 
 
 class ConnectionLog:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, flush: Callable[[], Awaitable[int]] | None = None) -> None:
         self._store = store
+        # presence writes the log with the next ingest batch: a reader commits it first
+        self._flush = flush
+
+    async def _committed(self) -> None:
+        if self._flush is not None:
+            await self._flush()
 
     async def entries(self, serial: str, limit: int, active_only: bool = False) -> list[ConnectionRecord]:
         """Newest first."""
+        await self._committed()
         return await self._store.connections.log(serial, limit, active_only)
 
-    async def summary(self) -> dict[str, tuple[int, int | None]]:
-        """Per device (lowercased serial): (latest connect, start of its open connection or None)."""
+    async def summary(self) -> dict[str, tuple[int, int | None, bool]]:
+        """Per device (lowercased serial): (latest connect, start of its open connection or None,
+        whether another node reports it connected)."""
+        await self._committed()
         return await self._store.connections.summary()
 
     async def connected_elsewhere(self, serial: str) -> bool:

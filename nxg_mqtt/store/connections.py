@@ -75,15 +75,17 @@ class ConnectionRepository:
         )
         return cur.rowcount > 0
 
-    async def summary(self) -> dict[str, tuple[int, int | None]]:
-        """Per device: (its latest `connected_at`, when its open connection began or None), in one query."""
+    async def summary(self) -> dict[str, tuple[int, int | None, bool]]:
+        """Per device (lowercased serial), in one query: its latest `connected_at`, when its open
+        connection began (None), and whether another node reports an open connection of it."""
         rows = await self._db.fetchall(
             "SELECT serial, MAX(connected_at) AS last,"
-            " MAX(CASE WHEN ended_at IS NULL THEN connected_at END) AS open_since"
+            " MAX(CASE WHEN ended_at IS NULL THEN connected_at END) AS open_since,"
+            " MAX(ended_at IS NULL AND node_id IS NOT NULL) AS elsewhere"
             " FROM connections WHERE tenant_id = ? GROUP BY serial COLLATE NOCASE",
             (self._tenant,),
         )
-        return {str(r["serial"]).lower(): (int(r["last"]), r["open_since"]) for r in rows}
+        return {str(r["serial"]).lower(): (int(r["last"]), r["open_since"], bool(r["elsewhere"])) for r in rows}
 
     async def active_registered(self, serial: str) -> bool:
         """Whether another node reports an open connection of the device."""

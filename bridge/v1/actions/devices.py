@@ -40,8 +40,8 @@ async def query(ctx: Context, body: Body) -> dict[str, Any]:
     for device in await core.devices.list():
         if not ctx.caller.sees(device.serial):
             continue
-        last, open_since = summary.get(device.serial.lower(), (None, None))
-        connected = device.online or await core.connections.connected_elsewhere(device.serial)
+        last, open_since, elsewhere = summary.get(device.serial.lower(), (None, None, False))
+        connected = device.online or elsewhere
         item: dict[str, Any] = {
             "deviceId": device.serial,
             "projectId": core.settings.tenant_id,
