@@ -23,6 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from bridge import api, portal, proxy, v1
 from bridge.auth import AdminAuth
+from bridge.device_replies import DeviceReplies
 from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
 from bridge.hub import Hub
@@ -58,7 +59,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         hub = Hub(settings.ws_queue_limit, settings.max_payload_bytes)
-        link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=hub.on_mqtt)
+        # on another broker, property reports and proxy answers reach the core through the link
+        replies = DeviceReplies(core) if not embedded else None
+        on_message = replies.wrap(hub.on_mqtt) if replies is not None else hub.on_mqtt
+        link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=on_message)
         gateway = GatewaySessions()
         core.devices.on_revoked(gateway.revoke)
         disconnect = core.outbox.connect(link) if not embedded else None
@@ -79,6 +83,8 @@ def create_app(
             if disconnect is not None:
                 disconnect()
             await state.realtime.close()
+            if replies is not None:
+                await replies.close()
             await link.close()
 
     routes = [

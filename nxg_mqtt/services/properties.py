@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from nxg_mqtt.errors import DeviceNotFound, PayloadRejected, ValidationError
-from nxg_mqtt.messages import load_json
+from nxg_mqtt.errors import DeviceNotFound, NxgError, PayloadRejected, ValidationError
+from nxg_mqtt.messages import decode_object, load_json, schema_errors
 from nxg_mqtt.models import now_ms
+from nxg_mqtt.protocol import Schema
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
@@ -132,6 +133,35 @@ class PropertyService:
         delta = {} if is_protected else {name: {"value": value, "version": version}}
         await self.publish(serial, delta)
         return SetOutcome(SetResult.SET, version)
+
+    async def device_report(self, serial: str, raw: bytes) -> None:
+        """A device's `nxg/{S}/prop/set` (PROTOCOL §2): the write, then its answer on
+        `nxg/{S}/prop/res` `{"id","result","version"?,"error"?}`. A request that is not valid JSON
+        or breaks `schemas/prop_set.json` is `Refused` with the reason (its `id` echoed if any).
+        Whoever receives the report (the embedded broker's plugin, or a bridge on another broker)
+        calls this; the broker's ACL has made sure that only device S publishes there."""
+        request_id: Any = None
+        reply: dict[str, Any]
+        try:
+            request = decode_object(raw, self._settings.max_payload_bytes)
+            request_id = request.get("id")
+            problem = schema_errors(Schema.PROP_SET, request)
+            if problem is not None:
+                raise PayloadRejected(f"prop/set does not match its schema: {problem}", code="schema")
+            outcome = await self.set(
+                serial, request["name"], request["value"], expected=request.get("expectedVersion"), by_device=True
+            )
+            reply = {"id": request_id, "result": outcome.result.value}
+            if outcome.version is not None:
+                reply["version"] = outcome.version
+            if outcome.error is not None:
+                reply["error"] = outcome.error
+        except NxgError as exc:
+            reply = {"id": request_id, "result": SetResult.REFUSED.value, "error": exc.message}
+        try:
+            await self._publisher.publish(device_topic(serial, Channel.PROP_RES), json.dumps(reply).encode(), qos=1)
+        except Exception:
+            log.exception("answering the property report of %s failed", serial)
 
     async def get(self, serial: str, name: Any) -> Property | None:
         return await self._store.properties.get(await self._device(serial), check_name(name))
