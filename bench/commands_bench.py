@@ -211,10 +211,10 @@ class Http:
     async def open(cls, port: int, count: int) -> Http:
         return cls([await asyncio.open_connection(HOST, port) for _ in range(count)])
 
-    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        payload = json.dumps(body).encode()
+    async def post(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> tuple[int, Any]:
+        payload = b"" if body is None else json.dumps(body).encode()
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PASSWORD}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PASSWORD}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         )
         reader, writer = await self.idle.get()

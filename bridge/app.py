@@ -22,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from bridge import api, portal, v1
+from bridge import api, portal, proxy, v1
 from bridge.auth import AdminAuth
+from bridge.device_replies import DeviceReplies
 from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
 from bridge.hub import Hub
@@ -61,7 +62,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         hub = Hub(settings.ws_queue_limit, settings.max_payload_bytes, core.tenants)
-        link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=hub.on_mqtt)
+        # on another broker, property reports and proxy answers reach the core through the link
+        replies = DeviceReplies(core) if not embedded else None
+        on_message = replies.wrap(hub.on_mqtt) if replies is not None else hub.on_mqtt
+        link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=on_message)
         gateway = GatewaySessions()
         core.devices.on_revoked(gateway.revoke)
         disconnect = core.outbox.connect(link) if not embedded else None
@@ -82,6 +86,8 @@ def create_app(
             if disconnect is not None:
                 disconnect()
             await state.realtime.close()
+            if replies is not None:
+                await replies.close()
             await link.close()
 
     routes = [
@@ -90,6 +96,7 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         *api.routes(),
         *v1.routes(),
+        *proxy.routes(),
         WebSocketRoute("/ws/app", app_socket),
         WebSocketRoute("/ws/gateway", gateway_socket),
         WebSocketRoute("/realtime", realtime_socket),

@@ -20,11 +20,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from nxg_mqtt.metrics import Metrics, counter, ingest_families
+from nxg_mqtt.node import node_id
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.api_keys import ApiKeyService
+from nxg_mqtt.services.audit import AuditLog
+from nxg_mqtt.services.certificates import CertificateService
 from nxg_mqtt.services.commands import CommandService
+from nxg_mqtt.services.connection_log import ConnectionLog
+from nxg_mqtt.services.device_tokens import DeviceTokenService
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.groups import GroupService
 from nxg_mqtt.services.history import HistoryService
@@ -33,6 +38,8 @@ from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.manifests import ManifestService
 from nxg_mqtt.services.observations import ObservationService
 from nxg_mqtt.services.presence import PresenceService
+from nxg_mqtt.services.properties import PropertyService
+from nxg_mqtt.services.proxy import ProxyService
 from nxg_mqtt.services.registration import RegistrationService
 from nxg_mqtt.services.signals import SignalWatcher
 from nxg_mqtt.services.tenants import TenantService
@@ -59,6 +66,13 @@ class Core:
     groups: GroupService
     registration: RegistrationService
     observations: ObservationService
+    properties: PropertyService
+    certificates: CertificateService
+    tokens: DeviceTokenService
+    proxy: ProxyService
+    connections: ConnectionLog
+    audit: AuditLog
+    node_id: str  # this process's cluster node (seed 003's nodeId), stable per data directory
     metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
 
@@ -74,7 +88,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         commands = CommandService(store, settings, devices, presence, ingest, publisher, manifests)
         keys = ApiKeyService(store)
         signals = SignalWatcher(store, devices, commands, settings.signal_poll_s, keys)
-        history = HistoryService(store, devices)
+        history = HistoryService(store, devices, ingest.flush)
         tenants = TenantService(store, keys)
         homes = HomeService(store)
         groups = GroupService(store, tenants)
@@ -97,6 +111,13 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             groups,
             registration,
             ObservationService(ingest, settings.max_payload_bytes),
+            PropertyService(store, settings, publisher),
+            CertificateService(store, devices),
+            DeviceTokenService(store, settings),
+            ProxyService(settings, publisher),
+            ConnectionLog(store, ingest.flush),
+            AuditLog(store),
+            node_id(settings.data_dir),
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:
@@ -104,6 +125,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             if why is RevokeReason.DELETE:
                 manifests.forget(serial)
                 await presence.forget(serial)
+                await core.properties.forget(serial)
 
         devices.on_revoked(forget_deleted)
         devices.on_revoked(tenants.forget_deleted)

@@ -140,6 +140,8 @@ class ConnectionRecord:
     ended_at: int | None
     reason: str | None
     id: int | None = None
+    connection_id: str | None = None  # set for a connection another node registered (seed 003)
+    node_id: str | None = None  # None: this node
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,22 @@ class Schema(StrEnum):
     PAIR_REQUEST = "pair_request"
     PRESENCE = MessageType.PRESENCE.value
     MANIFEST = "manifest"
+    PROP = "prop"
+    PROP_SET = "prop_set"
+    PROP_RES = "prop_res"
+    HTTP_REQ = "http_req"
+    HTTP_RES = "http_res"
+
+
+class Severity(StrEnum):
+    """Seed 003's `DeviceEventSeverity`, exactly (an event's optional `severity`, PROTOCOL §2)."""
+
+    TRACE = "Trace"
+    DEBUG = "Debug"
+    INFO = "Info"
+    WARNING = "Warning"
+    ERROR = "Error"
+    CRITICAL = "Critical"
 
 
 class RevokeReason(StrEnum):
@@ -67,6 +83,7 @@ class RevokeReason(StrEnum):
     REPAIRED = "re-paired"
     ROTATED = "rotated"  # seed 002's rotate-secret: the old secret is refused at once
     REVOKED = "revoked"  # seed 002's revoke: the device may never log in again
+    CERTIFICATE = "certificate"  # the certificate it logged in with was revoked or rejected
 
 
 class CloseReason(StrEnum):
@@ -84,6 +101,29 @@ class CloseReason(StrEnum):
     PAIRING_EXPIRED = "pairing session expired"  # PROTOCOL §6: closed 60 s after CONNECT at the latest
     STORE_FAILED = "store failed"  # committing its messages failed: closed without PUBACK, so it resends
     KICKED = "kicked"
+
+
+class ConnectionEndReason(StrEnum):
+    """Seed 003's `ConnectionEndReason`: why a connection in the log ended, as the actions API
+    names it. The broker's own `CloseReason`s map onto it (`end_reason()`)."""
+
+    UNKNOWN = "Unknown"
+    DISCONNECTED = "Disconnected"
+    NODE_CRASHED = "NodeCrashed"
+    SERVER_SHUTDOWN = "ServerShutdown"
+
+
+def end_reason(reason: str) -> ConnectionEndReason:
+    """A stored reason (a CloseReason, or a seed 003 value a node registered) in seed 003's terms."""
+    try:
+        return ConnectionEndReason(reason)
+    except ValueError:
+        pass
+    if reason == CloseReason.DISCONNECTED:
+        return ConnectionEndReason.DISCONNECTED
+    if reason == CloseReason.SERVER_SHUTDOWN:
+        return ConnectionEndReason.SERVER_SHUTDOWN
+    return ConnectionEndReason.UNKNOWN
 
 
 class RejectReason(StrEnum):

@@ -60,6 +60,10 @@ class Settings:
     require_manifest: bool = False
     dry_run_token_s: float = 60.0  # how long a critical action's dry-run token may be confirmed
 
+    # HTTP proxy to devices (seed 003): the longest wait for a device's answer, the largest body
+    proxy_timeout_s: float = 10.0
+    proxy_max_body_bytes: int = 64 * 1024
+
     # cross-process changes (CLI → running server)
     signal_poll_s: float = 0.25
 
@@ -73,7 +77,9 @@ class Settings:
     # TLS (all listeners): on when tls_cert and tls_key are given
     tls_cert: Path | None = None  # PEM certificate chain
     tls_key: Path | None = None  # PEM private key
-    tls_ca: Path | None = None  # CA that signed tls_cert: written into config.h for devices
+    # CA that signed tls_cert: written into config.h for devices; the TLS listeners also ask clients
+    # for a certificate signed by it (optional: a device may still log in by token)
+    tls_ca: Path | None = None
     mqtts_port: int = 8883  # MQTT over TLS
     wss_port: int | None = 8084  # MQTT over secure WebSocket; None = no listener
     plain: bool = True  # with TLS on, False turns the plain MQTT and MQTT/WebSocket listeners off

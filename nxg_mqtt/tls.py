@@ -17,6 +17,13 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     reload(context, settings)
+    if settings.tls_ca is not None:
+        # device certificates (seed 003): asked for, never required; the auth plugin decides
+        context.verify_mode = ssl.CERT_OPTIONAL
+        try:
+            context.load_verify_locations(cafile=settings.tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingError(f"--tls-ca: cannot load {settings.tls_ca}: {exc}") from None
     return context
 
 

@@ -30,9 +30,26 @@ class Channel(StrEnum):
     CMD_REQ = "cmd/req"
     CMD_RES = "cmd/res"
     PRESENCE = MessageType.PRESENCE.value
+    PROP = "prop"
+    PROP_SET = "prop/set"
+    PROP_RES = "prop/res"
+    HTTP_REQ = "http/req"
+    HTTP_RES = "http/res"
 
 
-DEVICE_PUBLISHES = frozenset({Channel.TELEMETRY, Channel.STATUS, Channel.EVENT, Channel.MANIFEST, Channel.ACK})
+# PROTOCOL §2: what a device may publish to and subscribe to, under its own `nxg/{S}/`
+DEVICE_PUBLISHES = frozenset(
+    {
+        Channel.TELEMETRY,
+        Channel.STATUS,
+        Channel.EVENT,
+        Channel.MANIFEST,
+        Channel.ACK,
+        Channel.PROP_SET,
+        Channel.HTTP_RES,
+    }
+)
+DEVICE_SUBSCRIBES = frozenset({Channel.CMD, Channel.PROP, Channel.PROP_RES, Channel.HTTP_REQ})
 
 
 def valid_topic_name(topic: str) -> bool:

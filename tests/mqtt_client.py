@@ -59,8 +59,11 @@ class TestClient:
         clean_session: bool = True,
         transport: Literal["tcp", "websockets"] = "tcp",
         tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
-        """`tls_ca`: connect over TLS (MQTT/TLS or wss://), verifying the server with this CA file."""
+        """`tls_ca`: connect over TLS (MQTT/TLS or wss://), verifying the server with this CA file;
+        `tls_cert`/`tls_key`: present this client certificate (a device certificate, seed 003)."""
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -69,7 +72,7 @@ class TestClient:
             transport=transport,
         )
         if tls_ca is not None:
-            self.client.tls_set(ca_certs=tls_ca)
+            self.client.tls_set(ca_certs=tls_ca, certfile=tls_cert, keyfile=tls_key)
         self.messages: queue.Queue[Received] = queue.Queue()
         self.received: list[Received] = []
         self.session_present: bool | None = None  # from the last CONNACK

@@ -26,7 +26,23 @@ struct host_transport {
     bool (*idle)(host_transport_t *t);
     /* Frees everything the transport holds (after a disconnect). */
     void (*destroy)(host_transport_t *t);
+    /* MQTT only, optional: a device session also subscribes nxg/{S}/http/req, and those
+     * requests go here instead of the core (http_page.c answers them). */
+    void (*on_http)(void *user, const char *topic, const char *data, size_t len);
+    void *http_user;
 };
+
+/* ---- the web page behind the server's HTTP proxy (http_page.c) -------------------------------- */
+typedef struct {
+    const nxg_client_t *client; /* its serial and state */
+    host_transport_t *transport;
+    const bool *turn1_open;
+    const bool *led_on;
+    uint64_t started_ms;
+} host_http_t;
+
+/* An on_http handler: GET / answers the device's status as JSON, anything else 404. */
+void host_http_answer(void *user, const char *topic, const char *data, size_t len);
 
 /* Each returns NULL when the library cannot be set up. `host` and the strings are borrowed. */
 host_transport_t *host_transport_mqtt(const char *host, int port);

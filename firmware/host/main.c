@@ -7,7 +7,8 @@
  *
  * Pairs with --code when FILE holds no token, stores the token and authenticates with it
  * afterwards; publishes {"temp","uptime_s"} every interval (--count N: N readings, then exit);
- * handles turn1 open/close and led on/off. One log line per transition on stdout. SIGTERM or
+ * handles turn1 open/close and led on/off; over MQTT, answers GET / through the server's HTTP proxy
+ * with its status (http_page.c). One log line per transition on stdout. SIGTERM or
  * SIGINT: clean disconnect, exit 0.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -225,6 +226,15 @@ int main(int argc, char **argv)
         return 1;
     }
     t->client = &app.client;
+    const host_http_t http = {
+        .client = &app.client,
+        .transport = t,
+        .turn1_open = &app.turn1_open,
+        .led_on = &app.led_on,
+        .started_ms = host_now_ms(),
+    };
+    t->on_http = host_http_answer; /* GET / through the server's HTTP proxy (MQTT only) */
+    t->http_user = (void *)&http;
 
     const uint64_t started = host_now_ms();
     uint64_t next_reading = started;

@@ -3,6 +3,7 @@
 #include <mosquitto.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "host_port.h"
@@ -14,6 +15,7 @@ typedef struct {
     struct mosquitto *mosq; /* one per connection: each CONNECT has its own credentials */
     bool open;              /* connected or connecting, and not closed by us */
     int inflight;           /* QoS 1 publishes without their PUBACK */
+    char http_req[NXG_MAX_SERIAL_BYTES + 16]; /* nxg/{S}/http/req of a device session, else "" */
 } mqtt_t;
 
 #define KEEPALIVE_S 30 /* PROTOCOL §2: firmware uses 30 s */
@@ -23,6 +25,9 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     (void)mosq;
     mqtt_t *m = obj;
     if (rc == 0) {
+        if (m->t.on_http != NULL && m->http_req[0] != '\0') {
+            (void)mosquitto_subscribe(mosq, NULL, m->http_req, 1);
+        }
         nxg_client_on_transport_up(m->t.client);
     } else {
         nxg_client_on_transport_refused(m->t.client, rc);
@@ -44,6 +49,10 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 {
     (void)mosq;
     mqtt_t *m = obj;
+    if (m->http_req[0] != '\0' && strcmp(msg->topic, m->http_req) == 0) {
+        m->t.on_http(m->t.http_user, msg->topic, msg->payload, (size_t)msg->payloadlen);
+        return;
+    }
     nxg_client_on_transport_message(m->t.client, msg->topic, msg->payload, (size_t)msg->payloadlen);
 }
 
@@ -78,6 +87,12 @@ static int tr_connect(void *ctx, const char *client_id, const char *username, co
 {
     mqtt_t *m = ctx;
     drop(m);
+    /* a device logs in as its serial (client id = user name); pairing sessions get no page */
+    m->http_req[0] = '\0';
+    if (username != NULL && strcmp(client_id, username) == 0 &&
+        (size_t)snprintf(m->http_req, sizeof m->http_req, "nxg/%s/http/req", client_id) >= sizeof m->http_req) {
+        m->http_req[0] = '\0';
+    }
     m->mosq = mosquitto_new(client_id, true, m);
     if (m->mosq == NULL) {
         return -1;

@@ -290,6 +290,7 @@ class Connection:
             session.password = packet.password.decode("utf-8", errors="surrogateescape")
         session.remote_address = self.transport.remote_address
         session.remote_port = self.transport.remote_port
+        session.peer_cert = getattr(self.transport, "peer_cert", None)
         session.keep_alive = packet.keep_alive
         session.clean_session = packet.clean_session
         if packet.will_topic is not None:

@@ -73,6 +73,7 @@ class BrokerSession:
         "pairing_code",
         "pairing_expiry",
         "password",
+        "peer_cert",
         "principal",
         "queue",
         "queue_limit",
@@ -97,6 +98,7 @@ class BrokerSession:
         self.password: str | None = None
         self.remote_address: str | None = None
         self.remote_port: int | None = None
+        self.peer_cert: bytes | None = None  # the verified TLS client certificate (DER), if any
         self.keep_alive = 0
         self.clean_session = True
         self.will_flag = False
@@ -142,6 +144,7 @@ class BrokerSession:
             "password",
             "remote_address",
             "remote_port",
+            "peer_cert",
             "keep_alive",
             "clean_session",
             "will_flag",

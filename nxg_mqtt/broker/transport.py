@@ -25,6 +25,7 @@ _WS_FRAME = 64 * 1024
 class Transport(Protocol):
     remote_address: str | None
     remote_port: int | None
+    peer_cert: bytes | None  # the client certificate (DER) a TLS listener verified, if any
 
     async def read(self) -> bytes:
         """Next chunk of bytes; b"" once the peer is gone."""
@@ -65,6 +66,7 @@ class TcpTransport:
         "_reader",
         "_transport",
         "_writer",
+        "peer_cert",
         "remote_address",
         "remote_port",
     )
@@ -78,6 +80,8 @@ class TcpTransport:
         self._pending_size = 0
         self._transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.remote_address, self.remote_port = _peer(writer.get_extra_info("peername"))
+        tls = writer.get_extra_info("ssl_object")
+        self.peer_cert: bytes | None = tls.getpeercert(binary_form=True) if tls is not None else None
 
     async def read(self) -> bytes:
         try:
@@ -134,6 +138,7 @@ class WebSocketTransport:
         "_size",
         "_wake",
         "_ws",
+        "peer_cert",
         "remote_address",
         "remote_port",
     )
@@ -149,6 +154,7 @@ class WebSocketTransport:
         self._emptied.set()
         self._closed = False
         self.remote_address, self.remote_port = _peer(ws.remote_address)
+        self.peer_cert: bytes | None = None  # device certificates are for the MQTT/TLS listener
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     async def read(self) -> bytes:

@@ -89,6 +89,25 @@ class DeviceService:
                 raise ConflictError(f"device {candidate} already exists")
         raise ConflictError("could not allocate a unique serial or code")  # pragma: no cover - 40 bits
 
+    async def create_with_fingerprint(
+        self, fingerprint: str, actor: str = "admin", tenant: str | None = None
+    ) -> Device:
+        """A device known by the fingerprint of its key or certificate (seed 003's `devices_Create`);
+        its serial is generated. ConflictError when another device has that fingerprint."""
+        async with self._audited(actor, "device.create", None):
+            if not isinstance(fingerprint, str) or not 1 <= len(fingerprint) <= 256:
+                raise ValidationError("fingerprint must be a string of 1 to 256 characters")
+            if await self._store.devices.by_fingerprint(fingerprint) is not None:
+                raise ConflictError("a device with this fingerprint exists already")
+            device = await self._create(None, None, actor, tenant)
+            if not await self._store.devices.set_fingerprint(device.serial, fingerprint):
+                await self._store.devices.delete(device.serial)  # lost a race to the same fingerprint
+                raise ConflictError("a device with this fingerprint exists already")
+        return device
+
+    async def fingerprint(self, serial: str) -> str | None:
+        return await self._store.devices.fingerprint(serial)
+
     async def get(self, serial: str) -> Device:
         device = await self._store.devices.get(serial)
         if device is None:
@@ -142,8 +161,18 @@ class DeviceService:
             await self._store.connections.delete_device(device.serial)
             await self._store.device_keys.delete_device(device.serial)
             await self._store.groups.delete_device(device.serial)
+            await self._store.properties.delete_device(device.serial)
+            await self._store.certificates.delete_device(device.serial)
         await self._store.audit.add(now_ms(), actor, "device.delete", device.serial)
         await self._revoked(device.serial, RevokeReason.DELETE)
+
+    async def set_name(self, serial: str, name: str | None, actor: str = "admin") -> None:
+        async with self._audited(actor, "device.set_name", serial):
+            if name is not None and (not isinstance(name, str) or len(name) > 200):
+                raise ValidationError("name must be a string of at most 200 characters")
+            device = await self.get(serial)
+        await self._store.devices.set_name(device.serial, name)
+        await self._store.audit.add(now_ms(), actor, "device.set_name", device.serial, {"name": name})
 
     # ---- live-session revocation ------------------------------------------------------------------
 
@@ -152,7 +181,8 @@ class DeviceService:
         self._revoke_listeners.append(listener)
 
     async def end_sessions(self, serial: str, why: RevokeReason) -> None:
-        """The device's live sessions end within 1 s, in this process and (by signal) in others."""
+        """The device's live sessions end within 1 s, in this process and (by signal) in others,
+        without touching its token (a rotated secret, a revoked certificate)."""
         await self._revoked(serial, why)
 
     async def _revoked(self, serial: str, why: RevokeReason) -> None:

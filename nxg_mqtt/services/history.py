@@ -12,11 +12,12 @@ exit 1) for a bad type, limit or before; DeviceNotFound (REST 404, CLI exit 1) f
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from nxg_mqtt.errors import DeviceNotFound, ValidationError
+from nxg_mqtt.models import HistoryEntry
 from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.store import Store
@@ -81,9 +82,14 @@ def _integer(name: str, value: str | int | None, low: int, high: int) -> int | N
 
 
 class HistoryService:
-    def __init__(self, store: Store, devices: DeviceService) -> None:
+    def __init__(self, store: Store, devices: DeviceService, flush: Callable[[], Awaitable[int]] | None = None) -> None:
         self._store = store
         self._devices = devices
+        self._flush = flush  # the ingest writer's flush, in a process that runs one
+
+    async def _ingest_flush(self) -> None:
+        if self._flush is not None:
+            await self._flush()
 
     async def query(self, query: HistoryQuery, within: Collection[str] | None = None) -> HistoryPage:
         """Newest first; `next_before` is the ts to pass as `before` for the next page (None: no more).
@@ -97,3 +103,9 @@ class HistoryService:
         entries = await self._store.messages.query(serial, query.type, query.limit, query.before, within)
         next_before = entries[-1].ts if entries and len(entries) == query.limit else None
         return HistoryPage([e.app_message() for e in entries], next_before)
+
+    async def entries(self, serial: str, kind: MessageType, limit: int) -> list[HistoryEntry]:
+        """A device's stored messages of one kind, newest first, with what was just accepted (the
+        ingest batch still being gathered is committed first)."""
+        await self._ingest_flush()
+        return await self._store.messages.query(serial, kind, limit)

@@ -196,6 +196,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX group_members_serial ON group_members (serial);
     """,
+    # 7: seed 003: device properties (compare-and-swap versions), device certificates (mTLS by
+    # fingerprint), a device's identity fingerprint, and connections named by id and cluster node
+    """
+    CREATE TABLE device_properties (
+        tenant_id   TEXT NOT NULL,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        name        TEXT NOT NULL,
+        value       TEXT NOT NULL,
+        protected   INTEGER NOT NULL DEFAULT 0,
+        version     INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, serial, name)
+    );
+    CREATE TABLE device_certificates (
+        id          TEXT PRIMARY KEY,
+        tenant_id   TEXT NOT NULL,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        fingerprint TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        first_seen  INTEGER NOT NULL,
+        UNIQUE (tenant_id, serial, fingerprint)
+    );
+    CREATE INDEX device_certificates_fingerprint ON device_certificates (tenant_id, fingerprint);
+    ALTER TABLE devices ADD COLUMN fingerprint TEXT;
+    CREATE UNIQUE INDEX devices_fingerprint ON devices (tenant_id, fingerprint) WHERE fingerprint IS NOT NULL;
+    ALTER TABLE connections ADD COLUMN connection_id TEXT;
+    ALTER TABLE connections ADD COLUMN node_id TEXT;
+    CREATE UNIQUE INDEX connections_id ON connections (tenant_id, connection_id) WHERE connection_id IS NOT NULL;
+    """,
 ]
 
 

@@ -178,6 +178,35 @@ class DeviceRepository:
             return False
         return cur.rowcount > 0
 
+    async def set_name(self, serial: str, name: str | None) -> bool:
+        cur = await self._db.conn.execute(
+            "UPDATE devices SET name = ? WHERE tenant_id = ? AND serial = ?", (name, self._tenant, serial)
+        )
+        return cur.rowcount > 0
+
+    async def set_fingerprint(self, serial: str, fingerprint: str) -> bool:
+        """False when another device has that fingerprint."""
+        try:
+            cur = await self._db.conn.execute(
+                "UPDATE devices SET fingerprint = ? WHERE tenant_id = ? AND serial = ?",
+                (fingerprint, self._tenant, serial),
+            )
+        except aiosqlite.IntegrityError:
+            return False
+        return cur.rowcount > 0
+
+    async def fingerprint(self, serial: str) -> str | None:
+        row = await self._db.fetchone(
+            "SELECT fingerprint FROM devices WHERE tenant_id = ? AND serial = ?", (self._tenant, serial)
+        )
+        return None if row is None or row[0] is None else str(row[0])
+
+    async def by_fingerprint(self, fingerprint: str) -> str | None:
+        row = await self._db.fetchone(
+            "SELECT serial FROM devices WHERE tenant_id = ? AND fingerprint = ?", (self._tenant, fingerprint)
+        )
+        return None if row is None else str(row[0])
+
     async def delete(self, serial: str) -> bool:
         cur = await self._db.conn.execute(
             "DELETE FROM devices WHERE tenant_id = ? AND serial = ?", (self._tenant, serial)

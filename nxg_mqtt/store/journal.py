@@ -28,7 +28,7 @@ class AuditRepository:
         """Newest first; only entries whose target is `serial` when given."""
         where, params = ("AND serial = ?", [serial]) if serial is not None else ("", [])
         rows = await self._db.fetchall(
-            "SELECT ts, actor, action, serial AS target, outcome, detail FROM audit"
+            "SELECT id, ts, actor, action, serial AS target, outcome, detail FROM audit"
             f" WHERE tenant_id = ? {where} ORDER BY id DESC LIMIT ?",
             (self._tenant, *params, limit),
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nxg_mqtt.store.api_keys import ApiKeyRepository
 from nxg_mqtt.store.batch import HistoryWriter
+from nxg_mqtt.store.certificates import CertificateRepository
 from nxg_mqtt.store.commands import CommandRepository
 from nxg_mqtt.store.commands_writer import CommandWriter
 from nxg_mqtt.store.connections import ConnectionRepository
@@ -20,6 +21,7 @@ from nxg_mqtt.store.homes import HomeRepository
 from nxg_mqtt.store.journal import AuditRepository, KeyValueRepository, SignalRepository
 from nxg_mqtt.store.manifests import ManifestRepository
 from nxg_mqtt.store.messages import MessageRepository
+from nxg_mqtt.store.properties import PropertyRepository
 from nxg_mqtt.store.tenants import TenantRepository
 
 
@@ -44,6 +46,8 @@ class Store:
         self.device_keys = DeviceKeyRepository(db)
         self.homes = HomeRepository(db)
         self.groups = GroupRepository(db)
+        self.properties = PropertyRepository(db, tenant_id)
+        self.certificates = CertificateRepository(db, tenant_id)
         # one connection: transactions from different tasks must not interleave
         self._tx_lock = asyncio.Lock()
 

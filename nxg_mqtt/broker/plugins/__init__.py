@@ -16,9 +16,11 @@ from nxg_mqtt.broker.plugins.acl import AclPlugin
 from nxg_mqtt.broker.plugins.auth import AuthPlugin
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.broker.plugins.command_requests import CommandRequestPlugin
+from nxg_mqtt.broker.plugins.http_proxy import HttpProxyPlugin
 from nxg_mqtt.broker.plugins.ingest import IngestPlugin
 from nxg_mqtt.broker.plugins.pairing import PairingPlugin
 from nxg_mqtt.broker.plugins.presence import PresencePlugin
+from nxg_mqtt.broker.plugins.properties import PropertyPlugin
 from nxg_mqtt.broker.server import BrokerContext
 from nxg_mqtt.core import Core
 
@@ -31,6 +33,8 @@ def nxg_plugins(core: Core) -> Sequence[Callable[[BrokerContext], Any]]:
         IngestPlugin,
         AckPlugin,
         CommandRequestPlugin,
+        PropertyPlugin,
+        HttpProxyPlugin,
         PresencePlugin,
     ]
     return [lambda context, cls=cls: cls(context, core) for cls in classes]  # type: ignore[misc]
@@ -41,8 +45,10 @@ __all__ = [
     "AclPlugin",
     "AuthPlugin",
     "CommandRequestPlugin",
+    "HttpProxyPlugin",
     "IngestPlugin",
     "PairingPlugin",
     "PresencePlugin",
+    "PropertyPlugin",
     "nxg_plugins",
 ]

@@ -1,8 +1,9 @@
 """The topic ACL of PROTOCOL §2, deny by default.
 
-A device publishes only to its own telemetry/status/event/manifest/ack and subscribes only to
-its own `nxg/{S}/cmd`; a pairing session speaks only on `nxg/pair/{C}`; nobody but the server
-(and the bridge acting for WebSocket devices) publishes commands or presence; `$SYS/#` is the
+A device publishes only to its own telemetry/status/event/manifest/ack/prop/set/http/res and
+subscribes only to its own `nxg/{S}/{cmd,prop,prop/res,http/req}` (exact topics, no wildcards);
+a pairing session speaks only on `nxg/pair/{C}`; nobody but the server (and the bridge acting
+for WebSocket devices) publishes commands, presence, properties or proxy requests; `$SYS/#` is the
 bridge's. An API key (`key` sessions) reads and commands only the devices of its scope and of
 its tenant (seed 002): another tenant's device is as absent as one outside the device list.
 Anonymous sessions exist only on a standalone broker started with `--allow-anonymous`,
@@ -21,18 +22,29 @@ from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import Role, Scope
 from nxg_mqtt.topics import (
     DEVICE_PUBLISHES,
+    DEVICE_SUBSCRIBES,
     PREFIX,
     Channel,
-    device_topic,
     pair_reply_topic,
     pair_request_topic,
     parse_device_topic,
 )
 
-_SERVER_ONLY = frozenset({Channel.CMD, Channel.PRESENCE, Channel.CMD_RES})
+_SERVER_ONLY = frozenset(
+    {Channel.CMD, Channel.PRESENCE, Channel.CMD_RES, Channel.PROP, Channel.PROP_RES, Channel.HTTP_REQ}
+)
 # what an integrator's key may read of a device in its scope (PROTOCOL §2's topic table)
 KEY_READS = frozenset(
-    {Channel.TELEMETRY, Channel.STATUS, Channel.EVENT, Channel.ACK, Channel.CMD, Channel.CMD_RES, Channel.PRESENCE}
+    {
+        Channel.TELEMETRY,
+        Channel.STATUS,
+        Channel.EVENT,
+        Channel.ACK,
+        Channel.CMD,
+        Channel.CMD_RES,
+        Channel.PRESENCE,
+        Channel.PROP,
+    }
 )
 
 
@@ -89,8 +101,9 @@ class AclPlugin(NxgPlugin):
             if action == Action.PUBLISH:
                 parsed = parse_device_topic(topic)
                 return parsed is not None and parsed.serial == serial and parsed.channel in DEVICE_PUBLISHES
-            # subscribe and receive: exactly its command topic, no wildcards
-            return bool(topic == device_topic(serial, Channel.CMD))
+            # subscribe and receive: exactly its own command, property and proxy topics, no wildcards
+            parsed = parse_device_topic(topic)
+            return parsed is not None and parsed.serial == serial and parsed.channel in DEVICE_SUBSCRIBES
         if role == Role.KEY:
             return await key_allows(session.api_key, topic, action, self.core.tenants.owner)
         if role == Role.PAIR:

@@ -46,6 +46,11 @@ class AuthPlugin(NxgPlugin):
     async def authenticate(self, *, session: BrokerSession) -> bool | None:
         username, password = session.username, session.password
         source = session.remote_address or "unknown"
+        if session.peer_cert is not None and not password:
+            # a device certificate (seed 003): Active for the client id's device logs it in
+            serial = await self.core.certificates.login(session.client_id or "", session.peer_cert)
+            if serial == session.client_id and username in (None, serial):
+                return self._device(session, serial)
         if username is None:
             if self.settings.allow_anonymous:
                 session.principal = Principal(Role.ANONYMOUS)
@@ -69,6 +74,9 @@ class AuthPlugin(NxgPlugin):
         serial = await self.core.devices.authenticate(username, password or "")
         if serial is None or serial != username:
             raise ConnectRefused(ConnectRefused.NOT_AUTHORIZED, "auth_reset_required")
+        return self._device(session, serial)
+
+    def _device(self, session: BrokerSession, serial: str) -> bool:
         session.principal = Principal(Role.DEVICE, serial)
         session.serial = serial
         if session.keep_alive == 0:

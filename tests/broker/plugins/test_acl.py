@@ -64,3 +64,28 @@ async def test_anonymous_standalone_broker_keeps_server_topics_closed(tmp_path: 
         reply = await s.pair(code)  # a pairing reply carries a token: never to anonymous `#`
         assert reply["t"] == "pair_ok"
         assert not [m for m in await anon.drain() if m.topic.startswith("nxg/pair/")]
+
+
+async def test_property_and_proxy_topics(stack: Stack) -> None:
+    """PROTOCOL §2: a device subscribes only its own prop, prop/res and http/req, publishes only its
+    own prop/set and http/res; nobody but the server publishes prop, prop/res or http/req."""
+    a, _ = await stack.device("acl-p", subscribe=False)
+    b, _ = await stack.device("acl-q", subscribe=False)
+    for leaf in ("prop", "prop/res", "http/req"):
+        assert await a.subscribe(f"nxg/acl-p/{leaf}") == [1], leaf
+        assert await a.subscribe(f"nxg/acl-q/{leaf}") == [0x80], leaf
+    assert await a.subscribe("nxg/acl-p/prop/set") == [0x80]
+    assert await a.subscribe("nxg/acl-p/http/res") == [0x80]
+    assert await a.subscribe("nxg/acl-p/prop/#") == [0x80]
+    assert await b.subscribe("nxg/acl-q/prop") == [1]
+    assert await b.subscribe("nxg/acl-q/http/req") == [1]
+    await b.drain()
+    denied = stack.broker.stats["publish_denied"]
+    await a.publish("nxg/acl-q/prop", '{"props":{}}')  # server-only, and another device's
+    await a.publish("nxg/acl-p/prop", '{"props":{"x":{"value":1,"version":9}}}')  # server-only
+    await a.publish("nxg/acl-p/prop/res", '{"id":"x","result":"Set"}')
+    await a.publish("nxg/acl-q/http/req", '{"id":"x","method":"GET","path":"/","headers":{},"body_b64":""}')
+    await a.publish("nxg/acl-q/prop/set", '{"id":"x","name":"n","value":1}')  # another device's
+    assert await b.no_message(0.5)
+    assert stack.broker.stats["publish_denied"] == denied + 5
+    assert await stack.core.store.properties.all("acl-q") == []
