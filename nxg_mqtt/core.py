@@ -26,6 +26,7 @@ from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.firmware import FirmwareService
 from nxg_mqtt.services.history import HistoryService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.manifests import ManifestService
@@ -49,6 +50,7 @@ class Core:
     outbox: Outbox
     manifests: ManifestService
     keys: ApiKeyService
+    firmware: FirmwareService
     metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
 
@@ -78,6 +80,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             publisher,
             manifests,
             keys,
+            FirmwareService(store, settings, devices, commands, ingest),
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:
@@ -99,6 +102,9 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         stack.push_async_callback(ingest.close)
         if serve or writer:
             await ingest.start()
+            # rollout states follow the OTA events and `fw` statuses this process ingests
+            await core.firmware.start()
+            stack.push_async_callback(core.firmware.close)
         if serve:
             await presence.recover()
             devices.online_now = presence.is_online

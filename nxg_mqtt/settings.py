@@ -60,6 +60,12 @@ class Settings:
     require_manifest: bool = False
     dry_run_token_s: float = 60.0  # how long a critical action's dry-run token may be confirmed
 
+    # firmware OTA: the largest binary an admin may upload
+    firmware_max_bytes: int = 32 * 1024 * 1024
+    # fault injection for tests of resumable downloads: a download response that starts at byte 0
+    # is cut after this many bytes (0 = off); ranged (resumed) responses are never cut
+    firmware_cut_at_bytes: int = 0
+
     # cross-process changes (CLI → running server)
     signal_poll_s: float = 0.25
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
-from bridge.v1 import actions, auth_keys, commands, manifests, system
+from bridge.v1 import actions, auth_keys, commands, firmware, manifests, system
 
 PREFIX = "/api/v1"
 
@@ -20,4 +20,5 @@ def routes() -> list[BaseRoute]:
     inner += manifests.routes()
     inner += actions.routes()
     inner += auth_keys.routes()
+    inner += firmware.routes()
     return [Mount(PREFIX, routes=inner)] if inner else []

@@ -41,7 +41,7 @@ from nxg_mqtt.errors import (
 )
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
-from nxg_mqtt.protocol import MessageType, Schema, SignalKind
+from nxg_mqtt.protocol import InternalAction, MessageType, Schema, SignalKind
 from nxg_mqtt.ratelimit import SlidingWindow
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.devices import DeviceService
@@ -187,13 +187,17 @@ class CommandService:
         dispatch: bool = True,
         confirmed: bool = False,
         actor: str | None = None,
+        internal: bool = False,
     ) -> Command:
         """Validate, commit, then dispatch (or queue). `dispatch=False` leaves it to the server
         process (the CLI writes the record and signals the server). A critical action without
         `confirmed` raises DryRunRequired with its token (`confirm` sends it). Every attempt,
-        accepted or refused, goes to the audit log under `actor` (default: the source)."""
+        accepted or refused, goes to the audit log under `actor` (default: the source).
+        `internal=True` is the server's own protocol-internal command (`protocol.InternalAction`,
+        e.g. `_ota` from the firmware service): no surface passes it, so apps still get
+        RESTRICTED_ACTION; it skips the request schema, the manifest and the rate limit."""
         try:
-            command = await self._submit(serial, action, target, params, ref, source, dispatch, confirmed)
+            command = await self._submit(serial, action, target, params, ref, source, dispatch, confirmed, internal)
         except NxgError as exc:
             detail = {"action": action, "source": source, "error": exc.message}
             await self._store.audit.add(now_ms(), actor or source, "command", serial, detail, outcome=exc.code)
@@ -212,15 +216,19 @@ class CommandService:
         source: str,
         dispatch: bool,
         confirmed: bool,
+        internal: bool = False,
     ) -> Command:
-        device, checked_params, capability = await self.check(serial, action, target, params)
+        if internal:
+            device, checked_params, capability = await self._internal(serial, action, params)
+        else:
+            device, checked_params, capability = await self.check(serial, action, target, params)
         if capability is not None and capability.critical and not confirmed:
             issued = self._issue(device.serial, action, target, checked_params, True)
             assert issued.token is not None
             raise DryRunRequired(issued.token)
         request: dict[str, Any] = {"params": checked_params}
         loop_now = asyncio.get_running_loop().time()
-        if not self._rate.allow(self._store.tenant_id, loop_now):
+        if not internal and not self._rate.allow(self._store.tenant_id, loop_now):
             limited = RateLimitedError(
                 f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
             )
@@ -246,7 +254,8 @@ class CommandService:
                 f"device {device.serial} already has {limit} commands waiting (queued or unacknowledged);"
                 " try again once it has taken some"
             )
-        self._rate.hit(self._store.tenant_id, loop_now)  # refused commands do not count
+        if not internal:
+            self._rate.hit(self._store.tenant_id, loop_now)  # refused commands do not count
         self._ingest.record(HistoryEntry(device.serial, MessageType.CMD, created, command.device_message()))
         if dispatch:
             self.note_queued(device.serial)
@@ -255,6 +264,16 @@ class CommandService:
             return sent.get(command.id, command)
         await self._store.signals.emit(SignalKind.COMMAND, device.serial, now_ms())
         return command
+
+    async def _internal(
+        self, serial: str, action: str, params: dict[str, Any] | None
+    ) -> tuple[Device, dict[str, Any], Capability | None]:
+        if action not in {a.value for a in InternalAction}:
+            raise CommandRejected("RESTRICTED_ACTION", f"{action!r} is not a protocol-internal action")
+        device = await self._devices.get(serial)
+        if device.revoked:
+            raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
+        return device, params or {}, None
 
     async def page(self, serial: str, limit: int = 50, before: int | None = None) -> tuple[list[Command], int | None]:
         """A device's commands, newest first, and the cursor of the next page (None: no more)."""

@@ -47,6 +47,12 @@ class IngestService:
         self._committed: asyncio.Future[None] | None = None  # waiters on the batch being gathered
         self.rejected = Counters()
         self.stored = 0
+        self._observers: list[Callable[[HistoryEntry], None]] = []
+
+    def observe(self, observer: Callable[[HistoryEntry], None]) -> None:
+        """`observer(entry)` sees every accepted status and event (telemetry, the hot path, is not
+        shown): it must be quick (hand the work to a task); an exception it raises is logged."""
+        self._observers.append(observer)
 
     # ---- accepting -------------------------------------------------------------------------------
 
@@ -59,6 +65,12 @@ class IngestService:
         body: dict[str, Any] = {"t": kind.value, **message.fields}
         entry = HistoryEntry(serial, kind, ts or now_ms(), body, message.device_ts)
         self.record(entry)
+        if kind is not MessageType.TELEMETRY:
+            for observer in self._observers:
+                try:
+                    observer(entry)
+                except Exception:
+                    log.exception("an ingest observer failed on %s from %s", kind.value, serial)
         return entry
 
     def validated(self, serial: str, topic_leaf: str, check: Callable[[], T]) -> T:

@@ -136,6 +136,42 @@ MIGRATIONS: list[str] = [
     ALTER TABLE audit ADD COLUMN outcome TEXT;
     CREATE INDEX audit_serial ON audit (tenant_id, serial, id);
     """,
+    # 6: reserved for issue 13's tenants, homes, rooms, groups and devices (branch h13); the lead
+    # puts that migration here at merge (a comment only until then, so that this one is number 7)
+    """
+    SELECT 1;
+    """,
+    # 7: firmware releases (the binary is a file in the data directory, named by the release id)
+    # and each device's rollout state, derived from the `_ota` command and the device's events
+    """
+    CREATE TABLE firmware_releases (
+        id          TEXT PRIMARY KEY,
+        tenant_id   TEXT NOT NULL,
+        device_type TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        checksum    TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        filename    TEXT,
+        created_at  INTEGER NOT NULL,
+        created_by  TEXT NOT NULL,
+        released_at INTEGER,
+        target_all  INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (tenant_id, device_type, version)
+    );
+    CREATE TABLE firmware_rollouts (
+        tenant_id   TEXT NOT NULL,
+        release_id  TEXT NOT NULL REFERENCES firmware_releases (id) ON DELETE CASCADE,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        state       TEXT NOT NULL,
+        command_id  TEXT,
+        progress    INTEGER,
+        error       TEXT,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (release_id, serial)
+    );
+    CREATE INDEX firmware_rollouts_device ON firmware_rollouts (tenant_id, serial);
+    CREATE INDEX firmware_rollouts_command ON firmware_rollouts (command_id);
+    """,
 ]
 
 

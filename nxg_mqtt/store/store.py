@@ -13,6 +13,7 @@ from nxg_mqtt.store.commands import CommandRepository
 from nxg_mqtt.store.connections import ConnectionRepository
 from nxg_mqtt.store.db import Database, open_database
 from nxg_mqtt.store.devices import DeviceRepository
+from nxg_mqtt.store.firmware import FirmwareRepository
 from nxg_mqtt.store.journal import AuditRepository, KeyValueRepository, SignalRepository
 from nxg_mqtt.store.manifests import ManifestRepository
 from nxg_mqtt.store.messages import MessageRepository
@@ -32,6 +33,7 @@ class Store:
         self.kv = KeyValueRepository(db, tenant_id)
         self.manifests = ManifestRepository(db, tenant_id)
         self.api_keys = ApiKeyRepository(db, tenant_id)
+        self.firmware = FirmwareRepository(db, tenant_id)
         # one connection: transactions from different tasks must not interleave
         self._tx_lock = asyncio.Lock()
 
