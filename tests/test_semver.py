@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from nxg_mqtt.errors import ValidationError
@@ -27,7 +29,7 @@ ORDERED = [
 def test_precedence_follows_semver() -> None:
     parsed = [Version.parse(v) for v in ORDERED]
     assert sorted(reversed(parsed)) == parsed
-    assert all(a < b for a, b in zip(parsed, parsed[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(parsed))
 
 
 def test_build_metadata_is_ignored() -> None:
