@@ -235,12 +235,26 @@ static void run_command(nxg_client_t *c, const nxg_command_t *cmd)
     nxg_reply_t reply = {.error = NULL, .result = NULL};
     const nxg_handler_t *handler = NULL;
     bool known_action = false;
-    for (size_t i = 0; i < c->handler_count && handler == NULL; i++) {
+    if (strcmp(cmd->action, NXG_OTA_ACTION) == 0) {
+        /* protocol-internal: only the server sends it; it is in no manifest and has no target */
+        nxg_ota_request_t request;
+        if (!nxg_ota_parse(cmd->params, &request)) {
+            reply.error = "invalid _ota params";
+        } else if (c->ota_fn == NULL) {
+            reply.error = "firmware updates are not supported";
+        } else {
+            reply.error = c->ota_fn(c->cfg.user, &request);
+        }
+        known_action = true;
+    }
+    for (size_t i = 0; i < c->handler_count && handler == NULL && !known_action; i++) {
         if (strcmp(c->handlers[i].target, cmd->target) == 0) {
             handler = &c->handlers[i];
         }
     }
-    if (handler == NULL) {
+    if (known_action) {
+        /* the _ota answer is set above */
+    } else if (handler == NULL) {
         reply.error = "unknown target";
     } else {
         for (const char *const *a = handler->actions; a != NULL && *a != NULL; a++) {
@@ -323,6 +337,15 @@ nxg_err_t nxg_client_on_command(nxg_client_t *client, const char *target, const 
         .description = description,
         .fn = fn,
     };
+    return NXG_OK;
+}
+
+nxg_err_t nxg_client_on_ota(nxg_client_t *client, nxg_ota_fn fn)
+{
+    if (client == NULL) {
+        return NXG_ERR_ARG;
+    }
+    client->ota_fn = fn;
     return NXG_OK;
 }
 
