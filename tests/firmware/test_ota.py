@@ -117,6 +117,7 @@ async def test_the_host_client_applies_a_release_with_a_resumed_download(binary:
             await offline.wait_line(r"^ota 1\.1\.0: checksum ok, applied$", within_s=30)
             assert (offline_dir / "firmware-1.1.0.bin").read_bytes() == BINARY
             await rollout_state(http, release["id"], "ota-off", "applied")
+            assert (await check(server, offline_store.read_text().split()[1], "1.1.0"))["update_available"] is False
 
             await stopped_cleanly(online)
             await stopped_cleanly(offline)
