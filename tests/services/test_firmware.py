@@ -122,9 +122,11 @@ async def test_check_offers_the_newest_release_meant_for_the_device(core: Core) 
 
 async def test_group_and_room_targets_wait_for_their_resolver(core: Core) -> None:
     release = await core.firmware.create("esp32", "1.0.0", chunks(b"z"))
-    for target in ({"group": "kitchen"}, {"room_id": "r1"}):
-        with pytest.raises(ValidationError) as unknown:
-            await core.firmware.resolve_rollout_target(release, **target)
+    with pytest.raises(ValidationError) as group:
+        await core.firmware.resolve_rollout_target(release, group="kitchen")
+    with pytest.raises(ValidationError) as room:
+        await core.firmware.resolve_rollout_target(release, room_id="r1")
+    for unknown in (group, room):
         assert unknown.value.code == "UNKNOWN_GROUP" and "unknown group" in unknown.value.message
 
 
