@@ -76,8 +76,10 @@ async def ota_of(ws: ClientConnection) -> dict[str, Any]:
 
 @pytest.fixture
 async def public(tmp_path: Path) -> Any:
-    # devices are sent to --public-host (the stack listens on loopback only)
-    async with open_stack(make_settings(tmp_path, public_host="127.0.0.1")) as stack:
+    # devices are sent to --public-host (the stack listens on loopback only); the test's gateway
+    # devices answer no pings, so the pong timeout is long enough for a slow, shared machine
+    settings = make_settings(tmp_path, public_host="127.0.0.1", ws_ping_interval_s=30.0, ws_pong_timeout_s=90.0)
+    async with open_stack(settings) as stack:
         yield stack
 
 
