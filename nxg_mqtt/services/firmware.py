@@ -35,7 +35,7 @@ from typing import Any
 
 from nxg_mqtt.errors import ConflictError, NotFoundError, TooLargeError, ValidationError
 from nxg_mqtt.models import Command, CommandStatus, HistoryEntry, now_ms
-from nxg_mqtt.protocol import FIRMWARE_STATUS_KEY, InternalAction, MessageType, OtaEvent
+from nxg_mqtt.protocol import FIRMWARE_STATUS_KEY, InternalAction, MessageType, OtaEvent, RevokeReason
 from nxg_mqtt.semver import Version
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
@@ -128,6 +128,7 @@ class FirmwareService:
         self._task: asyncio.Task[None] | None = None
         commands.on_change(self._command_changed)
         ingest.observe(self._observed)
+        devices.on_revoked(self._forget_deleted)
 
     # ---- releases ---------------------------------------------------------------------------------
 
@@ -314,6 +315,11 @@ class FirmwareService:
             ):
                 latest = release
         return CheckAnswer(latest, latest is not None and Version.parse(latest.version) > current)
+
+    async def _forget_deleted(self, serial: str, why: RevokeReason) -> None:
+        # a deleted device leaves no rollout row behind (its commands went with it)
+        if why is RevokeReason.DELETE:
+            await self._store.firmware.delete_device(serial)
 
     # ---- what devices report ----------------------------------------------------------------------
 

@@ -152,6 +152,11 @@ class FirmwareRepository:
         )
         return _rollout(row) if row else None
 
+    async def delete_device(self, serial: str) -> None:
+        await self._db.conn.execute(
+            "DELETE FROM firmware_rollouts WHERE tenant_id = ? AND serial = ?", (self._tenant, serial)
+        )
+
     async def put(self, entry: RolloutEntry) -> None:
         await self._db.conn.execute(
             f"INSERT INTO firmware_rollouts (tenant_id, {_ROLLOUT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -130,6 +130,12 @@ async def test_group_and_room_targets_wait_for_their_resolver(core: Core) -> Non
         assert unknown.value.code == "UNKNOWN_GROUP" and "unknown group" in unknown.value.message
 
 
+async def test_a_deleted_device_leaves_no_rollout_row(core: Core) -> None:
+    release = await released(core)
+    await core.devices.delete("d1")
+    assert [e.serial for e in await core.firmware.rollout(release.id)] == ["d2"]
+
+
 async def test_a_report_from_ingest_is_ignored_when_no_rollout_matches(core: Core) -> None:
     entry = HistoryEntry("d1", MessageType.EVENT, now_ms(), {"t": "event", "type": "ota_applied", "version": "5.0.0"})
     assert await core.firmware.apply_report(entry) is None

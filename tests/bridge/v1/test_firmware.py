@@ -263,6 +263,8 @@ async def test_error_bodies(public: Stack) -> None:
         response = await stack.http.get(release["url"], headers={"Range": bad_range})
         refused(response, 416, "RANGE_NOT_SATISFIABLE")
         assert response.headers["content-range"] == "bytes */10"
+    head = await stack.http.head(release["url"])
+    assert head.status_code == 200 and head.headers["content-length"] == "10" and head.content == b""
     tail = await stack.http.get(release["url"], headers={"Range": "bytes=-3"})
     assert tail.status_code == 206 and tail.content == b"hij" and tail.headers["content-range"] == "bytes 7-9/10"
     clipped = await stack.http.get(release["url"], headers={"Range": "bytes=8-100"})
