@@ -229,42 +229,50 @@ static void paired(nxg_client_t *c, const nxg_msg_t *msg)
     }
 }
 
-static void run_command(nxg_client_t *c, const nxg_command_t *cmd)
+/* `_ota` is protocol-internal: only the server sends it; it is in no manifest and has no target. */
+static const char *run_ota(nxg_client_t *c, const nxg_command_t *cmd)
 {
-    c->stats.commands++;
-    nxg_reply_t reply = {.error = NULL, .result = NULL};
-    const nxg_handler_t *handler = NULL;
-    bool known_action = false;
-    if (strcmp(cmd->action, NXG_OTA_ACTION) == 0) {
-        /* protocol-internal: only the server sends it; it is in no manifest and has no target */
-        nxg_ota_request_t request;
-        if (!nxg_ota_parse(cmd->params, &request)) {
-            reply.error = "invalid _ota params";
-        } else if (c->ota_fn == NULL) {
-            reply.error = "firmware updates are not supported";
-        } else {
-            reply.error = c->ota_fn(c->cfg.user, &request);
-        }
-        known_action = true;
+    nxg_ota_request_t request;
+    if (!nxg_ota_parse(cmd->params, &request)) {
+        return "invalid _ota params";
     }
-    for (size_t i = 0; i < c->handler_count && handler == NULL && !known_action; i++) {
+    if (c->ota_fn == NULL) {
+        return "firmware updates are not supported";
+    }
+    return c->ota_fn(c->cfg.user, &request);
+}
+
+static void run_handler(nxg_client_t *c, const nxg_command_t *cmd, nxg_reply_t *reply)
+{
+    const nxg_handler_t *handler = NULL;
+    for (size_t i = 0; i < c->handler_count && handler == NULL; i++) {
         if (strcmp(c->handlers[i].target, cmd->target) == 0) {
             handler = &c->handlers[i];
         }
     }
-    if (known_action) {
-        /* the _ota answer is set above */
-    } else if (handler == NULL) {
-        reply.error = "unknown target";
+    if (handler == NULL) {
+        reply->error = "unknown target";
+        return;
+    }
+    bool known_action = false;
+    for (const char *const *a = handler->actions; a != NULL && *a != NULL; a++) {
+        known_action = known_action || strcmp(*a, cmd->action) == 0;
+    }
+    if (!known_action) {
+        reply->error = "unknown action";
     } else {
-        for (const char *const *a = handler->actions; a != NULL && *a != NULL; a++) {
-            known_action = known_action || strcmp(*a, cmd->action) == 0;
-        }
-        if (!known_action) {
-            reply.error = "unknown action";
-        } else {
-            handler->fn(c->cfg.user, cmd, &reply);
-        }
+        handler->fn(c->cfg.user, cmd, reply);
+    }
+}
+
+static void run_command(nxg_client_t *c, const nxg_command_t *cmd)
+{
+    c->stats.commands++;
+    nxg_reply_t reply = {.error = NULL, .result = NULL};
+    if (strcmp(cmd->action, NXG_OTA_ACTION) == 0) {
+        reply.error = run_ota(c, cmd);
+    } else {
+        run_handler(c, cmd, &reply);
     }
     if (reply.result != NULL && !cJSON_IsObject(reply.result)) {
         cJSON_Delete(reply.result);
