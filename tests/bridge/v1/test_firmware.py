@@ -88,6 +88,10 @@ async def test_upload_release_download_with_resume_and_the_rollout(public: Stack
     online, token = await pair_gateway(stack, "d1")
     offline, later_token = await pair_gateway(stack, "d2")
     await offline.close()
+    for _ in range(100):  # the server has seen it go
+        if not stack.core.presence.is_ready("d2"):
+            break
+        await asyncio.sleep(0.02)
     assert await check(stack, token, "1.0.0") == {
         "update_available": False,
         "target_version": None,
