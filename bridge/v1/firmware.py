@@ -39,7 +39,7 @@ from bridge.v1.responses import json_body, v1_endpoint, v1_error
 from nxg_mqtt.errors import AuthError, TooLargeError, ValidationError
 from nxg_mqtt.protocol import Scope
 from nxg_mqtt.services.credentials import TOKEN_PREFIX
-from nxg_mqtt.services.firmware import CheckAnswer, RolloutState
+from nxg_mqtt.services.firmware import CheckAnswer, RolloutState, RolloutTarget
 from nxg_mqtt.store.firmware import FirmwareRelease
 
 READ_CHUNK = 64 * 1024
@@ -198,7 +198,7 @@ async def release(request: Request) -> Response:
         caller.check_device(serial)  # outside the key's scope a device does not exist
     target = await firmware.resolve_rollout_target(found, device_ids=ids, group=group, room_id=room)
     if caller.devices is not None:
-        target = type(target)(tuple(s for s in target.serials if caller.sees(s)), target.all_of_type)
+        target = RolloutTarget(tuple(s for s in target.serials if caller.sees(s)), target.all_of_type)
     url = download_url(_base_url(request, state, for_devices=True), found)
     results: list[dict[str, Any]] = []
     for entry, command in await firmware.release(found.id, target, url, actor=caller.actor, dispatch=state.embedded):

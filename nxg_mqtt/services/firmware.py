@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEVICE_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WRITE_CHUNK = 1024 * 1024  # bytes gathered before one write on a worker thread
+INBOX_LIMIT = 10_000  # device reports waiting for the rollout worker; beyond it they are dropped
 
 
 class RolloutState(StrEnum):
@@ -124,7 +125,8 @@ class FirmwareService:
         self._devices = devices
         self._commands = commands
         self.directory = settings.data_dir / "firmware"
-        self._inbox: asyncio.Queue[HistoryEntry] = asyncio.Queue()
+        self._inbox: asyncio.Queue[HistoryEntry] = asyncio.Queue(INBOX_LIMIT)
+        self.dropped = 0  # reports dropped with the inbox full (a device flooding ota_progress)
         self._task: asyncio.Task[None] | None = None
         commands.on_change(self._command_changed)
         ingest.observe(self._observed)
@@ -328,7 +330,10 @@ class FirmwareService:
         if (entry.type is MessageType.EVENT and body.get("type") in _OTA_EVENTS) or (
             entry.type is MessageType.STATUS and isinstance(body.get(FIRMWARE_STATUS_KEY), str)
         ):
-            self._inbox.put_nowait(entry)
+            try:
+                self._inbox.put_nowait(entry)
+            except asyncio.QueueFull:
+                self.dropped += 1
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="nxg-firmware-rollouts")
