@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -112,8 +113,8 @@ async def create(request: Request) -> Response:
                     files[0].filename,
                     actor=caller.actor,
                 )
-        except ValueError as exc:  # a malformed form: python-multipart's and Starlette's errors
-            raise ValidationError(f"malformed multipart body: {exc}", code="INVALID_FIRMWARE") from None
+        except HTTPException as exc:  # Starlette's answer to a malformed form (else a 502 here)
+            raise ValidationError(f"malformed multipart body: {exc.detail}", code="INVALID_FIRMWARE") from None
     else:
         query = request.query_params
         release = await firmware.create(
@@ -205,7 +206,15 @@ async def release(request: Request) -> Response:
         if command is not None:
             await send(state, command)
         sent = command is not None
-        results.append({"device_id": entry.serial, "state": entry.state, "command_id": entry.command_id, "sent": sent})
+        results.append(
+            {
+                "device_id": entry.serial,
+                "state": entry.state,
+                "command_id": entry.command_id,
+                "sent": sent,
+                "error": entry.error,
+            }
+        )
     released = await firmware.get(found.id)
     reply = {
         "status": "released",

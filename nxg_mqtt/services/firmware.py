@@ -33,7 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from nxg_mqtt.errors import ConflictError, NotFoundError, TooLargeError, ValidationError
+from nxg_mqtt.errors import ConflictError, NotFoundError, NxgError, TooLargeError, ValidationError
 from nxg_mqtt.models import Command, CommandStatus, HistoryEntry, now_ms
 from nxg_mqtt.protocol import FIRMWARE_STATUS_KEY, InternalAction, MessageType, OtaEvent, RevokeReason
 from nxg_mqtt.semver import Version
@@ -128,6 +128,7 @@ class FirmwareService:
         self._inbox: asyncio.Queue[HistoryEntry] = asyncio.Queue(INBOX_LIMIT)
         self.dropped = 0  # reports dropped with the inbox full (a device flooding ota_progress)
         self._task: asyncio.Task[None] | None = None
+        self._rows = asyncio.Lock()  # rollout rows: one read-decide-write at a time
         commands.on_change(self._command_changed)
         ingest.observe(self._observed)
         devices.on_revoked(self._forget_deleted)
@@ -279,20 +280,33 @@ class FirmwareService:
             if existing is not None and existing.state != RolloutState.FAILED:
                 out.append((existing, None))
                 continue
-            command = await self._commands.submit(
-                serial,
-                InternalAction.OTA.value,
-                None,
-                params,
-                source="firmware",
-                dispatch=dispatch,
-                actor=actor,
-                internal=True,
-            )
-            state, error = _FROM_COMMAND[command.status] or (RolloutState.PENDING, None)
-            entry = RolloutEntry(release.id, command.serial, state.value, command.id, None, error, now_ms())
-            await self._store.firmware.put(entry)
-            out.append((entry, command))
+            # the row exists before the command goes out, so the device's first reports find it
+            async with self._rows:
+                await self._store.firmware.put(
+                    RolloutEntry(release.id, serial, RolloutState.PENDING.value, None, None, None, now_ms())
+                )
+            try:
+                command = await self._commands.submit(
+                    serial,
+                    InternalAction.OTA.value,
+                    None,
+                    params,
+                    source="firmware",
+                    dispatch=dispatch,
+                    actor=actor,
+                    internal=True,
+                )
+            except NxgError as exc:  # one device's refusal (revoked, queue full) never stops the others
+                failed = await self._advance(release.id, serial, RolloutState.FAILED, error=exc.message)
+                if failed is not None:
+                    out.append((failed, None))
+                continue
+            # its state now (an ack may already have come back), with the command it belongs to
+            now = await self._commands.get(command.id) or command
+            state, error = _FROM_COMMAND[now.status] or (RolloutState.PENDING, None)
+            entry = await self._advance(release.id, serial, state, error=now.error or error, command_id=command.id)
+            if entry is not None:
+                out.append((entry, command))
         return out
 
     # ---- devices asking ---------------------------------------------------------------------------
@@ -370,9 +384,10 @@ class FirmwareService:
         row = await self._row_for(entry.serial, reported)
         if row is None:
             return None
-        progress, error = row.progress, row.error
+        progress: int | None = None  # None: as it was
+        error: str | None = None
         if kind is None or kind is OtaEvent.APPLIED:
-            state, progress, error = RolloutState.APPLIED, 100, None
+            state, progress = RolloutState.APPLIED, 100
         elif kind is OtaEvent.FAILED:
             state = RolloutState.FAILED
             error = str(body.get("error") or "the device reported ota_failed")[:500]
@@ -381,7 +396,7 @@ class FirmwareService:
             percent = body.get("progress", 0 if kind is OtaEvent.STARTED else None)
             if isinstance(percent, (int, float)) and not isinstance(percent, bool):
                 progress = max(0, min(100, int(percent)))
-        return await self._advance(row, state, progress=progress, error=error)
+        return await self._advance(row.release_id, row.serial, state, progress=progress, error=error)
 
     async def _row_for(self, serial: str, version: Version) -> RolloutEntry | None:
         """The device's newest rollout row of a release with that version."""
@@ -399,19 +414,42 @@ class FirmwareService:
         if row is None or change is None:
             return
         state, error = change
-        await self._advance(row, state, error=command.error or error)
+        await self._advance(row.release_id, row.serial, state, error=command.error or error)
 
     async def _advance(
-        self, row: RolloutEntry, state: RolloutState, *, progress: int | None = None, error: str | None = None
-    ) -> RolloutEntry:
-        old = RolloutState(row.state)
-        if _RANK[state] < _RANK[old] or old is RolloutState.APPLIED or (state is old and progress == row.progress):
+        self,
+        release_id: str,
+        serial: str,
+        state: RolloutState,
+        *,
+        progress: int | None = None,
+        error: str | None = None,
+        command_id: str | None = None,
+    ) -> RolloutEntry | None:
+        """Move a rollout row forwards to `state` (never backwards; `progress` None keeps it);
+        `command_id` records the `_ota` it belongs to. Read and write under one lock: the worker,
+        the command listener and `release` all write rows."""
+        async with self._rows:
+            row = await self._store.firmware.entry(release_id, serial)
+            if row is None:
+                return None
+            old = RolloutState(row.state)
+            stays = (
+                _RANK[state] < _RANK[old]
+                or old is RolloutState.APPLIED
+                or (state is old and (progress is None or progress == row.progress))
+            )
+            if stays and command_id is None:
+                return row
+            if not stays:
+                row = replace(
+                    row,
+                    state=state.value,
+                    progress=row.progress if progress is None else progress,
+                    error=error if state is RolloutState.FAILED else None,
+                )
+            if command_id is not None:
+                row = replace(row, command_id=command_id)
+            row = replace(row, updated_at=now_ms())
+            await self._store.firmware.put(row)
             return row
-        if state is not RolloutState.FAILED:
-            error = None
-        updated = replace(
-            row, state=state.value, progress=progress if progress is not None else row.progress, error=error
-        )
-        updated = replace(updated, updated_at=now_ms())
-        await self._store.firmware.put(updated)
-        return updated

@@ -130,6 +130,15 @@ async def test_group_and_room_targets_wait_for_their_resolver(core: Core) -> Non
         assert unknown.value.code == "UNKNOWN_GROUP" and "unknown group" in unknown.value.message
 
 
+async def test_one_refused_device_does_not_stop_the_release(core: Core) -> None:
+    await core.store.db.conn.execute("UPDATE devices SET revoked = 1 WHERE serial = 'd2'")
+    release = await core.firmware.create("esp32", "1.0.0", chunks(b"z"))
+    goal = await core.firmware.resolve_rollout_target(release, device_ids=["d2", "d1"])
+    sent = await core.firmware.release(release.id, goal, "http://h/x")
+    assert [(e.serial, e.state, c is not None) for e, c in sent] == [("d2", "failed", False), ("d1", "pending", True)]
+    assert sent[0][0].error == "device d2 is revoked" and sent[1][0].command_id == sent[1][1].id  # type: ignore[union-attr]
+
+
 async def test_a_deleted_device_leaves_no_rollout_row(core: Core) -> None:
     release = await released(core)
     await core.devices.delete("d1")

@@ -223,6 +223,12 @@ async def test_error_bodies(public: Stack) -> None:
         400,
         "INVALID_FIRMWARE",
     )
+    garbled = await post(
+        "/api/v1/firmware/release",
+        content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--xyz--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    refused(garbled, 400, "INVALID_FIRMWARE")
     release = await upload(stack, "1.2.0", b"abcdefghij")
     refused(
         await post("/api/v1/firmware/release?device_type=esp32&version=1.2.0%2Bbuild.7", content=b"y"),
