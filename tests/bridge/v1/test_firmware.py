@@ -324,3 +324,15 @@ async def test_ota_is_refused_from_every_command_surface(tmp_path: Path, paho: C
         request = {"action": "_ota", "params": {"url": "http://evil/x.bin", "checksum": "0" * 64, "version": "6.6.6"}}
         assert await PATHS[path](stack, paho, "dev", request) == "RESTRICTED_ACTION"
         assert (await stack.http.get("/api/v1/device/dev/commands")).json()["commands"] == []
+
+
+async def test_the_protocol_document_describes_ota(stack: Stack) -> None:
+    ota = (await stack.http.get("/api/protocol")).json()["ota"]
+    assert ota["command"]["action"] == "_ota" and set(ota["command"]["params"]) == {
+        "url",
+        "checksum",
+        "version",
+        "size",
+    }
+    assert [e["type"] for e in ota["events"]] == ["ota_started", "ota_progress", "ota_applied", "ota_failed"]
+    assert ota["status_key"] == "fw"
