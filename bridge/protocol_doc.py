@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nxg_mqtt import messages
-from nxg_mqtt.protocol import MessageType
+from nxg_mqtt.protocol import FIRMWARE_STATUS_KEY, InternalAction, MessageType, OtaEvent
 from nxg_mqtt.settings import Settings
 
 
@@ -89,6 +89,22 @@ def protocol_document(settings: Settings) -> dict[str, Any]:
             "GET /api/history?serial=&type=&limit=&before=",
             "GET /api/protocol",
         ],
+        "ota": {
+            "command": {
+                "t": "cmd",
+                "id": "c_...",
+                "action": InternalAction.OTA.value,
+                "params": {
+                    "url": "http://HOST:PORT/api/v1/firmware/fw_.../download",
+                    "checksum": "<SHA-256, 64 lowercase hex digits>",
+                    "version": "1.4.0",
+                    "size": 1048576,
+                },
+            },
+            "download": "GET url with Authorization: Bearer <device token> (or ?token=); Range: bytes=N- resumes",
+            "events": [{"type": e.value, "version": "1.4.0"} for e in OtaEvent],
+            "status_key": FIRMWARE_STATUS_KEY,
+        },
         "history_types": [t.value for t in MessageType],
         "schemas": messages.all_schemas(),
     }

@@ -50,6 +50,8 @@ HELP = {
     "command_ack_timeout_s": "seconds to wait for a device's ack",
     "ws_ping_interval_s": "gateway ping interval, s",
     "ws_pong_timeout_s": "gateway pong timeout, s",
+    "firmware_max_bytes": "largest firmware binary an admin may upload, bytes",
+    "firmware_cut_at_bytes": "testing aid: cut every unranged firmware download after N bytes (0 = off)",
     "allow_anonymous": "accept clients without credentials (standalone broker, conformance testing only)",
     "tenant_id": "tenant of this installation (every row is stored under it)",
     "max_payload_bytes": "largest device payload accepted, bytes",

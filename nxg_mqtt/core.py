@@ -31,6 +31,7 @@ from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.connection_log import ConnectionLog
 from nxg_mqtt.services.device_tokens import DeviceTokenService
 from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.firmware import FirmwareService
 from nxg_mqtt.services.groups import GroupService
 from nxg_mqtt.services.history import HistoryService
 from nxg_mqtt.services.homes import HomeService
@@ -73,6 +74,7 @@ class Core:
     connections: ConnectionLog
     audit: AuditLog
     node_id: str  # this process's cluster node (seed 003's nodeId), stable per data directory
+    firmware: FirmwareService
     metrics: Metrics = field(default_factory=Metrics)  # this process's, read by GET /metrics
 
 
@@ -118,6 +120,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             ConnectionLog(store, ingest.flush),
             AuditLog(store),
             node_id(settings.data_dir),
+            FirmwareService(store, settings, devices, commands, ingest),
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:
@@ -143,6 +146,9 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         stack.push_async_callback(ingest.close)
         if serve or writer:
             await ingest.start()
+            # rollout states follow the OTA events and `fw` statuses this process ingests
+            await core.firmware.start()
+            stack.push_async_callback(core.firmware.close)
         if serve:
             await presence.recover()
             devices.online_now = presence.is_online

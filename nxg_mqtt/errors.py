@@ -8,6 +8,7 @@
     ├── ForbiddenError            authenticated but not allowed: 403 (`FORBIDDEN`)
     ├── NotFoundError             unknown device, command, key: 404 (`DEVICE_NOT_FOUND`, …)
     ├── ConflictError             already exists: 409 (`CONFLICT`)
+    ├── TooLargeError             an upload over its limit: 413 (`PAYLOAD_TOO_LARGE`)
     ├── RateLimitedError          too many attempts: 429 (`RATE_LIMIT_EXCEEDED`)
     ├── QueueFullError            a device's command queue is at its limit: 429 (`QUEUE_FULL`)
     ├── CommandRejected           a command refused before it reached the device (PROTOCOL §4 code,
@@ -78,6 +79,11 @@ class DeviceNotFound(NotFoundError):
 class ConflictError(NxgError):
     code = "CONFLICT"
     status = 409
+
+
+class TooLargeError(NxgError):
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
 
 
 class RateLimitedError(NxgError):

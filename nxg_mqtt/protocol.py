@@ -74,6 +74,26 @@ class Severity(StrEnum):
     CRITICAL = "Critical"
 
 
+class InternalAction(StrEnum):
+    """Protocol-internal commands (PROTOCOL §4: actions starting `_`): only the server sends them;
+    every command surface refuses them from apps and keys with RESTRICTED_ACTION."""
+
+    OTA = "_ota"  # params {"url","checksum","version","size"}: download, verify SHA-256, apply
+
+
+class OtaEvent(StrEnum):
+    """The events a device reports while it applies an `_ota` (each carries `version`)."""
+
+    STARTED = "ota_started"
+    PROGRESS = "ota_progress"
+    APPLIED = "ota_applied"
+    FAILED = "ota_failed"
+
+
+# the status key a device reports its running firmware version under (seed 002's `firmware`)
+FIRMWARE_STATUS_KEY = "fw"
+
+
 class RevokeReason(StrEnum):
     """Why a device's credentials stopped working (its live sessions end within 1 s)."""
 

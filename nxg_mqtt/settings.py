@@ -63,6 +63,11 @@ class Settings:
     # HTTP proxy to devices (seed 003): the longest wait for a device's answer, the largest body
     proxy_timeout_s: float = 10.0
     proxy_max_body_bytes: int = 64 * 1024
+    # firmware OTA: the largest binary an admin may upload
+    firmware_max_bytes: int = 32 * 1024 * 1024
+    # fault injection for tests of resumable downloads: a download response that starts at byte 0
+    # is cut after this many bytes (0 = off); ranged (resumed) responses are never cut
+    firmware_cut_at_bytes: int = 0
 
     # cross-process changes (CLI → running server)
     signal_poll_s: float = 0.25

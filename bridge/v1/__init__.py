@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
-from bridge.v1 import actions, auth_keys, cognition, commands, devices, groups, homes, manifests, system, tenants
+from bridge.v1 import (
+    actions,
+    auth_keys,
+    cognition,
+    commands,
+    devices,
+    firmware,
+    groups,
+    homes,
+    manifests,
+    system,
+    tenants,
+)
 
 PREFIX = "/api/v1"
 
@@ -25,4 +37,5 @@ def routes() -> list[BaseRoute]:
     inner += homes.routes()
     inner += groups.routes()
     inner += cognition.routes()
+    inner += firmware.routes()
     return [Mount(PREFIX, routes=inner)] if inner else []

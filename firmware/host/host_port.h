@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "nxg_client.h"
+#include "nxg_sha256.h"
 
 /* ---- token file: "serial token\n", written to a temp file and renamed (mode 0600) ---------- */
 nxg_store_t host_store_file(const char *path);
@@ -49,5 +50,22 @@ host_transport_t *host_transport_mqtt(const char *host, int port);
 host_transport_t *host_transport_ws(const char *host, int port, const char *path);
 
 uint64_t host_now_ms(void);
+
+/* ---- firmware download (ota_http.c) ---------------------------------------------------------- */
+typedef struct {
+    char url[NXG_OTA_MAX_URL];
+    char checksum[NXG_SHA256_HEX_BYTES];
+    char version[NXG_OTA_MAX_VERSION];
+    uint64_t size;
+    const char *token; /* the device's token: Authorization: Bearer */
+    const char *dir;   /* --ota-dir */
+    void (*progress)(void *user, uint64_t done, uint64_t total); /* also where the port keeps MQTT alive */
+    void (*log)(void *user, const char *line);
+    void *user;
+} host_ota_t;
+
+/* Downloads, resumes, verifies and stores one release (blocking; `progress` runs between reads).
+ * NULL on success (<dir>/firmware-<version>.bin and <dir>/current written), else the reason. */
+const char *host_ota_download(host_ota_t *ota);
 
 #endif /* NXG_HOST_PORT_H */

@@ -54,7 +54,7 @@ from nxg_mqtt.errors import (
 )
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
-from nxg_mqtt.protocol import MessageType, RevokeReason, Schema, SignalKind
+from nxg_mqtt.protocol import InternalAction, MessageType, RevokeReason, Schema, SignalKind
 from nxg_mqtt.ratelimit import SlidingWindow
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.devices import DeviceService
@@ -236,16 +236,30 @@ class CommandService:
         confirmed: bool = False,
         actor: str | None = None,
         before_dispatch: BeforeDispatch | None = None,
+        internal: bool = False,
     ) -> Command:
         """Validate, commit, then dispatch (or queue). `dispatch=False` leaves it to the server
         process (the CLI writes the record and signals the server). A critical action without
         `confirmed` raises DryRunRequired with its token (`confirm` sends it). Every attempt,
         accepted or refused, goes to the audit log under `actor` (default: the source).
         `before_dispatch(command)` runs after the commit and before the command can reach the
-        device (an app hears its id before the device's ack can arrive)."""
+        device (an app hears its id before the device's ack can arrive). `internal=True` is the
+        server's own protocol-internal command (`protocol.InternalAction`, e.g. `_ota` from the
+        firmware service): no surface passes it, so apps still get RESTRICTED_ACTION; it skips the
+        request schema, the manifest and the rate limit."""
         try:
             return await self._submit(
-                serial, action, target, params, ref, source, dispatch, confirmed, actor or source, before_dispatch
+                serial,
+                action,
+                target,
+                params,
+                ref,
+                source,
+                dispatch,
+                confirmed,
+                actor or source,
+                before_dispatch,
+                internal,
             )
         except NxgError as exc:
             detail = {"action": action, "source": source, "error": exc.message}
@@ -267,15 +281,19 @@ class CommandService:
         confirmed: bool,
         actor: str,
         before_dispatch: BeforeDispatch | None,
+        internal: bool = False,
     ) -> Command:
-        device, checked_params, capability = await self.check(serial, action, target, params)
+        if internal:
+            device, checked_params, capability = await self._internal(serial, action, params)
+        else:
+            device, checked_params, capability = await self.check(serial, action, target, params)
         if capability is not None and capability.critical and not confirmed:
             issued = self._issue(device.serial, action, target, checked_params, True)
             assert issued.token is not None
             raise DryRunRequired(issued.token)
         request: dict[str, Any] = {"params": checked_params}
         loop_now = asyncio.get_running_loop().time()
-        rate_limit = self._settings.command_rate_limit
+        rate_limit = 0 if internal else self._settings.command_rate_limit
         tenant = device.tenant
         # per tenant (PROTOCOL §6); commands being stored count too: concurrent submits (a pipelined
         # /ws/app socket, parallel REST requests) must not all pass the check before the first is recorded
@@ -325,7 +343,8 @@ class CommandService:
             raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
         if stored != command.serial:
             command = replace(command, serial=stored)
-        self._rate.hit(tenant, loop_now)  # refused commands do not count
+        if not internal:
+            self._rate.hit(tenant, loop_now)  # refused commands do not count
         self._ingest.record(HistoryEntry(command.serial, MessageType.CMD, created, command.device_message()))
         if before_dispatch is not None:
             await before_dispatch(command)
@@ -348,6 +367,16 @@ class CommandService:
             and serial not in self._dispatch_locks
             and self._presence.is_ready(serial)
         )
+
+    async def _internal(
+        self, serial: str, action: str, params: dict[str, Any] | None
+    ) -> tuple[Device, dict[str, Any], Capability | None]:
+        if action not in {a.value for a in InternalAction}:
+            raise CommandRejected("RESTRICTED_ACTION", f"{action!r} is not a protocol-internal action")
+        device = await self._devices.get(serial)
+        if device.revoked:
+            raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
+        return device, params or {}, None
 
     async def page(self, serial: str, limit: int = 50, before: int | None = None) -> tuple[list[Command], int | None]:
         """A device's commands, newest first, and the cursor of the next page (None: no more)."""

@@ -51,6 +51,12 @@ class IngestService:
         self.stored = 0  # history rows written
         self.batch_rows = Buckets(BATCH_ROWS)  # rows per committed batch, and its write time
         self.write_seconds = Buckets(WRITE_SECONDS)
+        self._observers: list[Callable[[HistoryEntry], None]] = []
+
+    def observe(self, observer: Callable[[HistoryEntry], None]) -> None:
+        """`observer(entry)` sees every accepted status and event (telemetry, the hot path, is not
+        shown): it must be quick (hand the work to a task); an exception it raises is logged."""
+        self._observers.append(observer)
 
     # ---- accepting -------------------------------------------------------------------------------
 
@@ -63,6 +69,12 @@ class IngestService:
         body: dict[str, Any] = {"t": kind.value, **message.fields}
         entry = HistoryEntry(serial, kind, ts or now_ms(), body, message.device_ts)
         self.record(entry)
+        if kind is not MessageType.TELEMETRY:
+            for observer in self._observers:
+                try:
+                    observer(entry)
+                except Exception:
+                    log.exception("an ingest observer failed on %s from %s", kind.value, serial)
         return entry
 
     def validated(self, serial: str, topic_leaf: str, check: Callable[[], T]) -> T:

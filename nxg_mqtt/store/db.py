@@ -225,6 +225,37 @@ MIGRATIONS: list[str] = [
     ALTER TABLE connections ADD COLUMN node_id TEXT;
     CREATE UNIQUE INDEX connections_id ON connections (tenant_id, connection_id) WHERE connection_id IS NOT NULL;
     """,
+    # 8: firmware releases (the binary is a file in the data directory, named by the release id)
+    # and each device's rollout state, derived from the `_ota` command and the device's events
+    """
+    CREATE TABLE firmware_releases (
+        id          TEXT PRIMARY KEY,
+        tenant_id   TEXT NOT NULL,
+        device_type TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        checksum    TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        filename    TEXT,
+        created_at  INTEGER NOT NULL,
+        created_by  TEXT NOT NULL,
+        released_at INTEGER,
+        target_all  INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (tenant_id, device_type, version)
+    );
+    CREATE TABLE firmware_rollouts (
+        tenant_id   TEXT NOT NULL,
+        release_id  TEXT NOT NULL REFERENCES firmware_releases (id) ON DELETE CASCADE,
+        serial      TEXT NOT NULL COLLATE NOCASE,
+        state       TEXT NOT NULL,
+        command_id  TEXT,
+        progress    INTEGER,
+        error       TEXT,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (release_id, serial)
+    );
+    CREATE INDEX firmware_rollouts_device ON firmware_rollouts (tenant_id, serial);
+    CREATE INDEX firmware_rollouts_command ON firmware_rollouts (command_id);
+    """,
 ]
 
 

@@ -16,6 +16,7 @@ from nxg_mqtt.store.connections import ConnectionRepository
 from nxg_mqtt.store.db import Database, open_database
 from nxg_mqtt.store.device_keys import DeviceKeyRepository
 from nxg_mqtt.store.devices import DeviceRepository
+from nxg_mqtt.store.firmware import FirmwareRepository
 from nxg_mqtt.store.groups import GroupRepository
 from nxg_mqtt.store.homes import HomeRepository
 from nxg_mqtt.store.journal import AuditRepository, KeyValueRepository, SignalRepository
@@ -48,6 +49,7 @@ class Store:
         self.groups = GroupRepository(db)
         self.properties = PropertyRepository(db, tenant_id)
         self.certificates = CertificateRepository(db, tenant_id)
+        self.firmware = FirmwareRepository(db, tenant_id)
         # one connection: transactions from different tasks must not interleave
         self._tx_lock = asyncio.Lock()
 

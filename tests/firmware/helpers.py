@@ -39,6 +39,7 @@ class Server:
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0  # when the process was started
     ready_at: float = 0.0  # when it printed its banner (the broker listens a little earlier)
+    extra: list[str] = field(default_factory=list)  # more `serve` flags
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
@@ -61,6 +62,7 @@ class Server:
             "3",
             "--data",
             str(self.data),
+            *self.extra,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )

@@ -1,7 +1,8 @@
 /*
  * NXG example device: pairs with the connection code of config.h, keeps its token in NVS,
  * sends a reading every CONFIG_NXG_TELEMETRY_INTERVAL_MS, reports status changes, raises an
- * event at boot, and obeys two commands: turn1 open/close and led on/off. The protocol itself
+ * event at boot, obeys two commands: turn1 open/close and led on/off, and takes firmware updates
+ * (`_ota`, ota.c: esp_https_ota, SHA-256 checked, the version reported as "fw"). The protocol itself
  * (pairing, auth, reconnect backoff, re-pairing, acks, manifest) is the portable core's
  * (components/nxg_client), the same code as the host client nxg-device.
  *
@@ -20,12 +21,13 @@
 #include "freertos/task.h"
 #include "nvs_flash.h"
 #include "nxg_client.h"
+#include "ota.h"
 #include "port.h"
 #include "sdkconfig.h"
 
 #define LED_GPIO GPIO_NUM_2   /* the on-board LED of most ESP32 DevKits */
 #define TURN1_GPIO GPIO_NUM_4 /* a relay driving the door (turn1) */
-#define NXG_TASK_STACK 6144
+#define NXG_TASK_STACK 8192 /* esp_https_ota (TLS included) runs in this task */
 
 static const char *TAG = "nxg";
 
@@ -83,6 +85,7 @@ static void send_status(void)
     cJSON *status = cJSON_CreateObject();
     if (status != NULL && cJSON_AddStringToObject(status, "turn1", turn1_open ? "open" : "closed") != NULL &&
         cJSON_AddStringToObject(status, "led", led_on ? "on" : "off") != NULL &&
+        cJSON_AddStringToObject(status, "fw", ota_running_version()) != NULL &&
         nxg_client_send(&client, NXG_CHANNEL_STATUS, status) == NXG_OK) {
         status_dirty = false;
     }
@@ -139,6 +142,9 @@ static void nxg_task(void *arg)
             }
         }
         was_online = online;
+        if (online && ota_pending()) {
+            ota_run(&client); /* restarts into the new image when it is verified */
+        }
         if (online && status_dirty) {
             send_status();
         }
@@ -208,6 +214,7 @@ void app_main(void)
     ESP_ERROR_CHECK(nxg_client_on_command(&client, "led", LED_ACTIONS, "the on-board LED", on_led) == NXG_OK
                         ? ESP_OK
                         : ESP_ERR_NO_MEM);
+    ESP_ERROR_CHECK(nxg_client_on_ota(&client, ota_accept) == NXG_OK ? ESP_OK : ESP_ERR_INVALID_ARG);
     if (xTaskCreate(nxg_task, "nxg", NXG_TASK_STACK, NULL, 5, NULL) != pdPASS) {
         ESP_LOGE(TAG, "nxg task not created");
     }

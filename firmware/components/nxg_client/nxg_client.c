@@ -229,28 +229,50 @@ static void paired(nxg_client_t *c, const nxg_msg_t *msg)
     }
 }
 
-static void run_command(nxg_client_t *c, const nxg_command_t *cmd)
+/* `_ota` is protocol-internal: only the server sends it; it is in no manifest and has no target. */
+static const char *run_ota(nxg_client_t *c, const nxg_command_t *cmd)
 {
-    c->stats.commands++;
-    nxg_reply_t reply = {.error = NULL, .result = NULL};
+    nxg_ota_request_t request;
+    if (!nxg_ota_parse(cmd->params, &request)) {
+        return "invalid _ota params";
+    }
+    if (c->ota_fn == NULL) {
+        return "firmware updates are not supported";
+    }
+    return c->ota_fn(c->cfg.user, &request);
+}
+
+static void run_handler(nxg_client_t *c, const nxg_command_t *cmd, nxg_reply_t *reply)
+{
     const nxg_handler_t *handler = NULL;
-    bool known_action = false;
     for (size_t i = 0; i < c->handler_count && handler == NULL; i++) {
         if (strcmp(c->handlers[i].target, cmd->target) == 0) {
             handler = &c->handlers[i];
         }
     }
     if (handler == NULL) {
-        reply.error = "unknown target";
+        reply->error = "unknown target";
+        return;
+    }
+    bool known_action = false;
+    for (const char *const *a = handler->actions; a != NULL && *a != NULL; a++) {
+        known_action = known_action || strcmp(*a, cmd->action) == 0;
+    }
+    if (!known_action) {
+        reply->error = "unknown action";
     } else {
-        for (const char *const *a = handler->actions; a != NULL && *a != NULL; a++) {
-            known_action = known_action || strcmp(*a, cmd->action) == 0;
-        }
-        if (!known_action) {
-            reply.error = "unknown action";
-        } else {
-            handler->fn(c->cfg.user, cmd, &reply);
-        }
+        handler->fn(c->cfg.user, cmd, reply);
+    }
+}
+
+static void run_command(nxg_client_t *c, const nxg_command_t *cmd)
+{
+    c->stats.commands++;
+    nxg_reply_t reply = {.error = NULL, .result = NULL};
+    if (strcmp(cmd->action, NXG_OTA_ACTION) == 0) {
+        reply.error = run_ota(c, cmd);
+    } else {
+        run_handler(c, cmd, &reply);
     }
     if (reply.result != NULL && !cJSON_IsObject(reply.result)) {
         cJSON_Delete(reply.result);
@@ -323,6 +345,15 @@ nxg_err_t nxg_client_on_command(nxg_client_t *client, const char *target, const 
         .description = description,
         .fn = fn,
     };
+    return NXG_OK;
+}
+
+nxg_err_t nxg_client_on_ota(nxg_client_t *client, nxg_ota_fn fn)
+{
+    if (client == NULL) {
+        return NXG_ERR_ARG;
+    }
+    client->ota_fn = fn;
     return NXG_OK;
 }
 

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "cJSON.h"
+#include "nxg_ota.h"
 #include "nxg_transport.h"
 
 #ifdef __cplusplus
@@ -124,6 +125,15 @@ typedef struct {
 
 typedef void (*nxg_command_fn)(void *user, const nxg_command_t *cmd, nxg_reply_t *reply);
 
+/*
+ * The firmware update `_ota` (nxg_ota.h): called with the checked params, borrowed for the call
+ * (copy what you keep). Return NULL to accept (the ack says ok: the port then downloads and
+ * reports ota_* events), or a reason (a string that outlives the call) to refuse it (ok:false).
+ * Keep it quick: start the download from the port's loop, not from here.
+ */
+#define NXG_OTA_ACTION "_ota"
+typedef const char *(*nxg_ota_fn)(void *user, const nxg_ota_request_t *request);
+
 /* ---- configuration --------------------------------------------------------------------------- */
 typedef struct {
     const char *serial;   /* NXG_DEVICE_SERIAL, or NULL: learnt from pair_ok and stored with the token */
@@ -171,6 +181,7 @@ typedef struct {
     char line[160];
     nxg_handler_t handlers[NXG_MAX_HANDLERS];
     size_t handler_count;
+    nxg_ota_fn ota_fn; /* NULL: `_ota` is acked ok:false */
     nxg_stats_t stats;
 } nxg_client_t;
 
@@ -184,6 +195,9 @@ nxg_err_t nxg_client_init(nxg_client_t *client, const nxg_config_t *config);
  */
 nxg_err_t nxg_client_on_command(nxg_client_t *client, const char *target, const char *const *actions,
                                 const char *description, nxg_command_fn fn);
+
+/* Handles `_ota` with `fn` (NULL: refuse firmware updates). */
+nxg_err_t nxg_client_on_ota(nxg_client_t *client, nxg_ota_fn fn);
 
 /* Drives timers: connects when a backoff ends, drops a pairing that takes too long. */
 void nxg_client_tick(nxg_client_t *client, uint64_t now_ms);
