@@ -6,9 +6,10 @@ A message is encoded once and offered to every feed; a feed that is full is mark
 plain callback, each call guarded: one that raises is logged and counted, the rest still run.
 
 Scoped subscribers (an API key limited to some devices, a `/realtime` socket's subscriptions)
-are indexed by serial, so a message costs them nothing unless it is about one of theirs; the
-`/realtime` form (seed 001) is derived from the app message by `protocol.realtime_message`, also
-encoded once.
+are indexed by serial, so a message costs them nothing unless it is about one of theirs. The
+`/realtime` form (seed 001) is derived from the app message by `protocol.realtime_message` and
+encoded once, straight into its WebSocket frame (`realtime_writer.text_frame`): every `/realtime`
+subscriber of the device queues the same bytes.
 
 Gateway devices: a `/ws/gateway` socket attaches a sink for its serial; commands published on
 `nxg/{S}/cmd` go to that sink only.
@@ -29,8 +30,9 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+from bridge.realtime_writer import text_frame
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
 from nxg_mqtt.listeners import call_all
@@ -41,6 +43,8 @@ from nxg_mqtt.topics import Channel, parse_device_topic
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str], None]
+FrameSubscriber = Callable[[bytes], None]  # a `/realtime` socket: one message's WebSocket frame
+T = TypeVar("T")
 DeviceSink = Callable[[bytes], None]
 
 
@@ -69,7 +73,7 @@ class Hub:
         self._max_payload_bytes = max_payload_bytes
         self._subscribers: list[Subscriber] = []
         self._scoped: dict[str, list[Subscriber]] = {}  # serial → app subscribers of that device only
-        self._realtime: dict[str, list[Subscriber]] = {}  # serial → `/realtime` subscribers
+        self._realtime: dict[str, list[FrameSubscriber]] = {}  # serial → `/realtime` subscribers
         self._sinks: dict[str, DeviceSink] = {}
         self.counters = Counters()
 
@@ -85,25 +89,15 @@ class Hub:
 
         return unsubscribe
 
-    def subscribe_devices(
-        self, serials: Iterable[str], callback: Subscriber, *, realtime: bool = False
-    ) -> Callable[[], None]:
-        """Call `callback(json_text)` for the app messages of `serials` only (`realtime`: the
-        seed 001 form, `protocol.realtime_message`); returns the unsubscribe function."""
-        index = self._realtime if realtime else self._scoped
-        chosen = list(dict.fromkeys(serials))
-        for serial in chosen:
-            index.setdefault(serial, []).append(callback)
+    def subscribe_devices(self, serials: Iterable[str], callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(json_text)` for the app messages of `serials` only; returns the
+        unsubscribe function."""
+        return _index(self._scoped, serials, callback)
 
-        def unsubscribe() -> None:
-            for serial in chosen:
-                listeners = index.get(serial)
-                if listeners is not None and callback in listeners:
-                    listeners.remove(callback)
-                    if not listeners:
-                        del index[serial]
-
-        return unsubscribe
+    def subscribe_realtime(self, serials: Iterable[str], callback: FrameSubscriber) -> Callable[[], None]:
+        """Call `callback(frame)` with the seed 001 form (`protocol.realtime_message`) of the
+        messages of `serials`, as a WebSocket text frame; returns the unsubscribe function."""
+        return _index(self._realtime, serials, callback)
 
     def open_feed(self, devices: Collection[str] | None = None) -> tuple[AppFeed, Callable[[], None]]:
         """A feed of every device's messages, or of `devices` only (an API key's device scope)."""
@@ -143,9 +137,9 @@ class Hub:
         if realtime:
             converted = realtime_message(message)
             if converted is not None:
-                text = json.dumps(converted, separators=(",", ":"))
+                frame = text_frame(json.dumps(converted, separators=(",", ":")).encode())
                 self.counters.add("realtime_messages")
-                failed += call_all(realtime, text, log=log, what="a realtime subscriber")
+                failed += call_all(realtime, frame, log=log, what="a realtime subscriber")
         if failed:
             self.counters.add("subscriber_errors", failed)
 
@@ -192,6 +186,22 @@ class Hub:
             self.counters.add("invalid_" + channel.value)
             log.debug("dropping an invalid %s message of %s: %s", channel.value, serial, exc.message)
         return None
+
+
+def _index(index: dict[str, list[T]], serials: Iterable[str], callback: T) -> Callable[[], None]:
+    chosen = list(dict.fromkeys(serials))
+    for serial in chosen:
+        index.setdefault(serial, []).append(callback)
+
+    def unsubscribe() -> None:
+        for serial in chosen:
+            listeners = index.get(serial)
+            if listeners is not None and callback in listeners:
+                listeners.remove(callback)
+                if not listeners:
+                    del index[serial]
+
+    return unsubscribe
 
 
 def _stamp_of(value: dict[str, Any], key: str) -> int:

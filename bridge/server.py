@@ -25,6 +25,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bridge.app import create_app
+from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
 from nxg_mqtt.core import Core
 from nxg_mqtt.services.signals import BRIDGE_KINDS, SignalWatcher
@@ -94,7 +95,7 @@ async def open_bridge(
     )
     max_size = max(4 * settings.ws_max_frame_bytes, 1024 * 1024)
     config = uvicorn.Config(
-        app,
+        expose_send(app),  # /realtime writes its frames straight to uvicorn's connection (realtime_writer)
         lifespan="on",
         http="h11",
         ws="websockets-sansio",
