@@ -109,6 +109,8 @@ class RealtimeWriter:
         self._dirty: list[RealtimeSession] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self.direct_frames = 0  # written straight to uvicorn's transport
+        self.asgi_frames = 0  # sent through the ASGI `send` (another server)
 
     def mark(self, session: RealtimeSession) -> None:
         """`session` has frames queued (the session marks itself once until it is written)."""
@@ -134,6 +136,7 @@ class RealtimeWriter:
                 frames = list(session.pending)
                 session.pending.clear()
                 direct.write(frames)
+                self.direct_frames += len(frames)
             else:
                 self._spawn(session.wait_writable())
 

@@ -92,6 +92,7 @@ class RealtimeSession:
         try:
             while self.pending and not self.ended:
                 await self.ws.send_text(frame_text(self.pending.popleft()))
+                self.writer.asgi_frames += 1
         except Exception:
             self.ended = True  # the socket went away; its handler cleans up
         finally:
