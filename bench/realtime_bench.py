@@ -148,8 +148,14 @@ def subscribers(port: int, jobs: list[tuple[str, list[str]]], ready: Event, stop
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc), in seconds."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 # ---- REST: the admin password vs an API key ---------------------------------------------------------
@@ -289,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("p99", "p99", "ms"),
                 ("CPU / 1,000 deliveries", "cpu_per_k", "ms"),
                 ("server CPU in window", "cpu_share", "% of a core"),
+                ("of which in the kernel", "sys_share", "%"),
                 ("missing", "missing", ""),
             ):
                 values = " ".join(f"{r[key]:.1f}" for r in runs)
@@ -326,12 +333,15 @@ def realtime(
     time.sleep(max(5.0, args.devices / 150))
     helpers = {f"subscribers {i + 1}": proc for i, proc in enumerate(procs[:-1])} | {"publisher": procs[-1]}
     helper_cpu = {name: cpu_seconds(proc.pid or 0) for name, proc in helpers.items()}
-    cpu_before, wall_before = cpu_seconds(server.proc.pid), time.monotonic()
+    split_before = cpu_split(server.proc.pid)
+    cpu_before, wall_before = sum(split_before), time.monotonic()
     go.set()
     while procs[-1].is_alive() and time.monotonic() - wall_before < args.duration:
         time.sleep(0.05)
     window_wall = time.monotonic() - wall_before
-    window_cpu = cpu_seconds(server.proc.pid) - cpu_before
+    split_after = cpu_split(server.proc.pid)
+    window_cpu = sum(split_after) - cpu_before
+    window_sys = split_after[1] - split_before[1]
     helper_cpu = {name: cpu_seconds(proc.pid or 0) - helper_cpu[name] for name, proc in helpers.items()}
     procs[-1].join()
     stop.set()
@@ -367,7 +377,8 @@ def realtime(
         f" {per_k:.1f} ms CPU per 1,000 deliveries → one free core ≈ {1e6 / per_k:.0f} deliveries/s"
     )
     print(
-        f"in the {window_wall:.1f} s window: server {window_cpu / window_wall * 100:.0f} % of a core, "
+        f"in the {window_wall:.1f} s window: server {window_cpu / window_wall * 100:.0f} % of a core"
+        f" ({window_sys / max(window_cpu, 1e-9) * 100:.0f} % of it in the kernel), "
         + ", ".join(f"{name} {cpu / window_wall * 100:.0f} %" for name, cpu in helper_cpu.items())
         + f"; machine load average {os.getloadavg()[0]:.1f} (2 cores)"
     )
@@ -385,6 +396,7 @@ def realtime(
         "p99": p99,
         "cpu_per_k": per_k,
         "cpu_share": window_cpu / window_wall * 100,
+        "sys_share": window_sys / max(window_cpu, 1e-9) * 100,
         "missing": expected - delivered,
     }
 
