@@ -128,6 +128,7 @@ class RealtimeWriter:
                 continue
             direct = session.direct
             if direct is None:
+                session.busy = True  # until the task is done (it clears this)
                 self._spawn(session.drain_asgi())
             elif not direct.open:
                 session.ended = True  # closing: its handler cleans up
@@ -138,6 +139,7 @@ class RealtimeWriter:
                 direct.write(frames)
                 self.direct_frames += len(frames)
             else:
+                session.busy = True
                 self._spawn(session.wait_writable())
 
     def _spawn(self, work: Awaitable[None]) -> None:

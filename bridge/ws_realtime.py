@@ -76,9 +76,8 @@ class RealtimeSession:
             self.writer.mark(self)
 
     async def wait_writable(self) -> None:
-        """The transport is paused: resume writing when uvicorn says it drained."""
+        """The transport is paused: resume writing when uvicorn says it drained (`busy` meanwhile)."""
         assert self.direct is not None
-        self.busy = True
         try:
             await self.direct.wait_writable()
         finally:
@@ -88,7 +87,7 @@ class RealtimeSession:
             self.writer.mark(self)
 
     async def drain_asgi(self) -> None:
-        self.busy = True
+        """Send the queued frames through the ASGI `send`, one at a time (`busy` meanwhile)."""
         try:
             while self.pending and not self.ended:
                 await self.ws.send_text(frame_text(self.pending.popleft()))
