@@ -83,7 +83,13 @@ async def test_behind_uvicorn_frames_go_straight_to_the_transport(tmp_path: Path
 async def test_over_wss_too(tmp_path: Path) -> None:
     certs = dev_certs(tmp_path / "certs")
     settings = make_settings(
-        tmp_path, tls_cert=Path(certs["cert"]), tls_key=Path(certs["key"]), tls_ca=Path(certs["ca"]), plain=False
+        tmp_path,
+        tls_cert=Path(certs["cert"]),
+        tls_key=Path(certs["key"]),
+        tls_ca=Path(certs["ca"]),
+        mqtts_port=0,  # every listener on a free port (the TLS defaults are fixed ports)
+        wss_port=0,
+        plain=False,
     )
     async with open_stack(settings) as stack:
         url = f"wss://127.0.0.1:{stack.bridge.http_port}/realtime?token={PASSWORD}"
