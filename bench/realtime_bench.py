@@ -27,6 +27,8 @@ import base64
 import math
 import multiprocessing as mp
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +70,7 @@ def _masked_text(text: str) -> bytes:
 class RealtimeClient(asyncio.Protocol):
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.sent: list[float] = []  # the send time (ms epoch) of each latency's message
         self.buffer, self.open = bytearray(), False
         loop = asyncio.get_running_loop()
         self.handshake: asyncio.Future[None] = loop.create_future()
@@ -106,6 +109,7 @@ class RealtimeClient(asyncio.Protocol):
                 sent = sent_of(payload)
                 if sent is not None:
                     self.latencies.append(now - sent)
+                    self.sent.append(sent)
             elif opcode == 1 and payload.startswith(b'{"type":"subscribed"') and not self.subscribed.done():
                 self.subscribed.set_result(None)
             elif opcode == 8:
@@ -137,15 +141,21 @@ def subscribers(port: int, jobs: list[tuple[str, list[str]]], ready: Event, stop
         ready.set()
         await asyncio.to_thread(stop.wait)
         await asyncio.sleep(GRACE_S)
-        out.send([(c.latencies, c.closed_code) for c in clients])
+        out.send([(c.latencies, c.sent, c.closed_code) for c in clients])
 
     asyncio.run(run())
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc), in seconds."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 # ---- REST: the admin password vs an API key ---------------------------------------------------------
@@ -213,6 +223,30 @@ async def check_costs(data_dir: Path, key: str, count: int = 20_000) -> dict[str
 # ---- the run ---------------------------------------------------------------------------------------
 
 
+def start_build(data_dir: Path, code: Path | None) -> Server:
+    """`nxg-mqtt serve` of this build, or of the tree in `code` (an older build: `--baseline`)."""
+    if code is None:
+        return start_server(data_dir)
+    cmd = [sys.executable, "-m", "nxg_mqtt.cli", "serve", "--data", str(data_dir), "--host", HOST]
+    cmd += ["--mqtt-port", "0", "--http-port", "0", "--no-ws", "--admin-password", PASSWORD]
+    cmd += ["--command-rate-limit", "0"]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=code)
+    ports: dict[str, int] = {}
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while len(ports) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"nxg-mqtt serve of {code} exited during start-up")
+        if found := re.search(r"^\s*(MQTT|HTTP)\s+\w+://[^:]+:(\d+)", line):
+            ports[found.group(1)] = int(found.group(2))
+    if len(ports) < 2:
+        proc.kill()
+        raise RuntimeError(f"nxg-mqtt serve of {code} printed no ports")
+    return Server(proc, ports["MQTT"], ports["HTTP"], (data_dir / "internal_secret").read_text().strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.realtime_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=500)
@@ -224,22 +258,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sub-procs", type=int, default=2)
     parser.add_argument("--rest-conns", type=int, default=8)
     parser.add_argument("--rest-seconds", type=float, default=3.0)
-    parser.add_argument("--rest-rounds", type=int, default=3)
+    parser.add_argument("--rest-rounds", type=int, default=3, help="0: skip the REST comparison")
+    parser.add_argument(
+        "--baseline", type=Path, help="an older build's tree (git archive): /realtime runs alternate with it, no REST"
+    )
+    parser.add_argument("--runs", type=int, default=1, help="/realtime runs (of each build, with --baseline)")
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="nxg-realtime-bench-") as tmp:
-        data_dir = Path(tmp)
-        print(f"provisioning {args.devices} devices and {args.keys} keys…", flush=True)
-        creds, keys = asyncio.run(_provision(data_dir, args.devices, args.keys))
-        args.data_dir = data_dir
-        server = start_server(data_dir)
-        try:
-            return run(args, ctx, server, creds, keys)
-        finally:
-            server.stop()
+    builds: list[tuple[str, Path | None]] = [("this build", None)]
+    if args.baseline is not None:
+        builds = [("baseline", args.baseline.resolve()), ("this build", None)]
+    summary: dict[str, list[dict[str, float]]] = {name: [] for name, _ in builds}
+    passed = True
+    for i in range(args.runs):
+        for name, code in builds if i % 2 == 0 else list(reversed(builds)):  # neither always runs first
+            with tempfile.TemporaryDirectory(prefix="nxg-realtime-bench-") as tmp:
+                data_dir = Path(tmp)
+                print(f"[{name}, run {i + 1}] provisioning {args.devices} devices and {args.keys} keys…", flush=True)
+                creds, keys = asyncio.run(_provision(data_dir, args.devices, args.keys))
+                server = start_build(data_dir, code)
+                try:
+                    figures = realtime(args, ctx, server, creds, keys)
+                    summary[name].append(figures)
+                    last = args.rest_rounds > 0 and code is None and args.baseline is None and i == args.runs - 1
+                    if last:
+                        passed = rest(args, server, data_dir, keys[0]) and passed
+                finally:
+                    server.stop()
+            passed = passed and figures["p99"] <= 100 and figures["missing"] == 0
+    if args.runs > 1 or args.baseline is not None:
+        print()
+        print("summary (one figure per run):")
+        for name, runs in summary.items():
+            for label, key, unit in (
+                ("p50", "p50", "ms"),
+                ("p99", "p99", "ms"),
+                ("CPU / 1,000 deliveries", "cpu_per_k", "ms"),
+                ("server CPU in window", "cpu_share", "% of a core"),
+                ("of which in the kernel", "sys_share", "%"),
+                ("missing", "missing", ""),
+            ):
+                values = " ".join(f"{r[key]:.1f}" for r in runs)
+                print(f"  {name:<11} {label:<24} {values} {unit}")
+    return 0 if passed else 1
 
 
-def run(args: argparse.Namespace, ctx: Any, server: Server, creds: list[tuple[str, str]], keys: list[str]) -> int:
+def realtime(
+    args: argparse.Namespace, ctx: Any, server: Server, creds: list[tuple[str, str]], keys: list[str]
+) -> dict[str, float]:
     serials = [s for s, _ in creds]
     watchers: dict[str, int] = dict.fromkeys(serials, 0)
     jobs = []
@@ -265,11 +331,21 @@ def run(args: argparse.Namespace, ctx: Any, server: Server, creds: list[tuple[st
         f"{args.subscribers} subscribers ready; connecting devices, then {args.duration:.0f}s at {args.rate:.0f} msg/s…"
     )
     time.sleep(max(5.0, args.devices / 150))
-    cpu_before, wall_before = cpu_seconds(server.proc.pid), time.monotonic()
+    helpers = {f"subscribers {i + 1}": proc for i, proc in enumerate(procs[:-1])} | {"publisher": procs[-1]}
+    helper_cpu = {name: cpu_seconds(proc.pid or 0) for name, proc in helpers.items()}
+    split_before = cpu_split(server.proc.pid)
+    cpu_before, wall_before = sum(split_before), time.monotonic()
     go.set()
+    while procs[-1].is_alive() and time.monotonic() - wall_before < args.duration:
+        time.sleep(0.05)
+    window_wall = time.monotonic() - wall_before
+    split_after = cpu_split(server.proc.pid)
+    window_cpu = sum(split_after) - cpu_before
+    window_sys = split_after[1] - split_before[1]
+    helper_cpu = {name: cpu_seconds(proc.pid or 0) - helper_cpu[name] for name, proc in helpers.items()}
     procs[-1].join()
     stop.set()
-    results: list[tuple[list[float], int | None]] = [x for out, _ in pipes for x in out.recv()]
+    results: list[tuple[list[float], list[float], int | None]] = [x for out, _ in pipes for x in out.recv()]
     server_cpu = cpu_seconds(server.proc.pid) - cpu_before
     server_wall = time.monotonic() - wall_before
     for proc in procs[:-1]:
@@ -278,9 +354,10 @@ def run(args: argparse.Namespace, ctx: Any, server: Server, creds: list[tuple[st
     # the publisher sends message n to device n % devices
     total = int(args.rate * args.duration)
     expected = sum(watchers[serials[n % len(serials)]] for n in range(total))
-    latencies = [x for lat, _ in results for x in lat]
+    latencies = [x for lat, _, _ in results for x in lat]
+    sent = [x for _, at, _ in results for x in at]
     delivered = len(latencies)
-    closed = [code for _, code in results if code is not None]
+    closed = [code for _, _, code in results if code is not None]
     print()
     print(
         f"{args.devices} devices at {args.rate:.0f} msg/s for {args.duration:.0f}s → {args.subscribers} /realtime"
@@ -299,11 +376,33 @@ def run(args: argparse.Namespace, ctx: Any, server: Server, creds: list[tuple[st
         f"server CPU {server_cpu:.1f} s over {server_wall:.1f} s ({server_cpu / server_wall * 100:.0f} % of one core);"
         f" {per_k:.1f} ms CPU per 1,000 deliveries → one free core ≈ {1e6 / per_k:.0f} deliveries/s"
     )
+    print(
+        f"in the {window_wall:.1f} s window: server {window_cpu / window_wall * 100:.0f} % of a core"
+        f" ({window_sys / max(window_cpu, 1e-9) * 100:.0f} % of it in the kernel), "
+        + ", ".join(f"{name} {cpu / window_wall * 100:.0f} %" for name, cpu in helper_cpu.items())
+        + f"; machine load average {os.getloadavg()[0]:.1f} (2 cores)"
+    )
+    if sent:
+        start = min(sent)
+        buckets: dict[int, list[float]] = {}
+        for at, lat in zip(sent, latencies, strict=True):
+            buckets.setdefault(int((at - start) // 1000), []).append(lat)
+        print("p99 by second of sending: " + " ".join(f"{percentile(v, 99):.0f}" for _, v in sorted(buckets.items())))
     p99 = percentile(latencies, 99)
     ok = p99 <= 100 and delivered == expected
     print(f"device→subscriber p99 {p99:.1f} ms (target ≤ 100 ms, nothing dropped): {'PASS' if ok else 'FAIL'}")
+    return {
+        "p50": percentile(latencies, 50),
+        "p99": p99,
+        "cpu_per_k": per_k,
+        "cpu_share": window_cpu / window_wall * 100,
+        "sys_share": window_sys / max(window_cpu, 1e-9) * 100,
+        "missing": expected - delivered,
+    }
 
-    figures = rest_compare(server, keys[0], args.rest_conns, args.rest_seconds, args.rest_rounds)
+
+def rest(args: argparse.Namespace, server: Server, data_dir: Path, api_key: str) -> bool:
+    figures = rest_compare(server, api_key, args.rest_conns, args.rest_seconds, args.rest_rounds)
     print()
     rounds = f"{args.rest_rounds} × {args.rest_seconds:.0f}s each, alternating"
     print(f"REST GET /api/devices/{{serial}}, {args.rest_conns} keep-alive connections, {rounds}:")
@@ -314,9 +413,9 @@ def run(args: argparse.Namespace, ctx: Any, server: Server, creds: list[tuple[st
     key = sorted(figures["API key"])[len(figures["API key"]) // 2]
     cost = (password - key) / password * 100
     print(f"  API key cost vs the admin password: {cost:+.1f} % (target < 10 %): {'PASS' if cost < 10 else 'FAIL'}")
-    costs = asyncio.run(check_costs(args.data_dir, keys[0]))
+    costs = asyncio.run(check_costs(data_dir, api_key))
     print("  one check in-process: " + ", ".join(f"{name} {us:.1f} µs" for name, us in costs.items()))
-    return 0 if ok and cost < 10 else 1
+    return cost < 10
 
 
 if __name__ == "__main__":

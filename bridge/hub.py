@@ -6,9 +6,10 @@ A message is encoded once and offered to every feed; a feed that is full is mark
 plain callback, each call guarded: one that raises is logged and counted, the rest still run.
 
 Scoped subscribers (an API key limited to some devices, a `/realtime` socket's subscriptions)
-are indexed by serial, so a message costs them nothing unless it is about one of theirs; the
-`/realtime` form (seed 001) is derived from the app message by `protocol.realtime_message`, also
-encoded once.
+are indexed by serial, so a message costs them nothing unless it is about one of theirs. The
+`/realtime` form (seed 001) is derived from the app message by `protocol.realtime_message` and
+encoded once, straight into its WebSocket frame (`realtime_writer.text_frame`): every `/realtime`
+subscriber of the device queues the same bytes.
 
 Tenants (seed 002): an app socket sees only its tenant's devices. Tenant subscribers are indexed
 by tenant, and a scoped subscriber of a tenant gets a device's messages only while the device is
@@ -37,8 +38,9 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from bridge.realtime_writer import text_frame
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected
 from nxg_mqtt.listeners import call_all
@@ -49,6 +51,8 @@ from nxg_mqtt.topics import Channel, parse_device_topic
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str], None]
+FrameSubscriber = Callable[[bytes], None]  # a `/realtime` socket: one message's WebSocket frame
+T = TypeVar("T")
 DeviceSink = Callable[[bytes], None]
 
 
@@ -99,7 +103,7 @@ class Hub:
         self._subscribers: list[Subscriber] = []  # every device of every tenant (internal use)
         self._tenants: dict[str, list[Subscriber]] = {}  # tenant → subscribers of all its devices
         self._scoped: dict[str, list[Subscriber]] = {}  # serial → app subscribers of that device only
-        self._realtime: dict[str, list[Subscriber]] = {}  # serial → `/realtime` subscribers
+        self._realtime: dict[str, list[FrameSubscriber]] = {}  # serial → `/realtime` subscribers
         self._sinks: dict[str, DeviceSink] = {}
         self.counters = Counters()
 
@@ -129,15 +133,30 @@ class Hub:
         return unsubscribe
 
     def subscribe_devices(
-        self, serials: Iterable[str], callback: Subscriber, *, realtime: bool = False, tenant: str | None = None
+        self, serials: Iterable[str], callback: Subscriber, *, tenant: str | None = None
     ) -> Callable[[], None]:
-        """Call `callback(json_text)` for the app messages of `serials` only (`realtime`: the
-        seed 001 form, `protocol.realtime_message`), and only while a device is `tenant`'s when
-        given; returns the unsubscribe function."""
-        index = self._realtime if realtime else self._scoped
-        added: list[tuple[str, Subscriber]] = []
+        """Call `callback(json_text)` for the app messages of `serials` only, and only while a
+        device is `tenant`'s when given; returns the unsubscribe function."""
+        return self._index(self._scoped, serials, callback, tenant)
+
+    def subscribe_realtime(
+        self, serials: Iterable[str], callback: FrameSubscriber, *, tenant: str | None = None
+    ) -> Callable[[], None]:
+        """Call `callback(frame)` with the seed 001 form (`protocol.realtime_message`) of the
+        messages of `serials`, as a WebSocket text frame, and only while a device is `tenant`'s
+        when given; returns the unsubscribe function."""
+        return self._index(self._realtime, serials, callback, tenant)
+
+    def _index(
+        self,
+        index: dict[str, list[Callable[[T], None]]],
+        serials: Iterable[str],
+        callback: Callable[[T], None],
+        tenant: str | None,
+    ) -> Callable[[], None]:
+        added: list[tuple[str, Callable[[T], None]]] = []
         for serial in dict.fromkeys(serials):
-            listener = callback if tenant is None else self._owned(serial, tenant, callback)
+            listener = callback if tenant is None else self._owned(tenant, callback)
             index.setdefault(serial, []).append(listener)
             added.append((serial, listener))
 
@@ -151,10 +170,10 @@ class Hub:
 
         return unsubscribe
 
-    def _owned(self, serial: str, tenant: str, callback: Subscriber) -> Subscriber:
-        def listener(text: str) -> None:
+    def _owned(self, tenant: str, callback: Callable[[T], None]) -> Callable[[T], None]:
+        def listener(value: T) -> None:
             if self._delivering == tenant:
-                callback(text)
+                callback(value)
 
         return listener
 
@@ -249,9 +268,9 @@ class Hub:
         if realtime:
             converted = realtime_message(message)
             if converted is not None:
-                text = json.dumps(converted, separators=(",", ":"))
+                frame = text_frame(json.dumps(converted, separators=(",", ":")).encode())
                 self.counters.add("realtime_messages")
-                failed += call_all(realtime, text, log=log, what="a realtime subscriber")
+                failed += call_all(realtime, frame, log=log, what="a realtime subscriber")
         if failed:
             self.counters.add("subscriber_errors", failed)
 

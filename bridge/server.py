@@ -4,7 +4,12 @@
         print(bridge.http_port)   # the bound port (settings.http_port may be 0)
 
 The socket is bound here, before the app is built, so config.h can name the real HTTP port.
-Signals belong to the CLI: uvicorn's own handlers are not installed.
+Process signals belong to the CLI: uvicorn's own handlers are not installed.
+
+`embedded=False` (the bridge beside a broker run by another core, usually another process): the
+bridge watches the data directory's `signals` itself (`BRIDGE_KINDS`), so a key revoked or rotated
+by the CLI or through the broker's process closes this bridge's WebSockets within 1 s, as
+`nxg-mqtt serve` does; the broker's process keeps kicking the MQTT sessions.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bridge.app import create_app
+from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
 from nxg_mqtt.core import Core
+from nxg_mqtt.services.signals import BRIDGE_KINDS, SignalWatcher
 from nxg_mqtt.settings import Settings
 
 SHUTDOWN_GRACE_S = 2.0
@@ -88,7 +95,7 @@ async def open_bridge(
     )
     max_size = max(4 * settings.ws_max_frame_bytes, 1024 * 1024)
     config = uvicorn.Config(
-        app,
+        expose_send(app),  # /realtime writes its frames straight to uvicorn's connection (realtime_writer)
         lifespan="on",
         http="h11",
         ws="websockets-sansio",
@@ -110,6 +117,11 @@ async def open_bridge(
         except SystemExit as exc:  # uvicorn exits when the lifespan fails to start
             raise RuntimeError(f"the bridge failed to start (exit {exc.code})") from None
 
+    watcher = None
+    if not embedded:
+        watcher = SignalWatcher(
+            core.store, core.devices, core.commands, settings.signal_poll_s, core.keys, kinds=BRIDGE_KINDS
+        )
     task = asyncio.create_task(serve(), name="nxg-bridge-http")
     try:
         while not server.started:
@@ -117,8 +129,12 @@ async def open_bridge(
                 task.result()
                 raise RuntimeError("the bridge stopped during start-up")
             await asyncio.sleep(0.01)
+        if watcher is not None:
+            await watcher.start()  # after the lifespan: its listeners (sockets, gateway) are registered
         yield BridgeServer(http_port, app, config)
     finally:
+        if watcher is not None:
+            await watcher.close()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task

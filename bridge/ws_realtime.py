@@ -28,7 +28,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from bridge.access import Caller
-from bridge.realtime_writer import RealtimeWriter
+from bridge.realtime_writer import DirectSocket, RealtimeWriter, frame_text
 from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from bridge.ws_app import CLOSE_GRACE_S, CLOSE_TRY_AGAIN_LATER, admit, close_revoked
@@ -41,42 +41,61 @@ _numbers = itertools.count(1)
 
 
 class RealtimeSession:
-    def __init__(self, websocket: WebSocket, state: BridgeState, caller: Caller, writer: RealtimeWriter) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        state: BridgeState,
+        caller: Caller,
+        writer: RealtimeWriter,
+        direct: DirectSocket | None,
+    ) -> None:
         self.ws = websocket
         self.state = state
         self.caller = caller
         self.writer = writer
+        self.direct = direct  # None: not behind uvicorn's websockets-sansio, frames go through ASGI
         self.limit = max(1, state.settings.ws_queue_limit)
-        self.pending: deque[str] = deque()
+        self.pending: deque[bytes] = deque()  # WebSocket frames (`realtime_writer.text_frame`)
         self.overflowed = asyncio.Event()
         self.ended = False
-        self.slow = False  # a task of its own is sending (the socket's transport was full)
+        self.marked = False  # in the writer's list for its next pass
+        self.busy = False  # a task of its own is sending or waiting for the transport
         self.subscriptions: dict[str, Callable[[], None]] = {}
 
-    def offer(self, text: str) -> None:
-        """The hub's callback: queue `text` and let the writer know (never waits)."""
-        if self.overflowed.is_set() or self.ended:
+    def offer(self, frame: bytes) -> None:
+        """The hub's callback: queue one message's frame and let the writer know (never waits)."""
+        if self.ended or self.overflowed.is_set():
             return
-        if len(self.pending) >= self.limit:
+        pending = self.pending
+        if len(pending) >= self.limit:
             self.overflowed.set()
             return
-        self.pending.append(text)
-        self.writer.mark(self)
+        pending.append(frame)
+        if not self.marked:
+            self.marked = True
+            self.writer.mark(self)
 
-    def writable(self) -> bool:
-        """Whether a send now completes without waiting (uvicorn's transport is not paused)."""
-        protocol = getattr(self.ws._send, "__self__", None)  # uvicorn's WebSocket protocol, if it is one
-        event = getattr(protocol, "writable", None)
-        return isinstance(event, asyncio.Event) and event.is_set()
+    async def wait_writable(self) -> None:
+        """The transport is paused: resume writing when uvicorn says it drained (`busy` meanwhile)."""
+        assert self.direct is not None
+        try:
+            await self.direct.wait_writable()
+        finally:
+            self.busy = False
+        if self.pending and not self.ended and not self.marked:
+            self.marked = True
+            self.writer.mark(self)
 
-    async def drain_slow(self) -> None:
+    async def drain_asgi(self) -> None:
+        """Send the queued frames through the ASGI `send`, one at a time (`busy` meanwhile)."""
         try:
             while self.pending and not self.ended:
-                await self.ws.send_text(self.pending.popleft())
+                await self.ws.send_text(frame_text(self.pending.popleft()))
+                self.writer.asgi_frames += 1
         except Exception:
-            self.ended = True
+            self.ended = True  # the socket went away; its handler cleans up
         finally:
-            self.slow = False
+            self.busy = False
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(message, separators=(",", ":")))
@@ -130,8 +149,8 @@ class RealtimeSession:
             await self.error(f"at most {MAX_IDS} hardwareIds per connection")
             return
         for serial in new:
-            self.subscriptions[serial] = self.state.hub.subscribe_devices(
-                [serial], self.offer, realtime=True, tenant=self.caller.tenant
+            self.subscriptions[serial] = self.state.hub.subscribe_realtime(
+                [serial], self.offer, tenant=self.caller.tenant
             )
         if allowed or not refused:
             await self.send({"type": "subscribed", "hardwareIds": allowed})
@@ -151,7 +170,7 @@ async def realtime_socket(websocket: WebSocket) -> None:
     if caller is None:
         return
     await websocket.accept()
-    session = RealtimeSession(websocket, state, caller, state.realtime)
+    session = RealtimeSession(websocket, state, caller, state.realtime, DirectSocket.of(websocket.scope))
     revoked = asyncio.Event()
 
     async def close() -> None:

@@ -3,6 +3,11 @@
 The CLI writes a `signals` row next to its change; a server polls for new rows every
 `signal_poll_s` (250 ms by default), so a reset from the CLI disconnects the device within 1 s,
 and a key revoked or rotated from the CLI is forgotten and its sessions closed as quickly.
+
+The process that runs the broker handles every kind. A bridge run on its own (`nxg-mqtt bridge`
+next to `nxg-mqtt broker` on the same data directory) watches too, for `BRIDGE_KINDS` only: its
+WebSockets (and gateway devices) live in its process, so a key revoked or a device reset by the
+CLI or by the broker's process must reach them there; commands stay the broker process's job.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from nxg_mqtt.store import Store
 
 log = logging.getLogger(__name__)
 
+ALL_KINDS = frozenset(SignalKind)
+BRIDGE_KINDS = frozenset({SignalKind.KEY_REVOKED, SignalKind.REVOKED})
+
 
 class SignalWatcher:
     def __init__(
@@ -29,12 +37,14 @@ class SignalWatcher:
         commands: CommandService,
         poll_s: float,
         keys: ApiKeyService | None = None,
+        kinds: frozenset[SignalKind] = ALL_KINDS,
     ) -> None:
         self._store = store
         self._keys = keys
         self._devices = devices
         self._commands = commands
         self._poll_s = poll_s
+        self._kinds = kinds
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -56,7 +66,7 @@ class SignalWatcher:
             if signal.id in self._devices.own_signal_ids:
                 self._devices.own_signal_ids.discard(signal.id)
                 continue
-            if signal.serial is None:
+            if signal.serial is None or signal.kind not in self._kinds:
                 continue
             if signal.kind is SignalKind.KEY_REVOKED:
                 # our own revocations were forgotten already; forgetting twice is harmless

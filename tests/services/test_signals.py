@@ -9,6 +9,7 @@ from pathlib import Path
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.models import CommandStatus, now_ms
 from nxg_mqtt.protocol import RevokeReason, SignalKind
+from nxg_mqtt.services.signals import BRIDGE_KINDS, SignalWatcher
 from tests.factories import make_settings
 from tests.mqtt_client import wait_for
 
@@ -92,3 +93,25 @@ async def test_rows_of_unknown_kinds_are_skipped(tmp_path: Path) -> None:
         )
         assert await server.signals.poll() == 0
         assert seen == []
+
+
+async def test_a_bridge_watcher_handles_key_and_device_revocations_only(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, signal_poll_s=0.05)
+    async with open_core(settings, writer=True) as bridge, open_core(settings) as cli:
+        seen = record_revocations(bridge)
+        forgotten: list[str] = []
+
+        async def key_listener(key_id: str) -> None:
+            forgotten.append(key_id)
+
+        bridge.keys.on_revoked(key_listener)
+        watcher = SignalWatcher(
+            bridge.store, bridge.devices, bridge.commands, settings.signal_poll_s, bridge.keys, kinds=BRIDGE_KINDS
+        )
+        await watcher.start()
+        await cli.store.signals.emit(SignalKind.COMMAND, "g4", now_ms())  # the broker process's job
+        await cli.store.signals.emit(SignalKind.KEY_REVOKED, "key-1", now_ms())
+        await cli.store.signals.emit(SignalKind.REVOKED, "g4", now_ms(), RevokeReason.RESET)
+        assert await watcher.poll() == 2
+        assert forgotten == ["key-1"] and seen == [("g4", RevokeReason.RESET)]
+        await watcher.close()
