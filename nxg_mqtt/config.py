@@ -39,7 +39,8 @@ HELP = {
     "public_host": "host name written into config.h",
     "tls_cert": "PEM certificate (chain): turns TLS on for every listener, with --tls-key",
     "tls_key": "PEM private key of --tls-cert",
-    "tls_ca": "CA certificate written into config.h (devices verify the server with it)",
+    "tls_ca": "CA certificate written into config.h (devices verify the server with it); the MQTT/TLS"
+    " listener also asks clients for a certificate it signed (optional: mTLS login, seed 003)",
     "mqtts_port": "MQTT over TLS port (with TLS on)",
     "wss_port": "MQTT over secure WebSocket port (with TLS on)",
     "plain": "with TLS on, keep the plain MQTT and MQTT/WebSocket listeners (--no-plain: TLS only)",
@@ -51,6 +52,8 @@ HELP = {
     "ws_ping_interval_s": "gateway ping interval, s",
     "ws_pong_timeout_s": "gateway pong timeout, s",
     "firmware_max_bytes": "largest firmware binary an admin may upload, bytes",
+    "proxy_timeout_s": "HTTP proxy to devices: longest wait for a device's answer before 504, s",
+    "proxy_max_body_bytes": "HTTP proxy to devices: largest request or response body, bytes",
     "firmware_cut_at_bytes": "testing aid: cut every unranged firmware download after N bytes (0 = off)",
     "allow_anonymous": "accept clients without credentials (standalone broker, conformance testing only)",
     "tenant_id": "tenant of this installation (every row is stored under it)",
