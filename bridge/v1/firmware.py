@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 from bridge import config_h
 from bridge.access import Caller, caller_of
 from bridge.auth import credential_from
+from bridge.openapi import AUTH, responds
 from bridge.state import BridgeState, state_of
 from bridge.v1.commands import iso, send
 from bridge.v1.responses import json_body, v1_endpoint, v1_error
@@ -87,6 +88,7 @@ async def _chunks_of(upload: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
+@responds(201, 400, 409, 413, *AUTH)
 @v1_endpoint
 async def create(request: Request) -> Response:
     state = state_of(request)
@@ -143,6 +145,7 @@ def _release_body(release: FirmwareRelease, base: str) -> dict[str, Any]:
 # ---- details and release ---------------------------------------------------------------------------
 
 
+@responds(200, 404, *AUTH)
 @v1_endpoint
 async def details(request: Request) -> Response:
     state = state_of(request)
@@ -186,6 +189,7 @@ def _target_fields(body: dict[str, Any]) -> tuple[list[str] | None, str | None, 
     return ids, group, room
 
 
+@responds(200, 400, 404, 409, *AUTH)
 @v1_endpoint
 async def release(request: Request) -> Response:
     state = state_of(request)
@@ -227,6 +231,7 @@ async def release(request: Request) -> Response:
 # ---- devices asking --------------------------------------------------------------------------------
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def check(request: Request) -> Response:
     state = state_of(request)
@@ -291,6 +296,7 @@ async def _stream(path: Path, start: int, end: int, cut_at: int) -> AsyncIterato
         raise ConnectionAbortedError("firmware download cut on purpose (firmware_cut_at_bytes)")
 
 
+@responds(200, 206, 404, 416, *AUTH)
 @v1_endpoint
 async def download(request: Request) -> Response:
     state = state_of(request)

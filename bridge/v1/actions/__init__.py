@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import caller_of
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.actions import certificates, connections, devices, events, properties, tokens
 from bridge.v1.actions.base import ACTIONS, Body, Context, resolve_project
@@ -33,6 +34,7 @@ PREFIX = "/actions/invoke/"
 _MODULES = (certificates, connections, devices, events, properties, tokens)  # each fills ACTIONS
 
 
+@responds(200, 400, 404, 409, *AUTH)
 @v1_endpoint
 async def invoke(request: Request) -> Response:
     state = state_of(request)
