@@ -129,7 +129,11 @@ async def create(request: Request) -> Response:
         query = request.query_params
         release = await firmware.create(
             caller.tenant,
-            query.get("device_type"), query.get("version"), request.stream(), query.get("filename"), actor=caller.actor
+            query.get("device_type"),
+            query.get("version"),
+            request.stream(),
+            query.get("filename"),
+            actor=caller.actor,
         )
     body = {"status": "created", **_release_body(release, _base_url(request, state, for_devices=True))}
     return JSONResponse(body, status_code=201)
@@ -215,7 +219,8 @@ async def release(request: Request) -> Response:
         target = RolloutTarget(tuple(s for s in target.serials if caller.sees(s)), target.all_of_type)
     url = download_url(_base_url(request, state, for_devices=True), found)
     results: list[dict[str, Any]] = []
-    for entry, command in await firmware.release(found.id, caller.tenant, target, url, actor=caller.actor, dispatch=state.embedded):
+    sent_now = await firmware.release(found.id, caller.tenant, target, url, actor=caller.actor, dispatch=state.embedded)
+    for entry, command in sent_now:
         if command is not None:
             await send(state, command)
         sent = command is not None

@@ -196,7 +196,8 @@ class FirmwareService:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
         # a second upload of the same version may have finished meanwhile
-        if await self._same_version(tenant, device_type, parsed) is not None or not await self._store.firmware.insert(release):
+        taken = await self._same_version(tenant, device_type, parsed) is not None
+        if taken or not await self._store.firmware.insert(release):
             self.path_of(release).unlink(missing_ok=True)
             raise ConflictError(f"{device_type} {parsed.text} already exists", code="FIRMWARE_EXISTS")
         detail = {"id": release.id, "device_type": device_type, "version": release.version, "size": size}
@@ -352,9 +353,7 @@ class FirmwareService:
             return True
         return await self._store.firmware.entry(release.id, device.serial) is not None
 
-    async def check(
-        self, tenant: str, device_type: object, current_version: object, serial: str | None
-    ) -> CheckAnswer:
+    async def check(self, tenant: str, device_type: object, current_version: object, serial: str | None) -> CheckAnswer:
         """The newest release of `tenant` meant for device `serial` (None: an app asking about
         whole-type releases) among those of `device_type`."""
         if not isinstance(device_type, str) or not DEVICE_TYPE_RE.match(device_type):

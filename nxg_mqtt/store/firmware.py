@@ -45,7 +45,9 @@ class RolloutEntry:
     updated_at: int
 
 
-_RELEASE = "id, tenant_id, device_type, version, checksum, size, filename, created_at, created_by, released_at, target_all"
+_RELEASE = (
+    "id, tenant_id, device_type, version, checksum, size, filename, created_at, created_by, released_at, target_all"
+)
 _ROLLOUT = "release_id, serial, state, command_id, progress, error, updated_at"
 
 
