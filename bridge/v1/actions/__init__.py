@@ -13,7 +13,9 @@ Errors have `/api/v1`'s one shape: `{"success":false,"code","error","details":[â
 `Invalid`, â€¦) are 200 answers with their `result`.
 
 Audit: every action that writes is recorded under the caller with its outcome (`ok`, or the
-error's code), its target device and what it changed; so is any action refused with 403.
+error's code), its target device and what it changed; so is any action refused with 403. A
+refused attempt on a device of another tenant is recorded with no target device, so it never
+shows in that device's `devices_QueryAuditLog`.
 """
 
 from __future__ import annotations
@@ -64,7 +66,12 @@ async def invoke(request: Request) -> Response:
     except NxgError as exc:
         if action.writes or isinstance(exc, ForbiddenError):
             detail = {**ctx.detail, "error": exc.message}
-            await audit.record(caller.actor, name, ctx.target or _serial(values), detail, exc.code)
+            target = ctx.target or _serial(values)
+            if target is not None and await caller.owner_of(target) != caller.tenant:
+                # recorded, but not on another tenant's device: its log would show this caller
+                # (and its tenant) to that tenant, and anyone could write into it
+                target = None
+            await audit.record(caller.actor, name, target, detail, exc.code)
         raise
     if action.writes:
         await audit.record(caller.actor, name, ctx.target, ctx.detail or None)
