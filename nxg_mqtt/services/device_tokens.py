@@ -6,11 +6,12 @@ public half is served at `/.well-known/jwks.json` (`kid` = its RFC 7638 thumbpri
 systems validate offline.
 
 Claims: `iss` "nxg-mqtt", `sub` the serial, `tid` the device's owning tenant (seed 003's
-`projectId`), `typ` ("device" | "http_proxy"), `dct` the device's `created_at` (a device deleted and created again under the same serial does
-not inherit its predecessor's tokens), `iat`, `exp`, and for device tokens the caller's `claims`,
-for proxy tokens `hostname`, `port`, `redirect`. Validation answers None (seed 003's `Invalid`)
-for a bad signature, another key, expiry, another tenant, another `typ`, or a device that no
-longer exists.
+`projectId`), `typ` ("device" | "http_proxy"), `dct` the device's `created_at` (a device
+deleted and created again under the same serial does not inherit its predecessor's tokens),
+`iat`, `exp`, and for device tokens the caller's `claims`, for proxy tokens `hostname`, `port`,
+`redirect`. Validation answers None (seed 003's `Invalid`) for a bad signature, another key,
+expiry, a `tid` that is not the device's tenant, another `typ`, or a device that no longer
+exists.
 """
 
 from __future__ import annotations
