@@ -291,7 +291,8 @@ async def test_actions_api_shows_nothing_of_the_other_tenant(stack: Stack, two: 
     assert (await acted(a.http, "devices_SetProperty", {"deviceId": theirs, "name": "p", "value": 1}))[
         "result"
     ] == "Set"
-    cert = await acted(a.http, "devices_AddCertificate", {"deviceId": theirs, "fingerprint": FINGERPRINT})
+    active = {"deviceId": theirs, "fingerprint": FINGERPRINT, "status": "Active"}
+    cert = await acted(a.http, "devices_AddCertificate", active)
     connection = {"deviceId": theirs, "nodeId": "n1", "connectionId": "conn-a"}
     await acted(a.http, "devices_RegisterConnection", connection)
     device_jwt = (await acted(a.http, "devices_IssueDeviceToken", {"deviceId": theirs}))["jwt"]
@@ -331,6 +332,14 @@ async def test_actions_api_shows_nothing_of_the_other_tenant(stack: Stack, two: 
         for project in (a.id, a.slug):
             create = {"projectId": project, "fingerprint": "ef" * 32}
             not_found(await act(http, "devices_Create", create), "PROJECT_NOT_FOUND")
+    # A's certificate fingerprint added to B's own device: no Conflict across tenants (B learns
+    # nothing, and A's certificate stays as it was)
+    mine = b.devices[0][0]
+    added = await acted(b.http, "devices_AddCertificate", {"deviceId": mine, "fingerprint": FINGERPRINT})
+    details_b = await acted(b.http, "devices_GetDetails", {"deviceId": mine})
+    assert [(c["certificateId"], c["status"]) for c in details_b["certificates"]] == [
+        (added["certificateId"], "Pending")
+    ]
     listed = (await acted(b.http, "devices_Query", {}))["devices"]
     assert sorted(d["deviceId"] for d in listed) == sorted(s for s, _ in b.devices)
     assert {d["projectId"] for d in listed} == {b.id}
@@ -339,7 +348,7 @@ async def test_actions_api_shows_nothing_of_the_other_tenant(stack: Stack, two: 
     assert (await acted(a.http, "devices_GetProperty", {"deviceId": theirs, "name": "p"}))["version"] == 1
     details = await acted(a.http, "devices_GetDetails", {"deviceId": theirs})
     assert details.get("name") != "mine now"
-    assert [c["status"] for c in details["certificates"]] == ["Pending"]
+    assert [c["status"] for c in details["certificates"]] == ["Active"]
     assert await acted(a.http, "devices_ValidateDeviceToken", {"jwt": device_jwt}) == {
         "result": "Valid",
         "deviceId": theirs,
