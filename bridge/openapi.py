@@ -29,7 +29,8 @@ from nxg_mqtt import __version__, messages
 AUTH = (401, 403, 429)
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad request", 401: "Unauthorized"}
 REASONS |= {403: "Forbidden", 404: "Not found", 409: "Conflict", 429: "Too many requests"}
-REASONS |= {502: "Gateway error", 503: "Degraded"}
+REASONS |= {206: "Partial content", 302: "Found", 413: "Too large", 416: "Range not satisfiable"}
+REASONS |= {502: "Gateway error", 503: "Degraded", 504: "Gateway timeout"}
 _ATTR = "openapi_responses"
 E = TypeVar("E", bound=Callable[..., Any])
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bridge.openapi import responds
 from bridge.state import state_of
 from bridge.v1.actions.tokens import DEFAULT_PORT, check_proxy_token
 from nxg_mqtt.errors import NxgError
@@ -38,6 +39,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
+@responds(200, 302, 401, 404, 413, 502, 504)
 async def proxy(request: Request) -> Response:
     state = state_of(request)
     token = str(request.path_params["token"])
@@ -61,6 +63,7 @@ async def proxy(request: Request) -> Response:
     return Response(answer.body, status_code=answer.status, headers=out_headers)
 
 
+@responds(200)
 async def jwks(request: Request) -> Response:
     return JSONResponse(state_of(request).core.tokens.jwks())
 

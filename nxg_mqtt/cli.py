@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 from nxg_mqtt import __version__, config, logs
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.errors import DryRunRequired, NxgError, SettingError, ValidationError
-from nxg_mqtt.protocol import MessageType
+from nxg_mqtt.protocol import DEFAULT_TENANT_SLUG, MessageType
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT
 from nxg_mqtt.services.history import MAX_LIMIT as HISTORY_MAX_LIMIT
@@ -220,14 +220,25 @@ async def _admin(settings: Settings, action: Callable[[Core], Awaitable[Any]]) -
         _emit(await action(core))
 
 
+def _tenant_of(tenant_id: str, slugs: dict[str, str]) -> dict[str, Any]:
+    """The tenant columns of `device list` / `key list` (and of what `create` made)."""
+    return {"tenant_id": tenant_id, "tenant": slugs.get(tenant_id)}
+
+
 async def _device(args: argparse.Namespace, core: Core) -> Any:
     devices = core.devices
     match args.device_command:
         case "create":
-            device = await devices.create(args.serial, args.name, actor="cli")
-            return {**device.public(), "code": credentials.format_code(device.code)}
+            tenant = await core.tenants.find(args.tenant)
+            device = await devices.create(args.serial, args.name, actor="cli", tenant=tenant.id)
+            return {
+                **device.public(),
+                **_tenant_of(device.tenant, {tenant.id: tenant.slug}),
+                "code": credentials.format_code(device.code),
+            }
         case "list":
-            return {"devices": [d.public() for d in await devices.list()]}
+            slugs = await core.tenants.slugs()
+            return {"devices": [{**d.public(), **_tenant_of(d.tenant, slugs)} for d in await devices.list()]}
         case "show":
             device = await devices.get(args.serial)
             connections = await devices.connections(device.serial, limit=10)
@@ -282,10 +293,14 @@ async def _key(args: argparse.Namespace, core: Core) -> Any:
     keys = core.keys
     match args.key_command:
         case "create":
-            key, secret = await keys.create(args.name, args.role, args.scope, args.device, actor="cli")
-            return {**key.public(), "key": secret}
+            tenant = await core.tenants.find(args.tenant)
+            key, secret = await keys.create(
+                args.name, args.role, args.scope, args.device, actor="cli", tenant=tenant.id
+            )
+            return {**key.public(), **_tenant_of(key.tenant, {tenant.id: tenant.slug}), "key": secret}
         case "list":
-            return {"keys": [k.public() for k in await keys.list()]}
+            slugs = await core.tenants.slugs()
+            return {"keys": [{**k.public(), **_tenant_of(k.tenant, slugs)} for k in await keys.list()]}
         case "revoke":
             return (await keys.revoke(args.id, actor="cli")).public()
         case "rotate":
@@ -301,6 +316,9 @@ async def _audit(args: argparse.Namespace, core: Core) -> Any:
 
 
 # ---- argument parsing -------------------------------------------------------------------------
+
+
+TENANT_HELP = "the owning tenant, by id or slug (default: the default tenant)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg(create)
     create.add_argument("--serial", help="serial (default: generated NXG-XXXXXXXX)")
     create.add_argument("--name")
+    create.add_argument("--tenant", default=DEFAULT_TENANT_SLUG, help=TENANT_HELP)
     data_arg(dsub.add_parser("list", help="list devices"))
     for name, text in (
         ("show", "one device and its recent connections"),
@@ -377,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     kcreate.add_argument("--role", default="user", help="admin, user (default) or viewer")
     kcreate.add_argument("--scope", action="append", help="a scope (repeatable; default: all of the role's)")
     kcreate.add_argument("--device", action="append", help="a serial it may reach (repeatable; default: all)")
+    kcreate.add_argument("--tenant", default=DEFAULT_TENANT_SLUG, help=TENANT_HELP)
     data_arg(ksub.add_parser("list", help="list keys (never their secrets)"))
     for name, text in (("revoke", "refuse the key from now on"), ("rotate", "a new secret; the old one stops")):
         p = ksub.add_parser(name, help=text)

@@ -120,7 +120,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             ConnectionLog(store, ingest.flush),
             AuditLog(store),
             node_id(settings.data_dir),
-            FirmwareService(store, settings, devices, commands, ingest),
+            FirmwareService(store, settings, devices, commands, ingest, groups, homes),
         )
 
         async def forget_deleted(serial: str, why: RevokeReason) -> None:

@@ -327,3 +327,32 @@ async def test_cli_key_change_ends_live_mqtt_sessions_within_one_second(
     again = TestClient("integrator-2")
     assert await again.connect(port, "key", secret) == 4
     again.close()
+
+
+async def test_devices_and_keys_are_created_in_the_tenant_named_and_listed_with_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with open_stack(settings) as stack:
+        acme = await stack.http.post("/api/v1/tenant/register", json={"tenant_name": "Acme"})
+        assert acme.status_code == 201, acme.text
+    tenant_id = acme.json()["tenant_id"]
+    by_slug = await asyncio.to_thread(run_cli, tmp_path, "device", "create", "--serial", "t-1", "--tenant", "acme")
+    assert (by_slug["tenant_id"], by_slug["tenant"]) == (tenant_id, "acme")
+    mine = await asyncio.to_thread(run_cli, tmp_path, "device", "create", "--serial", "d-1")  # the default tenant
+    assert (mine["tenant_id"], mine["tenant"]) == (settings.tenant_id, "default")
+    key = await asyncio.to_thread(run_cli, tmp_path, "key", "create", "--name", "ops", "--tenant", tenant_id)
+    assert (key["tenant_id"], key["tenant"]) == (tenant_id, "acme")
+    missing = await asyncio.to_thread(run_cli, tmp_path, "key", "create", "--name", "x", "--tenant", "nope", ok=False)
+    assert missing["code"] == "TENANT_NOT_FOUND"
+    missing = await asyncio.to_thread(run_cli, tmp_path, "device", "create", "--tenant", "nope", ok=False)
+    assert missing["code"] == "TENANT_NOT_FOUND"
+    devices = (await asyncio.to_thread(run_cli, tmp_path, "device", "list"))["devices"]
+    assert {(d["serial"], d["tenant"]) for d in devices} == {("t-1", "acme"), ("d-1", "default")}  # type: ignore[attr-defined]
+    keys = (await asyncio.to_thread(run_cli, tmp_path, "key", "list"))["keys"]
+    assert {(k["name"], k["tenant"]) for k in keys} == {("acme admin", "acme"), ("ops", "acme")}  # type: ignore[attr-defined]
+    # what the CLI made belongs to that tenant on every surface: its key sees its device only
+    async with open_stack(settings) as stack:
+        as_acme = {"Authorization": f"Bearer {key['key']}"}
+        listed = await stack.http.get("/api/v1/devices", headers=as_acme)
+        assert [d["id"] for d in listed.json()["devices"]] == ["t-1"], listed.text
+        assert (await stack.http.get("/api/v1/devices/d-1", headers=as_acme)).status_code == 404
+        assert [d["id"] for d in (await stack.http.get("/api/v1/devices")).json()["devices"]] == ["d-1"]

@@ -15,12 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import caller_of
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.responses import json_body, v1_endpoint
 from nxg_mqtt.errors import ValidationError
 from nxg_mqtt.protocol import Scope
 
 
+@responds(202, 400, 404, *AUTH)
 @v1_endpoint
 async def observation(request: Request) -> Response:
     caller = await caller_of(request)

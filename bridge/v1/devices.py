@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import Caller, device_caller, tenant_caller
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.commands import iso
 from bridge.v1.responses import json_body, v1_endpoint
@@ -52,6 +53,7 @@ def device_body(device: Device, firmware: dict[str, str]) -> dict[str, Any]:
     }
 
 
+@responds(201, 400, 404, *AUTH)
 @v1_endpoint
 async def register(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.ADMIN_DEVICES)
@@ -76,6 +78,7 @@ async def register(request: Request) -> Response:
     return JSONResponse(reply, status_code=201)
 
 
+@responds(200, *AUTH)
 @v1_endpoint
 async def list_devices(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.READ_DEVICES)
@@ -90,6 +93,7 @@ async def _device(request: Request, scope: str) -> tuple[Caller, Device]:
     return caller, await state_of(request).core.registration.device(caller.tenant, serial)
 
 
+@responds(200, 404, *AUTH)
 @v1_endpoint
 async def get_device(request: Request) -> Response:
     _, device = await _device(request, Scope.READ_DEVICES)
@@ -97,6 +101,7 @@ async def get_device(request: Request) -> Response:
     return JSONResponse(device_body(device, firmware))
 
 
+@responds(200, 404, 409, *AUTH)
 @v1_endpoint
 async def rotate_secret(request: Request) -> Response:
     caller, device = await _device(request, Scope.ADMIN_DEVICES)
@@ -104,6 +109,7 @@ async def rotate_secret(request: Request) -> Response:
     return JSONResponse({"device_id": rotated.serial, "new_secret": secret, "key_version": rotated.key_version})
 
 
+@responds(200, 404, *AUTH)
 @v1_endpoint
 async def key_history(request: Request) -> Response:
     caller, device = await _device(request, Scope.ADMIN_DEVICES)
@@ -111,6 +117,7 @@ async def key_history(request: Request) -> Response:
     return JSONResponse({"device_id": device.serial, "keys": [k.public() for k in keys]})
 
 
+@responds(200, 404, 409, *AUTH)
 @v1_endpoint
 async def revoke(request: Request) -> Response:
     caller, device = await _device(request, Scope.ADMIN_DEVICES)

@@ -15,6 +15,13 @@ Who may call: a device with its token (`Authorization: Bearer nxgt_…` or `?tok
 and download what is released to it; apps use their key or the admin password as everywhere
 (uploading and releasing need the admin role). The binary is streamed from disk in both
 directions, never held in memory. `checksum` is the SHA-256 of the binary in lowercase hex.
+
+Tenants: a release is the uploading caller's tenant's; another tenant's is 404
+`FIRMWARE_NOT_FOUND` on every route (a device's tenant is its owner's). `firmware/check` answers
+from the asking device's own tenant's releases. A release to a whole type goes to the tenant's
+devices registered with that `device_type`; a device with no type gets only what names it
+(`device_ids`, `group`, `room_id`; an unknown group or room is 404 `GROUP_NOT_FOUND` /
+`ROOM_NOT_FOUND`, a device of another tenant 404 `DEVICE_NOT_FOUND`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 from bridge import config_h
 from bridge.access import Caller, caller_of
 from bridge.auth import credential_from
+from bridge.openapi import AUTH, responds
 from bridge.state import BridgeState, state_of
 from bridge.v1.commands import iso, send
 from bridge.v1.responses import json_body, v1_endpoint, v1_error
@@ -87,6 +95,7 @@ async def _chunks_of(upload: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
+@responds(201, 400, 409, 413, *AUTH)
 @v1_endpoint
 async def create(request: Request) -> Response:
     state = state_of(request)
@@ -107,6 +116,7 @@ async def create(request: Request) -> Response:
                 if not files:
                     raise ValidationError("the form has no file part (the firmware binary)", code="INVALID_FIRMWARE")
                 release = await firmware.create(
+                    caller.tenant,
                     form.get("device_type"),
                     form.get("version"),
                     _chunks_of(files[0]),
@@ -118,7 +128,12 @@ async def create(request: Request) -> Response:
     else:
         query = request.query_params
         release = await firmware.create(
-            query.get("device_type"), query.get("version"), request.stream(), query.get("filename"), actor=caller.actor
+            caller.tenant,
+            query.get("device_type"),
+            query.get("version"),
+            request.stream(),
+            query.get("filename"),
+            actor=caller.actor,
         )
     body = {"status": "created", **_release_body(release, _base_url(request, state, for_devices=True))}
     return JSONResponse(body, status_code=201)
@@ -143,12 +158,13 @@ def _release_body(release: FirmwareRelease, base: str) -> dict[str, Any]:
 # ---- details and release ---------------------------------------------------------------------------
 
 
+@responds(200, 404, *AUTH)
 @v1_endpoint
 async def details(request: Request) -> Response:
     state = state_of(request)
     caller = await caller_of(request)
     caller.require(Scope.READ_DEVICES)
-    release = await state.core.firmware.get(request.path_params["release_id"])
+    release = await state.core.firmware.get(request.path_params["release_id"], caller.tenant)
     rows = [r for r in await state.core.firmware.rollout(release.id) if caller.sees(r.serial)]
     counts = {s.value: 0 for s in RolloutState}
     for row in rows:
@@ -186,13 +202,14 @@ def _target_fields(body: dict[str, Any]) -> tuple[list[str] | None, str | None, 
     return ids, group, room
 
 
+@responds(200, 400, 404, 409, *AUTH)
 @v1_endpoint
 async def release(request: Request) -> Response:
     state = state_of(request)
     caller = await caller_of(request)
     caller.require(Scope.ADMIN_DEVICES)
     firmware = state.core.firmware
-    found = await firmware.get(request.path_params["release_id"])
+    found = await firmware.get(request.path_params["release_id"], caller.tenant)
     body = await json_body(request) if (await request.body()).strip() else {}
     ids, group, room = _target_fields(body)
     for serial in ids or ():
@@ -202,7 +219,8 @@ async def release(request: Request) -> Response:
         target = RolloutTarget(tuple(s for s in target.serials if caller.sees(s)), target.all_of_type)
     url = download_url(_base_url(request, state, for_devices=True), found)
     results: list[dict[str, Any]] = []
-    for entry, command in await firmware.release(found.id, target, url, actor=caller.actor, dispatch=state.embedded):
+    sent_now = await firmware.release(found.id, caller.tenant, target, url, actor=caller.actor, dispatch=state.embedded)
+    for entry, command in sent_now:
         if command is not None:
             await send(state, command)
         sent = command is not None
@@ -215,7 +233,7 @@ async def release(request: Request) -> Response:
                 "error": entry.error,
             }
         )
-    released = await firmware.get(found.id)
+    released = await firmware.get(found.id, caller.tenant)
     reply = {
         "status": "released",
         **_release_body(released, _base_url(request, state, for_devices=True)),
@@ -227,6 +245,7 @@ async def release(request: Request) -> Response:
 # ---- devices asking --------------------------------------------------------------------------------
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def check(request: Request) -> Response:
     state = state_of(request)
@@ -235,13 +254,19 @@ async def check(request: Request) -> Response:
     body = await json_body(request)
     if caller is not None:
         caller.require(Scope.READ_DEVICES)
+        tenant = caller.tenant
         asked = body.get("device_id")
         if asked is not None:
             if not isinstance(asked, str):
                 raise ValidationError('"device_id" must be a device id')
             await caller.check_device(asked)
             serial = (await state.core.devices.get(asked)).serial
-    answer: CheckAnswer = await state.core.firmware.check(body.get("device_type"), body.get("current_version"), serial)
+    else:
+        assert serial is not None
+        tenant = (await state.core.devices.get(serial)).tenant  # a device asks its own tenant's releases
+    answer: CheckAnswer = await state.core.firmware.check(
+        tenant, body.get("device_type"), body.get("current_version"), serial
+    )
     latest = answer.latest
     reply: dict[str, Any] = {
         "update_available": answer.update_available,
@@ -291,15 +316,19 @@ async def _stream(path: Path, start: int, end: int, cut_at: int) -> AsyncIterato
         raise ConnectionAbortedError("firmware download cut on purpose (firmware_cut_at_bytes)")
 
 
+@responds(200, 206, 404, 416, *AUTH)
 @v1_endpoint
 async def download(request: Request) -> Response:
     state = state_of(request)
     serial, caller = await device_or_caller(request)
     firmware = state.core.firmware
-    found = await firmware.get(request.path_params["release_id"])
     if caller is not None:
+        found = await firmware.get(request.path_params["release_id"], caller.tenant)
         caller.require(Scope.READ_DEVICES)
-    elif not await firmware.meant_for(found, serial):
+    else:
+        assert serial is not None
+        found = await firmware.get(request.path_params["release_id"], (await state.core.devices.get(serial)).tenant)
+    if caller is None and not await firmware.meant_for(found, serial):
         # a device sees only what is released to it; anything else does not exist for it
         return v1_error(404, "FIRMWARE_NOT_FOUND", f"firmware release not found: {found.id}")
     etag = f'"{found.checksum}"'

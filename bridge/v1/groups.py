@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import Caller, tenant_caller
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.fanout import command_all
 from bridge.v1.responses import json_body, v1_endpoint
@@ -39,6 +40,7 @@ async def _checked(caller: Caller, serials: list[str]) -> list[str]:
     return serials
 
 
+@responds(200, *AUTH)
 @v1_endpoint
 async def list_groups(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.READ_DEVICES)
@@ -46,6 +48,7 @@ async def list_groups(request: Request) -> Response:
     return JSONResponse({"groups": [_public(g, caller) for g in groups]})
 
 
+@responds(201, 400, 404, 409, *AUTH)
 @v1_endpoint
 async def create_group(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.ADMIN_DEVICES)
@@ -57,6 +60,7 @@ async def create_group(request: Request) -> Response:
     return JSONResponse({"status": "created", "slug": group.slug}, status_code=201)
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def join(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.WRITE_DEVICES)
@@ -67,6 +71,7 @@ async def join(request: Request) -> Response:
     return JSONResponse({"status": "joined", "slug": group.slug, "device_ids": _public(group, caller)["device_ids"]})
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def group_command(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.WRITE_DEVICES)

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import tenant_caller
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.fanout import command_all
 from bridge.v1.responses import json_body, v1_endpoint
@@ -31,6 +32,7 @@ def _id(request: Request, name: str) -> str:
     return str(request.path_params[name])
 
 
+@responds(201, 400, *AUTH)
 @v1_endpoint
 async def create_home(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.ADMIN_DEVICES)
@@ -39,6 +41,7 @@ async def create_home(request: Request) -> Response:
     return JSONResponse({"status": "created", "id": home.id}, status_code=201)
 
 
+@responds(200, *AUTH)
 @v1_endpoint
 async def list_homes(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.READ_DEVICES)
@@ -46,6 +49,7 @@ async def list_homes(request: Request) -> Response:
     return JSONResponse({"homes": [h.public() for h in homes]})
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def update_home(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.ADMIN_DEVICES)
@@ -54,6 +58,7 @@ async def update_home(request: Request) -> Response:
     return JSONResponse({"status": "updated", "home": home.public()})
 
 
+@responds(200, 404, 409, *AUTH)
 @v1_endpoint
 async def delete_home(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.ADMIN_DEVICES)
@@ -62,6 +67,7 @@ async def delete_home(request: Request) -> Response:
     return JSONResponse({"status": "deleted", "id": home_id})
 
 
+@responds(201, 400, 404, 409, *AUTH)
 @v1_endpoint
 async def add_room(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.ADMIN_DEVICES)
@@ -70,6 +76,7 @@ async def add_room(request: Request) -> Response:
     return JSONResponse({"status": "created", "id": room.id}, status_code=201)
 
 
+@responds(200, 404, *AUTH)
 @v1_endpoint
 async def list_rooms(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.READ_DEVICES)
@@ -77,6 +84,7 @@ async def list_rooms(request: Request) -> Response:
     return JSONResponse({"rooms": [r.public() for r in rooms]})
 
 
+@responds(200, 404, 409, *AUTH)
 @v1_endpoint
 async def delete_room(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.ADMIN_DEVICES)
@@ -85,6 +93,7 @@ async def delete_room(request: Request) -> Response:
     return JSONResponse({"status": "deleted", "id": room_id})
 
 
+@responds(200, 400, 404, *AUTH)
 @v1_endpoint
 async def room_command(request: Request) -> Response:
     caller = await tenant_caller(request, Scope.WRITE_DEVICES)

@@ -16,10 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import caller_of
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.responses import json_body, v1_endpoint
 
 
+@responds(201, 400, *AUTH)
 @v1_endpoint
 async def register(request: Request) -> Response:
     caller = await caller_of(request)

@@ -2,8 +2,8 @@
 
 A certificate is known by its SHA-256 fingerprint (lowercase hex of the DER bytes) and bound to a
 device with a status: `Pending` (seen or added, waiting for an operator), `Active` (the device
-may log in with it), `Rejected`, `Revoked`, `Conflict` (the same fingerprint on two devices; set
-on both when it happens, and never a way in). A client certificate the TLS listener verified
+may log in with it), `Rejected`, `Revoked`, `Conflict` (the same fingerprint on two devices of
+one tenant; set on both when it happens, and never a way in). A client certificate the TLS listener verified
 (`--tls-ca`) logs in as S when its fingerprint is `Active` for S and the client id is S; an
 unknown one (on no device yet) is recorded `Pending` for the client id's device, with `firstSeen`. Moving a
 certificate away from `Active` (or deleting it) ends the device's live session at once.
@@ -67,7 +67,11 @@ class CertificateService:
         device = await self._devices.get(serial)
         fingerprint = normalize_fingerprint(fingerprint)
         wanted = CertificateStatus.PENDING if status is None else check_status(status)
-        others = [c for c in await self._store.certificates.by_fingerprint(fingerprint) if c.serial != device.serial]
+        others = [
+            c
+            for c in await self._store.certificates.by_fingerprint(fingerprint)
+            if c.serial != device.serial and await self._tenant_of(c.serial) == device.tenant
+        ]
         if others:
             wanted = CertificateStatus.CONFLICT
         cert_id = "cert_" + secrets.token_hex(8)
@@ -79,6 +83,13 @@ class CertificateService:
         found = await self._store.certificates.get(cert_id)
         assert found is not None
         return found
+
+    async def _tenant_of(self, serial: str) -> str | None:
+        # a Conflict is within one tenant: another tenant adding a fingerprint it has seen must
+        # neither learn that it exists elsewhere nor knock the owner's certificate out of Active
+        # (login is by client id and fingerprint together, so the two never compete)
+        other = await self._store.devices.get(serial)
+        return other.tenant if other is not None else None
 
     async def get(self, cert_id: Any) -> Certificate:
         if not isinstance(cert_id, str) or not cert_id:

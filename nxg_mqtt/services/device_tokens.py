@@ -5,12 +5,13 @@ tokens survive restarts and every process on the data directory signs with the s
 public half is served at `/.well-known/jwks.json` (`kid` = its RFC 7638 thumbprint) so external
 systems validate offline.
 
-Claims: `iss` "nxg-mqtt", `sub` the serial, `tid` the tenant, `typ` ("device" | "http_proxy"),
-`dct` the device's `created_at` (a device deleted and created again under the same serial does
-not inherit its predecessor's tokens), `iat`, `exp`, and for device tokens the caller's `claims`,
-for proxy tokens `hostname`, `port`, `redirect`. Validation answers None (seed 003's `Invalid`)
-for a bad signature, another key, expiry, another tenant, another `typ`, or a device that no
-longer exists.
+Claims: `iss` "nxg-mqtt", `sub` the serial, `tid` the device's owning tenant (seed 003's
+`projectId`), `typ` ("device" | "http_proxy"), `dct` the device's `created_at` (a device
+deleted and created again under the same serial does not inherit its predecessor's tokens),
+`iat`, `exp`, and for device tokens the caller's `claims`, for proxy tokens `hostname`, `port`,
+`redirect`. Validation answers None (seed 003's `Invalid`) for a bad signature, another key,
+expiry, a `tid` that is not the device's tenant, another `typ`, or a device that no longer
+exists.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class DeviceTokenService:
         payload = {
             "iss": ISSUER,
             "sub": device.serial,
-            "tid": self._settings.tenant_id,
+            "tid": device.tenant,  # the owner, so a validator offline sees whose device it is
             "typ": typ,
             "dct": device.created_at,
             "iat": now,
@@ -125,7 +126,8 @@ class DeviceTokenService:
         return jwt.encode(payload, self.key, algorithm=ALGORITHM, headers=headers)
 
     def decode(self, token: Any, typ: str, *, verify_exp: bool = True) -> dict[str, Any] | None:
-        """The claims of a token this key signed for this tenant and `typ`, else None."""
+        """The claims of a token this key signed for `typ`, else None (`verify` checks that `tid`
+        is the device's tenant)."""
         if not isinstance(token, str):
             return None
         try:
@@ -138,7 +140,7 @@ class DeviceTokenService:
             )
         except jwt.PyJWTError:
             return None
-        if claims.get("tid") != self._settings.tenant_id or claims.get("typ") != typ:
+        if not isinstance(claims.get("tid"), str) or claims.get("typ") != typ:
             return None
         return claims
 
@@ -147,6 +149,6 @@ class DeviceTokenService:
         if claims is None:
             return None
         device = await self._store.devices.get(str(claims["sub"]))
-        if device is None or device.created_at != claims.get("dct"):
+        if device is None or device.created_at != claims.get("dct") or device.tenant != claims["tid"]:
             return None
         return Verified(device.serial, claims)

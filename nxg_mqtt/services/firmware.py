@@ -1,8 +1,8 @@
 """Firmware OTA: releases uploaded by an admin, pushed to devices with `_ota`, tracked per device.
 
-    release = await firmware.create("esp32", "1.4.0", chunks, "app.bin", actor="admin")
+    release = await firmware.create(tenant, "esp32", "1.4.0", chunks, "app.bin", actor="admin")
     targets = await firmware.resolve_rollout_target(release, device_ids=["S1"])
-    sent = await firmware.release(release.id, targets, url, actor="admin", dispatch=True)
+    sent = await firmware.release(release.id, tenant, targets, url, actor="admin", dispatch=True)
 
 A release is a binary stored as `<data dir>/firmware/<id>.bin` (streamed to disk while its SHA-256
 is computed; never held in memory) with its device type and semantic version (unique per type).
@@ -16,6 +16,15 @@ Rollout state per device, derived from what the device does (never from a guess)
 version under `fw`) | `failed` (`ota_failed`, the device refused the command, no ack, or it
 expired in the queue). A state never moves backwards; `applied` wins over `failed` (a device that
 reports the new version has it).
+
+Tenants: a release belongs to the uploading caller's tenant; to any other tenant it does not
+exist (FirmwareNotFound), and it only ever goes to devices of its own tenant. Versions are unique
+per tenant and device type. "Every device of the type" is the tenant's devices whose
+`device_type` (set at `POST /device/register`) equals the release's. A device without a
+`device_type` (created with a connection code: `POST /api/devices`, the CLI) is of no type: a
+whole-type release is neither pushed to it nor offered by `firmware/check`; it gets firmware only
+when it is named (`device_ids`, or a group or room it is in) — pushing a binary built for another
+board to a device whose board nobody declared could brick it.
 """
 
 from __future__ import annotations
@@ -33,12 +42,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from nxg_mqtt.errors import ConflictError, NotFoundError, NxgError, TooLargeError, ValidationError
+from nxg_mqtt.errors import ConflictError, DeviceNotFound, NotFoundError, NxgError, TooLargeError, ValidationError
 from nxg_mqtt.models import Command, CommandStatus, HistoryEntry, now_ms
 from nxg_mqtt.protocol import FIRMWARE_STATUS_KEY, InternalAction, MessageType, OtaEvent, RevokeReason
 from nxg_mqtt.semver import Version
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
+from nxg_mqtt.services.groups import GroupService
+from nxg_mqtt.services.homes import HomeService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
@@ -119,8 +130,12 @@ class FirmwareService:
         devices: DeviceService,
         commands: CommandService,
         ingest: IngestService,
+        groups: GroupService,
+        homes: HomeService,
     ) -> None:
         self._store = store
+        self._groups = groups
+        self._homes = homes
         self._settings = settings
         self._devices = devices
         self._commands = commands
@@ -140,20 +155,21 @@ class FirmwareService:
 
     async def create(
         self,
+        tenant: str,
         device_type: object,
         version: object,
         chunks: AsyncIterable[bytes],
         filename: str | None = None,
         actor: str = "admin",
     ) -> FirmwareRelease:
-        """Store an uploaded binary as a new (not yet released) release of `device_type`."""
+        """Store an uploaded binary as a new (not yet released) release of `tenant`'s `device_type`."""
         if not isinstance(device_type, str) or not DEVICE_TYPE_RE.match(device_type):
             raise ValidationError(
                 '"device_type" is required: 1-64 characters of A-Z, a-z, 0-9, ".", "_" or "-"',
                 code="INVALID_DEVICE_TYPE",
             )
         parsed = Version.parse(version)
-        if (same := await self._same_version(device_type, parsed)) is not None:
+        if (same := await self._same_version(tenant, device_type, parsed)) is not None:
             raise ConflictError(f"{device_type} {same.version} already exists", code="FIRMWARE_EXISTS")
         release_id = "fw_" + secrets.token_hex(8)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -164,6 +180,7 @@ class FirmwareService:
                 raise ValidationError("the firmware binary is empty", code="INVALID_FIRMWARE")
             release = FirmwareRelease(
                 id=release_id,
+                tenant=tenant,
                 device_type=device_type,
                 version=parsed.text,
                 checksum=checksum,
@@ -179,17 +196,18 @@ class FirmwareService:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
         # a second upload of the same version may have finished meanwhile
-        if await self._same_version(device_type, parsed) is not None or not await self._store.firmware.insert(release):
+        taken = await self._same_version(tenant, device_type, parsed) is not None
+        if taken or not await self._store.firmware.insert(release):
             self.path_of(release).unlink(missing_ok=True)
             raise ConflictError(f"{device_type} {parsed.text} already exists", code="FIRMWARE_EXISTS")
         detail = {"id": release.id, "device_type": device_type, "version": release.version, "size": size}
         await self._store.audit.add(now_ms(), actor, "firmware.create", None, detail)
         return release
 
-    async def _same_version(self, device_type: str, version: Version) -> FirmwareRelease | None:
-        """A release of this type with this version (semver equality: build metadata does not
-        make a new version), or None."""
-        for existing in await self._store.firmware.of_type(device_type):
+    async def _same_version(self, tenant: str, device_type: str, version: Version) -> FirmwareRelease | None:
+        """A release of the tenant's type with this version (semver equality: build metadata does
+        not make a new version), or None."""
+        for existing in await self._store.firmware.of_type(tenant, device_type):
             if Version.parse(existing.version) == version:
                 return existing
         return None
@@ -217,9 +235,10 @@ class FirmwareService:
                 await asyncio.to_thread(out.write, b"".join(pending))
         return digest.hexdigest(), size
 
-    async def get(self, release_id: str) -> FirmwareRelease:
+    async def get(self, release_id: str, tenant: str) -> FirmwareRelease:
+        """Release `release_id` of `tenant`; FirmwareNotFound for another tenant's too."""
         release = await self._store.firmware.get(release_id)
-        if release is None:
+        if release is None or release.tenant != tenant:
             raise FirmwareNotFound(release_id)
         return release
 
@@ -236,38 +255,46 @@ class FirmwareService:
         group: str | None = None,
         room_id: str | None = None,
     ) -> RolloutTarget:
-        """The devices a release goes to. Nothing named: every device of the release's type (and
-        `firmware/check` offers it to those that come later). `device_ids`: those devices
-        (DeviceNotFound for an unknown one).
-
-        HOOK for issue 13 (groups and rooms, branch h13): a group slug or a room id resolves to
-        that group's or room's devices; until the lead wires that resolver here, both are 400
-        `UNKNOWN_GROUP`. Likewise the devices "of a type": devices carry no type until h13, so
-        every device of the tenant counts as one of every type (`_devices_of_type`).
-        """
-        if group is not None or room_id is not None:
-            what = f"group {group!r}" if group is not None else f"room {room_id!r}"
-            raise ValidationError(f"unknown group: {what} (groups and rooms are not wired yet)", code="UNKNOWN_GROUP")
-        if device_ids is None:
-            return RolloutTarget(tuple(await self._devices_of_type(release.device_type)), True)
+        """The devices of the release's tenant it goes to. Nothing named: every device of the
+        release's type (and `firmware/check` offers it to those that come later); `device_ids`:
+        those devices (DeviceNotFound for an unknown one or another tenant's); `group`: the
+        tenant's group's members (GroupNotFound); `room_id`: the devices placed in the tenant's
+        room (RoomNotFound). Any device named, typed or not, gets the release."""
+        if group is not None:
+            named = await self._groups.devices_in_group(release.tenant, group)
+        elif room_id is not None:
+            named = await self._homes.devices_in_room(release.tenant, room_id)
+        elif device_ids is not None:
+            named = device_ids
+        else:
+            return RolloutTarget(tuple(await self._devices_of_type(release.tenant, release.device_type)), True)
         serials: list[str] = []
-        for serial in device_ids:
+        for serial in named:
             device = await self._devices.get(serial)
+            if device.tenant != release.tenant:
+                raise DeviceNotFound(serial)
             if device.serial not in serials:
                 serials.append(device.serial)
         return RolloutTarget(tuple(serials), False)
 
-    async def _devices_of_type(self, device_type: str) -> list[str]:
-        # until devices carry a device_type (issue 13), every device is taken to be of every type
-        return [d.serial for d in await self._devices.list() if not d.revoked]
+    async def _devices_of_type(self, tenant: str, device_type: str) -> list[str]:
+        devices = await self._store.devices.of_tenant(tenant)
+        return [d.serial for d in devices if d.device_type == device_type and not d.revoked]
 
     async def release(
-        self, release_id: str, target: RolloutTarget, url: str, *, actor: str = "admin", dispatch: bool = True
+        self,
+        release_id: str,
+        tenant: str,
+        target: RolloutTarget,
+        url: str,
+        *,
+        actor: str = "admin",
+        dispatch: bool = True,
     ) -> list[tuple[RolloutEntry, Command | None]]:
-        """Mark the release released and send `_ota` to each target device that does not have it
-        yet (a device whose earlier attempt failed gets it again). Each target's rollout row, with
-        the command sent now (None: already under way or applied)."""
-        release = await self.get(release_id)
+        """Mark the tenant's release released and send `_ota` to each target device that does not
+        have it yet (a device whose earlier attempt failed gets it again). Each target's rollout
+        row, with the command sent now (None: already under way or applied)."""
+        release = await self.get(release_id, tenant)
         ts = now_ms()
         await self._store.firmware.mark_released(release.id, ts, target.all_of_type)
         await self._store.audit.add(
@@ -312,20 +339,28 @@ class FirmwareService:
     # ---- devices asking ---------------------------------------------------------------------------
 
     async def meant_for(self, release: FirmwareRelease, serial: str | None) -> bool:
-        """Whether a released release is offered to `serial` (None: a caller that is no device
-        sees only releases to a whole device type)."""
+        """Whether a released release is offered to device `serial`: one of its tenant that it
+        was sent to, or of its type when it is released to the whole type. (None: a caller of the
+        release's tenant that is no device sees only releases to a whole device type.)"""
         if release.released_at is None:
             return False
-        if release.target_all:
+        if serial is None:
+            return release.target_all
+        device = await self._store.devices.get(serial)
+        if device is None or device.tenant != release.tenant:
+            return False
+        if release.target_all and device.device_type == release.device_type:
             return True
-        return serial is not None and await self._store.firmware.entry(release.id, serial) is not None
+        return await self._store.firmware.entry(release.id, device.serial) is not None
 
-    async def check(self, device_type: object, current_version: object, serial: str | None) -> CheckAnswer:
+    async def check(self, tenant: str, device_type: object, current_version: object, serial: str | None) -> CheckAnswer:
+        """The newest release of `tenant` meant for device `serial` (None: an app asking about
+        whole-type releases) among those of `device_type`."""
         if not isinstance(device_type, str) or not DEVICE_TYPE_RE.match(device_type):
             raise ValidationError('"device_type" is required (a device type such as esp32)', code="INVALID_DEVICE_TYPE")
         current = Version.parse(current_version, "current_version")
         latest: FirmwareRelease | None = None
-        for release in await self._store.firmware.of_type(device_type):
+        for release in await self._store.firmware.of_type(tenant, device_type):
             if await self.meant_for(release, serial) and (
                 latest is None or Version.parse(release.version) > Version.parse(latest.version)
             ):

@@ -11,8 +11,8 @@ and WebSocket) and the broker's ACL for the `key` role.
 
 Owners are remembered in memory (serials never change tenant; a deleted device is forgotten, so
 a serial taken again later is looked up afresh). The process serving REST learns its own
-registrations at once; a device created by another process (the CLI: always the default
-tenant) is looked up in the store on first sight. A serial the store does not hold is remembered
+registrations at once; a device created by another process (the CLI, in the tenant its
+`--tenant` names) is looked up in the store on first sight. A serial the store does not hold is remembered
 as absent for `ABSENT_TTL_S`, so traffic about a made-up serial costs one lookup a second, not
 one per message (a real device cannot speak before it exists, and registering here forgets it).
 """
@@ -96,6 +96,19 @@ class TenantService:
         if tenant is None:
             raise ForbiddenError("this credential has no tenant context", code=TenantError.TENANT_REQUIRED)
         return tenant
+
+    async def find(self, id_or_slug: str) -> Tenant:
+        """A tenant by its id or slug, for the operator's CLI (`--tenant`); 404 `TENANT_NOT_FOUND`."""
+        if id_or_slug in (self.default_id, DEFAULT_TENANT_SLUG):
+            return self.default
+        found = await self.get(id_or_slug) or await self._store.tenants.by_slug(id_or_slug)
+        if found is None:
+            raise NotFoundError(f"tenant not found: {id_or_slug}", code=TenantError.TENANT_NOT_FOUND)
+        return found
+
+    async def slugs(self) -> dict[str, str]:
+        """Every tenant's id → slug, the default tenant's included."""
+        return {self.default_id: DEFAULT_TENANT_SLUG} | {t.id: t.slug for t in await self._store.tenants.all()}
 
     async def resolve(self, caller_tenant: str, given: Any) -> str:
         """The tenant a request names (seed 003's `projectId`: the tenant's id or its slug) if it

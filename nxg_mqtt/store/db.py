@@ -227,6 +227,7 @@ MIGRATIONS: list[str] = [
     """,
     # 8: firmware releases (the binary is a file in the data directory, named by the release id)
     # and each device's rollout state, derived from the `_ota` command and the device's events
+    # (`tenant_id` is the owner tenant, as in the other tables newer than tenants; see migration 6)
     """
     CREATE TABLE firmware_releases (
         id          TEXT PRIMARY KEY,

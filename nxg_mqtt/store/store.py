@@ -49,7 +49,7 @@ class Store:
         self.groups = GroupRepository(db)
         self.properties = PropertyRepository(db, tenant_id)
         self.certificates = CertificateRepository(db, tenant_id)
-        self.firmware = FirmwareRepository(db, tenant_id)
+        self.firmware = FirmwareRepository(db)
         # one connection: transactions from different tasks must not interleave
         self._tx_lock = asyncio.Lock()
 

@@ -32,3 +32,10 @@ class TenantRepository:
     async def get(self, tenant_id: str) -> Tenant | None:
         row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM tenants WHERE id = ?", (tenant_id,))
         return _tenant(row) if row else None
+
+    async def by_slug(self, slug: str) -> Tenant | None:
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM tenants WHERE slug = ?", (slug,))
+        return _tenant(row) if row else None
+
+    async def all(self) -> list[Tenant]:
+        return [_tenant(r) for r in await self._db.fetchall(f"SELECT {_COLUMNS} FROM tenants ORDER BY created_at")]

@@ -5,6 +5,7 @@ with the `key` role. Another tenant's thing answers exactly as a thing that does
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -265,3 +266,213 @@ async def test_mqtt_key_role_sees_and_commands_only_its_tenant(
     assert json.loads((await dev_b.next_message()).payload)["action"] == "secret_light_on"
     assert await dev_a.no_message(0.5)  # A's device never got B's command
     assert all(m.topic.startswith(f"nxg/{sb}/") for m in await integrator.quiet(0.3))
+
+
+# ---- seed 003's actions API, firmware, the HTTP proxy, MQTT properties --------------------------
+
+INVOKE = "/api/v1/actions/invoke/"
+FINGERPRINT = "ab" * 32
+
+
+async def act(http: httpx.AsyncClient, action: str, body: dict[str, Any]) -> httpx.Response:
+    return await http.post(INVOKE + action, json=body)
+
+
+async def acted(http: httpx.AsyncClient, action: str, body: dict[str, Any]) -> Any:
+    response = await act(http, action, body)
+    assert response.status_code == 200, (action, response.text)
+    return response.json()
+
+
+async def test_actions_api_shows_nothing_of_the_other_tenant(stack: Stack, two: tuple[Tenant, Tenant]) -> None:
+    a, b = two
+    theirs, _ = a.devices[0]
+    # A's things: a property, a certificate, a connection, a device JWT, a proxy token
+    assert (await acted(a.http, "devices_SetProperty", {"deviceId": theirs, "name": "p", "value": 1}))[
+        "result"
+    ] == "Set"
+    active = {"deviceId": theirs, "fingerprint": FINGERPRINT, "status": "Active"}
+    cert = await acted(a.http, "devices_AddCertificate", active)
+    connection = {"deviceId": theirs, "nodeId": "n1", "connectionId": "conn-a"}
+    await acted(a.http, "devices_RegisterConnection", connection)
+    device_jwt = (await acted(a.http, "devices_IssueDeviceToken", {"deviceId": theirs}))["jwt"]
+    proxy_jwt = (await acted(a.http, "devices_IssueHttpProxyToken", {"deviceId": theirs}))["jwt"]
+    event = {"eventId": "e1", "category": "c", "severity": "Info", "body": {}}
+    by_device: dict[str, dict[str, Any]] = {
+        "devices_GetDetails": {},
+        "devices_Delete": {},
+        "devices_SetName": {"name": "mine now"},
+        "devices_QueryCommands": {},
+        "devices_PublishEvents": {"events": [event]},
+        "devices_QueryEvents": {},
+        "devices_QueryAuditLog": {},
+        "devices_SetProperty": {"name": "p", "value": 2, "expectedVersion": 1},
+        "devices_GetProperty": {"name": "p"},
+        "devices_RemoveProperty": {"name": "p"},
+        "devices_QueryProperties": {},
+        "devices_AddCertificate": {"fingerprint": "cd" * 32},
+        "devices_QueryConnections": {},
+        "devices_RegisterConnection": {"nodeId": "n1", "connectionId": "conn-b"},
+        "devices_IssueDeviceToken": {},
+        "devices_IssueHttpProxyToken": {},
+    }
+    for http in (b.http, stack.http):  # B's admin key, and the admin password (the default tenant)
+        for name, extra in by_device.items():
+            not_found(await act(http, name, {"deviceId": theirs, **extra}))
+        certificate = {"certificateId": cert["certificateId"]}
+        not_found(await act(http, "devices_DeleteCertificate", certificate), "CERTIFICATE_NOT_FOUND")
+        not_found(
+            await act(http, "devices_SetCertificateStatus", {**certificate, "status": "Revoked"}),
+            "CERTIFICATE_NOT_FOUND",
+        )
+        ending = {"connectionId": "conn-a", "endReason": "Disconnected"}
+        not_found(await act(http, "devices_UnregisterConnection", ending), "CONNECTION_NOT_FOUND")
+        assert await acted(http, "devices_ValidateDeviceToken", {"jwt": device_jwt}) == {"result": "Invalid"}
+        assert await acted(http, "devices_ValidateHttpProxyToken", {"jwt": proxy_jwt}) == {"result": "Invalid"}
+        for project in (a.id, a.slug):
+            create = {"projectId": project, "fingerprint": "ef" * 32}
+            not_found(await act(http, "devices_Create", create), "PROJECT_NOT_FOUND")
+    # A's certificate fingerprint added to B's own device: no Conflict across tenants (B learns
+    # nothing, and A's certificate stays as it was)
+    mine = b.devices[0][0]
+    added = await acted(b.http, "devices_AddCertificate", {"deviceId": mine, "fingerprint": FINGERPRINT})
+    details_b = await acted(b.http, "devices_GetDetails", {"deviceId": mine})
+    assert [(c["certificateId"], c["status"]) for c in details_b["certificates"]] == [
+        (added["certificateId"], "Pending")
+    ]
+    listed = (await acted(b.http, "devices_Query", {}))["devices"]
+    assert sorted(d["deviceId"] for d in listed) == sorted(s for s, _ in b.devices)
+    assert {d["projectId"] for d in listed} == {b.id}
+    assert (await acted(stack.http, "devices_Query", {}))["devices"] == []
+    # A's things are all still there, untouched
+    assert (await acted(a.http, "devices_GetProperty", {"deviceId": theirs, "name": "p"}))["version"] == 1
+    details = await acted(a.http, "devices_GetDetails", {"deviceId": theirs})
+    assert details.get("name") != "mine now"
+    assert [c["status"] for c in details["certificates"]] == ["Active"]
+    assert await acted(a.http, "devices_ValidateDeviceToken", {"jwt": device_jwt}) == {
+        "result": "Valid",
+        "deviceId": theirs,
+        "claims": None,
+    }
+    active = await acted(a.http, "devices_QueryConnections", {"deviceId": theirs, "activeOnly": True})
+    assert [c["connectionId"] for c in active["connections"]] == ["conn-a"]
+    events = (await acted(a.http, "devices_QueryEvents", {"deviceId": theirs}))["events"]
+    assert all(e.get("eventId") != "e1" for e in events)
+    audit = (await acted(a.http, "devices_QueryAuditLog", {"deviceId": theirs}))["events"]
+    # B's refused attempts are not written into A's device's audit log (nor name B's key or tenant)
+    assert {r["data"]["outcome"] for r in audit} == {"ok"}, audit
+    assert b.id not in json.dumps(audit) and b.admin not in json.dumps(audit)
+
+
+async def upload_release(http: httpx.AsyncClient, version: str, binary: bytes) -> dict[str, Any]:
+    created = await http.post(f"/api/v1/firmware/release?device_type=esp32&version={version}", content=binary)
+    assert created.status_code == 201, created.text
+    released = await http.post(f"/api/v1/firmware/{created.json()['id']}/release", json={})
+    assert released.status_code == 200, released.text
+    body: dict[str, Any] = released.json()
+    return body
+
+
+async def test_firmware_is_its_tenants_only(stack: Stack, two: tuple[Tenant, Tenant]) -> None:
+    a, b = two
+    (sa, secret_a), _ = a.devices
+    (sb, secret_b), _ = b.devices
+    mine = await upload_release(a.http, "2.0.0", b"A" * 1000)
+    # A's release went to A's esp32 devices only, though B's devices are esp32 too
+    assert sorted(r["device_id"] for r in mine["results"]) == sorted(s for s, _ in a.devices)
+    for http in (b.http, stack.http):
+        not_found(await http.get(f"/api/v1/firmware/{mine['id']}"), "FIRMWARE_NOT_FOUND")
+        not_found(await http.post(f"/api/v1/firmware/{mine['id']}/release", json={}), "FIRMWARE_NOT_FOUND")
+        not_found(await http.get(f"/api/v1/firmware/{mine['id']}/download"), "FIRMWARE_NOT_FOUND")
+        not_found(
+            await http.post(f"/api/v1/firmware/{mine['id']}/release", json={"device_ids": [sb]}), "FIRMWARE_NOT_FOUND"
+        )
+        check = await http.post("/api/v1/firmware/check", json={"device_type": "esp32", "current_version": "1.0.0"})
+        assert check.status_code == 200 and check.json()["update_available"] is False, check.text
+    async with as_key(stack, secret_b) as device_b:
+        not_found(await device_b.get(f"/api/v1/firmware/{mine['id']}/download"), "FIRMWARE_NOT_FOUND")
+        check = await device_b.post("/api/v1/firmware/check", json={"device_type": "esp32", "current_version": "1.0.0"})
+        assert check.json()["update_available"] is False, check.text
+    # B may publish the same type and version: its own release, for its own devices
+    theirs = await upload_release(b.http, "2.0.0", b"B" * 1000)
+    assert sorted(r["device_id"] for r in theirs["results"]) == sorted(s for s, _ in b.devices)
+    not_found(await b.http.post(f"/api/v1/firmware/{theirs['id']}/release", json={"device_ids": [sa]}))
+    not_found(await b.http.post(f"/api/v1/firmware/{theirs['id']}/release", json={"room_id": a.room}), "ROOM_NOT_FOUND")
+    for device, own in ((secret_a, mine), (secret_b, theirs)):
+        async with as_key(stack, device) as http:
+            check = await http.post("/api/v1/firmware/check", json={"device_type": "esp32", "current_version": "1.0.0"})
+            assert check.json()["checksum"] == own["checksum"] and check.json()["url"].endswith(
+                f"/{own['id']}/download"
+            )
+            other = mine if own is theirs else theirs
+            not_found(await http.get(f"/api/v1/firmware/{other['id']}/download"), "FIRMWARE_NOT_FOUND")
+            got = await http.get(f"/api/v1/firmware/{own['id']}/download")
+            assert got.status_code == 200 and got.content == (b"A" if own is mine else b"B") * 1000
+    rollout = (await b.http.get(f"/api/v1/firmware/{theirs['id']}")).json()["rollout"]["devices"]
+    assert sorted(r["device_id"] for r in rollout) == sorted(s for s, _ in b.devices)
+    # the group target: B's "lights" is B's own (A has a group of the same slug)
+    to_group = await b.http.post(f"/api/v1/firmware/{theirs['id']}/release", json={"group": "lights"})
+    assert sorted(r["device_id"] for r in to_group.json()["results"]) == sorted(s for s, _ in b.devices)
+
+
+async def test_the_http_proxy_token_of_another_tenants_device(
+    stack: Stack, two: tuple[Tenant, Tenant], paho: Clients
+) -> None:
+    a, b = two
+    (sa, secret_a), _ = a.devices
+    issued = await acted(a.http, "devices_IssueHttpProxyToken", {"deviceId": sa, "validForSecs": 60})
+    # B can neither issue one for A's device nor learn anything from A's token
+    not_found(await act(b.http, "devices_IssueHttpProxyToken", {"deviceId": sa}))
+    assert await acted(b.http, "devices_ValidateHttpProxyToken", {"jwt": issued["jwt"]}) == {"result": "Invalid"}
+    # the token itself is the credential (seed 003): whoever holds the URL reaches A's device,
+    # and only A's device; a B key adds nothing to it, and a token forged for B's device is refused
+    device = paho(sa)
+    assert await device.connect(stack.broker.mqtt_port, sa, secret_a) == 0
+    assert await device.subscribe(f"nxg/{sa}/http/req") == [1]
+
+    async def answer() -> None:
+        request = json.loads((await device.next_message()).payload)
+        reply = {"id": request["id"], "status": 200, "headers": {}, "body_b64": "QQ=="}
+        await device.publish(f"nxg/{sa}/http/res", json.dumps(reply))
+
+    responder = asyncio.create_task(answer())
+    async with as_key(stack, b.admin) as http:
+        fetched = await http.get(f"/proxy/{issued['jwt']}/")
+    await responder
+    assert fetched.status_code == 200 and fetched.content == b"A"
+    # the token names the device's own tenant (`tid`); changing it (or the device) breaks the signature
+    head, payload, signature = issued["jwt"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["sub"] == sa and claims["tid"] == a.id
+    for change in ({"sub": b.devices[0][0]}, {"tid": b.id}):
+        body = base64.urlsafe_b64encode(json.dumps({**claims, **change}).encode()).rstrip(b"=").decode()
+        assert (await stack.http.get(f"/proxy/{head}.{body}.{signature}/")).status_code == 401
+
+
+async def test_mqtt_property_topics_are_the_tenants_own(
+    stack: Stack, two: tuple[Tenant, Tenant], paho: Clients
+) -> None:
+    a, b = two
+    (sa, secret_a), _ = a.devices
+    (sb, secret_b), _ = b.devices
+    await acted(a.http, "devices_SetProperty", {"deviceId": sa, "name": "secret", "value": "A"})
+    await acted(b.http, "devices_SetProperty", {"deviceId": sb, "name": "mine", "value": "B"})
+    dev_a = paho(sa)
+    assert await dev_a.connect(stack.broker.mqtt_port, sa, secret_a) == 0
+    assert await dev_a.subscribe(f"nxg/{sa}/prop") == [1]  # its snapshot is retained from now on
+    assert json.loads((await dev_a.next_message()).payload)["props"]["secret"]["value"] == "A"
+    integrator = paho("b-props")
+    assert await integrator.connect(stack.broker.mqtt_port, "key", b.user) == 0
+    assert await integrator.subscribe(f"nxg/{sa}/prop") == [128]
+    assert await integrator.subscribe(f"nxg/{sa}/prop/res") == [128]
+    assert await integrator.subscribe("nxg/+/prop") == [1]  # retained snapshots: B's only
+    # B's key cannot set A's device's properties over MQTT (a device's topic, not the key's)
+    await integrator.publish(f"nxg/{sa}/prop/set", json.dumps({"id": "x", "name": "secret", "value": "B"}))
+    await integrator.publish(f"nxg/{sb}/prop/set", json.dumps({"id": "y", "name": "mine", "value": "C"}))
+    await acted(a.http, "devices_SetProperty", {"deviceId": sa, "name": "secret", "value": "A2"})
+    await acted(b.http, "devices_SetProperty", {"deviceId": sb, "name": "mine", "value": "B2"})
+    got = await integrator.quiet(0.8)
+    assert got and all(m.topic == f"nxg/{sb}/prop" for m in got), [m.topic for m in got]
+    assert (await acted(a.http, "devices_GetProperty", {"deviceId": sa, "name": "secret"}))["value"] == "A2"
+    assert (await acted(b.http, "devices_GetProperty", {"deviceId": sb, "name": "mine"}))["value"] == "B2"
+    assert secret_b  # B's device never spoke: its snapshot exists from the app's set alone

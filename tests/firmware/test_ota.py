@@ -92,7 +92,9 @@ async def test_the_host_client_applies_a_release_with_a_resumed_download(
             upload = await http.post("/api/v1/firmware/release?device_type=esp32&version=1.1.0", content=BINARY)
             assert upload.status_code == 201, upload.text
             release = upload.json()
-            released = await http.post(f"/api/v1/firmware/{release['id']}/release", json={})
+            # created with a connection code, the devices have no device_type: they are named
+            body = {"device_ids": ["ota-on", "ota-off"]}
+            released = await http.post(f"/api/v1/firmware/{release['id']}/release", json=body)
             assert released.status_code == 200, released.text
             states = {r["device_id"]: r["state"] for r in released.json()["results"]}
             assert states == {"ota-on": "sent", "ota-off": "pending"}

@@ -13,7 +13,9 @@ Errors have `/api/v1`'s one shape: `{"success":false,"code","error","details":[â
 `Invalid`, â€¦) are 200 answers with their `result`.
 
 Audit: every action that writes is recorded under the caller with its outcome (`ok`, or the
-error's code), its target device and what it changed; so is any action refused with 403.
+error's code), its target device and what it changed; so is any action refused with 403. A
+refused attempt on a device of another tenant is recorded with no target device, so it never
+shows in that device's `devices_QueryAuditLog`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import caller_of
+from bridge.openapi import AUTH, responds
 from bridge.state import state_of
 from bridge.v1.actions import certificates, connections, devices, events, properties, tokens
 from bridge.v1.actions.base import ACTIONS, Body, Context, resolve_project
@@ -33,6 +36,7 @@ PREFIX = "/actions/invoke/"
 _MODULES = (certificates, connections, devices, events, properties, tokens)  # each fills ACTIONS
 
 
+@responds(200, 400, 404, 409, *AUTH)
 @v1_endpoint
 async def invoke(request: Request) -> Response:
     state = state_of(request)
@@ -62,7 +66,12 @@ async def invoke(request: Request) -> Response:
     except NxgError as exc:
         if action.writes or isinstance(exc, ForbiddenError):
             detail = {**ctx.detail, "error": exc.message}
-            await audit.record(caller.actor, name, ctx.target or _serial(values), detail, exc.code)
+            target = ctx.target or _serial(values)
+            if target is not None and await caller.owner_of(target) != caller.tenant:
+                # recorded, but not on another tenant's device: its log would show this caller
+                # (and its tenant) to that tenant, and anyone could write into it
+                target = None
+            await audit.record(caller.actor, name, target, detail, exc.code)
         raise
     if action.writes:
         await audit.record(caller.actor, name, ctx.target, ctx.detail or None)

@@ -74,6 +74,18 @@ async def ota_of(ws: ClientConnection) -> dict[str, Any]:
     return cmd
 
 
+async def register_gateway(stack: Stack, device_type: str) -> tuple[ClientConnection, str, str]:
+    """A device registered seed 002's way (with a type), logged in on `/ws/gateway` with its
+    secret: (socket, secret, serial)."""
+    response = await stack.http.post("/api/v1/device/register", json={"device_type": device_type})
+    assert response.status_code == 201, response.text
+    serial, secret = response.json()["device_id"], response.json()["device_secret"]
+    ws = await stack.gateway()
+    await send_json(ws, {"t": "auth", "token": secret})
+    await recv_until(ws, "auth_ok")
+    return ws, secret, serial
+
+
 @pytest.fixture
 async def public(tmp_path: Path) -> Any:
     # devices are sent to --public-host (the stack listens on loopback only); the test's gateway
@@ -85,11 +97,14 @@ async def public(tmp_path: Path) -> Any:
 
 async def test_upload_release_download_with_resume_and_the_rollout(public: Stack) -> None:
     stack = public
-    online, token = await pair_gateway(stack, "d1")
-    offline, later_token = await pair_gateway(stack, "d2")
+    online, token, d1 = await register_gateway(stack, "esp32")
+    offline, later_token, d2 = await register_gateway(stack, "esp32")
+    # neither a device of another type nor one of no type is "every device of the type"
+    other_type, _, _ = await register_gateway(stack, "esp8266")
+    untyped, untyped_token = await pair_gateway(stack, "plain")
     await offline.close()
     for _ in range(100):  # the server has seen it go
-        if not stack.core.presence.is_ready("d2"):
+        if not stack.core.presence.is_ready(d2):
             break
         await asyncio.sleep(0.02)
     assert await check(stack, token, "1.0.0") == {
@@ -109,14 +124,15 @@ async def test_upload_release_download_with_resume_and_the_rollout(public: Stack
     released = await stack.http.post(f"/api/v1/firmware/{created['id']}/release", json={})
     assert released.status_code == 200, released.text
     by_device = {r["device_id"]: r for r in released.json()["results"]}
-    assert by_device["d1"]["state"] == "sent" and by_device["d2"]["state"] == "pending"
+    assert by_device[d1]["state"] == "sent" and by_device[d2]["state"] == "pending"
     assert released.json()["released"] is True and released.json()["target_all"] is True
+    assert set(by_device) == {d1, d2}
 
     cmd = await ota_of(online)
     params = cmd["params"]
     url = f"{stack.base}/api/v1/firmware/{created['id']}/download"
     assert params == {"url": url, "checksum": CHECKSUM, "version": "1.1.0", "size": len(BINARY)}
-    assert cmd["id"] == by_device["d1"]["command_id"]
+    assert cmd["id"] == by_device[d1]["command_id"]
 
     # the download, interrupted after 100,000 bytes and resumed with Range, with the device's token
     async with as_device(stack, token) as device:
@@ -129,17 +145,17 @@ async def test_upload_release_download_with_resume_and_the_rollout(public: Stack
     assert hashlib.sha256(first.content + rest.content).hexdigest() == params["checksum"]
     assert whole.content == BINARY
 
-    await state_of(stack, created["id"], "d1", "sent")
+    await state_of(stack, created["id"], d1, "sent")
     await send_json(online, {"t": "event", "type": "ota_started", "version": "1.1.0"})
     await send_json(online, {"t": "event", "type": "ota_progress", "version": "1.1.0", "progress": 40})
-    row = await state_of(stack, created["id"], "d1", "started")
+    row = await state_of(stack, created["id"], d1, "started")
     for _ in range(50):
         if row["progress"] == 40:
             break
-        row = await state_of(stack, created["id"], "d1", "started")
+        row = await state_of(stack, created["id"], d1, "started")
     assert row["progress"] == 40
     await send_json(online, {"t": "status", "fw": "1.1.0"})
-    row = await state_of(stack, created["id"], "d1", "applied")
+    row = await state_of(stack, created["id"], d1, "applied")
     assert row["progress"] == 100 and row["error"] is None
 
     # before and after: the check answers for the calling device
@@ -157,25 +173,29 @@ async def test_upload_release_download_with_resume_and_the_rollout(public: Stack
     assert (await check(stack, token, "1.10.0"))["update_available"] is False  # 1.10 > 1.1, not text order
 
     # the offline device gets its _ota when it is back
-    assert (await state_of(stack, created["id"], "d2", "pending"))["command_id"]
+    assert (await state_of(stack, created["id"], d2, "pending"))["command_id"]
     back = await stack.gateway()
     await send_json(back, {"t": "auth", "token": later_token})
     await recv_until(back, "auth_ok")
     cmd2 = await ota_of(back)
     assert cmd2["params"]["checksum"] == CHECKSUM
-    await state_of(stack, created["id"], "d2", "sent")
+    await state_of(stack, created["id"], d2, "sent")
     await send_json(back, {"t": "event", "type": "ota_failed", "version": "1.1.0", "error": "flash write failed"})
-    row = await state_of(stack, created["id"], "d2", "failed")
+    row = await state_of(stack, created["id"], d2, "failed")
     assert row["error"] == "flash write failed"
     counts = (await stack.http.get(f"/api/v1/firmware/{created['id']}")).json()["rollout"]["counts"]
     assert counts == {"pending": 0, "sent": 0, "started": 0, "applied": 1, "failed": 1}
 
     # releasing again re-sends only to the device whose attempt failed
     again = (await stack.http.post(f"/api/v1/firmware/{created['id']}/release", json={})).json()["results"]
-    assert {r["device_id"]: r["sent"] for r in again} == {"d1": False, "d2": True}
+    assert {r["device_id"]: r["sent"] for r in again} == {d1: False, d2: True}
     assert (await ota_of(back))["params"]["version"] == "1.1.0"
-    await online.close()
-    await back.close()
+    # the device of no type is offered nothing of a whole-type release, nor may it download it
+    assert (await check(stack, untyped_token, "1.0.0"))["update_available"] is False
+    async with as_device(stack, untyped_token) as device:
+        refused(await device.get(url), 404, "FIRMWARE_NOT_FOUND")
+    for ws in (online, back, other_type, untyped):
+        await ws.close()
 
 
 async def test_a_raw_body_upload_and_a_staged_rollout_to_listed_devices(public: Stack) -> None:
@@ -194,15 +214,40 @@ async def test_a_raw_body_upload_and_a_staged_rollout_to_listed_devices(public: 
     assert (await check(stack, token2, "1.0.0"))["update_available"] is False
     async with as_device(stack, token2) as other:
         refused(await other.get(release["url"]), 404, "FIRMWARE_NOT_FOUND")
-    refused(
-        await stack.http.post(f"/api/v1/firmware/{release['id']}/release", json={"group": "kitchen"}),
-        400,
-        "UNKNOWN_GROUP",
-    )
-    refused(
-        await stack.http.post(f"/api/v1/firmware/{release['id']}/release", json={"room_id": "r1"}), 400, "UNKNOWN_GROUP"
-    )
     await ws1.close()
+
+
+async def test_a_staged_rollout_to_a_group_and_to_a_room(public: Stack) -> None:
+    stack = public
+    ws1, token1 = await pair_gateway(stack, "g1")  # of no type: named by its group, it gets the release
+    ws2, _, r1 = await register_gateway(stack, "esp32")
+    release = await upload(stack, "3.0.0", b"\x02" * 100)
+    releasing = f"/api/v1/firmware/{release['id']}/release"
+    refused(await stack.http.post(releasing, json={"group": "kitchen"}), 404, "GROUP_NOT_FOUND")
+    refused(await stack.http.post(releasing, json={"room_id": "r1"}), 404, "ROOM_NOT_FOUND")
+    group = await stack.http.post("/api/v1/groups", json={"name": "Kitchen", "device_ids": ["g1"]})
+    assert group.status_code == 201, group.text
+    to_group = await stack.http.post(releasing, json={"group": "kitchen"})
+    assert to_group.status_code == 200, to_group.text
+    assert [r["device_id"] for r in to_group.json()["results"]] == ["g1"] and to_group.json()["target_all"] is False
+    assert (await ota_of(ws1))["params"]["version"] == "3.0.0"
+    assert (await check(stack, token1, "1.0.0"))["target_version"] == "3.0.0"
+
+    home = (await stack.http.post("/api/v1/homes", json={"home_name": "Flat", "timezone": "Europe/Paris"})).json()
+    room = await stack.http.post(f"/api/v1/homes/{home['id']}/rooms", json={"name": "Hall"})
+    assert room.status_code == 201, room.text
+    placed = await stack.http.post(
+        "/api/v1/device/register", json={"device_type": "esp32", "home_id": home["id"], "room_id": room.json()["id"]}
+    )
+    assert placed.status_code == 201, placed.text
+    to_room = await stack.http.post(releasing, json={"room_id": room.json()["id"]})
+    assert to_room.status_code == 200, to_room.text
+    assert [r["device_id"] for r in to_room.json()["results"]] == [placed.json()["device_id"]]
+    rollout = (await stack.http.get(f"/api/v1/firmware/{release['id']}")).json()["rollout"]["devices"]
+    assert {d["device_id"] for d in rollout} == {"g1", placed.json()["device_id"]}  # r1 was never named
+    assert r1 not in {d["device_id"] for d in rollout}
+    await ws1.close()
+    await ws2.close()
 
 
 async def test_error_bodies(public: Stack) -> None:
