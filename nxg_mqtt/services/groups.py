@@ -1,20 +1,17 @@
 """Device groups (seed 002) and the fan-out of one command to a room or a group.
 
 A group's slug is made from its name and is unique per tenant (409 `GROUP_EXISTS`); its devices
-are the tenant's. `fan_out` sends one command to many devices through the one validated path
-(`CommandService.submit`): each device gets its own result in seed 002's `results` shape, and a
-device's rejection never stops the others.
+are the tenant's. A room or group command goes to its devices through the one validated path,
+all at once (`CommandService.submit_many`, called by `bridge.v1.fanout`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from nxg_mqtt.errors import ConflictError, DeviceNotFound, NotFoundError, NxgError, ValidationError
-from nxg_mqtt.models import Command, Group, now_ms
+from nxg_mqtt.errors import ConflictError, DeviceNotFound, NotFoundError, ValidationError
+from nxg_mqtt.models import Group, now_ms
 from nxg_mqtt.services.tenants import TenantService, slugify
 from nxg_mqtt.store import Store
 
@@ -92,28 +89,3 @@ class GroupService:
             ):
                 chosen.append(serial)
         return chosen
-
-
-@dataclass(frozen=True, slots=True)
-class FanOutResult:
-    serial: str
-    command: Command | None
-    error: NxgError | None
-
-
-FAN_OUT_CONCURRENCY = 32  # submits in flight: their store writes queue on one connection anyway
-
-
-async def fan_out(serials: Sequence[str], send: Callable[[str], Awaitable[Command]]) -> list[FanOutResult]:
-    """`send(serial)` for every device, a few at a time, results in the order given; a refusal
-    is that device's result, never the others'."""
-    gate = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
-
-    async def one(serial: str) -> FanOutResult:
-        async with gate:
-            try:
-                return FanOutResult(serial, await send(serial), None)
-            except NxgError as exc:
-                return FanOutResult(serial, None, exc)
-
-    return list(await asyncio.gather(*(one(s) for s in serials)))
