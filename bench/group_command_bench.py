@@ -49,7 +49,12 @@ async def group_round(http: Http, acks: Acks) -> tuple[float, float, list[float]
     if status != 200 or not all(r["success"] for r in reply["results"]):
         raise RuntimeError(f"group command failed: {status} {str(reply)[:300]}")
     ids = [r["command_id"] for r in reply["results"]]
-    done = await asyncio.wait_for(asyncio.gather(*(acks.ack_of(i) for i in ids)), 30)
+    waits = [acks.ack_of(i) for i in ids]
+    try:
+        done = await asyncio.wait_for(asyncio.gather(*waits), 30)
+    except TimeoutError:
+        arrived = sum(1 for w in waits if w.done() and not w.cancelled())
+        raise RuntimeError(f"only {arrived} of {len(ids)} acks reached /ws/app within 30 s") from None
     for command_id in ids:
         acks.acked.pop(command_id, None)
     latencies = [(t - started) * 1000 for t in done]

@@ -72,7 +72,13 @@ CommandListener = Callable[[Command], Awaitable[None]]
 # `submit(before_dispatch=…)`: runs once the command is committed, before it can reach the device
 BeforeDispatch = Callable[[Command], Awaitable[None]]
 DRY_RUN_TOKENS_MAX = 10_000  # outstanding tokens; the oldest go first beyond it
-KNOWN_DEVICES_MAX = 100_000  # devices cached for the command path; the cache starts over beyond it
+KNOWN_DEVICES_MAX = 100_000
+# `submit_many` yields to the loop after this many publishes. Each command is two QoS 1 messages
+# to every `nxg/#` subscriber (the bridge's own link among them: the command, its `dispatched`
+# result); a burst of thousands in one loop pass fills such a session's in-flight window and queue
+# (`session_queue_limit`) before it can acknowledge any, and the broker drops its messages (the
+# device acks apps should see) and disconnects it. Slices let it read and acknowledge in between.
+DISPATCH_SLICE = 64  # devices cached for the command path; the cache starts over beyond it
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,9 +490,11 @@ class CommandService:
             except StoreError:
                 log.exception("auditing refused commands failed")
         queued: dict[str, Command] = {}
-        for command in ready:
+        for n, command in enumerate(ready, start=1):
             if command.status is CommandStatus.DISPATCHED:
                 await self._publish(command)  # the broker routes from memory: no I/O awaited per command
+                if n % DISPATCH_SLICE == 0:
+                    await asyncio.sleep(0)
             elif dispatch:
                 self.note_queued(command.serial)
                 queued[command.id] = command
