@@ -80,9 +80,14 @@ async def single_round(http: Http, acks: Acks, serials: list[str], inflight: int
             ids.append(reply["command_id"])
 
     await asyncio.gather(*(worker() for _ in range(inflight)))
-    done = await asyncio.wait_for(asyncio.gather(*(acks.ack_of(i) for i in ids)), 30)
-    for command_id in ids:
-        acks.acked.pop(command_id, None)
+    try:
+        done = await asyncio.wait_for(asyncio.gather(*(acks.ack_of(i) for i in ids)), 30)
+    except TimeoutError:
+        print("singles: not every ack reached /ws/app within 30 s", flush=True)
+        return math.inf, []
+    finally:
+        for command_id in ids:
+            acks.acked.pop(command_id, None)
     latencies = [(t - started) * 1000 for t in done]
     return max(latencies), latencies
 
@@ -131,6 +136,12 @@ async def measure(builds: list[Build], args: argparse.Namespace) -> None:
                 http = await Http.open(build.http_port, args.inflight)
                 try:
                     g = await group_round(http, acks[build.name])
+                    build.all_acked.append(g[0])
+                    build.answered.append(g[1])
+                    build.latencies += g[2]
+                    build.lost += g[3]
+                    lost = f", {g[3]} acks lost" if g[3] else ""
+                    line.append(f"{build.name} group all acked {g[0]:7.1f} ms (answered {g[1]:6.1f} ms{lost});")
                     if build is this and args.singles:
                         s = await single_round(http, acks[build.name], build.serials, args.inflight)
                         single_all.append(s[0])
@@ -138,12 +149,6 @@ async def measure(builds: list[Build], args: argparse.Namespace) -> None:
                         line.append(f"singles {s[0]:7.1f} ms;")
                 finally:
                     http.close()
-                build.all_acked.append(g[0])
-                build.answered.append(g[1])
-                build.latencies += g[2]
-                build.lost += g[3]
-                lost = f", {g[3]} acks lost" if g[3] else ""
-                line.append(f"{build.name} group all acked {g[0]:7.1f} ms (answered {g[1]:6.1f} ms{lost});")
             print(" ".join(line), flush=True)
 
     def row(label: str, values: list[float]) -> str:
