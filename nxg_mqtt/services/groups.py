@@ -17,6 +17,7 @@ from nxg_mqtt.store import Store
 
 NAME_MAX = 200
 GROUP_MAX = 10_000
+BULK_MANIFESTS_FROM = 20  # `with_capability`: beyond this many devices, read the tenant's manifests at once
 
 
 class GroupNotFound(NotFoundError):
@@ -81,11 +82,15 @@ class GroupService:
 
     async def with_capability(self, serials: Sequence[str], capability: str) -> list[str]:
         """The devices whose manifest declares a capability of category (or action) `capability`."""
-        chosen = []
-        for serial in serials:
-            record = await self._store.manifests.latest(serial)
-            if record is not None and any(
-                c.get("category") == capability or c.get("action") == capability for c in record.capabilities
-            ):
-                chosen.append(serial)
-        return chosen
+        if len(serials) > BULK_MANIFESTS_FROM:
+            # one query for the tenant's manifests instead of one round trip per device
+            latest = {r.serial.lower(): r for r in await self._store.manifests.all_latest()}
+            records = [latest.get(serial.lower()) for serial in serials]
+        else:
+            records = [await self._store.manifests.latest(serial) for serial in serials]
+        return [
+            serial
+            for serial, record in zip(serials, records, strict=True)
+            if record is not None
+            and any(c.get("category") == capability or c.get("action") == capability for c in record.capabilities)
+        ]

@@ -191,6 +191,9 @@ async def test_group_command_to_50_devices_with_2_rejected(stack: Stack) -> None
         else:
             assert [c["id"] for c in history] == [result["command_id"]]
             assert history[0]["status"] in (("acked", "dispatched") if serial in serials[:2] else ("queued",))
+    # `capability` over a big group (the manifests read at once): only the lock is commanded
+    locks = await stack.http.post("/api/v1/groups/fifty/command", json={"action": "lock", "capability": "security"})
+    assert [(r["device_id"], r["success"]) for r in locks.json()["results"]] == [("m17", True)]
     refused = [a for a in await stack.core.store.audit.recent(200) if a["outcome"] != "ok"]
     assert sorted((a["target"], a["outcome"]) for a in refused) == [
         ("m17", "ACTION_NOT_IN_MANIFEST"),
