@@ -3,12 +3,14 @@
     POST /rooms/{room_id}/command       {"action","params"?,"target"?,"capability"?} → {"results":[…]}
     POST /groups/{slug}/command         the same
 
-Each device is submitted like `POST /device/{id}/command` (manifest, params, rate limit, queue
-for an offline device); its result is `{"device_id","success":true,"command_id","message_id"}`
-or `{"device_id","success":false,"error","code","details"?,"dry_run_token"?}`, and one device's
+The devices are submitted together (`CommandService.submit_many`: the checks of
+`POST /device/{id}/command` — manifest, params, rate limit, queue bound, a queue for an offline
+device — per device, the writes in one transaction, then one dispatch pass). Each result is
+`{"device_id","success":true,"command_id","message_id"}` or
+`{"device_id","success":false,"error","code","details"?,"dry_run_token"?}`, and one device's
 rejection never stops the others (200 either way). `capability` keeps only the devices whose
-manifest declares a capability of that category (or that action); the others are not
-commanded and not listed. Devices outside a key's device list are not listed either: for that
+manifest declares a capability of that category (or that action); the others are not commanded
+and not listed. Devices outside a key's device list are not listed either: for that
 key they do not exist.
 """
 
@@ -24,9 +26,7 @@ from bridge.access import Caller
 from bridge.state import state_of
 from bridge.v1.commands import accepted, command_fields, failure, send
 from bridge.v1.responses import json_body
-from nxg_mqtt.errors import ValidationError
-from nxg_mqtt.models import Command
-from nxg_mqtt.services.groups import fan_out
+from nxg_mqtt.errors import NxgError, ValidationError
 
 
 async def command_all(request: Request, caller: Caller, serials: Sequence[str], source: str) -> Response:
@@ -43,16 +43,13 @@ async def command_all(request: Request, caller: Caller, serials: Sequence[str], 
     if capability is not None:
         chosen = await core.groups.with_capability(chosen, capability)
 
-    async def submit(serial: str) -> Command:
-        command = await core.commands.submit(
-            serial, action, target, params, source=source, dispatch=state.embedded, actor=caller.actor
-        )
-        return await send(state, command)
-
+    outcomes = await core.commands.submit_many(
+        chosen, action, target, params, source=source, dispatch=state.embedded, actor=caller.actor
+    )
     results: list[dict[str, Any]] = []
-    for outcome in await fan_out(chosen, submit):
-        if outcome.command is not None:
-            results.append({"device_id": outcome.serial, **accepted(outcome.command)})
-        elif outcome.error is not None:
-            results.append(failure(outcome.serial, outcome.error))
+    for serial, outcome in zip(chosen, outcomes, strict=True):
+        if isinstance(outcome, NxgError):
+            results.append(failure(serial, outcome))
+        else:
+            results.append({"device_id": serial, **accepted(await send(state, outcome))})
     return JSONResponse({"results": results})

@@ -37,7 +37,7 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -72,7 +72,13 @@ CommandListener = Callable[[Command], Awaitable[None]]
 # `submit(before_dispatch=…)`: runs once the command is committed, before it can reach the device
 BeforeDispatch = Callable[[Command], Awaitable[None]]
 DRY_RUN_TOKENS_MAX = 10_000  # outstanding tokens; the oldest go first beyond it
-KNOWN_DEVICES_MAX = 100_000  # devices cached for the command path; the cache starts over beyond it
+KNOWN_DEVICES_MAX = 100_000
+# `submit_many` yields to the loop after this many publishes. Each command is two QoS 1 messages
+# to every `nxg/#` subscriber (the bridge's own link among them: the command, its `dispatched`
+# result); a burst of thousands in one loop pass fills such a session's in-flight window and queue
+# (`session_queue_limit`) before it can acknowledge any, and the broker drops its messages (the
+# device acks apps should see) and disconnects it. Slices let it read and acknowledge in between.
+DISPATCH_SLICE = 64  # devices cached for the command path; the cache starts over beyond it
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,15 @@ class DryRunTokenInvalid(CommandRejected):
 
 def new_command_id() -> str:
     return "c_" + secrets.token_hex(8)
+
+
+def _command_ids(count: int) -> list[str]:
+    """`count` ids like `new_command_id`'s, from one read of the system's random source."""
+    raw = secrets.token_bytes(8 * count).hex()
+    return ["c_" + raw[k : k + 16] for k in range(0, 16 * count, 16)]
+
+
+_UNSEEN = object()  # `_check_shared`: no verdict yet for this capability definition
 
 
 class CommandService:
@@ -330,19 +345,7 @@ class CommandService:
             raise CommandRejected("GATEWAY_ERROR", "the command could not be stored; nothing was sent") from exc
         finally:
             self._storing[tenant] -= 1
-        if stored == QUEUE_FULL:
-            self.counters.add("queue_full")
-            raise QueueFullError(
-                f"device {device.serial} already has {limit} commands waiting (queued or unacknowledged);"
-                " try again once it has taken some"
-            )
-        if stored in (DEVICE_NOT_FOUND, DEVICE_REVOKED):  # changed by another process meanwhile
-            self._known.pop(device.serial.lower(), None)
-            if stored == DEVICE_NOT_FOUND:
-                raise DeviceNotFound(serial)
-            raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
-        if stored != command.serial:
-            command = replace(command, serial=stored)
+        command = self._stored(command, limit, stored)
         if not internal:
             self._rate.hit(tenant, loop_now)  # refused commands do not count
         self._ingest.record(HistoryEntry(command.serial, MessageType.CMD, created, command.device_message()))
@@ -357,6 +360,228 @@ class CommandService:
             return sent.get(command.id, command)
         await self._store.signals.emit(SignalKind.COMMAND, command.serial, now_ms())
         return command
+
+    async def submit_many(
+        self,
+        serials: Sequence[str],
+        action: str,
+        target: str | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        source: str = "api",
+        dispatch: bool = True,
+        actor: str | None = None,
+    ) -> list[Command | NxgError]:
+        """One command to many devices (a room or group fan-out): per device, in the order given,
+        the stored Command or the NxgError that refused it, exactly as `submit` would have (same
+        checks, codes and audit entries); one device's refusal never touches another's command.
+
+        What `submit` does per command is done once for the lot: the request schema is checked
+        once, the manifest check once per distinct capability definition (the same `paramSchema`,
+        targets and safety class give the same verdict; a refusal is re-run for each device so
+        that its message names it), the rate limit (PROTOCOL §6, per tenant, every device's
+        command counts as one) admits the first devices that fit and refuses the rest, and every
+        insert and audit row goes to the writer at once, so they share one transaction in which
+        each device's queue bound is still checked. The commands that go straight out are then
+        published in one pass (the broker routes from memory: nothing is awaited per command);
+        queued ones are drained per device, concurrently."""
+        who = actor or source
+        outcomes: list[Command | NxgError | None] = [None] * len(serials)
+        checked: list[tuple[int, Device, Capability | None]] = []
+        request: dict[str, Any] = {"action": action, "params": {} if params is None else params}
+        if target is not None:
+            request["target"] = target
+        schema_error: NxgError | None = None
+        try:
+            messages.check_command_request(request)
+        except NxgError as exc:
+            schema_error = exc
+        verdicts: dict[Any, Capability | NxgError | None] = {}
+        for i, serial in enumerate(serials):
+            cached = serial.lower() in self._known
+            try:
+                device = await self._device(serial)
+                if device.revoked:
+                    raise CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
+                if schema_error is not None:
+                    raise schema_error
+                capability = await self._check_shared(device.serial, action, target, request["params"], verdicts)
+            except NxgError as exc:
+                outcomes[i] = await self._refused_fresh(serial, exc) if cached else exc
+                continue
+            if capability is not None and capability.critical:
+                issued = self._issue(device.serial, action, target, request["params"], True)
+                assert issued.token is not None
+                outcomes[i] = DryRunRequired(issued.token)
+                continue
+            checked.append((i, device, capability))
+        loop_now = asyncio.get_running_loop().time()
+        rate_limit = self._settings.command_rate_limit
+        room: dict[str, int] = {}  # per tenant: commands the rate limit still admits
+        created = now_ms()
+        expires = created + int(self._settings.command_ttl_s * 1000)
+        to_store: list[tuple[int, Command]] = []
+        tenants: collections.Counter[str] = collections.Counter()
+        for (i, device, _capability), command_id in zip(checked, _command_ids(len(checked)), strict=True):
+            tenant = device.tenant
+            if rate_limit > 0:
+                if tenant not in room:
+                    room[tenant] = rate_limit - self._rate.count(tenant, loop_now) - self._storing[tenant]
+                if room[tenant] <= 0:
+                    limited = RateLimitedError(f"more than {rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED")
+                    limited.retry_after = self._rate.retry_after(tenant, loop_now)
+                    outcomes[i] = limited
+                    continue
+                room[tenant] -= 1
+            tenants[tenant] += 1
+            direct = dispatch and self._direct(device.serial)
+            command = Command(
+                id=command_id,
+                serial=device.serial,
+                action=action,
+                target=target,
+                params=request["params"],
+                status=CommandStatus.DISPATCHED if direct else CommandStatus.QUEUED,
+                created_at=created,
+                expires_at=expires,
+                source=source,
+                ref=None,
+                dispatched_at=created if direct else None,
+            )
+            to_store.append((i, command))
+        tenant_of = {i: device.tenant for i, device, _ in checked}
+        limit = self._settings.command_queue_limit
+        # the refusals so far are audited in the inserts' transaction
+        refusals = [
+            (now_ms(), who, "command", serials[i], self._refusal_detail(action, source, o), o.code)
+            for i, o in enumerate(outcomes)
+            if isinstance(o, NxgError)
+        ]
+        inserts = [(c, limit, who, {"action": action, "source": source, "id": c.id}) for _, c in to_store]
+        self._storing.update(tenants)
+        try:
+            stored: list[str | NxgError] = list(await self._writer.insert_many(inserts, refusals))
+        except StoreError as exc:
+            log.error("storing %d commands of a fan-out failed: %s", len(to_store), exc.message)
+            gateway = CommandRejected("GATEWAY_ERROR", "the command could not be stored; nothing was sent")
+            stored = [gateway] * len(to_store)
+        finally:
+            self._storing.subtract(tenants)
+        ready: list[Command] = []
+        late: list[tuple[int, NxgError]] = []
+        for (i, command), result in zip(to_store, stored, strict=True):
+            try:
+                accepted = self._stored(command, limit, result)
+            except NxgError as exc:
+                outcomes[i] = exc
+                late.append((i, exc))
+                continue
+            self._rate.hit(tenant_of[i], loop_now)  # refused commands do not count
+            self._ingest.record(HistoryEntry(accepted.serial, MessageType.CMD, created, accepted.device_message()))
+            outcomes[i] = accepted
+            ready.append(accepted)
+        if late:  # refused by the writer's own checks: audited after, as `submit` does
+            try:
+                rows = [
+                    (now_ms(), who, "command", serials[i], self._refusal_detail(action, source, e), e.code)
+                    for i, e in late
+                ]
+                await self._writer.insert_many([], rows)
+            except StoreError:
+                log.exception("auditing refused commands failed")
+        queued: dict[str, Command] = {}
+        for n, command in enumerate(ready, start=1):
+            if command.status is CommandStatus.DISPATCHED:
+                await self._publish(command)  # the broker routes from memory: no I/O awaited per command
+                if n % DISPATCH_SLICE == 0:
+                    await asyncio.sleep(0)
+            elif dispatch:
+                self.note_queued(command.serial)
+                queued[command.id] = command
+        if queued:
+            # each device drains its own queue (store reads), all devices at once
+            sent: dict[str, Command] = {}
+            await asyncio.gather(*(self.dispatch_queued(s, sent) for s in {c.serial for c in queued.values()}))
+            for i, outcome in enumerate(outcomes):
+                if isinstance(outcome, Command) and outcome.id in sent:
+                    outcomes[i] = sent[outcome.id]
+        elif not dispatch:
+            for serial in {c.serial for c in ready}:
+                await self._store.signals.emit(SignalKind.COMMAND, serial, now_ms())
+        final: list[Command | NxgError] = []
+        for outcome in outcomes:
+            assert outcome is not None
+            final.append(outcome)
+        return final
+
+    @staticmethod
+    def _refusal_detail(action: str, source: str, exc: NxgError) -> dict[str, Any]:
+        return {"action": action, "source": source, "error": exc.message}
+
+    async def _refused_fresh(self, serial: str, exc: NxgError) -> NxgError:
+        """A refusal of a cached device: a device gone or revoked since must say so first."""
+        self._known.pop(serial.lower(), None)
+        try:
+            device = await self._devices.get(serial)
+        except NxgError as gone:
+            return gone
+        if device.revoked:
+            return CommandRejected("DEVICE_REVOKED", f"device {device.serial} is revoked")
+        return exc
+
+    async def _check_shared(
+        self,
+        serial: str,
+        action: str,
+        target: str | None,
+        params: dict[str, Any],
+        verdicts: dict[Any, Capability | NxgError | None],
+    ) -> Capability | None:
+        """`manifests.check_command`, run once per distinct capability definition: devices whose
+        manifests declare `action` alike (targets, safety class, `paramSchema`) share a verdict.
+        A refusal is re-run per device, so that its message names that device."""
+        compiled = await self.manifests.compiled(serial)
+        key: Any
+        if compiled is None:
+            key = None
+        else:
+            capability = compiled.capabilities.get(action)
+            if capability is None:
+                key = ("missing",)
+            else:
+                schema = capability.params.schema if capability.params is not None else None
+                key = (capability.targets, capability.safety_class, json.dumps(schema, sort_keys=True))
+        verdict = verdicts.get(key, _UNSEEN)
+        if verdict is _UNSEEN:
+            try:
+                verdict = await self.manifests.check_command(serial, action, target, params)
+            except NxgError as exc:
+                verdict = exc
+            verdicts[key] = verdict
+            if isinstance(verdict, NxgError):
+                raise verdict
+            return verdict
+        if isinstance(verdict, NxgError):
+            return await self.manifests.check_command(serial, action, target, params)  # raises, naming `serial`
+        # a shared capability: the same action, with this device's own targets and output schema
+        return compiled.capabilities[action] if compiled is not None else None
+
+    def _stored(self, command: Command, limit: int, stored: str | NxgError) -> Command:
+        """What the writer said of an insert, as the command stored or the error refusing it."""
+        if isinstance(stored, NxgError):
+            raise stored
+        if stored == QUEUE_FULL:
+            self.counters.add("queue_full")
+            raise QueueFullError(
+                f"device {command.serial} already has {limit} commands waiting (queued or unacknowledged);"
+                " try again once it has taken some"
+            )
+        if stored in (DEVICE_NOT_FOUND, DEVICE_REVOKED):  # changed by another process meanwhile
+            self._known.pop(command.serial.lower(), None)
+            if stored == DEVICE_NOT_FOUND:
+                raise DeviceNotFound(command.serial)
+            raise CommandRejected("DEVICE_REVOKED", f"device {command.serial} is revoked")
+        return command if stored == command.serial else replace(command, serial=stored)
 
     def _direct(self, serial: str) -> bool:
         """Whether a new command for `serial` may skip the queue: this process knows the queue

@@ -1,25 +1,23 @@
 """Device groups (seed 002) and the fan-out of one command to a room or a group.
 
 A group's slug is made from its name and is unique per tenant (409 `GROUP_EXISTS`); its devices
-are the tenant's. `fan_out` sends one command to many devices through the one validated path
-(`CommandService.submit`): each device gets its own result in seed 002's `results` shape, and a
-device's rejection never stops the others.
+are the tenant's. A room or group command goes to its devices through the one validated path,
+all at once (`CommandService.submit_many`, called by `bridge.v1.fanout`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from nxg_mqtt.errors import ConflictError, DeviceNotFound, NotFoundError, NxgError, ValidationError
-from nxg_mqtt.models import Command, Group, now_ms
+from nxg_mqtt.errors import ConflictError, DeviceNotFound, NotFoundError, ValidationError
+from nxg_mqtt.models import Group, now_ms
 from nxg_mqtt.services.tenants import TenantService, slugify
 from nxg_mqtt.store import Store
 
 NAME_MAX = 200
 GROUP_MAX = 10_000
+BULK_MANIFESTS_FROM = 20  # `with_capability`: beyond this many devices, read the tenant's manifests at once
 
 
 class GroupNotFound(NotFoundError):
@@ -84,36 +82,15 @@ class GroupService:
 
     async def with_capability(self, serials: Sequence[str], capability: str) -> list[str]:
         """The devices whose manifest declares a capability of category (or action) `capability`."""
-        chosen = []
-        for serial in serials:
-            record = await self._store.manifests.latest(serial)
-            if record is not None and any(
-                c.get("category") == capability or c.get("action") == capability for c in record.capabilities
-            ):
-                chosen.append(serial)
-        return chosen
-
-
-@dataclass(frozen=True, slots=True)
-class FanOutResult:
-    serial: str
-    command: Command | None
-    error: NxgError | None
-
-
-FAN_OUT_CONCURRENCY = 32  # submits in flight: their store writes queue on one connection anyway
-
-
-async def fan_out(serials: Sequence[str], send: Callable[[str], Awaitable[Command]]) -> list[FanOutResult]:
-    """`send(serial)` for every device, a few at a time, results in the order given; a refusal
-    is that device's result, never the others'."""
-    gate = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
-
-    async def one(serial: str) -> FanOutResult:
-        async with gate:
-            try:
-                return FanOutResult(serial, await send(serial), None)
-            except NxgError as exc:
-                return FanOutResult(serial, None, exc)
-
-    return list(await asyncio.gather(*(one(s) for s in serials)))
+        if len(serials) > BULK_MANIFESTS_FROM:
+            # one query for the tenant's manifests instead of one round trip per device
+            latest = {r.serial.lower(): r for r in await self._store.manifests.all_latest()}
+            records = [latest.get(serial.lower()) for serial in serials]
+        else:
+            records = [await self._store.manifests.latest(serial) for serial in serials]
+        return [
+            serial
+            for serial, record in zip(serials, records, strict=True)
+            if record is not None
+            and any(c.get("category") == capability or c.get("action") == capability for c in record.capabilities)
+        ]

@@ -125,6 +125,20 @@ class CommandWriter:
         result: str = await self._enqueue(_Insert(command, limit, actor, detail))
         return result
 
+    async def insert_many(
+        self,
+        inserts: Sequence[tuple[Command, int, str, dict[str, Any]]],
+        audits: Sequence[tuple[int, str, str, str | None, Any, str]] = (),
+    ) -> list[str]:
+        """`insert` for each (command, limit, actor, detail), plus audit rows (ts, actor, action,
+        serial, detail, outcome), all queued at once, so they go in one transaction; each insert
+        gets its own answer, in order. The queue bound is checked per device, counting this
+        batch's earlier commands of that device."""
+        futures = [self._enqueue(_Insert(c, limit, actor, detail)) for c, limit, actor, detail in inserts]
+        waits = futures + [self._enqueue(_Audit(*row)) for row in audits]
+        results = await asyncio.gather(*waits)
+        return [str(r) for r in results[: len(futures)]]
+
     async def finish(
         self, command_id: str, status: CommandStatus, ts: int, error: str | None = None, result: Any = None
     ) -> bool:

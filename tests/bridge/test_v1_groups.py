@@ -4,11 +4,13 @@ filtering by manifest."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
+from tests.bridge.helpers import Stack, open_stack, pair_gateway, recv_until, send_json
+from tests.factories import make_settings
 
 LIGHT = {"capabilities": [{"action": "light_on", "category": "light"}]}
 LOCK = {"capabilities": [{"action": "lock", "category": "security"}]}
@@ -127,3 +129,107 @@ async def test_room_command_reaches_the_devices_of_the_room(stack: Stack) -> Non
     assert [c["status"] for c in history] == ["queued"]
     empty = (await stack.http.post(f"/api/v1/rooms/{other}/command", json={"action": "x", "capability": "none"})).json()
     assert empty == {"results": []}
+
+
+DIMMER = {
+    "capabilities": [
+        {
+            "action": "light_on",
+            "category": "light",
+            "paramSchema": {"type": "object", "properties": {"brightness": {"type": "integer", "maximum": 100}}},
+        }
+    ]
+}
+NIGHT_LIGHT = {  # the same action, a stricter schema: the command below breaks it
+    "capabilities": [
+        {
+            "action": "light_on",
+            "category": "light",
+            "paramSchema": {"type": "object", "properties": {"brightness": {"type": "integer", "maximum": 10}}},
+        }
+    ]
+}
+
+
+async def test_group_command_to_50_devices_with_2_rejected(stack: Stack) -> None:
+    """One batch: 48 accepted (2 online and dispatched, 46 queued), 2 refused each with its own
+    code and message, every attempt audited, nothing of the refused ones stored."""
+    online = [await pair_gateway(stack, f"m{i:02d}") for i in range(2)]
+    serials = [f"m{i:02d}" for i in range(50)]
+    for serial in serials[2:]:
+        await stack.create_device(serial)
+    for i, serial in enumerate(serials):
+        manifest = {17: LOCK, 33: NIGHT_LIGHT}.get(i, DIMMER if i % 2 else LIGHT)
+        await stack.core.manifests.put(serial, manifest)
+    created = await stack.http.post("/api/v1/groups", json={"name": "Fifty", "device_ids": serials})
+    assert created.status_code == 201, created.text
+    writer = stack.core.store.command_writer
+    batches = writer.batches
+    response = await stack.http.post(
+        "/api/v1/groups/fifty/command", json={"action": "light_on", "params": {"brightness": 50}}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["device_id"] for r in results] == serials
+    assert [i for i, r in enumerate(results) if not r["success"]] == [17, 33]
+    assert results[17]["code"] == "ACTION_NOT_IN_MANIFEST" and "m17" in results[17]["error"]
+    assert results[33]["code"] == "PARAMS_INVALID" and "brightness" in results[33]["error"]
+    assert results[33]["details"][0]["path"] == "$.brightness"
+    ok = [r for r in results if r["success"]]
+    assert len(ok) == 48 and len({r["command_id"] for r in ok}) == 48
+    assert all(r["command_id"].startswith("c_") and len(r["command_id"]) == 18 for r in ok)
+    # the inserts and the refusals' audit rows: one transaction
+    assert writer.batches == batches + 1
+    for (ws, _), result in zip(online, results[:2], strict=True):
+        cmd = await recv_until(ws, "cmd")
+        assert cmd["id"] == result["command_id"] and cmd["params"] == {"brightness": 50}
+        await send_json(ws, {"t": "ack", "id": cmd["id"], "ok": True})
+    for serial, result in zip(serials, results, strict=True):
+        history = (await stack.http.get(f"/api/v1/device/{serial}/commands")).json()["commands"]
+        if not result["success"]:
+            assert history == []
+        else:
+            assert [c["id"] for c in history] == [result["command_id"]]
+            assert history[0]["status"] in (("acked", "dispatched") if serial in serials[:2] else ("queued",))
+    # `capability` over a big group (the manifests read at once): only the lock is commanded
+    locks = await stack.http.post("/api/v1/groups/fifty/command", json={"action": "lock", "capability": "security"})
+    assert [(r["device_id"], r["success"]) for r in locks.json()["results"]] == [("m17", True)]
+    refused = [a for a in await stack.core.store.audit.recent(200) if a["outcome"] != "ok"]
+    assert sorted((a["target"], a["outcome"]) for a in refused) == [
+        ("m17", "ACTION_NOT_IN_MANIFEST"),
+        ("m33", "PARAMS_INVALID"),
+    ]
+    for ws, _ in online:
+        await ws.close()
+
+
+async def test_group_command_rate_limit_and_queue_bound_per_device(tmp_path: Path) -> None:
+    """The fan-out counts each device's command against the tenant's rate limit (PROTOCOL §6) in
+    the group's order, refused ones not counting; the queue bound is each device's own."""
+    async with open_stack(make_settings(tmp_path, command_rate_limit=6, command_queue_limit=1)) as stack:
+        serials = [f"r{i}" for i in range(8)]
+        for serial in serials:
+            await stack.create_device(serial)
+        await stack.core.manifests.put("r1", LOCK)
+        first = await stack.http.post("/api/v1/device/r2/command", json={"action": "light_on"})
+        assert first.status_code == 202, first.text  # r2's queue (bound 1) is now full; 1 of 6 used
+        await stack.http.post("/api/v1/groups", json={"name": "R", "device_ids": serials})
+        results = (await stack.http.post("/api/v1/groups/r/command", json={"action": "light_on"})).json()["results"]
+        codes = [(r["device_id"], r.get("code")) for r in results]
+        # r0 ok; r1 refused by its manifest (not counted); r2 admitted by the rate limit, refused
+        # by its queue bound; r3, r4, r5 take the rest of the 6; r6 and r7 are over the limit
+        assert codes == [
+            ("r0", None),
+            ("r1", "ACTION_NOT_IN_MANIFEST"),
+            ("r2", "QUEUE_FULL"),
+            ("r3", None),
+            ("r4", None),
+            ("r5", None),
+            ("r6", "RATE_LIMIT_EXCEEDED"),
+            ("r7", "RATE_LIMIT_EXCEEDED"),
+        ]
+        # r2's QUEUE_FULL did not count: one more command fits in this minute
+        await stack.http.post("/api/v1/groups", json={"name": "Late", "device_ids": ["r6", "r7"]})
+        late = (await stack.http.post("/api/v1/groups/late/command", json={"action": "light_on"})).json()["results"]
+        assert [(r["device_id"], r.get("code")) for r in late] == [("r6", None), ("r7", "RATE_LIMIT_EXCEEDED")]
+        assert late[1]["error"] == "more than 6 commands a minute"

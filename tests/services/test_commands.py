@@ -186,3 +186,48 @@ async def test_queuing_a_command_leaves_last_seen_alone(core: Core) -> None:
     entry = core.ingest.accept("c1", Channel.TELEMETRY, b'{"temp": 1}')
     await core.ingest.flush()
     assert (await core.devices.get("c1")).last_seen == entry.ts
+
+
+async def test_submit_many_checks_each_device_and_shares_only_what_is_alike(core: Core) -> None:
+    """One verdict per capability definition, yet every device its own: a different paramSchema,
+    a missing action, a critical action (its own dry-run token), a device revoked behind the
+    cache's back, an unknown one; the ready device is dispatched, the others queued, in the order given."""
+    loose = {"type": "object", "properties": {"level": {"type": "integer", "maximum": 100}}}
+    strict = {"type": "object", "properties": {"level": {"type": "integer", "maximum": 10}}}
+    manifests: dict[str, list[dict[str, Any]]] = {
+        "c1": [{"action": "dim", "paramSchema": loose}],
+        "c2": [{"action": "dim", "paramSchema": loose}],
+        "c3": [{"action": "dim", "paramSchema": strict}],
+        "c4": [{"action": "other"}],
+        "c5": [{"action": "dim", "safetyClass": "critical"}],
+    }
+    for serial, capabilities in manifests.items():
+        if serial != "c1":
+            await core.devices.create(serial)
+        await core.manifests.put(serial, {"capabilities": capabilities})
+    await core.devices.create("c6")
+    await core.commands.submit("c6", "dim", params={"level": 1})  # c6 is now in the device cache
+    # revoked behind the cache's back (another process): the writer's own check refuses it
+    await core.store.db.conn.execute("UPDATE devices SET revoked = 1 WHERE serial = 'c6'")
+    await ready(core, "c2")
+    serials = ["c1", "c2", "c3", "c4", "c5", "c6", "ghost"]
+    outcomes = await core.commands.submit_many(serials, "dim", params={"level": 50}, source="group", actor="tester")
+    assert isinstance(outcomes[0], Command) and outcomes[0].status is CommandStatus.QUEUED
+    assert isinstance(outcomes[1], Command) and outcomes[1].status is CommandStatus.DISPATCHED
+    codes = [o.code for o in outcomes[2:] if not isinstance(o, Command)]
+    assert codes == [
+        "PARAMS_INVALID",
+        "ACTION_NOT_IN_MANIFEST",
+        "DRY_RUN_REQUIRED",
+        "DEVICE_REVOKED",
+        "DEVICE_NOT_FOUND",
+    ]
+    assert "c4" in outcomes[3].message  # type: ignore[union-attr]
+    assert await core.commands.get(outcomes[1].id) is not None
+    # the critical action's token confirms it for c5 only
+    token = outcomes[4].token  # type: ignore[union-attr]
+    confirmed = await core.commands.confirm("c5", token, source="group")
+    assert confirmed.serial == "c5" and confirmed.params == {"level": 50}
+    # a request the schema refuses is every device's refusal, after their own existence
+    bad = await core.commands.submit_many(["c1", "ghost"], "_ota", source="group")
+    assert [o.code for o in bad if not isinstance(o, Command)] == ["RESTRICTED_ACTION", "DEVICE_NOT_FOUND"]

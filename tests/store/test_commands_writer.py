@@ -162,3 +162,25 @@ async def test_writer_statements_search_by_index(
     # only the batch itself (json_each, alias j) is walked; every table is searched by index
     assert not any(step.startswith("SCAN ") and not step.startswith("SCAN j ") for step in plan), plan
     assert any(index in step for step in plan), plan
+
+
+async def test_insert_many_is_one_transaction_with_its_audit_rows(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "nxg.sqlite3") as store:
+        for serial in ("a", "b"):
+            await device(store, serial)
+        writer = store.command_writer
+        batches = writer.batches
+        commands = [command("a"), command("B"), command("a"), command("ghost")]
+        refusal = (1000, "tester", "command", "c", {"error": "x"}, "ACTION_NOT_IN_MANIFEST")
+        verdicts = await writer.insert_many([(c, 1, "tester", {"id": c.id}) for c in commands], [refusal])
+        # each insert its own verdict; the bound (1 open) counts this batch's earlier command of "a"
+        assert verdicts == ["a", "b", QUEUE_FULL, DEVICE_NOT_FOUND]
+        assert writer.batches == batches + 1
+        rows = await store.db.fetchall("SELECT id, serial FROM commands ORDER BY id")
+        assert [(r["id"], r["serial"]) for r in rows] == [(commands[0].id, "a"), (commands[1].id, "b")]
+        audit = await store.audit.recent()
+        assert sorted((a["target"], a["outcome"]) for a in audit) == [
+            ("a", "ok"),
+            ("b", "ok"),
+            ("c", "ACTION_NOT_IN_MANIFEST"),
+        ]
