@@ -108,7 +108,11 @@ _ENV_PREFIX = "NXG_"
 TRUE = ("true", "1", "yes")
 FALSE = ("false", "0", "no")
 OFF = ("", "none", "off")  # an optional port switched off
-CHOICES = {"broker": ("embedded", "mosquitto", "external"), "log_level": ("debug", "info", "warning", "error"), "log_format": ("text", "json")}
+CHOICES = {
+    "broker": ("embedded", "mosquitto", "external"),
+    "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("text", "json"),
+}
 _PORTS = {"mqtt_port", "ws_port", "http_port", "mqtts_port", "wss_port", "hook_port"}
 
 
