@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -107,8 +108,12 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+async def _serve(settings: Settings, stop: asyncio.Event, mqtt_url: str | None = None) -> None:
     from bridge.server import open_bridge
+
+    if settings.broker != "embedded":
+        await _serve_foreign(settings, stop, mqtt_url)
+        return
     from nxg_mqtt.broker.embedded import open_broker, tune_gc
 
     async with open_core(settings, serve=True) as core:
@@ -141,6 +146,52 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                     _say("  Admin password  (as set; stored hashed)")
                 await stop.wait()
                 _say("stopping…")
+
+
+async def _serve_foreign(settings: Settings, stop: asyncio.Event, mqtt_url: str | None) -> None:
+    """`--broker mosquitto` (a child Mosquitto from mosquitto.conf) or `--broker external --mqtt URL`:
+    the hooks answer the broker's auth/ACL/presence questions, the worker takes device traffic
+    from shared subscriptions, the bridge serves HTTP as always (README "Scaling out")."""
+    from bridge.server import open_bridge
+    from nxg_mqtt.hooks.http import open_hook_listener
+    from nxg_mqtt.hooks.mosquitto import run_mosquitto
+    from nxg_mqtt.hooks.service import HookService
+    from nxg_mqtt.hooks.worker import MqttWorker
+
+    owner = settings.broker == "mosquitto"  # a fresh broker: nobody is connected yet
+    async with open_core(settings, serve=owner, writer=True) as core, contextlib.AsyncExitStack() as stack:
+        generated = await ensure_admin_password(core)
+        hooks = HookService(core)
+        listener = await stack.enter_async_context(open_hook_listener(hooks, settings))
+        if owner:
+            mosquitto = await stack.enter_async_context(run_mosquitto(settings, listener.url))
+            host, port, ws_port = "127.0.0.1", mosquitto.mqtt_port, mosquitto.ws_port
+        else:
+            host, port = broker_address(mqtt_url or "")
+            ws_port = settings.ws_port
+        worker = MqttWorker(core, hooks, host, port)
+        await worker.start()
+        stack.push_async_callback(worker.close)
+        stack.callback(core.outbox.connect(worker.link))
+        bound = replace(settings, mqtt_port=port, ws_port=ws_port)
+        bridge = await stack.enter_async_context(open_bridge(bound, core, host, port, mqtt_ws_port=ws_port))
+        shown = _display_host(settings)
+        _say(f"NXG MQTT is running on {'Mosquitto' if owner else f'mqtt://{host}:{port}'} (Ctrl-C to stop)")
+        _say(f"  Portal          http://{shown}:{bridge.http_port}/   <- open this first")
+        _say(f"  MQTT            mqtt://{shown if owner else host}:{port}")
+        if ws_port is not None:
+            _say(f"  MQTT/WebSocket  ws://{shown if owner else host}:{ws_port}/mqtt")
+        _say(f"  HTTP            http://{shown}:{bridge.http_port}/")
+        _say(f"  App WebSocket   ws://{shown}:{bridge.http_port}/ws/app")
+        _say(f"  Gateway         ws://{shown}:{bridge.http_port}/ws/gateway")
+        _say(f"  Broker hooks    {listener.url}/mqtt/auth (internal)")
+        _say(f"  Data            {settings.data_dir.resolve()}")
+        if generated:
+            _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
+        else:
+            _say("  Admin password  (as set; stored hashed)")
+        await stop.wait()
+        _say("stopping…")
 
 
 def _reload_on_sighup(*reloaders: Callable[[], None]) -> None:
@@ -306,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg = config.add_data_flag
 
     serve = sub.add_parser("serve", help="run the embedded broker and the bridge (the default setup)")
+    serve.add_argument("--mqtt", help="with --broker external: the broker, mqtt://host:port")
     config.add_setting_flags(serve)
     broker = sub.add_parser("broker", help="run the broker alone (MQTT/WebSocket only with --ws-port)")
     config.add_setting_flags(broker)
@@ -414,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
             # message); the OSError handler below covers a port taken in between
             raise OSError(errno.EADDRINUSE, "address already in use")
         if args.command == "serve":
-            _run(lambda stop: _serve(settings, stop))
+            if settings.broker == "external":
+                broker_address(args.mqtt or "")  # checked before anything starts
+            _run(lambda stop: _serve(settings, stop, args.mqtt))
         elif args.command == "broker":
             _run(lambda stop: _broker(settings, stop))
         elif args.command == "bridge":
@@ -456,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
 def _taken_ports(settings: Settings, command: str) -> list[tuple[str, str, int]]:
     """(what, flag, port) of each fixed port `command` would listen on that is in use now."""
     ports: list[tuple[str, str, int | None]] = []
-    if command in ("serve", "broker"):
+    if command == "broker" or (command == "serve" and settings.broker != "external"):
         ports += [("MQTT", "--mqtt-port", settings.mqtt_port), ("MQTT/WebSocket", "--ws-port", settings.ws_port)]
     if command in ("serve", "bridge"):
         ports.append(("HTTP", "--http-port", settings.http_port))

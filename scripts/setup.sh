@@ -5,6 +5,8 @@
 #                                  (libmosquitto, a C toolchain, libwebsockets, cJSON and cmocka: the firmware;
 #                                  Chromium for the portal's browser tests, never a downloaded browser)
 #   scripts/setup.sh --bench       + Mosquitto (the benchmark baseline and the Mosquitto profile)
+# With --with-tests it also installs Mosquitto and its plugin headers (mosquitto-dev) and builds
+# mosquitto/nxg_plugin.so: the tests run the system on Mosquitto too (README "Scaling out").
 # It never stops or disables a service on this machine: the tests and benchmarks use port 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +22,11 @@ for arg in "$@"; do
 done
 
 need_apt=()
-if [ "$bench" = 1 ]; then
+if [ "$with_tests" = 1 ]; then
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 fi
 if [ "$with_tests" = 1 ]; then
-    for pkg in libmosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
+    for pkg in libmosquitto-dev mosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
 fi
@@ -45,4 +47,9 @@ if [ "$with_tests" = 1 ]; then
     .venv/bin/python -m pip install -q -e ".[dev]"
 else
     .venv/bin/python -m pip install -q -e .
+fi
+
+# the Mosquitto plugin (`nxg-mqtt serve --broker mosquitto`): built when the headers are there
+if [ -f /usr/include/mosquitto_broker.h ] && command -v make >/dev/null 2>&1; then
+    make -s -C mosquitto >/dev/null || echo "warning: could not build mosquitto/nxg_plugin.so" >&2
 fi
