@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import errno
 import json
 import logging
@@ -152,39 +151,25 @@ async def _serve_foreign(settings: Settings, stop: asyncio.Event, mqtt_url: str 
     """`--broker mosquitto` (a child Mosquitto from mosquitto.conf) or `--broker external --mqtt URL`:
     the hooks answer the broker's auth/ACL/presence questions, the worker takes device traffic
     from shared subscriptions, the bridge serves HTTP as always (README "Scaling out")."""
-    from bridge.server import open_bridge
-    from nxg_mqtt.hooks.http import open_hook_listener
-    from nxg_mqtt.hooks.mosquitto import run_mosquitto
-    from nxg_mqtt.hooks.service import HookService
-    from nxg_mqtt.hooks.worker import MqttWorker
+    from nxg_mqtt.hooks.stack import open_foreign_stack
 
-    owner = settings.broker == "mosquitto"  # a fresh broker: nobody is connected yet
-    async with open_core(settings, serve=owner, writer=True) as core, contextlib.AsyncExitStack() as stack:
-        generated = await ensure_admin_password(core)
-        hooks = HookService(core)
-        listener = await stack.enter_async_context(open_hook_listener(hooks, settings))
-        if owner:
-            mosquitto = await stack.enter_async_context(run_mosquitto(settings, listener.url))
-            host, port, ws_port = "127.0.0.1", mosquitto.mqtt_port, mosquitto.ws_port
-        else:
-            host, port = broker_address(mqtt_url or "")
-            ws_port = settings.ws_port
-        worker = MqttWorker(core, hooks, host, port)
-        await worker.start()
-        stack.push_async_callback(worker.close)
-        stack.callback(core.outbox.connect(worker.link))
-        bound = replace(settings, mqtt_port=port, ws_port=ws_port)
-        bridge = await stack.enter_async_context(open_bridge(bound, core, host, port, mqtt_ws_port=ws_port))
+    owner = settings.broker == "mosquitto"
+    broker_at = None if owner else broker_address(mqtt_url or "")
+    async with open_foreign_stack(settings, broker_at, admin=False) as stack:
+        generated = await ensure_admin_password(stack.core)
         shown = _display_host(settings)
-        _say(f"NXG MQTT is running on {'Mosquitto' if owner else f'mqtt://{host}:{port}'} (Ctrl-C to stop)")
-        _say(f"  Portal          http://{shown}:{bridge.http_port}/   <- open this first")
-        _say(f"  MQTT            mqtt://{shown if owner else host}:{port}")
-        if ws_port is not None:
-            _say(f"  MQTT/WebSocket  ws://{shown if owner else host}:{ws_port}/mqtt")
-        _say(f"  HTTP            http://{shown}:{bridge.http_port}/")
-        _say(f"  App WebSocket   ws://{shown}:{bridge.http_port}/ws/app")
-        _say(f"  Gateway         ws://{shown}:{bridge.http_port}/ws/gateway")
-        _say(f"  Broker hooks    {listener.url}/mqtt/auth (internal)")
+        mqtt_host = shown if owner else stack.mqtt_host
+        _say(
+            f"NXG MQTT is running on {'Mosquitto' if owner else f'mqtt://{mqtt_host}:{stack.mqtt_port}'} (Ctrl-C to stop)"
+        )
+        _say(f"  Portal          http://{shown}:{stack.bridge.http_port}/   <- open this first")
+        _say(f"  MQTT            mqtt://{mqtt_host}:{stack.mqtt_port}")
+        if stack.ws_port is not None:
+            _say(f"  MQTT/WebSocket  ws://{mqtt_host}:{stack.ws_port}/mqtt")
+        _say(f"  HTTP            http://{shown}:{stack.bridge.http_port}/")
+        _say(f"  App WebSocket   ws://{shown}:{stack.bridge.http_port}/ws/app")
+        _say(f"  Gateway         ws://{shown}:{stack.bridge.http_port}/ws/gateway")
+        _say(f"  Broker hooks    {stack.listener.url}/mqtt/auth (internal)")
         _say(f"  Data            {settings.data_dir.resolve()}")
         if generated:
             _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
