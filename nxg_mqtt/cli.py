@@ -159,9 +159,8 @@ async def _serve_foreign(settings: Settings, stop: asyncio.Event, mqtt_url: str 
         generated = await ensure_admin_password(stack.core)
         shown = _display_host(settings)
         mqtt_host = shown if owner else stack.mqtt_host
-        _say(
-            f"NXG MQTT is running on {'Mosquitto' if owner else f'mqtt://{mqtt_host}:{stack.mqtt_port}'} (Ctrl-C to stop)"
-        )
+        where = "Mosquitto" if owner else f"mqtt://{mqtt_host}:{stack.mqtt_port}"
+        _say(f"NXG MQTT is running on {where} (Ctrl-C to stop)")
         _say(f"  Portal          http://{shown}:{stack.bridge.http_port}/   <- open this first")
         _say(f"  MQTT            mqtt://{mqtt_host}:{stack.mqtt_port}")
         if stack.ws_port is not None:
