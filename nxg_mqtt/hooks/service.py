@@ -11,6 +11,10 @@ Presence: `connected` marks a device online; `disconnected` marks it offline unl
 connection that is no longer the device's current one (`conn`, sent by the Mosquitto plugin) or
 a takeover reason (EMQX's `takenover`/`discarded`): a takeover leaves the device online.
 
+Never wait for the broker inside a hook: the broker is blocked on our answer (Mosquitto runs its
+plugin on its one thread), and presence publishes through it. So the presence and command-
+readiness calls go to one queue, run in order by one task, after the answer has gone out.
+
 Kicks (reset/regenerate/delete/revoke, a key revoked, a pairing session past 60 s): the core
 publishes the client id on `KICK_TOPIC` through its MQTT link (the `bridge` role, the only one the
 ACL lets publish there); the Mosquitto plugin intercepts that topic, calls
@@ -21,6 +25,7 @@ ACL lets publish there); the Mosquitto plugin intercepts that topic, calls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -80,6 +85,8 @@ class HookService:
         self._kicked: set[str] = set()  # client ids kicked by us: their disconnect says so
         self._expiry: dict[str, asyncio.TimerHandle] = {}  # pairing sessions' 60 s limit
         self._tasks: set[asyncio.Task[None]] = set()
+        self._later: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
+        self._runner: asyncio.Task[None] | None = None
         self.counters = {"auth_allow": 0, "auth_deny": 0, "acl_allow": 0, "acl_deny": 0, "kicks": 0}
         core.devices.on_revoked(self._device_revoked)
         core.keys.on_revoked(self._key_revoked)
@@ -116,7 +123,7 @@ class HookService:
         ):
             # queued commands go out once the device subscribes; the broker adds the subscription
             # right after this answer, before it reads our publish from another socket
-            self._spawn(self.core.presence.subscribed_commands(client.serial or ""))
+            self._after(self.core.presence.subscribed_commands(client.serial or ""))
         return allowed
 
     def _subject(self, username: str | None, client_id: str) -> Client | None:
@@ -143,7 +150,7 @@ class HookService:
         self.clients[client_id] = client
         self._kicked.discard(client_id)
         if client.role is Role.DEVICE and client.serial:
-            await self.core.presence.connected(client.serial, "mqtt", peerhost)
+            self._after(self.core.presence.connected(client.serial, "mqtt", peerhost))
         elif client.role is Role.PAIR:
             loop = asyncio.get_running_loop()
             old = self._expiry.pop(client_id, None)
@@ -167,7 +174,7 @@ class HookService:
                 handle.cancel()
         if client.role is Role.DEVICE and client.serial:
             why = CloseReason.KICKED if client_id in self._kicked else _close_reason(reason)
-            await self.core.presence.disconnected(client.serial, why, "mqtt")
+            self._after(self.core.presence.disconnected(client.serial, why, "mqtt"))
         self._kicked.discard(client_id)
 
     # ---- kicks ----------------------------------------------------------------------------------
@@ -196,12 +203,39 @@ class HookService:
                 del self.clients[client.client_id]
                 await self.kick(client.client_id)
 
+    def _after(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` after the current answer, in the order asked (presence must not reorder)."""
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run_later(), name="nxg-hooks-later")
+        self._later.put_nowait(work)
+
+    async def _run_later(self) -> None:
+        while True:
+            work = await self._later.get()
+            try:
+                await work
+            except Exception:
+                log.exception("a presence update from the broker hooks failed")
+            finally:
+                self._later.task_done()
+
+    async def drain(self) -> None:
+        """Wait until the queued presence updates have run (tests, shutdown)."""
+        await self._later.join()
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        if self._runner is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drain(), 2.0)
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
         for handle in self._expiry.values():
             handle.cancel()
         for task in list(self._tasks):
