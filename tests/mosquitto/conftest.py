@@ -75,3 +75,38 @@ async def _mosquitto_stack(settings: Settings) -> AsyncIterator[Stack]:
     ):
         ports = BrokerPorts(foreign.mqtt_port, foreign.ws_port)
         yield Stack(foreign.core, cast(Any, ports), foreign.bridge, http)
+
+
+# bridge tests that drive the embedded engine itself (close it, publish through it): embedded only
+ENGINE_ONLY = {
+    "test_health_reports_a_lost_broker",
+    "test_slow_subscriber_is_closed_1013_and_never_delays_a_fast_one",
+}
+# PROTOCOL §6 "the one ts" on Mosquitto: the worker stamps and stores a message while Mosquitto
+# routes the device's own payload to the bridge and to keys, without `server_ts`; apps see the
+# bridge's receive time (a few ms later), and a message may reach an app before history holds it.
+# A known gap of the Mosquitto profile (README "Scaling out"); strict: fixing it makes these fail.
+ONE_TS_GAP = {
+    "test_one_telemetry_message_has_one_ts_on_every_surface",
+    "test_gateway_telemetry_and_acks_have_one_ts",
+    "test_a_rejected_payload_warning_has_one_ts",
+    "test_deep_payload_on_a_device_topic_is_a_warning_event",
+    "test_example_client_gets_all_four_types_from_an_mqtt_device",
+}
+# the same cause, seen as a race: an app may get a message before history holds it (not strict:
+# most runs the worker is first)
+HISTORY_LAG = {"test_history", "test_mqtt_and_ws_devices_through_one_app"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("broker_kind") != "mosquitto":
+            continue
+        name = item.name.split("[", 1)[0]
+        if name in ENGINE_ONLY:
+            item.add_marker(pytest.mark.skip(reason="drives the embedded engine directly"))
+        elif name in ONE_TS_GAP:
+            item.add_marker(pytest.mark.xfail(strict=True, reason="one ts: not stamped by Mosquitto (README)"))
+        elif name in HISTORY_LAG:
+            item.add_marker(pytest.mark.xfail(strict=False, reason="history may lag the app feed (README)"))

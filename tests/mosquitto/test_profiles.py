@@ -29,10 +29,12 @@ async def online(stack: Stack, serial: str) -> bool:
 
 
 async def eventually(check: Any, within_s: float = 5.0) -> bool:
-    async with asyncio.timeout(within_s):
-        while not await check():
-            await asyncio.sleep(0.02)
-    return True
+    """Whether the async `check()` holds within `within_s` (polled: it asks over HTTP)."""
+    for _ in range(int(within_s / 0.02)):
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(await check())
 
 
 async def history(stack: Stack, serial: str) -> list[dict[str, Any]]:
