@@ -131,6 +131,15 @@ async def test_presence_connect_disconnect_and_takeover(stack: Stack, paho: Clie
     await app.close()
 
 
+async def test_keepalive_timeout_takes_the_device_offline(stack: Stack, paho: Clients) -> None:
+    token = await paired(stack, "KA1")
+    device = paho("KA1")
+    assert await device.connect(stack.broker.mqtt_port, "KA1", token, keepalive=1) == 0
+    assert await eventually(lambda: online(stack, "KA1"))
+    device.client.loop_stop()  # silent from now on, the socket stays open: 1.5 x 1 s later it is dropped
+    assert await eventually(lambda: _offline(stack, "KA1"), 5.0)
+
+
 async def test_reset_kicks_within_a_second(stack: Stack, paho: Clients) -> None:
     port = stack.broker.mqtt_port
     token = await paired(stack, "K1")

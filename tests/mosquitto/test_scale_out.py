@@ -26,7 +26,7 @@ from nxg_mqtt.hooks.stack import open_foreign_stack
 from nxg_mqtt.settings import Settings
 from tests.factories import PASSWORD
 from tests.mosquitto.conftest import mosquitto_ready
-from tests.mqtt_client import Clients, TestClient
+from tests.mqtt_client import Clients, TestClient, wait_for
 
 DEVICES = 10
 MAX_INFLIGHT = 1000  # mosquitto.conf's max_inflight_messages
@@ -102,9 +102,7 @@ async def publish_all(devices: list[TestClient], phase: int, count: int, pause_e
             infos.append(device.publish_nowait(f"nxg/{device.client._client_id.decode()}/telemetry", body))
         if pause_every and seq % pause_every == 0:
             await asyncio.sleep(0.01)
-    async with asyncio.timeout(60):
-        while not all(info.is_published() for info in infos):
-            await asyncio.sleep(0.05)
+    assert await wait_for(lambda: all(info.is_published() for info in infos), 60)
     return len(infos)
 
 
