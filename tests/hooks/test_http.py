@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -147,3 +148,12 @@ async def test_presence_and_takeover(hooks: Hooks) -> None:
     await hooks.http.post("/mqtt/disconnected", json={"clientid": "H7", "conn": "c2"})
     await hooks.service.drain()
     assert not hooks.core.presence.is_online("H7")
+
+
+def test_serve_external_needs_a_broker_url(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from nxg_mqtt.cli import main
+
+    assert main(["serve", "--broker", "external", "--data", str(tmp_path)]) == 1
+    assert "--mqtt must look like mqtt://host:port" in capsys.readouterr().err
+    assert main(["serve", "--broker", "emqx", "--data", str(tmp_path)]) == 2
+    assert "expected one of embedded, mosquitto, external" in capsys.readouterr().err
