@@ -190,7 +190,9 @@ class HookService:
 
     async def _device_revoked(self, serial: str, why: RevokeReason) -> None:
         client = self.clients.get(serial)
-        if client is not None and client.role is Role.DEVICE:
+        # kicked even when this process does not remember it (it may have restarted since the
+        # device connected): a kick of a client id nobody holds is a no-op for the broker
+        if client is None or client.role is Role.DEVICE:
             await self.kick(serial)
         if why in (RevokeReason.REGENERATE, RevokeReason.DELETE):
             for other in list(self.clients.values()):
