@@ -9,7 +9,10 @@
  *                           publish and receive are cached for acl_cache_s (never subscribe: the
  *                           core learns from it that a device is ready for its queued commands)
  *   MOSQ_EVT_DISCONNECT  -> POST /mqtt/disconnected (presence)
- *   MOSQ_EVT_MESSAGE     -> a message on kick_topic (only the core's `bridge` login may publish
+ *   MOSQ_EVT_MESSAGE     -> a JSON object published on one of stamp_topics gets the receive time
+ *                           appended as `"<stamp_key>":<ms since the epoch>`, so the store, the
+ *                           bridge and every subscriber carry one time (PROTOCOL section 6);
+ *                           a message on kick_topic (only the core's `bridge` login may publish
  *                           there, the ACL says so) names a client id: it is kicked at once
  *                           (mosquitto_kick_client_by_clientid) and the ACL cache is dropped.
  *
@@ -35,6 +38,8 @@
  *   plugin_opt_acl_cache_s    5                       positive ACL answers kept this long
  *   plugin_opt_kick_topic     $nxg/kick
  *   plugin_opt_exact_connack  true
+ *   plugin_opt_stamp_topics   nxg/+/telemetry nxg/+/status nxg/+/event nxg/+/ack
+ *   plugin_opt_stamp_key      server_ts
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -76,6 +81,8 @@ static int timeout_ms = 2000;
 static int acl_cache_s = 5;
 static char kick_topic[128] = "$nxg/kick";
 static bool exact_connack = true;
+static char stamp_topics[512] = "";
+static char stamp_key[64] = "server_ts";
 static int hook_fd = -1;
 static struct cache_slot *cache;
 static unsigned cache_generation = 1;
@@ -433,6 +440,53 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+static bool stamp_wanted(const char *topic)
+{
+	char filters[sizeof(stamp_topics)];
+	char *save = NULL;
+	bool match = false;
+
+	snprintf(filters, sizeof(filters), "%s", stamp_topics);
+	for(char *f = strtok_r(filters, " ", &save); f && !match; f = strtok_r(NULL, " ", &save)){
+		if(mosquitto_topic_matches_sub(f, topic, &match) != MOSQ_ERR_SUCCESS) match = false;
+	}
+	return match;
+}
+
+/* `{...}` -> `{...,"<stamp_key>":<ms>}`; anything that is not a JSON object is left alone. */
+static int stamp(struct mosquitto_evt_message *ed)
+{
+	const char *p = ed->payload;
+	uint32_t start = 0, end = ed->payloadlen;
+	char tail[96];
+	struct timespec now;
+	char *out;
+	int n;
+	bool empty;
+
+	while(start < end && (p[start] == ' ' || p[start] == '\t' || p[start] == '\r' || p[start] == '\n')) start++;
+	while(end > start && (p[end - 1] == ' ' || p[end - 1] == '\t' || p[end - 1] == '\r' || p[end - 1] == '\n')) end--;
+	if(end - start < 2 || p[start] != '{' || p[end - 1] != '}') return MOSQ_ERR_SUCCESS;
+	empty = true;
+	for(uint32_t i = start + 1; i < end - 1; i++){
+		if(p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n'){
+			empty = false;
+			break;
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	n = snprintf(tail, sizeof(tail), "%s\"%s\":%lld}", empty ? "" : ",", stamp_key,
+			(long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+	if(n < 0 || (size_t)n >= sizeof(tail)) return MOSQ_ERR_SUCCESS;
+	out = mosquitto_malloc((size_t)(end - 1) + (size_t)n);
+	if(out == NULL) return MOSQ_ERR_NOMEM;
+	memcpy(out, p, end - 1);
+	memcpy(out + end - 1, tail, (size_t)n);
+	ed->payload = out; /* the broker frees the original */
+	ed->payloadlen = (end - 1) + (uint32_t)n;
+	return MOSQ_ERR_SUCCESS;
+}
+
 static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
@@ -440,7 +494,9 @@ static int on_message(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 
-	if(strcmp(ed->topic, kick_topic) != 0) return MOSQ_ERR_SUCCESS;
+	if(strcmp(ed->topic, kick_topic) != 0){
+		return stamp_topics[0] && ed->payloadlen > 0 && stamp_wanted(ed->topic) ? stamp(ed) : MOSQ_ERR_SUCCESS;
+	}
 	/* the ACL let only the core publish here; the payload is the client id to close */
 	if(ed->payloadlen > 0 && ed->payloadlen < sizeof(client_id)){
 		memcpy(client_id, ed->payload, ed->payloadlen);
@@ -482,6 +538,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			acl_cache_s = atoi(value);
 		}else if(!strcmp(key, "kick_topic")){
 			snprintf(kick_topic, sizeof(kick_topic), "%s", value);
+		}else if(!strcmp(key, "stamp_topics")){
+			snprintf(stamp_topics, sizeof(stamp_topics), "%s", value);
+		}else if(!strcmp(key, "stamp_key")){
+			snprintf(stamp_key, sizeof(stamp_key), "%s", value);
 		}else if(!strcmp(key, "exact_connack")){
 			exact_connack = !strcmp(value, "true");
 		}

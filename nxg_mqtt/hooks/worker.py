@@ -12,6 +12,11 @@ each message goes to one of them. Telemetry, status and events are validated and
 payload: dropped and recorded as a Warning event, by the ingest service); manifests, acks,
 command requests and pairing requests are handed to the same services the plugins call.
 
+The one `ts` (PROTOCOL §6): Mosquitto's plugin appends the receive time to device data
+(`,"server_ts":<ms>}`, `plugin_opt_stamp_topics`); the worker takes it off again (`unstamp`) and
+stores the message with that ts, while the bridge and keys see it in the payload, exactly as the
+embedded broker's ingest stamps what it routes. A broker that does not stamp: the worker's clock.
+
 Durability: a QoS 1 message is acknowledged to the broker only once the history batch holding it
 has committed (or once its handler finished), so a process killed with messages in flight loses
 only what the broker itself drops for a vanished clean session: at most `max_inflight_messages`
@@ -24,13 +29,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 
 from bridge.link import MqttLink
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import NxgError, PayloadRejected
 from nxg_mqtt.hooks.service import HookService
 from nxg_mqtt.mqtt import codec
-from nxg_mqtt.protocol import DEVICE_DATA, Role
+from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, Role
 from nxg_mqtt.services.command_requests import handle_command_request
 from nxg_mqtt.services.pairing import answer_pair_request
 from nxg_mqtt.topics import Channel, pair_reply_topic, parse_device_topic, parse_pair_request
@@ -102,8 +108,12 @@ class MqttWorker:
         """Device data is taken on the reader's turn (no task per message); the rest is queued."""
         parsed = parse_device_topic(packet.topic)
         if parsed is not None and parsed.channel in DEVICE_DATA:
+            raw, ts = unstamp(packet.payload)
+            if parsed.channel is Channel.EVENT and _published_by_the_core(raw):
+                _ack(packet, writer)
+                return
             try:
-                self.core.ingest.accept(parsed.serial, parsed.channel, packet.payload)
+                self.core.ingest.accept(parsed.serial, parsed.channel, raw, ts)
             except PayloadRejected:
                 self.rejected += 1
                 _ack(packet, writer)
@@ -146,8 +156,9 @@ class MqttWorker:
         if parsed is None:
             return
         if parsed.channel is Channel.ACK:
+            raw, ts = unstamp(packet.payload)
             with contextlib.suppress(PayloadRejected):
-                await self.core.commands.on_ack(parsed.serial, packet.payload)
+                await self.core.commands.on_ack(parsed.serial, raw, ts)
         elif parsed.channel is Channel.MANIFEST:
             if packet.payload:
                 with contextlib.suppress(NxgError):
@@ -157,6 +168,30 @@ class MqttWorker:
             await handle_command_request(
                 self.core.commands, self.link, settings.max_payload_bytes, parsed.serial, packet.payload, "mqtt"
             )
+
+
+_STAMP = re.compile(rb'(,?)"' + SERVER_TS.encode() + rb'":(\d{1,15})\}\s*$')
+
+
+def unstamp(payload: bytes) -> tuple[bytes, int | None]:
+    """The payload as the device sent it, and the broker's stamp (None when there is none)."""
+    match = _STAMP.search(payload)
+    if match is None:
+        return payload, None
+    return payload[: match.start()] + b"}", int(match.group(2))
+
+
+def _published_by_the_core(raw: bytes) -> bool:
+    """A Warning event the core published (stamped before the broker stamped it again), coming back
+    through the shared subscription: already stored. (A device that sends a `server_ts` key of its
+    own in an event only loses that event.)"""
+    if SERVER_TS.encode() not in raw:
+        return False
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and SERVER_TS in value
 
 
 def _ack(packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
