@@ -3,20 +3,20 @@
 #   scripts/setup.sh               what serving needs, nothing else (no system packages)
 #   scripts/setup.sh --with-tests  + the test/lint tools and the system packages the tests build against
 #                                  (libmosquitto, a C toolchain, libwebsockets, cJSON and cmocka: the firmware;
-#                                  Chromium for the portal's browser tests, never a downloaded browser)
-#   scripts/setup.sh --bench       + Mosquitto (the benchmark baseline and the Mosquitto profile)
-# With --with-tests it also installs Mosquitto and its plugin headers (mosquitto-dev) and builds
-# mosquitto/nxg_plugin.so: the tests run the system on Mosquitto too (README "Scaling out").
+#                                  Chromium for the portal's browser tests, never a downloaded browser;
+#                                  Mosquitto and its plugin headers, mosquitto-dev: the tests run the system on
+#                                  Mosquitto too, README "Scaling out")
+#   scripts/setup.sh --bench       the same (Mosquitto is also the benchmark baseline and profile (d))
+# When the plugin headers are there it builds mosquitto/nxg_plugin.so (make -C mosquitto).
 # It never stops or disables a service on this machine: the tests and benchmarks use port 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_tests=0
-bench=0
 for arg in "$@"; do
     case "$arg" in
         --with-tests) with_tests=1 ;;
-        --bench) with_tests=1; bench=1 ;;
+        --bench) with_tests=1 ;;
         *) echo "usage: scripts/setup.sh [--with-tests] [--bench]" >&2; exit 2 ;;
     esac
 done
@@ -24,8 +24,6 @@ done
 need_apt=()
 if [ "$with_tests" = 1 ]; then
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-fi
-if [ "$with_tests" = 1 ]; then
     for pkg in libmosquitto-dev mosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
