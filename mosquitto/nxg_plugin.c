@@ -35,7 +35,7 @@
  *   plugin_opt_url            http://127.0.0.1:8090   the hook listener (plain HTTP, IPv4)
  *   plugin_opt_secret         ...                     the core's internal secret (Bearer)
  *   plugin_opt_timeout_ms     2000                    per hook call
- *   plugin_opt_acl_cache_s    5                       positive ACL answers kept this long
+ *   plugin_opt_acl_cache_s    60                      positive ACL answers kept at most this long
  *   plugin_opt_kick_topic     $nxg/kick
  *   plugin_opt_exact_connack  true
  *   plugin_opt_stamp_topics   nxg/+/telemetry nxg/+/status nxg/+/event nxg/+/ack
@@ -65,6 +65,7 @@
 #define CACHE_SLOTS 8192
 #define CACHE_KEY_MAX 240
 #define CLIENT_TAG_EPOLL 2 /* enum struct_ident's id_client in Mosquitto 2.0 */
+#define SUPERUSERS_MAX 64
 
 struct cache_slot {
 	uint64_t hash;
@@ -78,12 +79,16 @@ static char hook_host[64] = "127.0.0.1";
 static int hook_port = 8090;
 static char auth_header[512];
 static int timeout_ms = 2000;
-static int acl_cache_s = 5;
+static int acl_cache_s = 60;
 static char kick_topic[128] = "$nxg/kick";
 static bool exact_connack = true;
 static char stamp_topics[512] = "";
 static char stamp_key[64] = "server_ts";
 static int hook_fd = -1;
+/* clients the hooks called superusers (`is_superuser`, EMQX's meaning: no ACL check): the core's
+ * own logins. Remembered by client id and user name while connected, so the broker does not ask
+ * about every message they receive. */
+static char superusers[SUPERUSERS_MAX][2][128];
 static struct cache_slot *cache;
 static unsigned cache_generation = 1;
 
@@ -306,6 +311,36 @@ static int refuse(struct mosquitto *client, int code)
 	return MOSQ_ERR_UNKNOWN; /* the broker closes the connection and sends nothing more */
 }
 
+/* ---- superusers -------------------------------------------------------------------------------- */
+
+static int superuser_slot(const char *client_id, const char *username)
+{
+	if(client_id == NULL || username == NULL) return -1;
+	for(int i = 0; i < SUPERUSERS_MAX; i++){
+		if(superusers[i][0][0] && !strcmp(superusers[i][0], client_id) && !strcmp(superusers[i][1], username)) return i;
+	}
+	return -1;
+}
+
+static void superuser_set(const char *client_id, const char *username, bool on)
+{
+	int slot = superuser_slot(client_id, username);
+	if(!on){
+		if(slot >= 0) superusers[slot][0][0] = '\0';
+		return;
+	}
+	if(slot >= 0 || client_id == NULL || username == NULL) return;
+	if(strlen(client_id) >= sizeof(superusers[0][0]) || strlen(username) >= sizeof(superusers[0][1])) return;
+	for(int i = 0; i < SUPERUSERS_MAX; i++){
+		if(!superusers[i][0][0]){
+			snprintf(superusers[i][0], sizeof(superusers[i][0]), "%s", client_id);
+			snprintf(superusers[i][1], sizeof(superusers[i][1]), "%s", username);
+			return;
+		}
+	}
+	/* full: that client is simply asked about like any other */
+}
+
 /* ---- events ----------------------------------------------------------------------------------- */
 
 static int on_basic_auth(int event, void *event_data, void *userdata)
@@ -334,6 +369,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		if(code < 1 || code > 5) code = 5;
 		return refuse(ed->client, code);
 	}
+	superuser_set(mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
 	/* presence: the broker has no connect event in 2.0; an accepted CONNECT is one */
 	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
 	b.len = 1;
@@ -377,6 +413,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 
+	if(superuser_slot(client_id, username) >= 0) return MOSQ_ERR_SUCCESS;
 	switch(ed->access){
 		case MOSQ_ACL_WRITE: action = "publish"; break;
 		case MOSQ_ACL_READ: action = "receive"; break;
@@ -411,7 +448,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		memcpy(slot->key, key, sizeof(slot->key));
 		slot->hash = hash;
 		slot->generation = cache_generation;
-		slot->expires = now + acl_cache_s;
+		/* spread over [ttl/2, ttl]: entries made together must not all be asked again together,
+		 * the broker waits for each answer */
+		slot->expires = now + acl_cache_s / 2 + (time_t)(hash % (uint64_t)(acl_cache_s / 2 + 1));
 	}
 	return MOSQ_ERR_SUCCESS;
 }
@@ -429,6 +468,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 	/* a refused CONNECT has no client id any more: only accepted clients are reported */
 	if(client_id == NULL || username == NULL) return MOSQ_ERR_SUCCESS;
+	superuser_set(client_id, username, false);
 	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
 	put_field(&b, "username", username);
 	put_field(&b, "clientid", client_id);
