@@ -4,7 +4,9 @@
  * This file holds no NXG rule. Every decision is an HTTP call to the core's internal hook listener
  * (nxg_mqtt/hooks/http.py, EMQX 5's authn/authz shapes), over one kept-alive connection:
  *
- *   MOSQ_EVT_BASIC_AUTH  -> POST /mqtt/auth, then POST /mqtt/connected when allowed
+ *   MOSQ_EVT_BASIC_AUTH  -> POST /mqtt/auth with `conn` (this connection's name): allowed, it
+ *                           is also the connection event (the broker waits for every call: one
+ *                           per CONNECT, not two; Mosquitto 2.0 has no connect event)
  *   MOSQ_EVT_ACL_CHECK   -> POST /mqtt/acl (publish / subscribe / receive); positive answers for
  *                           publish and receive are cached for acl_cache_s (never subscribe: the
  *                           core learns from it that a device is ready for its queued commands)
@@ -354,10 +356,12 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 
+	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
 	put_field(&b, "username", ed->username);
 	put_field(&b, "password", ed->password);
 	put_field(&b, "clientid", mosquitto_client_id(ed->client));
 	put_field(&b, "peerhost", mosquitto_client_address(ed->client));
+	put_field(&b, "conn", conn);
 	put(&b, "}", 1);
 	if(b.overflow) return refuse(ed->client, 5);
 	status = hook_call("/mqtt/auth", b.data, b.len, answer, sizeof(answer));
@@ -370,18 +374,6 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return refuse(ed->client, code);
 	}
 	superuser_set(mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
-	/* presence: the broker has no connect event in 2.0; an accepted CONNECT is one */
-	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
-	b.len = 1;
-	b.data[1] = '\0';
-	put_field(&b, "username", ed->username);
-	put_field(&b, "clientid", mosquitto_client_id(ed->client));
-	put_field(&b, "peerhost", mosquitto_client_address(ed->client));
-	put_field(&b, "conn", conn);
-	put(&b, "}", 1);
-	if(hook_call("/mqtt/connected", b.data, b.len, answer, sizeof(answer)) != 200){
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: presence of %s not reported", mosquitto_client_id(ed->client));
-	}
 	return MOSQ_ERR_SUCCESS;
 }
 

@@ -3,16 +3,18 @@
     async with open_hook_listener(hooks, settings) as listener:
         print(listener.port)   # settings.hook_port may be 0
 
-- `POST /mqtt/auth` `{"username","password","clientid","peerhost"}` →
+- `POST /mqtt/auth` `{"username","password","clientid","peerhost","conn"?}` →
   `{"result":"allow","is_superuser":bool}` or `{"result":"deny","reason_code":4,"reason":"..."}`
 - `POST /mqtt/acl` `{"username","clientid","topic","action","qos"?}` → `{"result":"allow"|"deny"}`;
   `action` is `publish`, `subscribe` or `receive` (a delivery: Mosquitto's read check)
 - `POST /mqtt/connected` `{"username","clientid","peerhost"?,"conn"?}` → `{"result":"ok"}`
 - `POST /mqtt/disconnected` `{"username"?,"clientid","conn"?,"reason"?}` → `{"result":"ok"}`
 
-`reason_code` is the MQTT 3.1.1 CONNACK code of PROTOCOL §2 (EMQX ignores it; the Mosquitto
-plugin sends it to the client). Every request carries `Authorization: Bearer <internal secret>`
-(the secret the `bridge` user logs in with); without it: 401. A body that is not such an object:
+With `conn` (the Mosquitto plugin's name for the connection) an allowed CONNECT also counts as
+`/mqtt/connected`: one blocking call per CONNECT. `reason_code` is the MQTT 3.1.1 CONNACK code
+of PROTOCOL §2 (EMQX ignores it; the Mosquitto plugin sends it to the client). Every request
+carries `Authorization: Bearer <internal secret>` (the secret the `bridge` user logs in with);
+without it: 401. A body that is not such an object:
 400 `{"error","code":"HOOK_REQUEST_INVALID"}`. The listener binds `hook_host` (loopback by
 default): the hooks answer questions about credentials, so they are never a public endpoint.
 """
@@ -85,10 +87,11 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
                 _text(body, "clientid") or "",
                 _text(body, "peerhost", required=False) or "unknown",
             )
+            conn = _text(body, "conn", required=False)
         except _BadRequest as exc:
             return bad(exc)
         try:
-            grant = await hooks.authenticate(creds)
+            grant = await hooks.authenticate(creds, conn)
         except ConnectRefused as exc:
             return JSONResponse({"result": "deny", "reason_code": exc.return_code, "reason": exc.message})
         return JSONResponse({"result": "allow", "is_superuser": grant.superuser})

@@ -93,8 +93,10 @@ class HookService:
 
     # ---- auth and ACL ---------------------------------------------------------------------------
 
-    async def authenticate(self, creds: Credentials) -> Grant:
-        """The grant, or `ConnectRefused` with the CONNACK code PROTOCOL §2 names."""
+    async def authenticate(self, creds: Credentials, conn: str | None = None) -> Grant:
+        """The grant, or `ConnectRefused` with the CONNACK code PROTOCOL §2 names. With `conn` (the
+        broker's name for this connection: the Mosquitto plugin sends it) an accepted CONNECT is
+        also the connection event: one call per CONNECT instead of two, the broker waits for each."""
         try:
             grant = await self.access.authenticate(creds)
             held = self.clients.get(creds.client_id)
@@ -108,6 +110,8 @@ class HookService:
         self.clients[creds.client_id] = Client(
             creds.client_id, grant, held.conn if held else None, held is not None and held.connected
         )
+        if conn is not None:
+            await self.connected(creds.username, creds.client_id, creds.source, conn)
         return grant
 
     def allowed(self, username: str | None, client_id: str, topic: str, action: AclAction) -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -88,6 +89,8 @@ class MqttWorker:
         self._task: asyncio.Task[None] | None = None
         self.stored = 0
         self.rejected = 0
+        self._batch: asyncio.Future[None] | None = None  # the history batch now filling
+        self._batch_acks: list[tuple[int, asyncio.StreamWriter]] = []
 
     async def start(self, within_s: float = 5.0) -> None:
         self._task = asyncio.get_running_loop().create_task(self._consume(), name="nxg-worker")
@@ -120,10 +123,14 @@ class MqttWorker:
                 return
             self.stored += 1
             durable = self.core.ingest.committed()
-            if durable is None:
+            if durable is None or packet.qos == 0 or packet.packet_id is None:
                 _ack(packet, writer)
-            else:
-                durable.add_done_callback(lambda done: None if done.exception() else _ack(packet, writer))
+                return
+            if durable is not self._batch:
+                # one callback per batch, the batch's PUBACKs in one write per connection
+                self._batch, self._batch_acks = durable, []
+                durable.add_done_callback(functools.partial(_ack_batch, self._batch_acks))
+            self._batch_acks.append((packet.packet_id, writer))
             return
         self._queue.put_nowait((packet, writer))
 
@@ -192,6 +199,18 @@ def _published_by_the_core(raw: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(value, dict) and SERVER_TS in value
+
+
+def _ack_batch(acks: list[tuple[int, asyncio.StreamWriter]], done: asyncio.Future[None]) -> None:
+    """The batch committed: acknowledge its messages (a failed commit acknowledges nothing)."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    by_writer: dict[asyncio.StreamWriter, list[bytes]] = {}
+    for packet_id, writer in acks:
+        by_writer.setdefault(writer, []).append(codec.encode_puback(packet_id))
+    for writer, packets in by_writer.items():
+        if not writer.is_closing():
+            writer.write(b"".join(packets))
 
 
 def _ack(packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
