@@ -157,3 +157,22 @@ def test_serve_external_needs_a_broker_url(capsys: pytest.CaptureFixture[str], t
     assert "--mqtt must look like mqtt://host:port" in capsys.readouterr().err
     assert main(["serve", "--broker", "emqx", "--data", str(tmp_path)]) == 2
     assert "expected one of embedded, mosquitto, external" in capsys.readouterr().err
+
+
+async def test_an_allowed_connect_with_its_connection_name_is_the_connection_event(hooks: Hooks) -> None:
+    """The Mosquitto plugin's one call per CONNECT: `conn` in /mqtt/auth marks the device online."""
+    device = await hooks.core.devices.create("H8")
+    paired = await hooks.core.devices.complete_pairing("H8", device.code, "test")
+    body = {"username": "H8", "password": paired.token, "clientid": "H8", "peerhost": "10.0.0.9", "conn": "c1"}
+    assert (await hooks.http.post("/mqtt/auth", json=body)).json()["result"] == "allow"
+    await hooks.service.drain()
+    assert hooks.core.presence.is_online("H8")
+    body["password"] = "nxgt_wrong"  # a refused CONNECT is no connection event
+    body["conn"] = "c2"
+    assert (await hooks.http.post("/mqtt/auth", json=body)).json()["reason_code"] == 5
+    await hooks.http.post("/mqtt/disconnected", json={"clientid": "H8", "conn": "c2"})
+    await hooks.service.drain()
+    assert hooks.core.presence.is_online("H8")
+    await hooks.http.post("/mqtt/disconnected", json={"clientid": "H8", "conn": "c1"})
+    await hooks.service.drain()
+    assert not hooks.core.presence.is_online("H8")
