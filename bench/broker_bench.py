@@ -39,13 +39,15 @@ from bench.brokers import (
     start_amqtt,
     start_mosquitto,
     start_nxg,
+    start_nxg_mosquitto,
 )
 from bench.common import GRACE_S, Cred, StormJob, percentile
 from bench.nxg import Store, provision, serials
 from bench.runner import IdleSession, PhaseResult, Runner, StormPhaseResult
 
-BROKERS: dict[str, str] = {"a": "amqtt", "b": "nxg", "c": "mosquitto"}
-TITLES: dict[str, str] = {"a": "(a) amqtt", "b": "(b) NXG", "c": "(c) mosquitto"}
+# (d): the same NXG system on Mosquitto (`serve --broker mosquitto`, README "Scaling out")
+BROKERS: dict[str, str] = {"a": "amqtt", "b": "nxg", "c": "mosquitto", "d": "nxg-mosquitto"}
+TITLES: dict[str, str] = {"a": "(a) amqtt", "b": "(b) NXG", "c": "(c) mosquitto", "d": "(d) NXG/mosquitto"}
 KINDS = ("q0", "q1", "paced")
 
 
@@ -225,7 +227,8 @@ class Bench:
             )
             self.tick("NXG: starting broker")
             n_pub, n_idle = cfg.devices, cfg.idle_devices
-            bp = start_nxg(bdir / "data", bdir, creds[: n_pub + n_idle], new_secret())
+            start = start_nxg_mosquitto if key == "d" else start_nxg
+            bp = start(bdir / "data", bdir, creds[: n_pub + n_idle], new_secret())
             self.brokers.append(bp)
             return bp, creds[:n_pub], creds[n_pub : n_pub + n_idle], creds[n_pub + n_idle :]
         self.brokers.append(bp)
@@ -253,7 +256,7 @@ class Bench:
         """(b): a share of the attempts fail — half a wrong token for a real device, half a wrong
         connection code — from their own source address; (a)/(c): all anonymous."""
         cfg = self.cfg
-        if key != "b":
+        if key not in ("b", "d"):
             return StormJob(bp.host, bp.port, creds, concurrency=cfg.storm_concurrency)
         n_bad = min(len(creds), round(cfg.storm * max(0.0, min(1.0, cfg.storm_bad))))
         good, rest = creds[: len(creds) - n_bad], creds[len(creds) - n_bad :]
@@ -832,7 +835,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     for item in (x.strip().lower() for x in ns.only.split(",") if x.strip()):
         key = item if item in BROKERS else names.get(item)
         if key is None:
-            p.error(f"--only: unknown broker {item!r} (a/amqtt, b/nxg, c/mosquitto)")
+            p.error(f"--only: unknown broker {item!r} (a/amqtt, b/nxg, c/mosquitto, d/nxg-mosquitto)")
         if key not in only:
             only.append(key)
     return Config(

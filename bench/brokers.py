@@ -206,3 +206,51 @@ def start_nxg(
 
 def new_secret() -> str:
     return secrets.token_urlsafe(24)
+
+
+def start_nxg_mosquitto(data_dir: Path, workdir: Path, devices: list[Cred], secret: str) -> BrokerProc:
+    """The Mosquitto profile: `nxg-mqtt serve --broker mosquitto` (Mosquitto as its child, with the
+    NXG plugin and the shipped mosquitto.conf; the serving process stores through shared
+    subscriptions). Same data directory, logins and store as `start_nxg`; RSS counts both processes."""
+    reason = nxg_available()
+    if reason:
+        raise BrokerUnavailable(reason)
+    if mosquitto_path() is None:
+        raise BrokerUnavailable("mosquitto not installed (scripts/setup.sh --with-tests)")
+    if not (ROOT / "mosquitto" / "nxg_plugin.so").exists():
+        raise BrokerUnavailable("mosquitto/nxg_plugin.so not built (make -C mosquitto)")
+    env = dict(os.environ, NXG_INTERNAL_SECRET=secret, PYTHONUNBUFFERED="1")
+    cmd = [
+        *nxg_command(),
+        "serve",
+        "--broker",
+        "mosquitto",
+        "--host",
+        "127.0.0.1",
+        "--mqtt-port",
+        "0",
+        "--ws-port",
+        "off",
+        "--http-port",
+        "0",
+        "--data",
+        str(data_dir),
+    ]
+    log_path = workdir / "nxg-mosquitto.log"
+    proc = _popen(cmd, log_path, env)
+    bp = BrokerProc("nxg-mosquitto", proc, 0, log_path, stop_signal=signal.SIGINT)
+    bp.devices = devices
+    bp.subscriber = Cred("bridge-bench", "bridge", secret)
+    bp.db_path = data_dir / "nxg.sqlite3"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if not bp.alive():
+            raise RuntimeError(f"nxg serve --broker mosquitto exited at start:\n{bp.log_tail()}")
+        match = PORT_RE.search(log_path.read_text(errors="replace"))
+        if match:
+            bp.port = int(match.group(1))
+            _wait_port(bp)
+            return bp
+        time.sleep(0.1)
+    bp.stop()
+    raise RuntimeError(f"nxg serve --broker mosquitto printed no mqtt://host:port within 60s:\n{bp.log_tail()}")

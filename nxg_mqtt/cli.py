@@ -107,8 +107,12 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+async def _serve(settings: Settings, stop: asyncio.Event, mqtt_url: str | None = None) -> None:
     from bridge.server import open_bridge
+
+    if settings.broker != "embedded":
+        await _serve_foreign(settings, stop, mqtt_url)
+        return
     from nxg_mqtt.broker.embedded import open_broker, tune_gc
 
     async with open_core(settings, serve=True) as core:
@@ -147,6 +151,37 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                     _say("  Admin password  (as set; stored hashed)")
                 await stop.wait()
                 _say("stopping…")
+
+
+async def _serve_foreign(settings: Settings, stop: asyncio.Event, mqtt_url: str | None) -> None:
+    """`--broker mosquitto` (a child Mosquitto from mosquitto.conf) or `--broker external --mqtt URL`:
+    the hooks answer the broker's auth/ACL/presence questions, the worker takes device traffic
+    from shared subscriptions, the bridge serves HTTP as always (README "Scaling out")."""
+    from nxg_mqtt.hooks.stack import open_foreign_stack
+
+    owner = settings.broker == "mosquitto"
+    broker_at = None if owner else broker_address(mqtt_url or "")
+    async with open_foreign_stack(settings, broker_at, admin=False) as stack:
+        generated = await ensure_admin_password(stack.core)
+        shown = _display_host(settings)
+        mqtt_host = shown if owner else stack.mqtt_host
+        where = "Mosquitto" if owner else f"mqtt://{mqtt_host}:{stack.mqtt_port}"
+        _say(f"NXG MQTT is running on {where} (Ctrl-C to stop)")
+        _say(f"  Portal          http://{shown}:{stack.bridge.http_port}/   <- open this first")
+        _say(f"  MQTT            mqtt://{mqtt_host}:{stack.mqtt_port}")
+        if stack.ws_port is not None:
+            _say(f"  MQTT/WebSocket  ws://{mqtt_host}:{stack.ws_port}/mqtt")
+        _say(f"  HTTP            http://{shown}:{stack.bridge.http_port}/")
+        _say(f"  App WebSocket   ws://{shown}:{stack.bridge.http_port}/ws/app")
+        _say(f"  Gateway         ws://{shown}:{stack.bridge.http_port}/ws/gateway")
+        _say(f"  Broker hooks    {stack.listener.url}/mqtt/auth (internal)")
+        _say(f"  Data            {settings.data_dir.resolve()}")
+        if generated:
+            _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
+        else:
+            _say("  Admin password  (as set; stored hashed)")
+        await stop.wait()
+        _say("stopping…")
 
 
 def _reload_on_sighup(*reloaders: Callable[[], None]) -> None:
@@ -330,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg = config.add_data_flag
 
     serve = sub.add_parser("serve", help="run the embedded broker and the bridge (the default setup)")
+    serve.add_argument("--mqtt", help="with --broker external: the broker, mqtt://host:port")
     config.add_setting_flags(serve)
     broker = sub.add_parser("broker", help="run the broker alone (MQTT/WebSocket only with --ws-port)")
     config.add_setting_flags(broker)
@@ -440,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
             # message); the OSError handler below covers a port taken in between
             raise OSError(errno.EADDRINUSE, "address already in use")
         if args.command == "serve":
-            _run(lambda stop: _serve(settings, stop))
+            if settings.broker == "external":
+                broker_address(args.mqtt or "")  # checked before anything starts
+            _run(lambda stop: _serve(settings, stop, args.mqtt))
         elif args.command == "broker":
             _run(lambda stop: _broker(settings, stop))
         elif args.command == "bridge":
@@ -482,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 def _taken_ports(settings: Settings, command: str) -> list[tuple[str, str, int]]:
     """(what, flag, port) of each fixed port `command` would listen on that is in use now."""
     ports: list[tuple[str, str, int | None]] = []
-    if command in ("serve", "broker"):
+    if command == "broker" or (command == "serve" and settings.broker != "external"):
         ports += [("MQTT", "--mqtt-port", settings.mqtt_port), ("MQTT/WebSocket", "--ws-port", settings.ws_port)]
     if command in ("serve", "bridge"):
         ports.append(("HTTP", "--http-port", settings.http_port))

@@ -29,6 +29,10 @@ FLAGS = {
 OFF_FLAGS = {"ws_port": "--no-ws", "wss_port": "--no-wss"}
 SECRETS = frozenset({"admin_password", "internal_secret"})
 HELP = {
+    "broker": "embedded, mosquitto (a child Mosquitto with mosquitto.conf) or external (serve --mqtt URL)",
+    "mosquitto_bin": "the Mosquitto 2 executable for --broker mosquitto",
+    "hook_host": "address of the internal auth/ACL/presence hooks for another broker",
+    "hook_port": "port of those hooks (0 = any free)",
     "data_dir": "data directory",
     "host": "address to listen on",
     "mqtt_port": "MQTT TCP port (0 = any free)",

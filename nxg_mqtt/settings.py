@@ -91,6 +91,13 @@ class Settings:
 
     # metrics: False skips the per-message counting behind GET /metrics (to measure what it costs)
     metrics: bool = True
+    # another broker instead of the embedded one (README "Scaling out"): `mosquitto` runs
+    # Mosquitto as a child with mosquitto.conf, `external` uses one someone else runs (`serve --mqtt`);
+    # both reach the core's auth/ACL/presence decisions through the hook listener
+    broker: str = "embedded"
+    mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
+    hook_host: str = "127.0.0.1"  # the internal HTTP hooks (/mqtt/auth, /mqtt/acl, ...): loopback by default
+    hook_port: int = 0  # 0 = any free port (Mosquitto's generated config names it); EMQX needs a fixed one
 
     # logs
     log_level: str = "info"
@@ -114,8 +121,12 @@ _ENV_PREFIX = "NXG_"
 TRUE = ("true", "1", "yes")
 FALSE = ("false", "0", "no")
 OFF = ("", "none", "off")  # an optional port switched off
-CHOICES = {"log_level": ("debug", "info", "warning", "error"), "log_format": ("text", "json")}
-_PORTS = {"mqtt_port", "ws_port", "http_port", "mqtts_port", "wss_port"}
+CHOICES = {
+    "broker": ("embedded", "mosquitto", "external"),
+    "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("text", "json"),
+}
+_PORTS = {"mqtt_port", "ws_port", "http_port", "mqtts_port", "wss_port", "hook_port"}
 
 
 @cache

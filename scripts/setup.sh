@@ -3,28 +3,28 @@
 #   scripts/setup.sh               what serving needs, nothing else (no system packages)
 #   scripts/setup.sh --with-tests  + the test/lint tools and the system packages the tests build against
 #                                  (libmosquitto, a C toolchain, libwebsockets, cJSON and cmocka: the firmware;
-#                                  Chromium for the portal's browser tests, never a downloaded browser)
-#   scripts/setup.sh --bench       + Mosquitto (the benchmark baseline and the Mosquitto profile)
+#                                  Chromium for the portal's browser tests, never a downloaded browser;
+#                                  Mosquitto and its plugin headers, mosquitto-dev: the tests run the system on
+#                                  Mosquitto too, README "Scaling out")
+#   scripts/setup.sh --bench       the same (Mosquitto is also the benchmark baseline and profile (d))
+# When the plugin headers are there it builds mosquitto/nxg_plugin.so (make -C mosquitto).
 # It never stops or disables a service on this machine: the tests and benchmarks use port 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_tests=0
-bench=0
 for arg in "$@"; do
     case "$arg" in
         --with-tests) with_tests=1 ;;
-        --bench) with_tests=1; bench=1 ;;
+        --bench) with_tests=1 ;;
         *) echo "usage: scripts/setup.sh [--with-tests] [--bench]" >&2; exit 2 ;;
     esac
 done
 
 need_apt=()
-if [ "$bench" = 1 ]; then
-    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-fi
 if [ "$with_tests" = 1 ]; then
-    for pkg in libmosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+    for pkg in libmosquitto-dev mosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
 fi
@@ -45,4 +45,9 @@ if [ "$with_tests" = 1 ]; then
     .venv/bin/python -m pip install -q -e ".[dev]"
 else
     .venv/bin/python -m pip install -q -e .
+fi
+
+# the Mosquitto plugin (`nxg-mqtt serve --broker mosquitto`): built when the headers are there
+if [ -f /usr/include/mosquitto_broker.h ] && command -v make >/dev/null 2>&1; then
+    make -s -C mosquitto >/dev/null || echo "warning: could not build mosquitto/nxg_plugin.so" >&2
 fi

@@ -12,6 +12,14 @@ from tests.factories import make_settings
 from tests.mqtt_client import Clients
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--broker",
+        choices=("embedded", "mosquitto"),
+        help="run the two-broker tests (tests/mosquitto) on this broker only (default: both)",
+    )
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """`make_settings(tmp_path)`: the defaults every stack in the suite starts from."""

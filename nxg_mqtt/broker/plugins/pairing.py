@@ -12,15 +12,13 @@ import json
 import logging
 from typing import Any
 
-from nxg_mqtt import messages
 from nxg_mqtt.broker.message import IncomingMessage
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.broker.server import BrokerContext
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.core import Core
-from nxg_mqtt.errors import NxgError
-from nxg_mqtt.protocol import CloseReason, Role, Schema
-from nxg_mqtt.services import credentials
+from nxg_mqtt.protocol import CloseReason, Role
+from nxg_mqtt.services.pairing import answer_pair_request
 from nxg_mqtt.topics import pair_reply_topic, parse_pair_request
 
 log = logging.getLogger(__name__)
@@ -42,19 +40,14 @@ class PairingPlugin(NxgPlugin):
         return False
 
     async def _pair(self, session: BrokerSession, data: bytes) -> dict[str, Any]:
-        bound_code = session.pairing_code or ""
-        try:
-            request = messages.decode_object(data, self.settings.max_payload_bytes) if data else {}
-            messages.validate(Schema.PAIR_REQUEST, request)
-            given = request.get("code")
-            if given is not None and credentials.normalize_code(given) != bound_code:
-                return {"t": "pair_error", "error": "code does not match this pairing session"}
-            paired = await self.core.devices.complete_pairing(
-                session.serial or "", bound_code, session.remote_address or "unknown"
-            )
-        except NxgError as exc:
-            return {"t": "pair_error", "error": exc.message}
-        return {"t": "pair_ok", "serial": paired.serial, "token": paired.token}
+        return await answer_pair_request(
+            self.core.devices,
+            self.settings.max_payload_bytes,
+            session.serial or "",
+            session.pairing_code or "",
+            data,
+            session.remote_address or "unknown",
+        )
 
     async def on_broker_client_connected(self, *, client_id: str, client_session: BrokerSession) -> None:
         if client_session.role != Role.PAIR:

@@ -1,0 +1,612 @@
+/*
+ * NXG plugin for Mosquitto 2 (plugin API v5): Mosquitto asks the NXG core, the core decides.
+ *
+ * This file holds no NXG rule. Every decision is an HTTP call to the core's internal hook listener
+ * (nxg_mqtt/hooks/http.py, EMQX 5's authn/authz shapes), over one kept-alive connection:
+ *
+ *   MOSQ_EVT_BASIC_AUTH  -> POST /mqtt/auth with `conn` (this connection's name): allowed, it
+ *                           is also the connection event (the broker waits for every call: one
+ *                           per CONNECT, not two; Mosquitto 2.0 has no connect event)
+ *   MOSQ_EVT_ACL_CHECK   -> POST /mqtt/acl (publish / subscribe / receive); positive answers for
+ *                           publish and receive are cached for acl_cache_s (never subscribe: the
+ *                           core learns from it that a device is ready for its queued commands)
+ *   MOSQ_EVT_DISCONNECT  -> POST /mqtt/disconnected (presence)
+ *   MOSQ_EVT_MESSAGE     -> a JSON object published on one of stamp_topics gets the receive time
+ *                           appended as `"<stamp_key>":<ms since the epoch>`, so the store, the
+ *                           bridge and every subscriber carry one time (PROTOCOL section 6);
+ *                           a message on kick_topic (only the core's `bridge` login may publish
+ *                           there, the ACL says so) names a client id: it is kicked at once
+ *                           (mosquitto_kick_client_by_clientid) and the ACL cache is dropped.
+ *
+ * Why the core publishes kicks instead of the plugin polling for them: the broker runs plugin
+ * callbacks on its one thread, so a kick must happen on that thread; a message event is on it,
+ * arrives within milliseconds of the core's decision, and costs nothing while nothing happens.
+ *
+ * CONNACK codes. Mosquitto 2.0 answers every refusal from a basic-auth plugin with 0x05. PROTOCOL
+ * section 2 needs 0x04 for a wrong pairing code, 0x03 for a locked-out address and 0x02 for a bad
+ * pairing client id. With exact_connack on, for an MQTT 3.1.1 client on a plain TCP listener, the
+ * plugin writes that CONNACK itself to the client's socket and returns an error that makes the
+ * broker close the connection without a CONNACK of its own. The socket is found in the broker's
+ * client struct (Mosquitto 2.0 built with epoll, as Debian's: `int ident; int sock;` first) and
+ * used only after checking both: ident is the broker's client tag and the socket's peer address
+ * is the client's. Otherwise (WebSocket listeners, MQTT 5, another layout) the answer is 0x05.
+ * If the hooks are unreachable the client gets 0x03 (try later), never 0x05: 0x05 would make
+ * firmware erase its token.
+ *
+ * Options (mosquitto.conf):
+ *   plugin_opt_url            http://127.0.0.1:8090   the hook listener (plain HTTP, IPv4)
+ *   plugin_opt_secret         ...                     the core's internal secret (Bearer)
+ *   plugin_opt_timeout_ms     2000                    per hook call
+ *   plugin_opt_acl_cache_s    60                      positive ACL answers kept at most this long
+ *   plugin_opt_kick_topic     $nxg/kick
+ *   plugin_opt_exact_connack  true
+ *   plugin_opt_stamp_topics   nxg/+/telemetry nxg/+/status nxg/+/event nxg/+/ack
+ *   plugin_opt_stamp_key      server_ts
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#define BODY_MAX 8192
+#define RESP_MAX 4096
+#define CACHE_SLOTS 8192
+#define CACHE_KEY_MAX 240
+#define CLIENT_TAG_EPOLL 2 /* enum struct_ident's id_client in Mosquitto 2.0 */
+#define SUPERUSERS_MAX 64
+
+struct cache_slot {
+	uint64_t hash;
+	time_t expires;
+	unsigned generation;
+	char key[CACHE_KEY_MAX];
+};
+
+static mosquitto_plugin_id_t *plugin_id;
+static char hook_host[64] = "127.0.0.1";
+static int hook_port = 8090;
+static char auth_header[512];
+static int timeout_ms = 2000;
+static int acl_cache_s = 60;
+static char kick_topic[128] = "$nxg/kick";
+static bool exact_connack = true;
+static char stamp_topics[512] = "";
+static char stamp_key[64] = "server_ts";
+static int hook_fd = -1;
+/* clients the hooks called superusers (`is_superuser`, EMQX's meaning: no ACL check): the core's
+ * own logins. Remembered by client id and user name while connected, so the broker does not ask
+ * about every message they receive. */
+static char superusers[SUPERUSERS_MAX][2][128];
+static struct cache_slot *cache;
+static unsigned cache_generation = 1;
+
+/* ---- HTTP to the hooks ------------------------------------------------------------------------ */
+
+static void hook_close(void)
+{
+	if(hook_fd >= 0){
+		close(hook_fd);
+		hook_fd = -1;
+	}
+}
+
+static int hook_connect(void)
+{
+	struct sockaddr_in addr;
+	struct timeval tv;
+	int one = 1;
+
+	hook_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if(hook_fd < 0) return -1;
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	setsockopt(hook_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(hook_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(hook_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	memset(&addr, 0, sizeof(addr));
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons((uint16_t)hook_port);
+	if(inet_pton(AF_INET, hook_host, &addr.sin_addr) != 1 || connect(hook_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0){
+		hook_close();
+		return -1;
+	}
+	return 0;
+}
+
+static int send_all(const char *data, size_t len)
+{
+	while(len > 0){
+		ssize_t n = send(hook_fd, data, len, MSG_NOSIGNAL);
+		if(n <= 0){
+			if(n < 0 && errno == EINTR) continue;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* One request on the kept-alive connection; the body of the answer goes to `out`.
+ * Returns the HTTP status, or -1 if the hooks could not be reached or answered garbage. */
+static int hook_once(const char *path, const char *body, size_t body_len, char *out, size_t out_cap)
+{
+	char head[1024];
+	char resp[RESP_MAX + 1];
+	size_t have = 0;
+	char *end = NULL;
+	int status;
+	long content_length = -1;
+	bool close_after = false;
+	int n;
+
+	if(hook_fd < 0 && hook_connect() < 0) return -1;
+	n = snprintf(head, sizeof(head),
+			"POST %s HTTP/1.1\r\nHost: nxg-hooks\r\n%sContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			path, auth_header, body_len);
+	if(n < 0 || (size_t)n >= sizeof(head)) return -1;
+	if(send_all(head, (size_t)n) < 0 || send_all(body, body_len) < 0) return -1;
+
+	while(end == NULL){
+		ssize_t got;
+		if(have >= RESP_MAX) return -1;
+		got = recv(hook_fd, resp + have, RESP_MAX - have, 0);
+		if(got <= 0){
+			if(got < 0 && errno == EINTR) continue;
+			return -1;
+		}
+		have += (size_t)got;
+		resp[have] = '\0';
+		end = strstr(resp, "\r\n\r\n");
+	}
+	if(sscanf(resp, "HTTP/1.%*d %d", &status) != 1) return -1;
+	for(char *line = strstr(resp, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")){
+		if(!strncasecmp(line + 2, "content-length:", 15)){
+			content_length = strtol(line + 17, NULL, 10);
+		}else if(!strncasecmp(line + 2, "connection: close", 17)){
+			close_after = true;
+		}
+	}
+	if(content_length < 0 || (size_t)content_length >= out_cap) return -1;
+	{
+		size_t body_have = have - (size_t)(end + 4 - resp);
+		memcpy(out, end + 4, body_have < (size_t)content_length ? body_have : (size_t)content_length);
+		while(body_have < (size_t)content_length){
+			ssize_t got = recv(hook_fd, out + body_have, (size_t)content_length - body_have, 0);
+			if(got <= 0){
+				if(got < 0 && errno == EINTR) continue;
+				return -1;
+			}
+			body_have += (size_t)got;
+		}
+		out[content_length] = '\0';
+	}
+	if(close_after) hook_close();
+	return status;
+}
+
+/* A kept-alive connection may have been closed by the other side meanwhile: one retry. */
+static int hook_call(const char *path, const char *body, size_t body_len, char *out, size_t out_cap)
+{
+	int status = hook_once(path, body, body_len, out, out_cap);
+	if(status < 0){
+		hook_close();
+		status = hook_once(path, body, body_len, out, out_cap);
+		if(status < 0){
+			hook_close();
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: hook %s unreachable at %s:%d", path, hook_host, hook_port);
+		}
+	}
+	return status;
+}
+
+/* ---- JSON bodies ------------------------------------------------------------------------------ */
+
+struct buf {
+	char data[BODY_MAX];
+	size_t len;
+	bool overflow;
+};
+
+static void put(struct buf *b, const char *s, size_t n)
+{
+	if(b->len + n >= sizeof(b->data)){
+		b->overflow = true;
+		return;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+/* `"name":"value",` with the value escaped as a JSON string; NULL becomes null. */
+static void put_field(struct buf *b, const char *name, const char *value)
+{
+	char esc[8];
+	if(b->len > 1) put(b, ",", 1);
+	put(b, "\"", 1);
+	put(b, name, strlen(name));
+	put(b, "\":", 2);
+	if(value == NULL){
+		put(b, "null", 4);
+		return;
+	}
+	put(b, "\"", 1);
+	for(const unsigned char *p = (const unsigned char *)value; *p; p++){
+		if(*p == '"' || *p == '\\'){
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			put(b, esc, 2);
+		}else if(*p < 0x20){
+			snprintf(esc, sizeof(esc), "\\u%04x", *p);
+			put(b, esc, 6);
+		}else{
+			put(b, (const char *)p, 1);
+		}
+	}
+	put(b, "\"", 1);
+}
+
+static bool answer_is(const char *answer, const char *result)
+{
+	char want[32];
+	snprintf(want, sizeof(want), "\"result\":\"%s\"", result);
+	return strstr(answer, want) != NULL;
+}
+
+/* ---- CONNACK codes ---------------------------------------------------------------------------- */
+
+/* The client's socket, if the broker's struct is laid out as checked above; else -1. */
+static int client_socket(struct mosquitto *client)
+{
+	const int *head = (const int *)client;
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+	char text[INET6_ADDRSTRLEN];
+	const char *address = mosquitto_client_address(client);
+	int type;
+	socklen_t type_len = sizeof(type);
+
+	if(head[0] != CLIENT_TAG_EPOLL || head[1] < 0 || address == NULL) return -1;
+	if(getsockopt(head[1], SOL_SOCKET, SO_TYPE, &type, &type_len) < 0 || type != SOCK_STREAM) return -1;
+	if(getpeername(head[1], (struct sockaddr *)&peer, &len) < 0) return -1;
+	if(peer.ss_family == AF_INET){
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, text, sizeof(text));
+	}else if(peer.ss_family == AF_INET6){
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, text, sizeof(text));
+	}else{
+		return -1;
+	}
+	return strcmp(text, address) == 0 ? head[1] : -1;
+}
+
+/* Refuse with `code`: 0x05 the broker's way; any other code written by us where possible. */
+static int refuse(struct mosquitto *client, int code)
+{
+	int fd;
+	unsigned char connack[4] = {0x20, 0x02, 0x00, 0x00};
+
+	if(code == 5 || !exact_connack) return code == 3 ? MOSQ_ERR_UNKNOWN : MOSQ_ERR_AUTH;
+	if(mosquitto_client_protocol(client) != mp_mqtt || mosquitto_client_protocol_version(client) != 4){
+		return code == 3 ? MOSQ_ERR_UNKNOWN : MOSQ_ERR_AUTH;
+	}
+	fd = client_socket(client);
+	if(fd < 0) return code == 3 ? MOSQ_ERR_UNKNOWN : MOSQ_ERR_AUTH;
+	connack[3] = (unsigned char)code;
+	if(send(fd, connack, sizeof(connack), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(connack)){
+		return MOSQ_ERR_AUTH;
+	}
+	return MOSQ_ERR_UNKNOWN; /* the broker closes the connection and sends nothing more */
+}
+
+/* ---- superusers -------------------------------------------------------------------------------- */
+
+static int superuser_slot(const char *client_id, const char *username)
+{
+	if(client_id == NULL || username == NULL) return -1;
+	for(int i = 0; i < SUPERUSERS_MAX; i++){
+		if(superusers[i][0][0] && !strcmp(superusers[i][0], client_id) && !strcmp(superusers[i][1], username)) return i;
+	}
+	return -1;
+}
+
+static void superuser_set(const char *client_id, const char *username, bool on)
+{
+	int slot = superuser_slot(client_id, username);
+	if(!on){
+		if(slot >= 0) superusers[slot][0][0] = '\0';
+		return;
+	}
+	if(slot >= 0 || client_id == NULL || username == NULL) return;
+	if(strlen(client_id) >= sizeof(superusers[0][0]) || strlen(username) >= sizeof(superusers[0][1])) return;
+	for(int i = 0; i < SUPERUSERS_MAX; i++){
+		if(!superusers[i][0][0]){
+			snprintf(superusers[i][0], sizeof(superusers[i][0]), "%s", client_id);
+			snprintf(superusers[i][1], sizeof(superusers[i][1]), "%s", username);
+			return;
+		}
+	}
+	/* full: that client is simply asked about like any other */
+}
+
+/* ---- events ----------------------------------------------------------------------------------- */
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	struct buf b = {.data = "{", .len = 1};
+	char answer[1024];
+	char conn[32];
+	const char *reason;
+	int status, code = 5;
+	(void)event;
+	(void)userdata;
+
+	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
+	put_field(&b, "username", ed->username);
+	put_field(&b, "password", ed->password);
+	put_field(&b, "clientid", mosquitto_client_id(ed->client));
+	put_field(&b, "peerhost", mosquitto_client_address(ed->client));
+	put_field(&b, "conn", conn);
+	put(&b, "}", 1);
+	if(b.overflow) return refuse(ed->client, 5);
+	status = hook_call("/mqtt/auth", b.data, b.len, answer, sizeof(answer));
+	if(status < 0 || status >= 500) return refuse(ed->client, 3);
+	if(status != 200) return refuse(ed->client, 5);
+	if(!answer_is(answer, "allow")){
+		reason = strstr(answer, "\"reason_code\":");
+		if(reason) code = atoi(reason + 14);
+		if(code < 1 || code > 5) code = 5;
+		return refuse(ed->client, code);
+	}
+	superuser_set(mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for(; *s; s++){
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	struct buf b = {.data = "{", .len = 1};
+	char answer[512];
+	char key[CACHE_KEY_MAX];
+	char qos[4];
+	const char *action;
+	const char *username = mosquitto_client_username(ed->client);
+	const char *client_id = mosquitto_client_id(ed->client);
+	struct cache_slot *slot = NULL;
+	uint64_t hash = 0;
+	time_t now = time(NULL);
+	bool cacheable;
+	int n;
+	(void)event;
+	(void)userdata;
+
+	if(superuser_slot(client_id, username) >= 0) return MOSQ_ERR_SUCCESS;
+	switch(ed->access){
+		case MOSQ_ACL_WRITE: action = "publish"; break;
+		case MOSQ_ACL_READ: action = "receive"; break;
+		case MOSQ_ACL_SUBSCRIBE: action = "subscribe"; break;
+		default: return MOSQ_ERR_SUCCESS; /* unsubscribing reveals and changes nothing */
+	}
+	cacheable = acl_cache_s > 0 && ed->access != MOSQ_ACL_SUBSCRIBE;
+	if(cacheable){
+		n = snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s", username ? username : "", client_id ? client_id : "",
+				ed->topic, action);
+		if(n > 0 && (size_t)n < sizeof(key)){
+			hash = fnv1a(key);
+			slot = &cache[hash % CACHE_SLOTS];
+			if(slot->hash == hash && slot->generation == cache_generation && slot->expires > now && !strcmp(slot->key, key)){
+				return MOSQ_ERR_SUCCESS;
+			}
+		}
+	}
+	put_field(&b, "username", username);
+	put_field(&b, "clientid", client_id);
+	put_field(&b, "topic", ed->topic);
+	put_field(&b, "action", action);
+	put(&b, ",\"qos\":", 7);
+	n = snprintf(qos, sizeof(qos), "%u", (unsigned)ed->qos);
+	put(&b, qos, (size_t)n);
+	put(&b, "}", 1);
+	if(b.overflow) return MOSQ_ERR_ACL_DENIED;
+	if(hook_call("/mqtt/acl", b.data, b.len, answer, sizeof(answer)) != 200 || !answer_is(answer, "allow")){
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if(slot != NULL){
+		memcpy(slot->key, key, sizeof(slot->key));
+		slot->hash = hash;
+		slot->generation = cache_generation;
+		/* spread over [ttl/2, ttl]: entries made together must not all be asked again together,
+		 * the broker waits for each answer */
+		slot->expires = now + acl_cache_s / 2 + (time_t)(hash % (uint64_t)(acl_cache_s / 2 + 1));
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+	struct buf b = {.data = "{", .len = 1};
+	char answer[256];
+	char conn[32];
+	const char *client_id = mosquitto_client_id(ed->client);
+	const char *username = mosquitto_client_username(ed->client);
+	(void)event;
+	(void)userdata;
+
+	/* a refused CONNECT has no client id any more: only accepted clients are reported */
+	if(client_id == NULL || username == NULL) return MOSQ_ERR_SUCCESS;
+	superuser_set(client_id, username, false);
+	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
+	put_field(&b, "username", username);
+	put_field(&b, "clientid", client_id);
+	put_field(&b, "conn", conn);
+	put(&b, "}", 1);
+	if(!b.overflow && hook_call("/mqtt/disconnected", b.data, b.len, answer, sizeof(answer)) != 200){
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: presence of %s not reported", client_id);
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+static bool stamp_wanted(const char *topic)
+{
+	char filters[sizeof(stamp_topics)];
+	char *save = NULL;
+	bool match = false;
+
+	snprintf(filters, sizeof(filters), "%s", stamp_topics);
+	for(char *f = strtok_r(filters, " ", &save); f && !match; f = strtok_r(NULL, " ", &save)){
+		if(mosquitto_topic_matches_sub(f, topic, &match) != MOSQ_ERR_SUCCESS) match = false;
+	}
+	return match;
+}
+
+/* `{...}` -> `{...,"<stamp_key>":<ms>}`; anything that is not a JSON object is left alone. */
+static int stamp(struct mosquitto_evt_message *ed)
+{
+	const char *p = ed->payload;
+	uint32_t start = 0, end = ed->payloadlen;
+	char tail[96];
+	struct timespec now;
+	char *out;
+	int n;
+	bool empty;
+
+	while(start < end && (p[start] == ' ' || p[start] == '\t' || p[start] == '\r' || p[start] == '\n')) start++;
+	while(end > start && (p[end - 1] == ' ' || p[end - 1] == '\t' || p[end - 1] == '\r' || p[end - 1] == '\n')) end--;
+	if(end - start < 2 || p[start] != '{' || p[end - 1] != '}') return MOSQ_ERR_SUCCESS;
+	empty = true;
+	for(uint32_t i = start + 1; i < end - 1; i++){
+		if(p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n'){
+			empty = false;
+			break;
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	n = snprintf(tail, sizeof(tail), "%s\"%s\":%lld}", empty ? "" : ",", stamp_key,
+			(long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+	if(n < 0 || (size_t)n >= sizeof(tail)) return MOSQ_ERR_SUCCESS;
+	out = mosquitto_malloc((size_t)(end - 1) + (size_t)n);
+	if(out == NULL) return MOSQ_ERR_NOMEM;
+	memcpy(out, p, end - 1);
+	memcpy(out + end - 1, tail, (size_t)n);
+	ed->payload = out; /* the broker frees the original */
+	ed->payloadlen = (end - 1) + (uint32_t)n;
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	char client_id[256];
+	(void)event;
+	(void)userdata;
+
+	if(strcmp(ed->topic, kick_topic) != 0){
+		return stamp_topics[0] && ed->payloadlen > 0 && stamp_wanted(ed->topic) ? stamp(ed) : MOSQ_ERR_SUCCESS;
+	}
+	/* the ACL let only the core publish here; the payload is the client id to close */
+	if(ed->payloadlen > 0 && ed->payloadlen < sizeof(client_id)){
+		memcpy(client_id, ed->payload, ed->payloadlen);
+		client_id[ed->payloadlen] = '\0';
+		cache_generation++;
+		mosquitto_kick_client_by_clientid(client_id, false);
+	}
+	return MOSQ_ERR_ACL_DENIED; /* acknowledged, routed to nobody */
+}
+
+/* ---- plugin entry points ---------------------------------------------------------------------- */
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for(int i = 0; i < supported_version_count; i++){
+		if(supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	const char *secret = NULL;
+	(void)user_data;
+
+	plugin_id = identifier;
+	for(int i = 0; i < opt_count; i++){
+		const char *key = opts[i].key, *value = opts[i].value;
+		if(!strcmp(key, "url")){
+			if(sscanf(value, "http://%63[0-9.]:%d", hook_host, &hook_port) != 2 || hook_port <= 0 || hook_port > 65535){
+				mosquitto_log_printf(MOSQ_LOG_ERR, "nxg: plugin_opt_url must be http://IPv4:port, got %s", value);
+				return MOSQ_ERR_INVAL;
+			}
+		}else if(!strcmp(key, "secret")){
+			secret = value;
+		}else if(!strcmp(key, "timeout_ms")){
+			timeout_ms = atoi(value);
+		}else if(!strcmp(key, "acl_cache_s")){
+			acl_cache_s = atoi(value);
+		}else if(!strcmp(key, "kick_topic")){
+			snprintf(kick_topic, sizeof(kick_topic), "%s", value);
+		}else if(!strcmp(key, "stamp_topics")){
+			snprintf(stamp_topics, sizeof(stamp_topics), "%s", value);
+		}else if(!strcmp(key, "stamp_key")){
+			snprintf(stamp_key, sizeof(stamp_key), "%s", value);
+		}else if(!strcmp(key, "exact_connack")){
+			exact_connack = !strcmp(value, "true");
+		}
+	}
+	if(secret == NULL || strlen(secret) > 400){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "nxg: plugin_opt_secret (the core's internal secret) is required");
+		return MOSQ_ERR_INVAL;
+	}
+	if(timeout_ms <= 0) timeout_ms = 2000;
+	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", secret);
+	cache = calloc(CACHE_SLOTS, sizeof(*cache));
+	if(cache == NULL) return MOSQ_ERR_NOMEM;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "nxg: hooks at http://%s:%d, ACL cache %d s", hook_host, hook_port, acl_cache_s);
+	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL)
+			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL)
+			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL)
+			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL)){
+		return MOSQ_ERR_UNKNOWN;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)user_data;
+	(void)opts;
+	(void)opt_count;
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
+	hook_close();
+	free(cache);
+	cache = NULL;
+	return MOSQ_ERR_SUCCESS;
+}

@@ -1,0 +1,265 @@
+"""What a foreign broker asks the core, answered by the same decisions as the embedded broker's
+plugins (`nxg_mqtt.services.access`), plus the state those plugins keep on their sessions.
+
+The embedded engine keeps a session object per client id; a foreign broker only tells us names.
+So this service remembers, per client id, the grant its CONNECT got (`Client`): the ACL of an API
+key needs the key (the broker's ACL request carries no password), a client id belongs to one
+principal while the broker may hold its session (the embedded engine's rule, MQTT-3.1.4-2 with
+roles: only a device reclaims its own serial), and pairing sessions are bound to their device.
+
+Presence: `connected` marks a device online; `disconnected` marks it offline unless it names a
+connection that is no longer the device's current one (`conn`, sent by the Mosquitto plugin) or
+a takeover reason (EMQX's `takenover`/`discarded`): a takeover leaves the device online.
+
+Never wait for the broker inside a hook: the broker is blocked on our answer (Mosquitto runs its
+plugin on its one thread), and presence publishes through it. So the presence and command-
+readiness calls go to one queue, run in order by one task, after the answer has gone out.
+
+Kicks (reset/regenerate/delete/revoke, a key revoked, a pairing session past 60 s): the core
+publishes the client id on `KICK_TOPIC` through its MQTT link (the `bridge` role, the only one the
+ACL lets publish there); the Mosquitto plugin intercepts that topic, calls
+`mosquitto_kick_client_by_clientid` and drops its ACL cache. Nobody else can subscribe to it
+(`$` topics match no wildcard; the ACL refuses it to everyone but the bridge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from nxg_mqtt.core import Core
+from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.models import ApiKey
+from nxg_mqtt.protocol import CloseReason, RevokeReason, Role
+from nxg_mqtt.services.access import (
+    BRIDGE_USER,
+    KEY_USER,
+    PAIR_USER,
+    AccessDecisions,
+    AclAction,
+    Credentials,
+    Grant,
+    topic_allowed,
+)
+from nxg_mqtt.topics import Channel, device_topic
+
+log = logging.getLogger(__name__)
+
+KICK_TOPIC = "$nxg/kick"
+# EMQX's disconnect reasons that mean another connection took the client id over
+TAKEOVER_REASONS = frozenset({"takenover", "discarded", "taken over"})
+
+
+@dataclass(slots=True)
+class Client:
+    """A client id as the hooks know it: the grant of the CONNECT that holds it. Fits the ACL's
+    `Subject`."""
+
+    client_id: str
+    grant: Grant
+    conn: str | None = None  # the broker's name for the current connection (Mosquitto plugin)
+    connected: bool = False
+
+    @property
+    def role(self) -> Role:
+        return self.grant.role
+
+    @property
+    def serial(self) -> str | None:
+        return self.grant.serial
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        return self.grant.api_key
+
+
+class HookService:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.access = AccessDecisions(core.devices, core.keys, core.settings, core.certificates)
+        self.clients: dict[str, Client] = {}
+        self._kicked: set[str] = set()  # client ids kicked by us: their disconnect says so
+        self._expiry: dict[str, asyncio.TimerHandle] = {}  # pairing sessions' 60 s limit
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._later: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
+        self._runner: asyncio.Task[None] | None = None
+        self.counters = {"auth_allow": 0, "auth_deny": 0, "acl_allow": 0, "acl_deny": 0, "kicks": 0}
+        core.devices.on_revoked(self._device_revoked)
+        core.keys.on_revoked(self._key_revoked)
+
+    # ---- auth and ACL ---------------------------------------------------------------------------
+
+    async def authenticate(self, creds: Credentials, conn: str | None = None) -> Grant:
+        """The grant, or `ConnectRefused` with the CONNACK code PROTOCOL §2 names. With `conn` (the
+        broker's name for this connection: the Mosquitto plugin sends it) an accepted CONNECT is
+        also the connection event: one call per CONNECT instead of two, the broker waits for each."""
+        try:
+            grant = await self.access.authenticate(creds)
+            held = self.clients.get(creds.client_id)
+            if held is not None and not _same_principal(held.grant, grant) and not _owns(grant, creds.client_id):
+                raise ConnectRefused(ConnectRefused.IDENTIFIER_REJECTED, f"client id held by {held.role}")
+        except ConnectRefused:
+            self.counters["auth_deny"] += 1
+            raise
+        self.counters["auth_allow"] += 1
+        # remembered now: this connection's ACL checks may come before its `connected`
+        self.clients[creds.client_id] = Client(
+            creds.client_id, grant, held.conn if held else None, held is not None and held.connected
+        )
+        if conn is not None:
+            await self.connected(creds.username, creds.client_id, creds.source, conn)
+        return grant
+
+    async def allowed(self, username: str | None, client_id: str, topic: str, action: AclAction) -> bool:
+        client = self._subject(username, client_id)
+        allowed = client is not None and await topic_allowed(client, topic, action, self.core.tenants.owner)
+        self.counters["acl_allow" if allowed else "acl_deny"] += 1
+        if (
+            allowed
+            and client is not None
+            and action is AclAction.SUBSCRIBE
+            and client.role is Role.DEVICE
+            and topic == device_topic(client.serial or "", Channel.CMD)
+        ):
+            # queued commands go out once the device subscribes; the broker adds the subscription
+            # right after this answer, before it reads our publish from another socket
+            self._after(self.core.presence.subscribed_commands(client.serial or ""))
+        return allowed
+
+    def _subject(self, username: str | None, client_id: str) -> Client | None:
+        """The remembered client; else what the user name alone says (a broker asks the ACL only
+        of authenticated clients, e.g. after this process restarted). A key needs its grant."""
+        known = self.clients.get(client_id)
+        if known is not None:
+            return known
+        if username == BRIDGE_USER:
+            return Client(client_id, Grant(Role.BRIDGE))
+        if username == PAIR_USER:
+            return Client(client_id, Grant(Role.PAIR))
+        if username and username != KEY_USER and username == client_id:
+            return Client(client_id, Grant(Role.DEVICE, username, serial=username))
+        return None
+
+    # ---- presence -------------------------------------------------------------------------------
+
+    async def connected(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
+        client = self._subject(username, client_id)
+        if client is None:
+            return
+        client.conn, client.connected = conn, True
+        self.clients[client_id] = client
+        self._kicked.discard(client_id)
+        if client.role is Role.DEVICE and client.serial:
+            self._after(self.core.presence.connected(client.serial, "mqtt", peerhost))
+        elif client.role is Role.PAIR:
+            loop = asyncio.get_running_loop()
+            old = self._expiry.pop(client_id, None)
+            if old is not None:
+                old.cancel()
+            self._expiry[client_id] = loop.call_later(
+                self.core.settings.pairing_session_s, lambda: self._spawn(self.kick(client_id))
+            )
+
+    async def disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
+        client = self.clients.get(client_id)
+        if client is None or not client.connected:
+            return
+        if (conn is not None and client.conn is not None and conn != client.conn) or (reason in TAKEOVER_REASONS):
+            return  # an older connection of a client id taken over: the current one stays
+        client.connected = False
+        if client.role is Role.PAIR:
+            del self.clients[client_id]  # never stored nor resumed: dies with its socket
+            handle = self._expiry.pop(client_id, None)
+            if handle is not None:
+                handle.cancel()
+        if client.role is Role.DEVICE and client.serial:
+            why = CloseReason.KICKED if client_id in self._kicked else _close_reason(reason)
+            self._after(self.core.presence.disconnected(client.serial, why, "mqtt"))
+        self._kicked.discard(client_id)
+
+    # ---- kicks ----------------------------------------------------------------------------------
+
+    async def kick(self, client_id: str) -> None:
+        """Ask the broker to close `client_id`'s connection (and drop its cached ACL answers)."""
+        self._kicked.add(client_id)
+        self.counters["kicks"] += 1
+        try:
+            await self.core.outbox.publish(KICK_TOPIC, client_id.encode(), qos=1)
+        except Exception:
+            log.exception("asking the broker to kick %s failed", client_id)
+
+    async def _device_revoked(self, serial: str, why: RevokeReason) -> None:
+        client = self.clients.get(serial)
+        # kicked even when this process does not remember it (it may have restarted since the
+        # device connected): a kick of a client id nobody holds is a no-op for the broker
+        if client is None or client.role is Role.DEVICE:
+            await self.kick(serial)
+        if why in (RevokeReason.REGENERATE, RevokeReason.DELETE):
+            for other in list(self.clients.values()):
+                if other.role is Role.PAIR and other.serial == serial and other.connected:
+                    await self.kick(other.client_id)
+
+    async def _key_revoked(self, key_id: str) -> None:
+        for client in list(self.clients.values()):
+            if client.role is Role.KEY and client.grant.identity == key_id:
+                del self.clients[client.client_id]
+                await self.kick(client.client_id)
+
+    def _after(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` after the current answer, in the order asked (presence must not reorder)."""
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run_later(), name="nxg-hooks-later")
+        self._later.put_nowait(work)
+
+    async def _run_later(self) -> None:
+        while True:
+            work = await self._later.get()
+            try:
+                await work
+            except Exception:
+                log.exception("a presence update from the broker hooks failed")
+            finally:
+                self._later.task_done()
+
+    async def drain(self) -> None:
+        """Wait until the queued presence updates have run (tests, shutdown)."""
+        await self._later.join()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drain(), 2.0)
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for handle in self._expiry.values():
+            handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _same_principal(a: Grant, b: Grant) -> bool:
+    return a.role is b.role and a.identity == b.identity
+
+
+def _owns(grant: Grant, client_id: str) -> bool:
+    """A device reclaims its own serial from whoever holds it (as on the embedded engine)."""
+    return grant.role is Role.DEVICE and grant.identity == client_id
+
+
+def _close_reason(reason: str | None) -> CloseReason:
+    if reason in ("keepalive_timeout", "keepalive timeout"):
+        return CloseReason.KEEPALIVE_TIMEOUT
+    if reason in ("normal", "disconnected", None, ""):
+        return CloseReason.DISCONNECTED
+    return CloseReason.CONNECTION_LOST

@@ -1,0 +1,219 @@
+"""The serving process as an MQTT client of a foreign broker (the `bridge` role): what the
+embedded broker's message plugins do, done on messages taken from shared subscriptions.
+
+    worker = MqttWorker(core, hooks, "127.0.0.1", 1883)
+    await worker.start()
+    core.outbox.connect(worker.link)      # presence, commands, kicks go out through it
+    ...
+    await worker.close()
+
+Subscribed as `$share/nxg/<filter>`: several serving processes on one broker split the traffic,
+each message goes to one of them. Telemetry, status and events are validated and stored (a bad
+payload: dropped and recorded as a Warning event, by the ingest service); manifests, acks,
+command requests and pairing requests are handed to the same services the plugins call.
+
+The one `ts` (PROTOCOL §6): Mosquitto's plugin appends the receive time to device data
+(`,"server_ts":<ms>}`, `plugin_opt_stamp_topics`); the worker takes it off again (`unstamp`) and
+stores the message with that ts, while the bridge and keys see it in the payload, exactly as the
+embedded broker's ingest stamps what it routes. A broker that does not stamp: the worker's clock.
+
+Durability: a QoS 1 message is acknowledged to the broker only once the history batch holding it
+has committed (or once its handler finished), so a process killed with messages in flight loses
+only what the broker itself drops for a vanished clean session: at most `max_inflight_messages`
+plus that subscriber's queue (measured in tests/mosquitto/test_scale_out.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import re
+
+from bridge.link import MqttLink
+from nxg_mqtt.core import Core
+from nxg_mqtt.errors import NxgError, PayloadRejected
+from nxg_mqtt.hooks.service import HookService
+from nxg_mqtt.mqtt import codec
+from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, Role
+from nxg_mqtt.services.command_requests import handle_command_request
+from nxg_mqtt.services.pairing import answer_pair_request
+from nxg_mqtt.topics import Channel, pair_reply_topic, parse_device_topic, parse_pair_request
+
+log = logging.getLogger(__name__)
+
+SHARE_GROUP = "nxg"
+FILTERS = (
+    "nxg/+/telemetry",
+    "nxg/+/status",
+    "nxg/+/event",
+    "nxg/+/manifest",
+    "nxg/+/ack",
+    "nxg/+/cmd/req",
+    "nxg/pair/+/req",
+)
+
+
+class _AckLaterLink(MqttLink):
+    """The bridge's link, with QoS 1 PUBACKs left to the worker (sent once the work is durable)."""
+
+    def __init__(self, host: str, port: int, *, password: str, worker: MqttWorker) -> None:
+        super().__init__(
+            host,
+            port,
+            password=password,
+            on_message=lambda *_: None,
+            subscriptions=tuple((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS),
+        )
+        self._worker = worker
+
+    def _handle(self, packets: list[codec.Packet], writer: asyncio.StreamWriter) -> None:
+        rest: list[codec.Packet] = []
+        for packet in packets:
+            if isinstance(packet, codec.Publish):
+                self.received += 1
+                self._worker.on_publish(packet, writer)
+            else:
+                rest.append(packet)
+        super()._handle(rest, writer)
+
+
+class MqttWorker:
+    def __init__(self, core: Core, hooks: HookService | None, host: str, port: int) -> None:
+        self.core = core
+        self.hooks = hooks
+        self.link: MqttLink = _AckLaterLink(host, port, password=core.settings.internal_secret, worker=self)
+        self._queue: asyncio.Queue[tuple[codec.Publish, asyncio.StreamWriter]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.stored = 0
+        self.rejected = 0
+        self._batch: asyncio.Future[None] | None = None  # the history batch now filling
+        self._batch_acks: list[tuple[int, asyncio.StreamWriter]] = []
+
+    async def start(self, within_s: float = 5.0) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._consume(), name="nxg-worker")
+        await self.link.start()
+        await self.link.wait_connected(within_s)
+
+    async def close(self) -> None:
+        await self.core.ingest.flush()
+        await self.link.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # ---- receiving ------------------------------------------------------------------------------
+
+    def on_publish(self, packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
+        """Device data is taken on the reader's turn (no task per message); the rest is queued."""
+        parsed = parse_device_topic(packet.topic)
+        if parsed is not None and parsed.channel in DEVICE_DATA:
+            raw, ts = unstamp(packet.payload)
+            if parsed.channel is Channel.EVENT and _published_by_the_core(raw):
+                _ack(packet, writer)
+                return
+            try:
+                self.core.ingest.accept(parsed.serial, parsed.channel, raw, ts)
+            except PayloadRejected:
+                self.rejected += 1
+                _ack(packet, writer)
+                return
+            self.stored += 1
+            durable = self.core.ingest.committed()
+            if durable is None or packet.qos == 0 or packet.packet_id is None:
+                _ack(packet, writer)
+                return
+            if durable is not self._batch:
+                # one callback per batch, the batch's PUBACKs in one write per connection
+                self._batch, self._batch_acks = durable, []
+                durable.add_done_callback(functools.partial(_ack_batch, self._batch_acks))
+            self._batch_acks.append((packet.packet_id, writer))
+            return
+        self._queue.put_nowait((packet, writer))
+
+    async def _consume(self) -> None:
+        while True:
+            packet, writer = await self._queue.get()
+            try:
+                await self._handle(packet)
+            except Exception:
+                log.exception("handling %s failed", packet.topic)
+            _ack(packet, writer)
+
+    async def _handle(self, packet: codec.Publish) -> None:
+        settings = self.core.settings
+        client_id = parse_pair_request(packet.topic)
+        if client_id is not None:
+            known = self.hooks.clients.get(client_id) if self.hooks is not None else None
+            bound = known is not None and known.role is Role.PAIR
+            reply = await answer_pair_request(
+                self.core.devices,
+                settings.max_payload_bytes,
+                known.serial if bound and known else None,
+                known.grant.pairing_code if bound and known else None,
+                packet.payload,
+                "unknown",
+            )
+            await self.link.publish(pair_reply_topic(client_id), json.dumps(reply).encode(), qos=1)
+            return
+        parsed = parse_device_topic(packet.topic)
+        if parsed is None:
+            return
+        if parsed.channel is Channel.ACK:
+            raw, ts = unstamp(packet.payload)
+            with contextlib.suppress(PayloadRejected):
+                await self.core.commands.on_ack(parsed.serial, raw, ts)
+        elif parsed.channel is Channel.MANIFEST:
+            if packet.payload:
+                with contextlib.suppress(NxgError):
+                    await self.core.manifests.from_device(parsed.serial, packet.payload)
+        elif parsed.channel is Channel.CMD_REQ:
+            # the broker's ACL let only keys that may write this device publish here
+            await handle_command_request(
+                self.core.commands, self.link, settings.max_payload_bytes, parsed.serial, packet.payload, "mqtt"
+            )
+
+
+_STAMP = re.compile(rb'(,?)"' + SERVER_TS.encode() + rb'":(\d{1,15})\}\s*$')
+
+
+def unstamp(payload: bytes) -> tuple[bytes, int | None]:
+    """The payload as the device sent it, and the broker's stamp (None when there is none)."""
+    match = _STAMP.search(payload)
+    if match is None:
+        return payload, None
+    return payload[: match.start()] + b"}", int(match.group(2))
+
+
+def _published_by_the_core(raw: bytes) -> bool:
+    """A Warning event the core published (stamped before the broker stamped it again), coming back
+    through the shared subscription: already stored. (A device that sends a `server_ts` key of its
+    own in an event only loses that event.)"""
+    if SERVER_TS.encode() not in raw:
+        return False
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and SERVER_TS in value
+
+
+def _ack_batch(acks: list[tuple[int, asyncio.StreamWriter]], done: asyncio.Future[None]) -> None:
+    """The batch committed: acknowledge its messages (a failed commit acknowledges nothing)."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    by_writer: dict[asyncio.StreamWriter, list[bytes]] = {}
+    for packet_id, writer in acks:
+        by_writer.setdefault(writer, []).append(codec.encode_puback(packet_id))
+    for writer, packets in by_writer.items():
+        if not writer.is_closing():
+            writer.write(b"".join(packets))
+
+
+def _ack(packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
+    """PUBACK on the connection the message came on (a newer connection knows nothing of it)."""
+    if packet.qos == 1 and packet.packet_id is not None and not writer.is_closing():
+        writer.write(codec.encode_puback(packet.packet_id))

@@ -1,0 +1,178 @@
+"""The hook listener over real HTTP (httpx): EMQX 5 authn/authz shapes, the internal secret,
+precise errors for bad bodies, and the same decisions as the embedded broker's plugins."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nxg_mqtt.core import Core, open_core
+from nxg_mqtt.hooks.http import open_hook_listener
+from nxg_mqtt.hooks.service import HookService
+from nxg_mqtt.settings import Settings
+
+
+@dataclass
+class Hooks:
+    core: Core
+    service: HookService
+    http: httpx.AsyncClient
+
+
+@pytest.fixture
+async def hooks(settings: Settings) -> AsyncIterator[Hooks]:
+    async with open_core(settings, serve=True) as core:
+        service = HookService(core)
+        async with (
+            open_hook_listener(service, settings) as listener,
+            httpx.AsyncClient(
+                base_url=listener.url, headers={"Authorization": f"Bearer {settings.internal_secret}"}
+            ) as http,
+        ):
+            yield Hooks(core, service, http)
+
+
+async def auth(hooks: Hooks, username: str | None, password: str | None, clientid: str) -> dict[str, object]:
+    body = {"username": username, "password": password, "clientid": clientid, "peerhost": "10.0.0.9"}
+    response = await hooks.http.post("/mqtt/auth", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def acl(hooks: Hooks, username: str, clientid: str, topic: str, action: str) -> str:
+    body = {"username": username, "clientid": clientid, "topic": topic, "action": action, "qos": 1}
+    response = await hooks.http.post("/mqtt/acl", json=body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["result"])
+
+
+async def test_the_internal_secret_is_required(hooks: Hooks, settings: Settings) -> None:
+    body = {"username": "bridge", "password": settings.internal_secret, "clientid": "b"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": settings.internal_secret}):
+        response = await hooks.http.post("/mqtt/auth", json=body, headers={"Authorization": "", **headers})
+        assert response.status_code == 401
+        assert response.json()["code"] == "UNAUTHORIZED"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("/mqtt/auth", b"not json", "the body must be JSON"),
+        ("/mqtt/auth", b"[1]", "the body must be a JSON object"),
+        ("/mqtt/auth", b'{"username":"x","password":"y"}', "'clientid' must be a non-empty string"),
+        ("/mqtt/auth", b'{"username":5,"clientid":"c"}', "'username' must be a non-empty string"),
+        (
+            "/mqtt/acl",
+            b'{"clientid":"c","topic":"t","action":"all"}',
+            "'action' must be one of publish, subscribe, receive",
+        ),
+        ("/mqtt/acl", b'{"clientid":"c","action":"publish"}', "'topic' must be a non-empty string"),
+        ("/mqtt/connected", b"{}", "'clientid' must be a non-empty string"),
+        ("/mqtt/disconnected", b'{"clientid":""}', "'clientid' must be a non-empty string"),
+    ],
+)
+async def test_bad_bodies_are_400_with_the_reason(hooks: Hooks, path: str, body: bytes, error: str) -> None:
+    response = await hooks.http.post(path, content=body)
+    assert response.status_code == 400
+    assert response.json() == {"error": error, "code": "HOOK_REQUEST_INVALID"}
+
+
+async def test_auth_answers_in_emqx_shape_with_the_connack_code(hooks: Hooks, settings: Settings) -> None:
+    assert await auth(hooks, "bridge", settings.internal_secret, "b1") == {"result": "allow", "is_superuser": True}
+    device = await hooks.core.devices.create("H1")
+    assert await auth(hooks, "pair", device.code, "boot-h1") == {"result": "allow", "is_superuser": False}
+    wrong = await auth(hooks, "pair", "0000-0000", "boot-h1")
+    assert wrong["result"] == "deny" and wrong["reason_code"] == 4
+    assert (await auth(hooks, "pair", device.code, "a/b"))["reason_code"] == 2
+    assert (await auth(hooks, "H1", "nxgt_stale", "H1"))["reason_code"] == 5
+    assert (await auth(hooks, None, None, "anon"))["reason_code"] == 5
+    assert (await auth(hooks, "bridge", "wrong", "b2"))["reason_code"] == 4
+
+
+async def test_pairing_lockout_is_shared_with_the_embedded_broker(hooks: Hooks, settings: Settings) -> None:
+    """The device service counts wrong codes per address for every transport: 0x03 after 10."""
+    device = await hooks.core.devices.create("H2")
+    for i in range(settings.pair_failures_per_minute):
+        assert (await auth(hooks, "pair", "0000-0000", f"g{i}"))["reason_code"] == 4
+    assert (await auth(hooks, "pair", device.code, "right"))["reason_code"] == 3
+
+
+async def test_acl_is_the_protocol_table(hooks: Hooks) -> None:
+    device = await hooks.core.devices.create("H3")
+    paired = await hooks.core.devices.complete_pairing("H3", device.code, "test")
+    assert (await auth(hooks, "H3", paired.token, "H3"))["result"] == "allow"
+    assert await acl(hooks, "H3", "H3", "nxg/H3/telemetry", "publish") == "allow"
+    assert await acl(hooks, "H3", "H3", "nxg/H3/cmd", "subscribe") == "allow"
+    assert await acl(hooks, "H3", "H3", "nxg/H3/cmd", "publish") == "deny"  # server only
+    assert await acl(hooks, "H3", "H3", "nxg/H4/telemetry", "publish") == "deny"
+    assert await acl(hooks, "H3", "H3", "nxg/#", "subscribe") == "deny"
+    assert await acl(hooks, "pair", "boot", "nxg/pair/boot/req", "publish") == "allow"
+    assert await acl(hooks, "pair", "boot", "nxg/pair/other", "subscribe") == "deny"
+    assert await acl(hooks, "bridge", "b", "$nxg/kick", "publish") == "allow"
+    assert await acl(hooks, "H3", "H3", "$nxg/kick", "publish") == "deny"
+    # a `key` login is unknown without its CONNECT: denied, never guessed
+    assert await acl(hooks, "key", "k1", "nxg/H3/telemetry", "subscribe") == "deny"
+
+
+async def test_a_client_id_belongs_to_one_principal(hooks: Hooks) -> None:
+    """As on the embedded engine: a pairing session may not take a device's client id while
+    the device holds it; the device itself may reclaim it."""
+    device = await hooks.core.devices.create("H5")
+    paired = await hooks.core.devices.complete_pairing("H5", device.code, "test")
+    assert (await auth(hooks, "H5", paired.token, "H5"))["result"] == "allow"
+    response = await hooks.http.post("/mqtt/connected", json={"username": "H5", "clientid": "H5", "conn": "c1"})
+    assert response.json() == {"result": "ok"}
+    other = await hooks.core.devices.create("H6")
+    assert (await auth(hooks, "pair", other.code, "H5"))["reason_code"] == 2
+    assert (await auth(hooks, "H5", paired.token, "H5"))["result"] == "allow"
+
+
+async def test_presence_and_takeover(hooks: Hooks) -> None:
+    device = await hooks.core.devices.create("H7")
+    paired = await hooks.core.devices.complete_pairing("H7", device.code, "test")
+    await auth(hooks, "H7", paired.token, "H7")
+    await hooks.http.post("/mqtt/connected", json={"username": "H7", "clientid": "H7", "conn": "c1"})
+    await hooks.service.drain()
+    assert hooks.core.presence.is_online("H7")
+    # a second connection takes over; the first one's disconnect is not the device going away
+    await auth(hooks, "H7", paired.token, "H7")
+    await hooks.http.post("/mqtt/connected", json={"username": "H7", "clientid": "H7", "conn": "c2"})
+    await hooks.http.post("/mqtt/disconnected", json={"clientid": "H7", "conn": "c1"})
+    await hooks.http.post("/mqtt/disconnected", json={"clientid": "H7", "reason": "takenover"})
+    await hooks.service.drain()
+    assert hooks.core.presence.is_online("H7")
+    await hooks.http.post("/mqtt/disconnected", json={"clientid": "H7", "conn": "c2"})
+    await hooks.service.drain()
+    assert not hooks.core.presence.is_online("H7")
+
+
+def test_serve_external_needs_a_broker_url(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from nxg_mqtt.cli import main
+
+    assert main(["serve", "--broker", "external", "--data", str(tmp_path)]) == 1
+    assert "--mqtt must look like mqtt://host:port" in capsys.readouterr().err
+    assert main(["serve", "--broker", "emqx", "--data", str(tmp_path)]) == 2
+    assert "expected one of embedded, mosquitto, external" in capsys.readouterr().err
+
+
+async def test_an_allowed_connect_with_its_connection_name_is_the_connection_event(hooks: Hooks) -> None:
+    """The Mosquitto plugin's one call per CONNECT: `conn` in /mqtt/auth marks the device online."""
+    device = await hooks.core.devices.create("H8")
+    paired = await hooks.core.devices.complete_pairing("H8", device.code, "test")
+    body = {"username": "H8", "password": paired.token, "clientid": "H8", "peerhost": "10.0.0.9", "conn": "c1"}
+    assert (await hooks.http.post("/mqtt/auth", json=body)).json()["result"] == "allow"
+    await hooks.service.drain()
+    assert hooks.core.presence.is_online("H8")
+    body["password"] = "nxgt_wrong"  # a refused CONNECT is no connection event
+    body["conn"] = "c2"
+    assert (await hooks.http.post("/mqtt/auth", json=body)).json()["reason_code"] == 5
+    await hooks.http.post("/mqtt/disconnected", json={"clientid": "H8", "conn": "c2"})
+    await hooks.service.drain()
+    assert hooks.core.presence.is_online("H8")
+    await hooks.http.post("/mqtt/disconnected", json={"clientid": "H8", "conn": "c1"})
+    await hooks.service.drain()
+    assert not hooks.core.presence.is_online("H8")
