@@ -180,9 +180,6 @@ class Connection:
         if session is None:
             if not isinstance(packet, Connect):
                 raise ProtocolError("first packet must be CONNECT")
-            await self.broker.admission.admit()  # a CONNECT storm yields to established traffic
-            if self.close_reason is not None:
-                return False
             return await self._on_connect(packet)
         match packet:
             case Publish():
