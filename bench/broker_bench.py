@@ -79,6 +79,7 @@ class Config:
     storm_concurrency: int = 100
     storm_bad_addr: str = "127.0.0.2"
     storm_only: bool = False  # only the storm phase, on the 0-idle broker
+    loop_stalls: bool = False  # NXG: record its event loop's late timer ticks (bench/loopmon)
 
     @property
     def idle_counts(self) -> list[int]:
@@ -102,6 +103,8 @@ class BrokerReport:
     rss_peak: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     storm: StormPhaseResult | None = None  # CONNECT storm, on the 0-idle broker
+    # --loop-stalls: window → (late ticks, longest wall ms, longest loop-thread CPU ms, p99 CPU ms)
+    loop_stalls: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
 
     def get(self, idle: int, kind: str) -> PhaseResult | None:
         return self.phases.get(f"{idle}:{kind}")
@@ -132,6 +135,7 @@ class BrokerReport:
             "phases": {k: v.as_dict() for k, v in self.phases.items()},
             "storm": self.storm.as_dict() if self.storm is not None else None,
             "notes": self.notes,
+            "loop_stalls": self.loop_stalls,
         }
 
 
@@ -228,7 +232,8 @@ class Bench:
             self.tick("NXG: starting broker")
             n_pub, n_idle = cfg.devices, cfg.idle_devices
             start = start_nxg_mosquitto if key == "d" else start_nxg
-            bp = start(bdir / "data", bdir, creds[: n_pub + n_idle], new_secret())
+            with loop_monitor(bdir / LOOP_LOG if cfg.loop_stalls else None):
+                bp = start(bdir / "data", bdir, creds[: n_pub + n_idle], new_secret())
             self.brokers.append(bp)
             return bp, creds[:n_pub], creds[n_pub : n_pub + n_idle], creds[n_pub + n_idle :]
         self.brokers.append(bp)
@@ -366,6 +371,8 @@ class Bench:
             if bp in self.brokers:
                 self.brokers.remove(bp)
             self.progress.advance(self.task, max(0, total - steps_done))
+        if self.cfg.loop_stalls and report.storm is not None and (bp.log_path.parent / LOOP_LOG).exists():
+            report.loop_stalls = loop_stalls(bp.log_path.parent / LOOP_LOG, report.storm)
         if bp.killed:
             report.notes.append(f"{idle} idle: broker did not stop within 15 s of SIGTERM/SIGINT (killed)")
         elif bp.proc.returncode not in (0, -signal.SIGTERM, -signal.SIGINT, None):
@@ -748,6 +755,52 @@ def storm_notes(cfg: Config, key: str, st: StormPhaseResult) -> list[str]:
     return out
 
 
+LOOP_LOG = "loop-stalls.log"
+LOOPMON_DIR = Path(__file__).resolve().parent / "loopmon"
+
+
+@contextmanager
+def loop_monitor(log: Path | None) -> Iterator[None]:
+    """While starting the NXG broker: bench/loopmon on its PYTHONPATH, writing to `log`."""
+    if log is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "NXG_BENCH_LOOP_LOG")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOOPMON_DIR), saved["PYTHONPATH"]) if p)
+    os.environ["NXG_BENCH_LOOP_LOG"] = str(log)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def loop_stalls(log: Path, st: StormPhaseResult) -> dict[str, tuple[int, float, float, float]]:
+    """Per storm-phase window: late ticks, the longest in wall ms and in loop-thread CPU ms, and
+    the 99th percentile of CPU ms over the window's 1 ms ticks (on-time ticks count as 0)."""
+    ticks = []
+    for line in log.read_text().splitlines():
+        t, wall, cpu = (float(x) for x in line.split())
+        ticks.append((t, wall, cpu))
+    out: dict[str, tuple[int, float, float, float]] = {}
+    for name, lat in (("quiet", st.quiet), ("storm", st.storm)):
+        inside = [(wall, cpu) for t, wall, cpu in ticks if lat.t0 <= t < lat.t1]
+        cpus = sorted(cpu for _, cpu in inside)
+        expected = max(len(cpus), int((lat.t1 - lat.t0) * 1000))
+        rank = expected - math.ceil(0.99 * expected)  # ticks above the 99th percentile
+        p99 = cpus[-rank - 1] if len(cpus) > rank else 0.0
+        out[name] = (
+            len(inside),
+            max((w for w, _ in inside), default=0.0),
+            max(cpus, default=0.0),
+            p99,
+        )
+    return out
+
+
 def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[BrokerReport], elapsed: float) -> str:
     lines = []
     for rep in reports:
@@ -767,6 +820,13 @@ def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[Broker
                 lines.append(f"{TITLES[rep.key]} {key}: {err.splitlines()[0]}")
         if rep.storm is not None:
             lines.extend(storm_notes(cfg, rep.key, rep.storm))
+        if rep.loop_stalls:
+            lq, ls = rep.loop_stalls["quiet"], rep.loop_stalls["storm"]
+            lines.append(
+                f"{TITLES[rep.key]} loop stalls (1 ms timer, quiet → storm): late ticks {lq[0]} → {ls[0]}, "
+                f"longest {lq[1]:.1f} → {ls[1]:.1f} ms wall, {lq[2]:.1f} → {ls[2]:.1f} ms loop-thread CPU "
+                f"(p99 {lq[3]:.1f} → {ls[3]:.1f} ms)"
+            )
     gen_bound = []
     for kind in ("q0", "q1"):
         g = generator.get(kind)
@@ -829,6 +889,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--storm-bad-addr", default="127.0.0.2", help="source address of the failing CONNECTs ('' = 127.0.0.1)"
     )
     p.add_argument("--storm-only", action="store_true", help="only the CONNECT storm phase (no saturation, no idle)")
+    p.add_argument(
+        "--loop-stalls",
+        action="store_true",
+        help="NXG: record its event loop's late ticks (wall and loop-thread CPU) through the storm",
+    )
     ns = p.parse_args(argv)
     names = {v: k for k, v in BROKERS.items()}
     only: list[str] = []
@@ -865,6 +930,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         storm_concurrency=max(1, ns.storm_concurrency),
         storm_bad_addr=ns.storm_bad_addr,
         storm_only=ns.storm_only,
+        loop_stalls=ns.loop_stalls,
     )
 
 

@@ -50,6 +50,7 @@ HELP = {
     "plain": "with TLS on, keep the plain MQTT and MQTT/WebSocket listeners (--no-plain: TLS only)",
     "log_level": "debug, info, warning or error",
     "log_format": "text or json (one object a line)",
+    "bridge_queue_limit": "messages queued for the server's own link (the bridge login) before the drop policy",
     "command_queue_limit": "open commands per device before QUEUE_FULL (0 = none)",
     "command_rate_limit": "commands per tenant per minute (0 = off)",
     "command_ack_timeout_s": "seconds to wait for a device's ack",

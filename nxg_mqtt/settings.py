@@ -35,6 +35,9 @@ class Settings:
 
     # sessions
     session_queue_limit: int = 1000  # messages per offline/slow session before the drop policy
+    # the server's own link (the `bridge` login) carries every device's traffic to apps: a burst of
+    # 1,000 commands is 2,000+ messages to it at once, so it gets a far larger bound than a device
+    bridge_queue_limit: int = 100_000
     device_keepalive_zero_s: int = 1200  # keepalive 0 from a device is treated as this
     pairing_session_s: float = 60.0
     connect_timeout_s: float = 10.0  # time to send CONNECT after the TCP connect

@@ -279,6 +279,10 @@ class Connection:
 
     async def _on_connect(self, packet: Connect) -> bool:
         broker = self.broker
+        if packet.will_topic is not None and not valid_topic_name(packet.will_topic):
+            # MQTT-3.1.2-9/4.7.3-1: the will topic is a topic name, at least one character, no
+            # wildcards; a CONNECT with anything else is malformed: closed without CONNACK
+            raise ProtocolError(f"invalid will topic {packet.will_topic!r}")
         client_id = packet.client_id
         if not client_id:
             if not packet.clean_session:
@@ -308,6 +312,9 @@ class Connection:
         principal = session.principal
         if principal is None:
             principal = session.principal = Principal.default(session.username)
+        if session.receive_all:
+            # the server's own link: a bound sized for a device would drop what apps wait for
+            session.set_queue_limit(max(session.queue_limit, broker.settings.bridge_queue_limit))
 
         # A client id belongs to one principal while a session of it exists, connected or stored:
         # only a CONNECT that authenticated as the same principal takes it over (MQTT-3.1.4-2) or
@@ -334,6 +341,10 @@ class Connection:
             # takeover: the old connection finishes — disconnect event included — first
             if not same:
                 logger.info("%r: device %s reclaims its client id from %s", self, client_id, existing.principal)
+            elif not session.clean_session and not existing.clean_session:
+                # the session goes on under the new connection: its client never went away, so
+                # no will (a clean session on either side ends the old one, and its will goes out)
+                existing.will_flag = False
             old.abort(CloseReason.TAKEN_OVER)
             await asyncio.shield(old.done)
             if self.close_reason is not None:
@@ -383,14 +394,31 @@ class Connection:
         elif hooks.validators and not await hooks.validate(session, message):
             broker.stats["publish_invalid"] += 1
         else:
+            if qos and message.durable is None:
+                # nothing to wait for: the acknowledgement is queued ahead of the onward copies, so
+                # on the publisher's own socket PUBACK/PUBREC come before the copy its own
+                # subscription gets (Mosquitto's order). Writes are corked until the end of this
+                # loop pass, so the copies are still in their buffers before the ack is sent.
+                self._ack_publish(session, qos, packet_id, None)
+                qos_acked = True
+            else:
+                qos_acked = False
             await broker.route(topic, message.data, qos, packet.retain, pressure=self)
             if hooks.events["on_broker_message_broadcast"]:
                 await hooks.fire("on_broker_message_broadcast", client_id=session.client_id, message=message)
+            if qos_acked:
+                return
+        if qos:
+            self._ack_publish(session, qos, packet_id, message.durable)
+
+    def _ack_publish(
+        self, session: BrokerSession, qos: int, packet_id: int, durable: asyncio.Future[None] | None
+    ) -> None:
         if qos == 1:
-            self._acknowledge(encode_puback(packet_id), message.durable)
-        elif qos == 2:
+            self._acknowledge(encode_puback(packet_id), durable)
+        else:
             session.inbound_qos2.add(packet_id)
-            self._acknowledge(encode_pubrec(packet_id), message.durable)
+            self._acknowledge(encode_pubrec(packet_id), durable)
 
     def _acknowledge(self, ack: bytes, durable: asyncio.Future[None] | None) -> None:
         """Write a PUBACK/PUBREC once its message is durable (`durable` resolved: the batch that

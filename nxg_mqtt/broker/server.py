@@ -113,6 +113,7 @@ class NxgBroker:
         self._wss: WsServer | None = None
         self.tls_context: ssl.SSLContext | None = None  # shared by the TLS listeners; reload_tls() refreshes it
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # TCP connections' read loops
         self._closed = False
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -125,7 +126,8 @@ class NxgBroker:
         try:
             # with TLS and no plain listeners, plain MQTT stays on loopback only: the bridge's own link
             plain_host = settings.host if settings.plain or not settings.tls else "127.0.0.1"
-            self._tcp = await asyncio.start_server(self._on_tcp, plain_host, settings.mqtt_port, reuse_address=True)
+            loop = asyncio.get_running_loop()
+            self._tcp = await loop.create_server(self._tcp_protocol, plain_host, settings.mqtt_port, reuse_address=True)
             ws_options: dict[str, Any] = {
                 "subprotocols": [Subprotocol("mqtt")],
                 "max_size": settings.max_packet_bytes + 1024,
@@ -136,8 +138,8 @@ class NxgBroker:
                 self._ws = await serve(self._on_ws, settings.host, settings.ws_port, **ws_options)
             if settings.tls:
                 self.tls_context = tls.server_context(settings)
-                self._mqtts = await asyncio.start_server(
-                    self._on_tcp, settings.host, settings.mqtts_port, ssl=self.tls_context, reuse_address=True
+                self._mqtts = await loop.create_server(
+                    self._tcp_protocol, settings.host, settings.mqtts_port, ssl=self.tls_context, reuse_address=True
                 )
                 if settings.wss_port is not None:
                     self._wss = await serve(
@@ -214,8 +216,13 @@ class NxgBroker:
             return None
         return int(next(iter(self._ws.sockets)).getsockname()[1])
 
-    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await Connection(self, TcpTransport(reader, writer)).run()
+    def _tcp_protocol(self) -> TcpTransport:
+        return TcpTransport(self._on_tcp)
+
+    def _on_tcp(self, transport: TcpTransport) -> None:
+        task = asyncio.get_running_loop().create_task(Connection(self, transport).run())
+        self._tasks.add(task)  # a task only the loop refers to may be collected mid-run
+        task.add_done_callback(self._tasks.discard)
 
     async def _on_ws(self, ws: ServerConnection) -> None:
         await Connection(self, WebSocketTransport(ws)).run()

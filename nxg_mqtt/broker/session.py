@@ -137,6 +137,10 @@ class BrokerSession:
     def __repr__(self) -> str:
         return f"BrokerSession(client_id={self.client_id!r}, connected={self.connected})"
 
+    def set_queue_limit(self, limit: int) -> None:
+        self.queue_limit = max(1, limit)
+        self.max_inflight = min(self.queue_limit, 65_535)
+
     def adopt(self, other: BrokerSession) -> None:
         """Take the connection-level fields of a fresh CONNECT, keeping subscriptions and queues."""
         for name in (
@@ -160,6 +164,7 @@ class BrokerSession:
             "pairing_expiry",
         ):
             setattr(self, name, getattr(other, name))
+        self.set_queue_limit(other.queue_limit)
         self.disconnect_reason = ""
 
     # ------------------------------------------------------------------------------- delivery

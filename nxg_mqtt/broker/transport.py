@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -54,40 +55,117 @@ def _peer(peer: object) -> tuple[str | None, int | None]:
     return None, None
 
 
-class TcpTransport:
-    """Writes are corked until the end of the event-loop pass: a chunk of PUBLISHes handled in one
+class TcpTransport(asyncio.Protocol):
+    """The TCP (and TLS) listener's protocol itself: no StreamReader, StreamWriter or reader
+    protocol in between. `data_received` appends to a buffer and wakes the one waiting `read()`;
+    reading pauses while a client is `READ_SIZE * 4` ahead of the broker.
+
+    Writes are corked until the end of the event-loop pass: a chunk of PUBLISHes handled in one
     pass leaves as one send() per socket (its PUBACKs to the publisher, the copies to each
     subscriber) instead of one system call per packet."""
 
     __slots__ = (
+        "_buffer",
+        "_closed",
+        "_drain_waiter",
+        "_eof",
         "_loop",
+        "_on_open",
         "_pending",
         "_pending_size",
-        "_reader",
+        "_read_paused",
+        "_read_waiter",
         "_transport",
-        "_writer",
+        "_write_paused",
         "peer_cert",
         "remote_address",
         "remote_port",
     )
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._transport = writer.transport
+    def __init__(self, on_open: Callable[[TcpTransport], object]) -> None:
+        self._on_open = on_open  # starts the connection once the socket (and TLS) is up
         self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self._eof = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] = self._loop.create_future()
         self._pending: list[bytes] | None = None
         self._pending_size = 0
-        self._transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
-        self.remote_address, self.remote_port = _peer(writer.get_extra_info("peername"))
-        tls = writer.get_extra_info("ssl_object")
-        self.peer_cert: bytes | None = tls.getpeercert(binary_form=True) if tls is not None else None
+        self.remote_address: str | None = None
+        self.remote_port: int | None = None
+        self.peer_cert: bytes | None = None  # the verified TLS client certificate (DER), if any
+
+    # ---- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports have asyncio.Transport's methods without subclassing it
+        self._transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self.remote_address, self.remote_port = _peer(transport.get_extra_info("peername"))
+        # on a TLS listener this runs once the handshake is done: the client's certificate is known
+        tls = transport.get_extra_info("ssl_object")
+        self.peer_cert = tls.getpeercert(binary_form=True) if tls is not None else None
+        self._on_open(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if not self._read_paused and len(self._buffer) > 4 * READ_SIZE and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake_reader()
+        if not self._closed.done():
+            self._closed.set_result(None)
+        self.resume_writing()  # a waiting drain() wakes up and finds the connection gone
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ---- Transport
 
     async def read(self) -> bytes:
-        try:
-            return await self._reader.read(READ_SIZE)
-        except OSError:
-            return b""
+        buffer = self._buffer
+        while not buffer:
+            if self._eof:
+                return b""
+            waiter = self._read_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+        if len(buffer) <= READ_SIZE:
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:READ_SIZE])
+            del buffer[:READ_SIZE]
+        if self._read_paused and len(buffer) <= READ_SIZE and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+        return data
 
     def write(self, data: bytes) -> None:
         pending = self._pending
@@ -102,28 +180,40 @@ class TcpTransport:
         pending = self._pending
         self._pending = None
         self._pending_size = 0
-        if pending and not self._transport.is_closing():
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        transport = self._transport
+        if pending and transport is not None and not transport.is_closing():
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def buffered(self) -> int:
-        return self._pending_size + self._transport.get_write_buffer_size()
+        transport = self._transport
+        return self._pending_size + (transport.get_write_buffer_size() if transport is not None else 0)
 
     async def drain(self) -> None:
         self._flush()
-        await self._writer.drain()
+        if not self._closed.done() and self._write_paused:
+            waiter = self._drain_waiter
+            if waiter is None or waiter.done():
+                waiter = self._drain_waiter = self._loop.create_future()
+            await asyncio.shield(waiter)  # several publishers may wait for one subscriber
+        if self._closed.done():
+            raise ConnectionResetError("connection lost")
 
     def abort(self) -> None:
         self._pending = None
         self._pending_size = 0
-        self._transport.abort()
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self) -> None:
         self._flush()
-        self._writer.close()
+        transport = self._transport
+        if transport is None:
+            return
+        transport.close()
         try:
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
-        except (TimeoutError, OSError):
-            self._transport.abort()
+            await asyncio.wait_for(asyncio.shield(self._closed), 1.0)
+        except TimeoutError:
+            transport.abort()
 
 
 class WebSocketTransport:

@@ -598,3 +598,70 @@ async def test_kick_publishes_will(engine: NxgBroker, paho: Clients) -> None:
     assert await wait_for(victim.disconnected.is_set)
     assert [m.payload for m in await watcher.wait_messages(1)] == [b"kicked"]
     assert engine.session("victim") is None
+
+
+# ---- cases from Mosquitto's packet-sequence suite (test/broker, 2.0.11) that the broker failed
+
+
+@pytest.mark.parametrize("will_topic", ["", "will/+", "will/#"])
+async def test_connect_with_an_invalid_will_topic_closes_without_connack(engine: NxgBroker, will_topic: str) -> None:
+    """MQTT-3.1.2-9, 4.7.3-1: the will topic is a topic name (Mosquitto's 07-will-null-topic)."""
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        raw.send(encode_connect(Connect("bad-will", keep_alive=60, will_topic=will_topic, will_message=b"m")))
+        with pytest.raises(ConnectionError):
+            await raw.recv(2.0)  # closed, and no CONNACK before that
+        assert engine.stats["protocol_errors"] == 1
+        assert engine.session("bad-will") is None
+    finally:
+        await raw.close()
+
+
+@pytest.mark.parametrize(("clean_first", "clean_second"), [(False, False), (False, True), (True, False), (True, True)])
+async def test_takeover_publishes_the_will_only_when_the_session_ends(
+    engine: NxgBroker, paho: Clients, clean_first: bool, clean_second: bool
+) -> None:
+    """A takeover that continues the session (both persistent) is the same client coming back: no
+    will. A clean session on either side ends the old session, and its will goes out
+    (Mosquitto's 07-will-takeover)."""
+    watcher = paho("watcher")
+    await watcher.connect(engine.mqtt_port)
+    await watcher.subscribe("will/t", 0)
+    first = await RawClient.open(engine.mqtt_port)
+    second = await RawClient.open(engine.mqtt_port)
+    try:
+        fields = {"keep_alive": 60, "will_topic": "will/t", "will_message": b"LWT"}
+        assert (await first.connect("will-taker", clean_session=clean_first, **fields)).return_code == 0
+        connack = await second.connect("will-taker", clean_session=clean_second)
+        assert connack.return_code == 0
+        assert connack.session_present is (not clean_first and not clean_second)
+        assert await first.closed_by_peer(2.0)
+        second.send(encode_publish("will/t", b"ready", 0))
+        expected = [b"LWT", b"ready"] if clean_first or clean_second else [b"ready"]
+        await watcher.wait_messages(len(expected))
+        assert [m.payload for m in await watcher.quiet(0.3)] == expected
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.parametrize(("qos", "ack"), [(1, PubAck(7)), (2, PubRec(7))])
+async def test_acknowledgement_precedes_the_copy_of_its_own_subscription(
+    engine: NxgBroker, qos: int, ack: PubAck | PubRec
+) -> None:
+    """A client subscribed to what it publishes reads PUBACK/PUBREC first, then its copy
+    (Mosquitto's 02-subpub-qos2 expects the PUBREC before the onward PUBLISH)."""
+    raw = await RawClient.open(engine.mqtt_port)
+    try:
+        await raw.connect("self-sub")
+        raw.send(encode_subscribe(1, [("self/t", qos)]))
+        assert await raw.recv() == SubAck(1, (qos,))
+        raw.send(encode_publish("self/t", b"m", qos, packet_id=7))
+        assert await raw.recv() == ack
+        copy = await raw.recv()
+        assert isinstance(copy, Publish) and copy.topic == "self/t" and copy.qos == qos
+        if qos == 2:
+            raw.send(encode_pubrel(7))
+            assert await raw.recv() == PubComp(7)
+    finally:
+        await raw.close()
