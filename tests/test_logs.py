@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from nxg_mqtt.logs import TextFormatter
+from tests.cli_process import json_lines, start_serve, stop_serve
 from tests.mqtt_client import TestClient
-from tests.serve_process import json_lines, start_serve, stop_serve
 
 
 async def test_json_logs_with_a_redacted_access_log(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.bridge.helpers import PASSWORD, Stack, open_stack, recv_until, send_json
+from tests.cli_process import read_until, start_serve, stop_serve
 from tests.factories import make_settings
 from tests.mqtt_client import TestClient
-from tests.serve_process import read_until, start_serve, stop_serve
 
 
 def dev_certs(directory: Path) -> dict[str, str]:

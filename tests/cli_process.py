@@ -1,13 +1,46 @@
-"""`nxg-mqtt serve` as a real child process, for the tests that need the whole command: its banner
-(the bound ports are printed there, port 0 is chosen by the process) and its JSON log lines."""
+"""`nxg-mqtt` commands as real child processes, for the tests that need the whole command: the
+bound ports they print (port 0 is chosen by the process), `serve`'s banner and its JSON log lines."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
+from pathlib import Path
 from typing import Any
+
+CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
+
+
+async def start_cli(
+    data: Path, *args: str, pattern: bytes, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`nxg-mqtt ARGS --host 127.0.0.1 --data DATA` (stderr discarded); the port that `pattern`'s
+    group reads from the first line it prints."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *args,
+        "--host",
+        "127.0.0.1",
+        "--data",
+        str(data),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+    match = re.search(pattern, line)
+    assert match, line
+    return proc, int(match.group(1))
+
+
+async def stop_cli(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM, and the process must exit 0 (a clean stop) within 10 s."""
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), timeout=10) == 0
 
 
 async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> str:
