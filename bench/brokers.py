@@ -184,16 +184,31 @@ def start_nxg(
         raise BrokerUnavailable(reason)
     env = dict(os.environ, NXG_INTERNAL_SECRET=secret, PYTHONUNBUFFERED="1")
     cmd = [*nxg_command(), "broker", "--mqtt-port", "0", "--data", str(data_dir), *(extra_args or [])]
-    log_path = workdir / "nxg.log"
+    return _launch_nxg("nxg", "nxg broker", cmd, env, data_dir, workdir, devices, secret)
+
+
+def _launch_nxg(
+    name: str,
+    what: str,
+    cmd: list[str],
+    env: dict[str, str],
+    data_dir: Path,
+    workdir: Path,
+    devices: list[Cred],
+    secret: str,
+) -> BrokerProc:
+    """Run an nxg-mqtt command on a provisioned data dir and wait for the mqtt://host:port line it
+    prints (port 0 is bound by the process, so the log is the only place the port is known)."""
+    log_path = workdir / f"{name}.log"
     proc = _popen(cmd, log_path, env)
-    bp = BrokerProc("nxg", proc, 0, log_path, stop_signal=signal.SIGINT)
+    bp = BrokerProc(name, proc, 0, log_path, stop_signal=signal.SIGINT)
     bp.devices = devices
     bp.subscriber = Cred("bridge-bench", "bridge", secret)
     bp.db_path = data_dir / "nxg.sqlite3"
     deadline = time.time() + 60
     while time.time() < deadline:
         if not bp.alive():
-            raise RuntimeError(f"nxg broker exited at start:\n{bp.log_tail()}")
+            raise RuntimeError(f"{what} exited at start:\n{bp.log_tail()}")
         match = PORT_RE.search(log_path.read_text(errors="replace"))
         if match:
             bp.port = int(match.group(1))
@@ -201,7 +216,7 @@ def start_nxg(
             return bp
         time.sleep(0.1)
     bp.stop()
-    raise RuntimeError(f"nxg broker printed no mqtt://host:port line within 60s:\n{bp.log_tail()}")
+    raise RuntimeError(f"{what} printed no mqtt://host:port line within 60s:\n{bp.log_tail()}")
 
 
 def new_secret() -> str:
@@ -236,21 +251,4 @@ def start_nxg_mosquitto(data_dir: Path, workdir: Path, devices: list[Cred], secr
         "--data",
         str(data_dir),
     ]
-    log_path = workdir / "nxg-mosquitto.log"
-    proc = _popen(cmd, log_path, env)
-    bp = BrokerProc("nxg-mosquitto", proc, 0, log_path, stop_signal=signal.SIGINT)
-    bp.devices = devices
-    bp.subscriber = Cred("bridge-bench", "bridge", secret)
-    bp.db_path = data_dir / "nxg.sqlite3"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if not bp.alive():
-            raise RuntimeError(f"nxg serve --broker mosquitto exited at start:\n{bp.log_tail()}")
-        match = PORT_RE.search(log_path.read_text(errors="replace"))
-        if match:
-            bp.port = int(match.group(1))
-            _wait_port(bp)
-            return bp
-        time.sleep(0.1)
-    bp.stop()
-    raise RuntimeError(f"nxg serve --broker mosquitto printed no mqtt://host:port within 60s:\n{bp.log_tail()}")
+    return _launch_nxg("nxg-mosquitto", "nxg serve --broker mosquitto", cmd, env, data_dir, workdir, devices, secret)

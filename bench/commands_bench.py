@@ -44,6 +44,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.bridge_bench import HOST, PASSWORD, Mqtt, percentile
+from bench.common import start_serve
 from nxg_mqtt.mqtt import codec
 
 MANIFEST = {
@@ -113,20 +114,8 @@ def cpu_seconds(pid: int) -> float:
 
 def start_server(data_dir: Path, code: Path | None = None) -> tuple[subprocess.Popen[str], int, int]:
     """`nxg-mqtt serve` (this build, or the one in `code`) on free ports."""
-    cmd = [sys.executable, "-m", "nxg_mqtt.cli", "serve", "--data", str(data_dir), "--host", HOST]
-    cmd += ["--mqtt-port", "0", "--http-port", "0", "--ws-port", "0", "--admin-password", PASSWORD]
-    cmd += ["--command-rate-limit", "0"]
-    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=code)
-    ports: dict[str, int] = {}
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while len(ports) < 2 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("nxg-mqtt serve exited during start-up")
-        if found := re.search(r"(mqtt|http)://[^:]+:(\d+)", line):
-            ports[found.group(1)] = int(found.group(2))
+    args = ["--host", HOST, "--mqtt-port", "0", "--http-port", "0", "--ws-port", "0", "--admin-password", PASSWORD]
+    proc, ports = start_serve(data_dir, code, [*args, "--command-rate-limit", "0"], r"(mqtt|http)://[^:]+:(\d+)")
     return proc, ports["mqtt"], ports["http"]
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -175,6 +180,31 @@ def run_async(coro: Coroutine[Any, Any, R]) -> R:
             return runner.run(coro)
     except ImportError:
         return asyncio.run(coro)
+
+
+def start_serve(
+    data_dir: Path, code: Path | None, args: list[str], pattern: str
+) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """`nxg-mqtt serve --data DATA ARGS` of this build, or of the tree in `code` (an older build run
+    from its own PYTHONPATH), and two ports read from its banner: the banner lines matching
+    `pattern`, whose first group names the port and whose second is the number."""
+    cmd = [sys.executable, "-m", "nxg_mqtt.cli", "serve", "--data", str(data_dir), *args]
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=code)
+    which = "nxg-mqtt serve" if code is None else f"nxg-mqtt serve of {code}"
+    ports: dict[str, int] = {}
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while len(ports) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{which} exited during start-up")
+        if found := re.search(pattern, line):
+            ports[found.group(1)] = int(found.group(2))
+    if len(ports) < 2:
+        proc.kill()
+        raise RuntimeError(f"{which} printed no ports")
+    return proc, ports
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -27,8 +27,6 @@ import base64
 import math
 import multiprocessing as mp
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bridge_bench import HOST, PASSWORD, Server, percentile, publisher, sent_of, start_server
+from bench.common import start_serve
 
 GRACE_S = 5.0  # subscribers keep reading this long after the publishers stop (the backlog)
 
@@ -227,23 +226,10 @@ def start_build(data_dir: Path, code: Path | None) -> Server:
     """`nxg-mqtt serve` of this build, or of the tree in `code` (an older build: `--baseline`)."""
     if code is None:
         return start_server(data_dir)
-    cmd = [sys.executable, "-m", "nxg_mqtt.cli", "serve", "--data", str(data_dir), "--host", HOST]
-    cmd += ["--mqtt-port", "0", "--http-port", "0", "--no-ws", "--admin-password", PASSWORD]
-    cmd += ["--command-rate-limit", "0"]
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=code)
-    ports: dict[str, int] = {}
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while len(ports) < 2 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"nxg-mqtt serve of {code} exited during start-up")
-        if found := re.search(r"^\s*(MQTT|HTTP)\s+\w+://[^:]+:(\d+)", line):
-            ports[found.group(1)] = int(found.group(2))
-    if len(ports) < 2:
-        proc.kill()
-        raise RuntimeError(f"nxg-mqtt serve of {code} printed no ports")
+    args = ["--host", HOST, "--mqtt-port", "0", "--http-port", "0", "--no-ws", "--admin-password", PASSWORD]
+    proc, ports = start_serve(
+        data_dir, code, [*args, "--command-rate-limit", "0"], r"^\s*(MQTT|HTTP)\s+\w+://[^:]+:(\d+)"
+    )
     return Server(proc, ports["MQTT"], ports["HTTP"], (data_dir / "internal_secret").read_text().strip())
 
 

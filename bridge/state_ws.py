@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 from bridge.hub import AppFeed
 from bridge.state import state_of
 from bridge.tasks import first_completed
-from bridge.ws_app import CLOSE_GRACE_S, CLOSE_TRY_AGAIN_LATER, admit, close_revoked
+from bridge.ws_app import CLOSE_GRACE_S, CLOSE_TRY_AGAIN_LATER, accept_feed, close_revoked, closer
 from nxg_mqtt.protocol import DEVICE_TS, STATE_UPDATE, MessageType
 
 
@@ -56,17 +56,12 @@ async def _read(websocket: WebSocket) -> None:
 
 async def state_socket(websocket: WebSocket) -> None:
     state = state_of(websocket)
-    caller = await admit(websocket)
-    if caller is None:
+    accepted = await accept_feed(websocket)
+    if accepted is None:
         return
-    await websocket.accept()
-    feed, unsubscribe = state.hub.open_feed(caller.devices, caller.tenant)
+    caller, feed, unsubscribe = accepted
     revoked = asyncio.Event()
-
-    async def close() -> None:
-        revoked.set()
-
-    forget = state.sockets.add(caller.key_id, close)
+    forget = state.sockets.add(caller.key_id, closer(revoked))
     try:
         await first_completed(
             "state socket", _read(websocket), _pump(websocket, feed), feed.overflowed.wait(), revoked.wait()

@@ -217,16 +217,26 @@ class AppSession:
         await self.send({"t": "error", "error": text, "code": code, "ref": ref})
 
 
-async def app_socket(websocket: WebSocket) -> None:
-    state = state_of(websocket)
+async def accept_feed(websocket: WebSocket) -> tuple[Caller, AppFeed, Callable[[], None]] | None:
+    """Admit the upgrade (None when it was refused), accept it and open the caller's feed (its
+    devices of its tenant); the callable unsubscribes the feed."""
     caller = await admit(websocket)
     if caller is None:
-        return
+        return None
     await websocket.accept()
-    feed, unsubscribe = state.hub.open_feed(caller.devices, caller.tenant)
+    feed, unsubscribe = state_of(websocket).hub.open_feed(caller.devices, caller.tenant)
+    return caller, feed, unsubscribe
+
+
+async def app_socket(websocket: WebSocket) -> None:
+    state = state_of(websocket)
+    accepted = await accept_feed(websocket)
+    if accepted is None:
+        return
+    caller, feed, unsubscribe = accepted
     session = AppSession(websocket, state, feed, caller)
     revoked = asyncio.Event()
-    forget = state.sockets.add(caller.key_id, _closer(revoked))
+    forget = state.sockets.add(caller.key_id, closer(revoked))
     try:
         await first_completed("app socket", session.read(), session.pump(), feed.overflowed.wait(), revoked.wait())
     finally:
@@ -245,7 +255,9 @@ async def app_socket(websocket: WebSocket) -> None:
             )
 
 
-def _closer(revoked: asyncio.Event) -> Callable[[], Awaitable[None]]:
+def closer(revoked: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    """The callback `state.sockets` runs when the socket's key is revoked or rotated."""
+
     async def close() -> None:
         revoked.set()
 

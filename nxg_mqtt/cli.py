@@ -144,13 +144,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, mqtt_url: str | None =
                 _say(f"  HTTP            {web}://{host}:{bridge.http_port}/")
                 _say(f"  App WebSocket   {ws}://{host}:{bridge.http_port}/ws/app")
                 _say(f"  Gateway         {ws}://{host}:{bridge.http_port}/ws/gateway")
-                _say(f"  Data            {settings.data_dir.resolve()}")
-                if generated:
-                    _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
-                else:
-                    _say("  Admin password  (as set; stored hashed)")
-                await stop.wait()
-                _say("stopping…")
+                await _say_rest_and_wait(settings, generated, stop)
 
 
 async def _serve_foreign(settings: Settings, stop: asyncio.Event, mqtt_url: str | None) -> None:
@@ -175,13 +169,18 @@ async def _serve_foreign(settings: Settings, stop: asyncio.Event, mqtt_url: str 
         _say(f"  App WebSocket   ws://{shown}:{stack.bridge.http_port}/ws/app")
         _say(f"  Gateway         ws://{shown}:{stack.bridge.http_port}/ws/gateway")
         _say(f"  Broker hooks    {stack.listener.url}/mqtt/auth (internal)")
-        _say(f"  Data            {settings.data_dir.resolve()}")
-        if generated:
-            _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
-        else:
-            _say("  Admin password  (as set; stored hashed)")
-        await stop.wait()
-        _say("stopping…")
+        await _say_rest_and_wait(settings, generated, stop)
+
+
+async def _say_rest_and_wait(settings: Settings, generated: str | None, stop: asyncio.Event) -> None:
+    """The banner's last lines, the same for every broker, then run until Ctrl-C/SIGTERM."""
+    _say(f"  Data            {settings.data_dir.resolve()}")
+    if generated:
+        _say(f"  Admin password  {generated}   (generated now, shown once; stored hashed)")
+    else:
+        _say("  Admin password  (as set; stored hashed)")
+    await stop.wait()
+    _say("stopping…")
 
 
 def _reload_on_sighup(*reloaders: Callable[[], None]) -> None:

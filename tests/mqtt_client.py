@@ -166,6 +166,15 @@ class TestClient:
     async def next_message(self, timeout: float = WAIT_S) -> Received:
         return await asyncio.to_thread(self.messages.get, True, timeout)
 
+    async def next_json(self, topic: str) -> dict[str, Any]:
+        """The JSON object of the next message on `topic` (messages on other topics are skipped)."""
+        while True:
+            message = await self.next_message()
+            if message.topic == topic:
+                value = json.loads(message.payload)
+                assert isinstance(value, dict)
+                return value
+
     async def no_message(self, within: float = 0.5) -> bool:
         try:
             await asyncio.to_thread(self.messages.get, True, within)

@@ -10,17 +10,15 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.bridge.helpers import open_stack, pair_gateway, recv_until, send_json
+from tests.cli_process import CLI, start_cli, stop_cli
 from tests.factories import make_settings
 from tests.mqtt_client import TestClient, pair_over_mqtt
-
-CLI = [sys.executable, "-m", "nxg_mqtt.cli"]
 
 
 def run_cli(data: Path, *args: str, ok: bool = True) -> dict[str, object]:
@@ -37,28 +35,11 @@ def run_cli(data: Path, *args: str, ok: bool = True) -> dict[str, object]:
 @pytest.fixture
 async def broker_process(tmp_path: Path) -> AsyncIterator[tuple[Path, int]]:
     env = {**os.environ, "NXG_SIGNAL_POLL_S": "0.1"}
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        "broker",
-        "--mqtt-port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--data",
-        str(tmp_path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
-    match = re.search(rb"mqtt://[^\s:]+:(\d+)", line)
-    assert match, line
+    proc, port = await start_cli(tmp_path, "broker", "--mqtt-port", "0", pattern=rb"mqtt://[^\s:]+:(\d+)", env=env)
     try:
-        yield tmp_path, int(match.group(1))
+        yield tmp_path, port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=10) == 0
+        await stop_cli(proc)
 
 
 def test_device_lifecycle(tmp_path: Path) -> None:

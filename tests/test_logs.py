@@ -4,11 +4,8 @@ and the access log never shows a credential from the query string."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
-import signal
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,56 +14,36 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from nxg_mqtt.logs import TextFormatter
+from tests.cli_process import json_lines, start_serve, stop_serve
 from tests.mqtt_client import TestClient
 
 
 async def test_json_logs_with_a_redacted_access_log(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nxg_mqtt",
-        "serve",
+    proc, banner = await start_serve(
         *("--host", "127.0.0.1", "--mqtt-port", "0", "--no-ws", "--http-port", "0", "--data", str(tmp_path)),
         *("--log-format", "json", "--log-level", "info"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    assert proc.stdout is not None
-    banner = ""
-    while "Data" not in banner:
-        banner += (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
     match = re.search(r"HTTP +http://127\.0\.0\.1:(\d+)/", banner)
     assert match, banner
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{match.group(1)}", timeout=5) as http:
         assert (await http.get("/health/live?token=s3cret-token&api_key=k3y&x=1")).status_code == 200
     await asyncio.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=15)
+    err = await stop_serve(proc)
     assert await proc.wait() == 0
-    lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    lines = json_lines(err)
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert access and "/health/live?token=***&api_key=***&x=1" in access[0]["message"]
-    assert "s3cret" not in err.decode() and "k3y" not in err.decode()
+    assert "s3cret" not in err and "k3y" not in err
 
 
 async def test_json_lines_carry_context_and_a_refused_upgrade_is_one_line(tmp_path: Path) -> None:
     """A real server: a refused CONNECT's line has the client id, peer and CONNACK code as keys; a
     refused WebSocket upgrade is logged once, with its reason, and its credential never shows."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nxg_mqtt",
-        "serve",
+    proc, banner = await start_serve(
         *("--host", "127.0.0.1", "--mqtt-port", "0", "--no-ws", "--http-port", "0", "--data", str(tmp_path)),
         *("--log-format", "json", "--log-level", "info"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    assert proc.stdout is not None
-    banner = ""
-    while "Data" not in banner:
-        banner += (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
     mqtt_port = re.search(r"mqtt://127\.0\.0\.1:(\d+)", banner)
     http = re.search(r"HTTP +http://(127\.0\.0\.1:\d+)/", banner)
     assert mqtt_port and http, banner
@@ -80,10 +57,8 @@ async def test_json_lines_carry_context_and_a_refused_upgrade_is_one_line(tmp_pa
                     pass
         await asyncio.sleep(0.3)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=15)
-    text = err.decode()
-    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        text = await stop_serve(proc)
+    lines = json_lines(text)
     refused = [line for line in lines if "CONNECT refused" in line["message"]]
     assert len(refused) == 1, refused
     assert refused[0]["client_id"] == "log-dev-1" and refused[0]["connack"] == 5

@@ -20,6 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.bridge.helpers import PASSWORD, Stack, open_stack, recv_until, send_json
+from tests.cli_process import read_until, start_serve, stop_serve
 from tests.factories import make_settings
 from tests.mqtt_client import TestClient
 
@@ -154,39 +155,21 @@ def _handshake(port: int, cafile: str) -> None:
         pass
 
 
-async def _read_until(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> str:
-    while True:
-        line = (await asyncio.wait_for(stream.readline(), timeout=30)).decode()
-        assert line, "".join(seen)
-        seen.append(line)
-        if needle in line:
-            return line
-
-
 @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 async def test_serve_over_tls_config_h_and_a_real_sighup(tmp_path: Path) -> None:
     """`nxg-mqtt serve` with TLS only: config.h sends devices to mqtts:// with the CA as a C string
     (compiled here), a device paired with that CA connects; then new certificate files and
     `kill -HUP`: the connected device stays, a new connection is served the new certificate."""
     certs = dev_certs(tmp_path / "certs")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nxg_mqtt",
-        "serve",
+    proc, text = await start_serve(
         *("--host", "127.0.0.1", "--mqtts-port", "0", "--wss-port", "0", "--http-port", "0", "--no-plain"),
         *("--tls-cert", certs["cert"], "--tls-key", certs["key"], "--tls-ca", certs["ca"]),
         *("--data", str(tmp_path / "data"), "--admin-password", PASSWORD, "--log-format", "json"),
         *("--public-host", "127.0.0.1"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stderr is not None
     device: TestClient | None = None
     try:
-        banner: list[str] = []
-        await _read_until(proc.stdout, "Data", banner)
-        text = "".join(banner)
         mqtts = re.search(r"mqtts://127\.0\.0\.1:(\d+)", text)
         wss = re.search(r"MQTT/WSS +wss://127\.0\.0\.1:(\d+)/mqtt", text)
         https = re.search(r"HTTP +(https://127\.0\.0\.1:\d+)/", text)
@@ -221,7 +204,7 @@ async def test_serve_over_tls_config_h_and_a_real_sighup(tmp_path: Path) -> None
         shutil.copyfile(fresh["cert"], certs["cert"])
         shutil.copyfile(fresh["key"], certs["key"])
         proc.send_signal(signal.SIGHUP)
-        reloaded = json.loads(await _read_until(proc.stderr, "TLS certificate reloaded", []))
+        reloaded = json.loads(await read_until(proc.stderr, "TLS certificate reloaded", []))
         assert reloaded["level"] == "info"
 
         await device.publish("nxg/tls-hup/telemetry", json.dumps({"temp": 20.5}))  # PUBACKed: still connected
@@ -236,5 +219,4 @@ async def test_serve_over_tls_config_h_and_a_real_sighup(tmp_path: Path) -> None
     finally:
         if device is not None:
             device.close()
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.communicate(), timeout=20)
+        await stop_serve(proc, timeout=20)

@@ -16,8 +16,9 @@ from websockets.asyncio.client import connect
 from nxg_mqtt.protocol import SERVER_TS
 from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
 from tests.bridge.test_end_to_end import connect_mqtt, pair_mqtt
+from tests.cli_process import CLI
 from tests.mqtt_client import Received, TestClient, pair_over_mqtt
-from tests.test_cli import CLI, run_cli
+from tests.test_cli import run_cli
 
 
 async def integrator(stack: Stack, topic_filter: str) -> TestClient:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +18,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.bridge.helpers import PASSWORD, expect_closed, recv_json, recv_until, send_json
+from tests.cli_process import CLI, start_cli, stop_cli
 from tests.mqtt_client import Clients
-from tests.test_cli import CLI, run_cli
+from tests.test_cli import run_cli
 
 WITHIN_S = 1.0
 
@@ -36,37 +35,13 @@ class Processes:
         return f"ws://127.0.0.1:{self.http_port}{path}"
 
 
-async def _start(data: Path, *args: str, pattern: bytes) -> tuple[asyncio.subprocess.Process, int]:
-    env = {**os.environ, "NXG_ADMIN_PASSWORD": PASSWORD}
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *args,
-        "--host",
-        "127.0.0.1",
-        "--data",
-        str(data),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-    match = re.search(pattern, line)
-    assert match, line
-    return proc, int(match.group(1))
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), timeout=10) == 0
-
-
 @asynccontextmanager
 async def broker_and_bridge(data: Path) -> AsyncIterator[Processes]:
     """Both with the default settings (`signal_poll_s` 0.25): what a user's processes do."""
-    broker, mqtt_port = await _start(data, "broker", "--mqtt-port", "0", pattern=rb"mqtt://[^\s:]+:(\d+)")
+    env = {**os.environ, "NXG_ADMIN_PASSWORD": PASSWORD}
+    broker, mqtt_port = await start_cli(data, "broker", "--mqtt-port", "0", pattern=rb"mqtt://[^\s:]+:(\d+)", env=env)
     try:
-        bridge, http_port = await _start(
+        bridge, http_port = await start_cli(
             data,
             "bridge",
             "--mqtt",
@@ -74,13 +49,14 @@ async def broker_and_bridge(data: Path) -> AsyncIterator[Processes]:
             "--http-port",
             "0",
             pattern=rb"http://[^\s:]+:(\d+)/",
+            env=env,
         )
         try:
             yield Processes(data, mqtt_port, http_port)
         finally:
-            await _stop(bridge)
+            await stop_cli(bridge)
     finally:
-        await _stop(broker)
+        await stop_cli(broker)
 
 
 async def run_cli_async(data: Path, *args: str) -> None:

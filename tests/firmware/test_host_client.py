@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +20,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.firmware.helpers import PASSWORD, Device, Server, build_host_client
+from tests.firmware.helpers import PASSWORD, Device, Server
 
 WAIT_S = 15.0
-
-
-@pytest.fixture(scope="module")
-def binary() -> Path:
-    return build_host_client()
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    server = Server(tmp_path / "data")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def app_until(app: ClientConnection, t: str, within_s: float = WAIT_S, **match: Any) -> dict[str, Any]:

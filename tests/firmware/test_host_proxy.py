@@ -5,28 +5,11 @@ and `GET /` answered by the device with its status; an expired token is refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.firmware.helpers import PASSWORD, Device, Server, build_host_client
-
-
-@pytest.fixture(scope="module")
-def binary() -> Path:
-    return build_host_client()
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    server = Server(tmp_path / "data")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+from tests.firmware.helpers import PASSWORD, Device, Server
 
 
 async def test_proxy_fetches_the_host_clients_page(binary: Path, server: Server, tmp_path: Path) -> None:

@@ -17,15 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.firmware.helpers import PASSWORD, Device, Server, build_host_client
+from tests.firmware.helpers import PASSWORD, Device, Server
 
 BINARY = os.urandom(200_000)
 CUT_AT = 50_000
-
-
-@pytest.fixture(scope="module")
-def binary() -> Path:
-    return build_host_client()
 
 
 def client(server: Server, secret: str) -> httpx.AsyncClient:

@@ -4,39 +4,29 @@ compare-and-swap conflict on each side and a protected property the device canno
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from tests.bridge.helpers import Stack
 from tests.bridge.v1.helpers import ok, online_device
-from tests.mqtt_client import Clients, TestClient
-
-
-async def next_on(client: TestClient, topic: str) -> dict[str, Any]:
-    while True:
-        message = await client.next_message()
-        if message.topic == topic:
-            value = json.loads(message.payload)
-            assert isinstance(value, dict)
-            return value
+from tests.mqtt_client import Clients
 
 
 async def test_app_and_device_share_properties_without_lost_updates(stack: Stack, paho: Clients) -> None:
     device, _ = await online_device(stack, paho, "sync-1")
     assert await device.subscribe("nxg/sync-1/prop") == [1]
     assert await device.subscribe("nxg/sync-1/prop/res") == [1]
-    assert await next_on(device, "nxg/sync-1/prop") == {"props": {}}  # the snapshot at subscribe
+    assert await device.next_json("nxg/sync-1/prop") == {"props": {}}  # the snapshot at subscribe
 
     # app → device
     assert await ok(stack, "devices_SetProperty", {"deviceId": "sync-1", "name": "interval", "value": 30}) == {
         "result": "Set"
     }
-    pushed = await next_on(device, "nxg/sync-1/prop")
+    pushed = await device.next_json("nxg/sync-1/prop")
     assert pushed["delta"] == {"interval": {"value": 30, "version": 1}}
 
     # device → app, CAS on the version it was given
     report = {"id": "d1", "name": "interval", "value": 45, "expectedVersion": 1}
     await device.publish("nxg/sync-1/prop/set", json.dumps(report))
-    assert await next_on(device, "nxg/sync-1/prop/res") == {"id": "d1", "result": "Set", "version": 2}
+    assert await device.next_json("nxg/sync-1/prop/res") == {"id": "d1", "result": "Set", "version": 2}
     got = await ok(stack, "devices_GetProperty", {"deviceId": "sync-1", "name": "interval"})
     assert (got["value"], got["version"], got["protected"]) == (45, 2, False)
 
@@ -45,9 +35,9 @@ async def test_app_and_device_share_properties_without_lost_updates(stack: Stack
     assert await ok(stack, "devices_SetProperty", stale) == {"result": "VersionConflict", "currentVersion": 2}
     # the app retries on the current version; the device, still on version 2, now conflicts
     assert await ok(stack, "devices_SetProperty", {**stale, "expectedVersion": 2}) == {"result": "Set"}
-    assert (await next_on(device, "nxg/sync-1/prop"))["delta"] == {"interval": {"value": 10, "version": 3}}
+    assert (await device.next_json("nxg/sync-1/prop"))["delta"] == {"interval": {"value": 10, "version": 3}}
     await device.publish("nxg/sync-1/prop/set", json.dumps({**report, "id": "d2", "value": 50, "expectedVersion": 2}))
-    assert await next_on(device, "nxg/sync-1/prop/res") == {"id": "d2", "result": "VersionConflict", "version": 3}
+    assert await device.next_json("nxg/sync-1/prop/res") == {"id": "d2", "result": "VersionConflict", "version": 3}
     got = await ok(stack, "devices_GetProperty", {"deviceId": "sync-1", "name": "interval"})
     assert (got["value"], got["version"]) == (10, 3)
 
@@ -56,7 +46,7 @@ async def test_app_and_device_share_properties_without_lost_updates(stack: Stack
         stack, "devices_SetProperty", {"deviceId": "sync-1", "name": "channel", "value": "beta", "protected": True}
     )
     await device.publish("nxg/sync-1/prop/set", json.dumps({"id": "d3", "name": "channel", "value": "dev"}))
-    refused = await next_on(device, "nxg/sync-1/prop/res")
+    refused = await device.next_json("nxg/sync-1/prop/res")
     assert (refused["id"], refused["result"]) == ("d3", "Refused")
     got = await ok(stack, "devices_GetProperty", {"deviceId": "sync-1", "name": "channel"})
     assert (got["value"], got["version"], got["protected"]) == ("beta", 1, True)

@@ -4,19 +4,8 @@ reports on `nxg/{S}/prop/set` with compare-and-swap, answers on `nxg/{S}/prop/re
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from tests.broker.plugins.helpers import Stack
-from tests.mqtt_client import TestClient
-
-
-async def next_json(client: TestClient, topic: str) -> dict[str, Any]:
-    while True:
-        message = await client.next_message()
-        if message.topic == topic:
-            value = json.loads(message.payload)
-            assert isinstance(value, dict)
-            return value
 
 
 async def test_device_reports_with_cas_and_gets_answers(stack: Stack) -> None:
@@ -24,22 +13,22 @@ async def test_device_reports_with_cas_and_gets_answers(stack: Stack) -> None:
     assert await device.subscribe("nxg/pp-1/prop/res") == [1]
     set_topic = "nxg/pp-1/prop/set"
     await device.publish(set_topic, json.dumps({"id": "r1", "name": "mode", "value": "eco"}))
-    assert await next_json(device, "nxg/pp-1/prop/res") == {"id": "r1", "result": "Set", "version": 1}
+    assert await device.next_json("nxg/pp-1/prop/res") == {"id": "r1", "result": "Set", "version": 1}
     await device.publish(set_topic, json.dumps({"id": "r2", "name": "mode", "value": "on", "expectedVersion": 1}))
-    assert await next_json(device, "nxg/pp-1/prop/res") == {"id": "r2", "result": "Set", "version": 2}
+    assert await device.next_json("nxg/pp-1/prop/res") == {"id": "r2", "result": "Set", "version": 2}
     await device.publish(set_topic, json.dumps({"id": "r3", "name": "mode", "value": "x", "expectedVersion": 1}))
-    assert await next_json(device, "nxg/pp-1/prop/res") == {"id": "r3", "result": "VersionConflict", "version": 2}
+    assert await device.next_json("nxg/pp-1/prop/res") == {"id": "r3", "result": "VersionConflict", "version": 2}
     await device.publish(set_topic, json.dumps({"id": "r4", "name": "gone", "value": 1, "expectedVersion": 3}))
-    assert await next_json(device, "nxg/pp-1/prop/res") == {"id": "r4", "result": "Deleted"}
+    assert await device.next_json("nxg/pp-1/prop/res") == {"id": "r4", "result": "Deleted"}
     await stack.core.properties.set("pp-1", "secret", 42, protected=True)
     await device.publish(set_topic, json.dumps({"id": "r5", "name": "secret", "value": 0}))
-    refused = await next_json(device, "nxg/pp-1/prop/res")
+    refused = await device.next_json("nxg/pp-1/prop/res")
     assert refused["result"] == "Refused" and "protected" in refused["error"]
     await device.publish(set_topic, json.dumps({"id": "r6", "name": "mode"}))  # no value
-    bad = await next_json(device, "nxg/pp-1/prop/res")
+    bad = await device.next_json("nxg/pp-1/prop/res")
     assert (bad["id"], bad["result"]) == ("r6", "Refused") and "value" in bad["error"]
     await device.publish(set_topic, b"not json")
-    assert (await next_json(device, "nxg/pp-1/prop/res"))["id"] is None
+    assert (await device.next_json("nxg/pp-1/prop/res"))["id"] is None
     stored = {p.name: (p.value, p.version, p.protected) for p in await stack.core.store.properties.all("pp-1")}
     assert stored == {"mode": ("on", 2, False), "secret": (42, 1, True)}
 
@@ -58,15 +47,15 @@ async def test_device_view_is_retained_with_deltas_and_hides_protected(stack: St
     assert first.retain and json.loads(first.payload)["props"] == {"interval": {"value": 30, "version": 1}}
     await pp2.drain()  # the snapshot republished at subscribe (the broker's retained store is in memory)
     await stack.core.properties.set("pp-2", "interval", 60, expected=1)
-    change = await next_json(pp2, "nxg/pp-2/prop")
+    change = await pp2.next_json("nxg/pp-2/prop")
     assert change == {
         "props": {"interval": {"value": 60, "version": 2}},
         "delta": {"interval": {"value": 60, "version": 2}},
     }
     await stack.core.properties.set("pp-2", "key", "rotated")  # protected: its name never reaches the device
-    assert (await next_json(pp2, "nxg/pp-2/prop"))["delta"] == {}
+    assert (await pp2.next_json("nxg/pp-2/prop"))["delta"] == {}
     await stack.core.properties.remove("pp-2", "interval")
-    assert await next_json(pp2, "nxg/pp-2/prop") == {"props": {}, "delta": {"interval": None}}
+    assert await pp2.next_json("nxg/pp-2/prop") == {"props": {}, "delta": {"interval": None}}
     # a late subscriber gets the retained snapshot
     watcher = await stack.bridge_client("nxg/pp-2/prop")
     snapshot = await watcher.next_message()
