@@ -35,6 +35,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+from bench.common import FrameClient
 from nxg_mqtt.mqtt import codec
 
 PASSWORD = "pw"
@@ -198,47 +199,16 @@ def raw_subscriber(port: int, secret: str, ready: Event, stop: Event, out: Any) 
 # ---- app sockets on a minimal WebSocket frame parser -----------------------------------------------
 
 
-class AppClient(asyncio.Protocol):
+class AppClient(FrameClient):
     def __init__(self, latencies: list[float]) -> None:
-        self.latencies, self.buffer, self.open = latencies, bytearray(), False
-        self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.closed_code: int | None = None
+        super().__init__()
+        self.latencies = latencies
 
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.open:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(self.buffer[:end]).split(b"\r\n", 1)[0]
-            del self.buffer[: end + 4]
-            if b" 101 " not in status:
-                self.handshake.set_exception(RuntimeError(status.decode()))
-                return
-            self.open = True
-            self.handshake.set_result(None)
-        buf, pos, now = self.buffer, 0, time.time() * 1000
-        while len(buf) - pos >= 2:
-            opcode, length, head = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
-            if length == 126:
-                if len(buf) - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if len(buf) - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if len(buf) - pos < head + length:
-                break
-            payload = bytes(buf[pos + head : pos + head + length])
-            pos += head + length
-            if opcode == 1 and payload.startswith(b'{"t":"telemetry"'):
-                sent = sent_of(payload)
-                if sent is not None:
-                    self.latencies.append(now - sent)
-            elif opcode == 8:
-                self.closed_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-        del buf[:pos]
+    def on_frame(self, opcode: int, payload: bytes, now: float) -> None:
+        if opcode == 1 and payload.startswith(b'{"t":"telemetry"'):
+            sent = sent_of(payload)
+            if sent is not None:
+                self.latencies.append(now - sent)
 
 
 def app_sockets(port: int, count: int, ready: Event, stop: Event, out: Any) -> None:

@@ -233,3 +233,51 @@ def percentile(values: Sequence[float], q: float) -> float:
 def split(items: Sequence[Any], parts: int) -> list[list[Any]]:
     parts = max(1, min(parts, len(items))) if items else 1
     return [list(items[i::parts]) for i in range(parts)]
+
+
+class FrameClient(asyncio.Protocol):
+    """A WebSocket client on a minimal frame parser (the benches' app sockets): waits for the
+    101 answer, then hands each complete frame to `on_frame(opcode, payload, now_ms)`; a close
+    frame's code lands in `closed_code`. Cheap enough that many share one process."""
+
+    def __init__(self) -> None:
+        self.buffer, self.open = bytearray(), False
+        self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed_code: int | None = None
+
+    def on_frame(self, opcode: int, payload: bytes, now: float) -> None:
+        """One complete frame, `now` the receive time in ms since the epoch."""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.open:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self.buffer[:end]).split(b"\r\n", 1)[0]
+            del self.buffer[: end + 4]
+            if b" 101 " not in status:
+                self.handshake.set_exception(RuntimeError(status.decode()))
+                return
+            self.open = True
+            self.handshake.set_result(None)
+        buf, pos, now = self.buffer, 0, time.time() * 1000
+        while len(buf) - pos >= 2:
+            opcode, length, head = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
+            if length == 126:
+                if len(buf) - pos < 4:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if len(buf) - pos < 10:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if len(buf) - pos < head + length:
+                break
+            payload = bytes(buf[pos + head : pos + head + length])
+            pos += head + length
+            if opcode == 8:
+                self.closed_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            else:
+                self.on_frame(opcode, payload, now)
+        del buf[:pos]

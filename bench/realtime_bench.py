@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bridge_bench import HOST, PASSWORD, Server, percentile, publisher, sent_of, start_server
-from bench.common import start_serve
+from bench.common import FrameClient, start_serve
 
 GRACE_S = 5.0  # subscribers keep reading this long after the publishers stop (the backlog)
 
@@ -66,54 +66,21 @@ def _masked_text(text: str) -> bytes:
     return head + mask + body
 
 
-class RealtimeClient(asyncio.Protocol):
+class RealtimeClient(FrameClient):
     def __init__(self) -> None:
+        super().__init__()
         self.latencies: list[float] = []
         self.sent: list[float] = []  # the send time (ms epoch) of each latency's message
-        self.buffer, self.open = bytearray(), False
-        loop = asyncio.get_running_loop()
-        self.handshake: asyncio.Future[None] = loop.create_future()
-        self.subscribed: asyncio.Future[None] = loop.create_future()
-        self.closed_code: int | None = None
+        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.open:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(self.buffer[:end]).split(b"\r\n", 1)[0]
-            del self.buffer[: end + 4]
-            if b" 101 " not in status:
-                self.handshake.set_exception(RuntimeError(status.decode()))
-                return
-            self.open = True
-            self.handshake.set_result(None)
-        buf, pos, now = self.buffer, 0, time.time() * 1000
-        while len(buf) - pos >= 2:
-            opcode, length, head = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
-            if length == 126:
-                if len(buf) - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if len(buf) - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if len(buf) - pos < head + length:
-                break
-            payload = bytes(buf[pos + head : pos + head + length])
-            pos += head + length
-            if opcode == 1 and payload.startswith(b'{"type":"device_data"'):
-                sent = sent_of(payload)
-                if sent is not None:
-                    self.latencies.append(now - sent)
-                    self.sent.append(sent)
-            elif opcode == 1 and payload.startswith(b'{"type":"subscribed"') and not self.subscribed.done():
-                self.subscribed.set_result(None)
-            elif opcode == 8:
-                self.closed_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-        del buf[:pos]
+    def on_frame(self, opcode: int, payload: bytes, now: float) -> None:
+        if opcode == 1 and payload.startswith(b'{"type":"device_data"'):
+            sent = sent_of(payload)
+            if sent is not None:
+                self.latencies.append(now - sent)
+                self.sent.append(sent)
+        elif opcode == 1 and payload.startswith(b'{"type":"subscribed"') and not self.subscribed.done():
+            self.subscribed.set_result(None)
 
 
 def subscribers(port: int, jobs: list[tuple[str, list[str]]], ready: Event, stop: Event, out: Any) -> None:
