@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -103,8 +103,7 @@ class BrokerReport:
     rss_peak: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     storm: StormPhaseResult | None = None  # CONNECT storm, on the 0-idle broker
-    # --loop-stalls: window → (late ticks, longest wall ms, longest loop-thread CPU ms, p99 CPU ms)
-    loop_stalls: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+    loop_stalls: LoopStats | None = None  # --loop-stalls
 
     def get(self, idle: int, kind: str) -> PhaseResult | None:
         return self.phases.get(f"{idle}:{kind}")
@@ -135,7 +134,7 @@ class BrokerReport:
             "phases": {k: v.as_dict() for k, v in self.phases.items()},
             "storm": self.storm.as_dict() if self.storm is not None else None,
             "notes": self.notes,
-            "loop_stalls": self.loop_stalls,
+            "loop_stalls": asdict(self.loop_stalls) if self.loop_stalls is not None else None,
         }
 
 
@@ -778,27 +777,104 @@ def loop_monitor(log: Path | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def loop_stalls(log: Path, st: StormPhaseResult) -> dict[str, tuple[int, float, float, float]]:
-    """Per storm-phase window: late ticks, the longest in wall ms and in loop-thread CPU ms, and
-    the 99th percentile of CPU ms over the window's 1 ms ticks (on-time ticks count as 0)."""
-    ticks = []
+@dataclass
+class LoopWindow:
+    """bench/loopmon's records inside one storm-phase window (quiet, storm)."""
+
+    late: int = 0  # late 1 ms ticks
+    wall_max: float = 0.0  # longest late tick, wall ms
+    cpu_max: float = 0.0  # longest late tick, loop-thread CPU ms
+    cpu_p99: float = 0.0  # 99th percentile of CPU ms over the window's 1 ms ticks (on time: 0)
+    runq_max: float = 0.0  # longest run-queue wait (OS scheduling) within one late tick, ms
+    gil_max: float = 0.0  # longest wall − CPU − run-queue of a late tick: GIL (or poll) wait, ms
+    cpu_ms: float = 0.0  # loop-thread CPU over the window, ms
+    other_ms: float = 0.0  # the other threads' CPU over the window, ms (each of their runs holds the GIL)
+    seconds: float = 0.0
+    gcs: dict[int, int] = field(default_factory=dict)  # generation → collections in the window
+    gc_ms_max: float = 0.0
+    gc_ms_sum: float = 0.0
+
+
+@dataclass
+class LoopStats:
+    quiet: LoopWindow
+    storm: LoopWindow
+    cpu_per_connect_us: float  # storm window's loop CPU less the quiet rate, per finished attempt
+    gc_conf: str  # thresholds and frozen objects once the broker ran (tune_gc's work)
+
+
+def _cpu_at(samples: list[tuple[float, float, float]], t: float) -> tuple[float, float]:
+    """(loop thread, other threads) CPU s at wall time `t`: the last 10 ms sample at or before it."""
+    before = [(cpu, other) for ts, cpu, other in samples if ts <= t]
+    return before[-1] if before else (samples[0][1:] if samples else (0.0, 0.0))
+
+
+def loop_stalls(log: Path, st: StormPhaseResult) -> LoopStats:
+    """Per storm-phase window: late ticks, their longest wall/CPU/run-queue/GIL ms, the p99 of CPU
+    ms over the window's 1 ms ticks, the loop's CPU, and the garbage collections."""
+    ticks: list[tuple[float, float, float, float]] = []
+    samples: list[tuple[float, float, float]] = []
+    gcs: list[tuple[float, int, float]] = []
+    gc_conf = "not recorded"
     for line in log.read_text().splitlines():
-        t, wall, cpu = (float(x) for x in line.split())
-        ticks.append((t, wall, cpu))
-    out: dict[str, tuple[int, float, float, float]] = {}
+        kind, *f = line.split()
+        if kind == "tick":
+            ticks.append((float(f[0]), float(f[1]), float(f[2]), float(f[3])))
+        elif kind == "cpu":
+            samples.append((float(f[0]), float(f[1]), float(f[2])))
+        elif kind == "gc":
+            gcs.append((float(f[0]), int(f[1]), float(f[2])))
+        elif kind == "gcconf":
+            gc_conf = f"thresholds {f[0]}/{f[1]}/{f[2]}, {int(f[3]):,} frozen"
+    out: dict[str, LoopWindow] = {}
     for name, lat in (("quiet", st.quiet), ("storm", st.storm)):
-        inside = [(wall, cpu) for t, wall, cpu in ticks if lat.t0 <= t < lat.t1]
-        cpus = sorted(cpu for _, cpu in inside)
+        inside = [x for x in ticks if lat.t0 <= x[0] < lat.t1]
+        cpus = sorted(cpu for _, _, cpu, _ in inside)
         expected = max(len(cpus), int((lat.t1 - lat.t0) * 1000))
         rank = expected - math.ceil(0.99 * expected)  # ticks above the 99th percentile
-        p99 = cpus[-rank - 1] if len(cpus) > rank else 0.0
-        out[name] = (
-            len(inside),
-            max((w for w, _ in inside), default=0.0),
-            max(cpus, default=0.0),
-            p99,
-        )
-    return out
+        window_gcs = [(gen, ms) for t, gen, ms in gcs if lat.t0 <= t < lat.t1]
+        w = LoopWindow(len(inside), seconds=lat.t1 - lat.t0)
+        w.wall_max = max((wall for _, wall, _, _ in inside), default=0.0)
+        w.cpu_max = max(cpus, default=0.0)
+        w.cpu_p99 = cpus[-rank - 1] if len(cpus) > rank else 0.0
+        w.runq_max = max((runq for _, _, _, runq in inside), default=0.0)
+        w.gil_max = max((wall - cpu - runq for _, wall, cpu, runq in inside), default=0.0)
+        (cpu0, other0), (cpu1, other1) = _cpu_at(samples, lat.t0), _cpu_at(samples, lat.t1)
+        w.cpu_ms, w.other_ms = 1000.0 * (cpu1 - cpu0), 1000.0 * (other1 - other0)
+        for gen, ms in window_gcs:
+            w.gcs[gen] = w.gcs.get(gen, 0) + 1
+            w.gc_ms_max = max(w.gc_ms_max, ms)
+            w.gc_ms_sum += ms
+        out[name] = w
+    q, s = out["quiet"], out["storm"]
+    extra_ms = s.cpu_ms - (q.cpu_ms / q.seconds * s.seconds if q.seconds > 0 else 0.0)
+    attempts = st.conn.attempts
+    per_connect = 1000.0 * extra_ms / attempts if attempts else math.nan
+    return LoopStats(q, s, per_connect, gc_conf)
+
+
+def loop_lines(title: str, ls: LoopStats) -> list[str]:
+    q, s = ls.quiet, ls.storm
+
+    def gcs(w: LoopWindow) -> str:
+        if not w.gcs:
+            return "none"
+        counts = ", ".join(f"{n}× gen {gen}" for gen, n in sorted(w.gcs.items()))
+        return f"{counts} (longest {w.gc_ms_max:.1f} ms, {w.gc_ms_sum:.1f} ms in all)"
+
+    def pct(ms: float, w: LoopWindow) -> str:
+        return f"{ms / w.seconds / 10 if w.seconds else 0:.0f}%"
+
+    return [
+        f"{title} loop stalls (1 ms timer, quiet → storm): late ticks {q.late} → {s.late}, "
+        f"longest {q.wall_max:.1f} → {s.wall_max:.1f} ms wall, {q.cpu_max:.1f} → {s.cpu_max:.1f} ms loop-thread CPU "
+        f"(p99 {q.cpu_p99:.1f} → {s.cpu_p99:.1f} ms), {q.runq_max:.1f} → {s.runq_max:.1f} ms run-queue wait, "
+        f"{q.gil_max:.1f} → {s.gil_max:.1f} ms neither (GIL wait)",
+        f"{title} loop CPU: {pct(q.cpu_ms, q)} → {pct(s.cpu_ms, s)} of a core, other threads "
+        f"{pct(q.other_ms, q)} → {pct(s.other_ms, s)}; "
+        f"{ls.cpu_per_connect_us:.0f} µs per storm CONNECT (storm window less the quiet rate)",
+        f"{title} garbage collections: quiet {gcs(q)}; storm {gcs(s)}; collector {ls.gc_conf}",
+    ]
 
 
 def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[BrokerReport], elapsed: float) -> str:
@@ -820,13 +896,8 @@ def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[Broker
                 lines.append(f"{TITLES[rep.key]} {key}: {err.splitlines()[0]}")
         if rep.storm is not None:
             lines.extend(storm_notes(cfg, rep.key, rep.storm))
-        if rep.loop_stalls:
-            lq, ls = rep.loop_stalls["quiet"], rep.loop_stalls["storm"]
-            lines.append(
-                f"{TITLES[rep.key]} loop stalls (1 ms timer, quiet → storm): late ticks {lq[0]} → {ls[0]}, "
-                f"longest {lq[1]:.1f} → {ls[1]:.1f} ms wall, {lq[2]:.1f} → {ls[2]:.1f} ms loop-thread CPU "
-                f"(p99 {lq[3]:.1f} → {ls[3]:.1f} ms)"
-            )
+        if rep.loop_stalls is not None:
+            lines.extend(loop_lines(TITLES[rep.key], rep.loop_stalls))
     gen_bound = []
     for kind in ("q0", "q1"):
         g = generator.get(kind)

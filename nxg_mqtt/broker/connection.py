@@ -72,6 +72,7 @@ class Connection:
         "close_reason",
         "connect_deadline",
         "done",
+        "fresh",
         "keepalive_limit",
         "last_activity",
         "paused",
@@ -92,6 +93,7 @@ class Connection:
         self.last_activity = loop.time()
         self.connect_deadline = self.last_activity + broker.settings.connect_timeout_s
         self.keepalive_limit = 0.0
+        self.fresh = False  # CONNACK sent, the client's next packet (its SUBSCRIBE) still ahead
         self.done: asyncio.Future[None] = loop.create_future()
         self._pressure: set[Connection] = set()
         self._acks: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()  # waiting for a commit
@@ -193,7 +195,16 @@ class Connection:
         if session is None:
             if not isinstance(packet, Connect):
                 raise ProtocolError("first packet must be CONNECT")
+            await self.broker.admission.turn()  # a CONNECT storm yields to established traffic
+            if self.close_reason is not None:
+                return False
             return await self._on_connect(packet)
+        if self.fresh:
+            # the last step of a handshake: a storm's first SUBSCRIBEs take turns as well
+            self.fresh = False
+            await self.broker.admission.turn()
+            if self.close_reason is not None:
+                return False
         match packet:
             case Publish():
                 await self._on_publish(session, packet)
@@ -305,6 +316,8 @@ class Connection:
             session.will_retain = packet.will_retain
         session.is_anonymous = packet.username is None
         code, why = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
+        # logins read together come back together: the rest of each handshake takes turns too
+        await broker.admission.turn()
         if code:
             return self._refuse(code, why, client_id)
         if self.close_reason is not None:
@@ -365,6 +378,7 @@ class Connection:
         self.session = session
         self.keepalive_limit = 1.5 * session.keep_alive  # a plugin may have adjusted it
         self.write(encode_connack(present, 0))
+        self.fresh = True
         broker.stats["connects"] += 1
         # what was owed before this connection goes first; the connected hook may publish more
         session.resend_inflight()

@@ -26,6 +26,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
 from nxg_mqtt import tls
+from nxg_mqtt.broker.admission import HandshakeGate
 from nxg_mqtt.broker.connection import Connection
 from nxg_mqtt.broker.hooks import PluginHost
 from nxg_mqtt.broker.message import IncomingMessage, OutgoingMessage
@@ -106,6 +107,7 @@ class NxgBroker:
         self.router: Router[BrokerSession] = Router()
         self.retained: dict[str, RetainedMessage] = {}
         self.hooks = PluginHost([], self.logger, self.stats)
+        self.admission = HandshakeGate()
         self._factories = list(plugin_factories)
         self._tcp: asyncio.Server | None = None
         self._ws: WsServer | None = None
