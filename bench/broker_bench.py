@@ -787,6 +787,7 @@ class LoopWindow:
     cpu_p99: float = 0.0  # 99th percentile of CPU ms over the window's 1 ms ticks (on time: 0)
     runq_max: float = 0.0  # longest run-queue wait (OS scheduling) within one late tick, ms
     gil_max: float = 0.0  # longest wall − CPU − run-queue of a late tick: GIL (or poll) wait, ms
+    gil_ms: float = 0.0  # the same summed over the window's late ticks
     cpu_ms: float = 0.0  # loop-thread CPU over the window, ms
     other_ms: float = 0.0  # the other threads' CPU over the window, ms (each of their runs holds the GIL)
     seconds: float = 0.0
@@ -839,6 +840,7 @@ def loop_stalls(log: Path, st: StormPhaseResult) -> LoopStats:
         w.cpu_p99 = cpus[-rank - 1] if len(cpus) > rank else 0.0
         w.runq_max = max((runq for _, _, _, runq in inside), default=0.0)
         w.gil_max = max((wall - cpu - runq for _, wall, cpu, runq in inside), default=0.0)
+        w.gil_ms = sum(max(0.0, wall - cpu - runq) for _, wall, cpu, runq in inside)
         (cpu0, other0), (cpu1, other1) = _cpu_at(samples, lat.t0), _cpu_at(samples, lat.t1)
         w.cpu_ms, w.other_ms = 1000.0 * (cpu1 - cpu0), 1000.0 * (other1 - other0)
         for gen, ms in window_gcs:
@@ -869,7 +871,7 @@ def loop_lines(title: str, ls: LoopStats) -> list[str]:
         f"{title} loop stalls (1 ms timer, quiet → storm): late ticks {q.late} → {s.late}, "
         f"longest {q.wall_max:.1f} → {s.wall_max:.1f} ms wall, {q.cpu_max:.1f} → {s.cpu_max:.1f} ms loop-thread CPU "
         f"(p99 {q.cpu_p99:.1f} → {s.cpu_p99:.1f} ms), {q.runq_max:.1f} → {s.runq_max:.1f} ms run-queue wait, "
-        f"{q.gil_max:.1f} → {s.gil_max:.1f} ms neither (GIL wait)",
+        f"{q.gil_max:.1f} → {s.gil_max:.1f} ms neither (GIL wait; {pct(q.gil_ms, q)} → {pct(s.gil_ms, s)} of the time)",
         f"{title} loop CPU: {pct(q.cpu_ms, q)} → {pct(s.cpu_ms, s)} of a core, other threads "
         f"{pct(q.other_ms, q)} → {pct(s.other_ms, s)}; "
         f"{ls.cpu_per_connect_us:.0f} µs per storm CONNECT (storm window less the quiet rate)",

@@ -316,8 +316,6 @@ class Connection:
             session.will_retain = packet.will_retain
         session.is_anonymous = packet.username is None
         code, why = await broker.hooks.authenticate(session, broker.settings.allow_anonymous)
-        # logins read together come back together: the rest of each handshake takes turns too
-        await broker.admission.turn()
         if code:
             return self._refuse(code, why, client_id)
         if self.close_reason is not None:

@@ -7,7 +7,6 @@ from typing import Any
 import aiosqlite
 
 from nxg_mqtt.models import Device
-from nxg_mqtt.store.coalesce import Coalesced
 from nxg_mqtt.store.db import Database
 
 _COLUMNS = (
@@ -23,8 +22,6 @@ class DeviceRepository:
     def __init__(self, db: Database, tenant_id: str) -> None:
         self._db = db
         self._tenant = tenant_id
-        # every device CONNECT asks for its token: in a storm of them, one query answers many
-        self._tokens: Coalesced[str, tuple[str, str | None, bool]] = Coalesced(self._token_hashes)
 
     def _device(self, row: aiosqlite.Row) -> Device:
         return Device(
@@ -150,17 +147,13 @@ class DeviceRepository:
         return [self._device(r) for r in rows]
 
     async def token_hash(self, serial: str) -> tuple[str, str | None, bool] | None:
-        """(canonical serial, token hash, revoked) — the login check's one query (shared with the
-        other logins asked for meanwhile)."""
-        return await self._tokens.get(_nocase(serial))
-
-    async def _token_hashes(self, keys: list[str]) -> dict[str, tuple[str, str | None, bool]]:
-        marks = ",".join("?" * len(keys))
-        rows = await self._db.fetchall(
-            f"SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial IN ({marks})",
-            (self._tenant, *keys),
-        )
-        return {_nocase(row["serial"]): (row["serial"], row["token_hash"], bool(row["revoked"])) for row in rows}
+        """(canonical serial, token hash, revoked) — the login check's one query: every device
+        CONNECT makes it, so it reads on the loop when it can (`Database.read_now`)."""
+        sql = "SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial = ?"
+        params = (self._tenant, serial)
+        rows = self._db.read_now(sql, params)
+        row = (rows[0] if rows else None) if rows is not None else await self._db.fetchone(sql, params)
+        return (row["serial"], row["token_hash"], bool(row["revoked"])) if row else None
 
     async def serial_by_token_hash(self, token_hash: str) -> str | None:
         row = await self._db.fetchone(
@@ -238,11 +231,3 @@ class DeviceRepository:
             "SELECT * FROM devices WHERE tenant_id = ? AND serial = ?", (self._tenant, serial)
         )
         return dict(row) if row else None
-
-
-_NOCASE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _nocase(serial: str) -> str:
-    """The key SQLite's NOCASE collation compares `serial` by: ASCII letters folded, nothing else."""
-    return serial.translate(_NOCASE)
