@@ -5,7 +5,8 @@ time, the CPU time the loop's own thread used since the tick before (the length 
 in between) and the time the thread waited on the OS run queue (`/proc/thread-self/schedstat`).
 Wall time alone cannot tell a long pass from a process the OS did not schedule or a loop thread
 waiting for the GIL (held by the database or history threads): CPU time is the first, run-queue
-time the second, and what is left of the wall time is the third (or an idle poll).
+time the second, and what is left of the wall time is the third, or a poll that woke late (on a
+VM, a virtual CPU the host did not run).
 
 Also recorded: the loop thread's cumulative CPU time every 10 ms (loop CPU per CONNECT = the storm
 window's CPU less the quiet rate) and that of the process's other threads (their runs hold the
