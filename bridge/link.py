@@ -10,7 +10,7 @@ PUBLISH to `on_message(topic, payload, retain)` synchronously, on the reader's t
 loop: the hub only enqueues, so one read of 64 KiB turns into many deliveries without a task per
 message, and the PUBACKs of a whole read go out in one write. It reuses the broker's codec.
 
-A publish while the link is down raises `LinkDown` (HTTP 503, `GATEWAY_ERROR`): callers answer
+A publish while the link is down raises `LinkDown` (HTTP 502, `GATEWAY_ERROR`): callers answer
 their client with an error instead of pretending the message went out.
 """
 
@@ -23,7 +23,7 @@ import random
 import secrets
 from collections.abc import Callable
 
-from nxg_mqtt.errors import NxgError
+from nxg_mqtt.errors import GatewayError
 from nxg_mqtt.mqtt import codec
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,8 @@ WRITE_HIGH_WATER = 1024 * 1024  # bytes buffered towards the broker before publi
 READ_CHUNK = 256 * 1024
 
 
-class LinkDown(NxgError):
-    code = "GATEWAY_ERROR"
-    status = 503
+class LinkDown(GatewayError):
+    """The broker is not reachable or not answering: PROTOCOL §6's 502 `GATEWAY_ERROR`."""
 
 
 class MqttLink:
