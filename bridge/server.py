@@ -25,6 +25,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bridge.app import create_app
+from bridge.one_write import one_write
 from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
 from nxg_mqtt.core import Core
@@ -95,7 +96,9 @@ async def open_bridge(
     )
     max_size = max(4 * settings.ws_max_frame_bytes, 1024 * 1024)
     config = uvicorn.Config(
-        expose_send(app),  # /realtime writes its frames straight to uvicorn's connection (realtime_writer)
+        # /realtime and /ws/app write their frames straight to uvicorn's connection (realtime_writer);
+        # a response in one piece goes out in one write (one_write)
+        expose_send(one_write(app)),
         lifespan="on",
         # httptools (uvicorn's C parser): a REST request costs a fraction of h11's pure-Python parsing
         http="httptools",
@@ -121,7 +124,12 @@ async def open_bridge(
     watcher = None
     if not embedded:
         watcher = SignalWatcher(
-            core.store, core.devices, core.commands, settings.signal_poll_s, core.keys, kinds=BRIDGE_KINDS,
+            core.store,
+            core.devices,
+            core.commands,
+            settings.signal_poll_s,
+            core.keys,
+            kinds=BRIDGE_KINDS,
             admin=core.admin,
         )
     task = asyncio.create_task(serve(), name="nxg-bridge-http")
