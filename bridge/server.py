@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from bridge.app import create_app
 from bridge.one_write import one_write
 from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
+from bridge.v1.headers import OneAccessLine
 from nxg_mqtt.core import Core
 from nxg_mqtt.services.signals import BRIDGE_KINDS, SignalWatcher
 from nxg_mqtt.settings import Settings
@@ -114,6 +116,9 @@ async def open_bridge(
         ssl_keyfile=str(settings.tls_key) if settings.tls else None,
     )
     server = _Server(config)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, OneAccessLine) for f in access.filters):
+        access.addFilter(OneAccessLine())  # /api/v1 requests: ApiHeaders' line is the access line
 
     async def serve() -> None:
         try:
