@@ -31,6 +31,7 @@ from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
 from bridge.v1.headers import OneAccessLine
 from nxg_mqtt.core import Core
+from nxg_mqtt.protocol import SignalKind
 from nxg_mqtt.services.signals import BRIDGE_KINDS, SignalWatcher
 from nxg_mqtt.settings import Settings
 
@@ -127,15 +128,13 @@ async def open_bridge(
             raise RuntimeError(f"the bridge failed to start (exit {exc.code})") from None
 
     watcher = None
-    if not embedded:
+    # a bridge in a process whose core watches no signals (`nxg-mqtt bridge`, or joining another
+    # broker) watches them itself; embedded in such a process it needs the admin password's only:
+    # the remembered hash must follow a change made by another process
+    kinds = BRIDGE_KINDS if not embedded else None if core.signals.running else frozenset({SignalKind.ADMIN_PASSWORD})
+    if kinds is not None:
         watcher = SignalWatcher(
-            core.store,
-            core.devices,
-            core.commands,
-            settings.signal_poll_s,
-            core.keys,
-            kinds=BRIDGE_KINDS,
-            admin=core.admin,
+            core.store, core.devices, core.commands, settings.signal_poll_s, core.keys, kinds=kinds, admin=core.admin
         )
     task = asyncio.create_task(serve(), name="nxg-bridge-http")
     try:

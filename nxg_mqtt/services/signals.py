@@ -51,6 +51,10 @@ class SignalWatcher:
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def start(self) -> None:
         self._last_id = await self._store.signals.last_id()
         await self._store.signals.prune(now_ms() - 3600_000)
