@@ -18,19 +18,33 @@ stores the message with that ts, while the bridge and keys see it in the payload
 embedded broker's ingest stamps what it routes. A broker that does not stamp: the worker's clock.
 
 Durability: a QoS 1 message is acknowledged to the broker only once the history batch holding it
-has committed (or once its handler finished), so a process killed with messages in flight loses
-only what the broker itself drops for a vanished clean session: at most `max_inflight_messages`
-plus that subscriber's queue (measured in tests/mosquitto/test_scale_out.py).
+has committed (or once its handler finished), and the worker's session is persistent
+(clean_session 0) under a client id that is stable per serving process: `nxg-worker-<n>`, n the
+lowest slot of the data directory's `workers/` whose lock file no living process holds (an
+exclusive flock, released by the kernel when a process dies). Two processes on one data store get
+two ids; a process restarted after a crash or a SIGKILL takes the freed slot and resumes that
+session. So Mosquitto keeps what a killed process had in flight, and what the shared
+subscription goes on handing to its session meanwhile (Mosquitto 2.0 deals every group member
+its share, connected or not), and delivers it when the process comes back. What was committed
+but not yet acknowledged comes back with DUP set; it is written only if the store holds no row
+with the same serial, type, broker stamp and body (`HistoryEntry.redelivered`), so nothing is
+stored twice. Measured in tests/mosquitto/test_scale_out.py. A process that never comes back
+strands its session's messages: up to `max_queued_messages` beyond the in-flight window, until
+an operator starts a process on that data store again (it takes the free slot).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import itertools
 import json
 import logging
+import os
 import re
+from pathlib import Path
 
 from bridge.link import MqttLink
 from nxg_mqtt.core import Core
@@ -45,6 +59,7 @@ from nxg_mqtt.topics import Channel, pair_reply_topic, parse_device_topic, parse
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "nxg"
+WORKER_ID_PREFIX = "nxg-worker-"  # + the process's slot (`claim_slot`)
 FILTERS = (
     "nxg/+/telemetry",
     "nxg/+/status",
@@ -59,12 +74,14 @@ FILTERS = (
 class _AckLaterLink(MqttLink):
     """The bridge's link, with QoS 1 PUBACKs left to the worker (sent once the work is durable)."""
 
-    def __init__(self, host: str, port: int, *, password: str, worker: MqttWorker) -> None:
+    def __init__(self, host: str, port: int, *, password: str, worker: MqttWorker, client_id: str) -> None:
         super().__init__(
             host,
             port,
             password=password,
             on_message=lambda *_: None,
+            client_id=client_id,
+            clean_session=False,
             subscriptions=tuple((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS),
         )
         self._worker = worker
@@ -84,7 +101,11 @@ class MqttWorker:
     def __init__(self, core: Core, hooks: HookService | None, host: str, port: int) -> None:
         self.core = core
         self.hooks = hooks
-        self.link: MqttLink = _AckLaterLink(host, port, password=core.settings.internal_secret, worker=self)
+        self.slot, self._slot_fd = claim_slot(core.settings.data_dir / "workers")
+        self.client_id = f"{WORKER_ID_PREFIX}{self.slot}"
+        self.link: MqttLink = _AckLaterLink(
+            host, port, password=core.settings.internal_secret, worker=self, client_id=self.client_id
+        )
         self._queue: asyncio.Queue[tuple[codec.Publish, asyncio.StreamWriter]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stored = 0
@@ -104,6 +125,7 @@ class MqttWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        os.close(self._slot_fd)  # the slot (and the broker session) is free for the next process
 
     # ---- receiving ------------------------------------------------------------------------------
 
@@ -116,7 +138,7 @@ class MqttWorker:
                 _ack(packet, writer)
                 return
             try:
-                self.core.ingest.accept(parsed.serial, parsed.channel, raw, ts)
+                self.core.ingest.accept(parsed.serial, parsed.channel, raw, ts, redelivered=packet.dup)
             except PayloadRejected:
                 self.rejected += 1
                 _ack(packet, writer)
@@ -175,6 +197,21 @@ class MqttWorker:
             await handle_command_request(
                 self.core.commands, self.link, settings.max_payload_bytes, parsed.serial, packet.payload, "mqtt"
             )
+
+
+def claim_slot(directory: Path) -> tuple[int, int]:
+    """The lowest free slot of `directory` and the descriptor holding it (an exclusive flock: held
+    while the process lives, released by the kernel however it ends)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for slot in itertools.count():
+        fd = os.open(directory / f"{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return slot, fd
+    raise AssertionError("unreachable")
 
 
 _STAMP = re.compile(rb'(,?)"' + SERVER_TS.encode() + rb'":(\d{1,15})\}\s*$')
