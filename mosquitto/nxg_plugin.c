@@ -38,6 +38,7 @@
  *   plugin_opt_secret         ...                     the core's internal secret (Bearer)
  *   plugin_opt_timeout_ms     2000                    per hook call
  *   plugin_opt_acl_cache_s    60                      positive ACL answers kept at most this long
+ *   plugin_opt_acl_cache_entries 65536                how many (8-way set-associative, ~270 B each)
  *   plugin_opt_kick_topic     $nxg/kick
  *   plugin_opt_exact_connack  true
  *   plugin_opt_stamp_topics   nxg/+/telemetry nxg/+/status nxg/+/event nxg/+/ack
@@ -64,7 +65,8 @@
 
 #define BODY_MAX 8192
 #define RESP_MAX 4096
-#define CACHE_SLOTS 8192
+#define CACHE_WAYS 8 /* set-associative: a direct-mapped cache let two hot topics evict each other,
+                       * and every message of theirs became a blocking hook call */
 #define CACHE_KEY_MAX 240
 #define CLIENT_TAG_EPOLL 2 /* enum struct_ident's id_client in Mosquitto 2.0 */
 #define SUPERUSERS_MAX 64
@@ -82,6 +84,7 @@ static int hook_port = 8090;
 static char auth_header[512];
 static int timeout_ms = 2000;
 static int acl_cache_s = 60;
+static size_t cache_sets = 65536 / CACHE_WAYS;
 static char kick_topic[128] = "$nxg/kick";
 static bool exact_connack = true;
 static char stamp_topics[512] = "";
@@ -199,9 +202,50 @@ static int hook_once(const char *path, const char *body, size_t body_len, char *
 	return status;
 }
 
+/* What the hooks cost the broker's one thread (every call blocks it): per path, calls and time,
+ * logged every STATS_EVERY_S while calls are made (`nxg: hooks ...`, notice level). */
+#define STATS_EVERY_S 10
+enum hook_path { HP_AUTH, HP_ACL, HP_DISCONNECTED, HP_COUNT };
+static const char *const hook_path_names[HP_COUNT] = {"auth", "acl", "disconnected"};
+static struct { unsigned long calls; double total_ms, max_ms; } hook_stats[HP_COUNT];
+static time_t stats_since;
+static unsigned long acl_asked[3]; /* publish, receive, subscribe: which checks missed the cache */
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void stats_note(const char *path, double ms)
+{
+	int i = !strcmp(path, "/mqtt/auth") ? HP_AUTH : !strcmp(path, "/mqtt/acl") ? HP_ACL : HP_DISCONNECTED;
+	time_t now = time(NULL);
+	hook_stats[i].calls++;
+	hook_stats[i].total_ms += ms;
+	if(ms > hook_stats[i].max_ms) hook_stats[i].max_ms = ms;
+	if(stats_since == 0) stats_since = now;
+	if(now - stats_since < STATS_EVERY_S) return;
+	for(int k = 0; k < HP_COUNT; k++){
+		if(hook_stats[k].calls == 0) continue;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks %s: %lu calls in %lds, mean %.2f ms, max %.1f ms",
+				hook_path_names[k], hook_stats[k].calls, (long)(now - stats_since),
+				hook_stats[k].total_ms / (double)hook_stats[k].calls, hook_stats[k].max_ms);
+	}
+	if(hook_stats[HP_ACL].calls){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks acl asked: publish %lu, receive %lu, subscribe %lu",
+				acl_asked[0], acl_asked[1], acl_asked[2]);
+	}
+	memset(hook_stats, 0, sizeof(hook_stats));
+	memset(acl_asked, 0, sizeof(acl_asked));
+	stats_since = now;
+}
+
 /* A kept-alive connection may have been closed by the other side meanwhile: one retry. */
 static int hook_call(const char *path, const char *body, size_t body_len, char *out, size_t out_cap)
 {
+	double started = now_ms();
 	int status = hook_once(path, body, body_len, out, out_cap);
 	if(status < 0){
 		hook_close();
@@ -211,6 +255,7 @@ static int hook_call(const char *path, const char *body, size_t body_len, char *
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: hook %s unreachable at %s:%d", path, hook_host, hook_port);
 		}
 	}
+	stats_note(path, now_ms() - started);
 	return status;
 }
 
@@ -387,6 +432,26 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
+/* The live entry for `key`, else NULL with `*victim` the way to fill: a free or stale one, else
+ * the one expiring first. */
+static bool cache_find(uint64_t hash, const char *key, time_t now, struct cache_slot **victim)
+{
+	struct cache_slot *set = &cache[(hash % cache_sets) * CACHE_WAYS];
+	struct cache_slot *pick = NULL;
+	bool pick_live = true;
+	for(int i = 0; i < CACHE_WAYS; i++){
+		struct cache_slot *s = &set[i];
+		bool live = s->generation == cache_generation && s->expires > now;
+		if(live && s->hash == hash && !strcmp(s->key, key)) return true;
+		if(pick == NULL || (pick_live && (!live || s->expires < pick->expires))){
+			pick = s;
+			pick_live = live;
+		}
+	}
+	*victim = pick;
+	return false;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
@@ -418,10 +483,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 				ed->topic, action);
 		if(n > 0 && (size_t)n < sizeof(key)){
 			hash = fnv1a(key);
-			slot = &cache[hash % CACHE_SLOTS];
-			if(slot->hash == hash && slot->generation == cache_generation && slot->expires > now && !strcmp(slot->key, key)){
-				return MOSQ_ERR_SUCCESS;
-			}
+			if(cache_find(hash, key, now, &slot)) return MOSQ_ERR_SUCCESS;
 		}
 	}
 	put_field(&b, "username", username);
@@ -433,6 +495,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	put(&b, qos, (size_t)n);
 	put(&b, "}", 1);
 	if(b.overflow) return MOSQ_ERR_ACL_DENIED;
+	acl_asked[ed->access == MOSQ_ACL_WRITE ? 0 : ed->access == MOSQ_ACL_READ ? 1 : 2]++;
 	if(hook_call("/mqtt/acl", b.data, b.len, answer, sizeof(answer)) != 200 || !answer_is(answer, "allow")){
 		return MOSQ_ERR_ACL_DENIED;
 	}
@@ -568,6 +631,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			timeout_ms = atoi(value);
 		}else if(!strcmp(key, "acl_cache_s")){
 			acl_cache_s = atoi(value);
+		}else if(!strcmp(key, "acl_cache_entries")){
+			long entries = atol(value);
+			cache_sets = entries >= CACHE_WAYS ? (size_t)entries / CACHE_WAYS : 1;
 		}else if(!strcmp(key, "kick_topic")){
 			snprintf(kick_topic, sizeof(kick_topic), "%s", value);
 		}else if(!strcmp(key, "stamp_topics")){
@@ -584,9 +650,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	}
 	if(timeout_ms <= 0) timeout_ms = 2000;
 	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", secret);
-	cache = calloc(CACHE_SLOTS, sizeof(*cache));
+	cache = calloc(cache_sets * CACHE_WAYS, sizeof(*cache));
 	if(cache == NULL) return MOSQ_ERR_NOMEM;
-	mosquitto_log_printf(MOSQ_LOG_INFO, "nxg: hooks at http://%s:%d, ACL cache %d s", hook_host, hook_port, acl_cache_s);
+	mosquitto_log_printf(MOSQ_LOG_INFO, "nxg: hooks at http://%s:%d, ACL cache %d s, %zu entries", hook_host, hook_port,
+			acl_cache_s, cache_sets * CACHE_WAYS);
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL)
