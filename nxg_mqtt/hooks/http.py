@@ -26,6 +26,8 @@ import contextlib
 import hmac
 import json
 import socket
+import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,7 @@ from nxg_mqtt.services.access import AclAction, Credentials
 from nxg_mqtt.settings import Settings
 
 INVALID = "HOOK_REQUEST_INVALID"
+HOOK_SWITCH_INTERVAL_S = 0.001
 _ACTIONS = {a.value: a for a in AclAction}
 
 
@@ -91,7 +94,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
         except _BadRequest as exc:
             return bad(exc)
         try:
-            grant = await hooks.authenticate(creds, conn)
+            grant = await hooks.answer_auth(creds, conn)
         except ConnectRefused as exc:
             return JSONResponse({"result": "deny", "reason_code": exc.return_code, "reason": exc.message})
         return JSONResponse({"result": "allow", "is_superuser": grant.superuser})
@@ -109,7 +112,8 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
                 raise _BadRequest("'action' must be one of " + ", ".join(_ACTIONS))
         except _BadRequest as exc:
             return bad(exc)
-        return JSONResponse({"result": "allow" if await hooks.allowed(username, client_id, topic, action) else "deny"})
+        allowed = await hooks.answer_acl(username, client_id, topic, action)
+        return JSONResponse({"result": "allow" if allowed else "deny"})
 
     async def connected(request: Request) -> JSONResponse:
         body = await body_of(request)
@@ -117,7 +121,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             return body
         try:
             client_id = _text(body, "clientid") or ""
-            await hooks.connected(
+            hooks.answer_connected(
                 _text(body, "username", required=False),
                 client_id,
                 _text(body, "peerhost", required=False),
@@ -132,7 +136,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
         if isinstance(body, JSONResponse):
             return body
         try:
-            await hooks.disconnected(
+            hooks.answer_disconnected(
                 _text(body, "clientid") or "",
                 _text(body, "conn", required=False),
                 _text(body, "reason", required=False),
@@ -170,6 +174,8 @@ class HookListener:
 
 @contextlib.asynccontextmanager
 async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIterator[HookListener]:
+    """Served on a thread with its own event loop (`HookService` says why and what is answered
+    there); the service's state stays on the caller's loop."""
     family = socket.AF_INET6 if ":" in settings.hook_host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -184,23 +190,38 @@ async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIte
         create_hook_app(hooks, settings.internal_secret),
         lifespan="off",
         http="h11",
+        loop="asyncio",
         log_level=settings.log_level,
         log_config=None,
         access_log=False,  # one line per ACL check would drown the log
         timeout_keep_alive=3600,  # the Mosquitto plugin keeps one connection open
     )
     server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="nxg-hooks-http")
+    failed: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        except BaseException as exc:  # reported to the caller, which waits for `started`
+            failed.append(exc)
+
+    hooks.attach(asyncio.get_running_loop())
+    thread = threading.Thread(target=serve, name="nxg-hooks-http", daemon=True)
+    # the listener thread waits for the GIL while the event loop runs Python: each wait is at most
+    # one switch interval, and a question waits several times; 1 ms instead of 5 ms keeps an
+    # answer within a few ms while the loop is saturated (README "Scaling out")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, HOOK_SWITCH_INTERVAL_S))
+    thread.start()
     try:
         while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the hook listener stopped during start-up")
+            if not thread.is_alive():
+                raise RuntimeError("the hook listener stopped during start-up") from (failed[0] if failed else None)
             await asyncio.sleep(0.01)
         yield HookListener(settings.hook_host, port)
     finally:
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.to_thread(thread.join)
+        sys.setswitchinterval(interval)
         sock.close()
         await hooks.close()
