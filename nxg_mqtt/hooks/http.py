@@ -26,8 +26,6 @@ import contextlib
 import hmac
 import json
 import socket
-import sys
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +42,6 @@ from nxg_mqtt.services.access import AclAction, Credentials
 from nxg_mqtt.settings import Settings
 
 INVALID = "HOOK_REQUEST_INVALID"
-HOOK_SWITCH_INTERVAL_S = 0.001
 _ACTIONS = {a.value: a for a in AclAction}
 
 
@@ -94,7 +91,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
         except _BadRequest as exc:
             return bad(exc)
         try:
-            grant = await hooks.answer_auth(creds, conn)
+            grant = await hooks.authenticate(creds, conn)
         except ConnectRefused as exc:
             return JSONResponse({"result": "deny", "reason_code": exc.return_code, "reason": exc.message})
         return JSONResponse({"result": "allow", "is_superuser": grant.superuser})
@@ -112,8 +109,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
                 raise _BadRequest("'action' must be one of " + ", ".join(_ACTIONS))
         except _BadRequest as exc:
             return bad(exc)
-        allowed = await hooks.answer_acl(username, client_id, topic, action)
-        return JSONResponse({"result": "allow" if allowed else "deny"})
+        return JSONResponse({"result": "allow" if await hooks.allowed(username, client_id, topic, action) else "deny"})
 
     async def connected(request: Request) -> JSONResponse:
         body = await body_of(request)
@@ -121,7 +117,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             return body
         try:
             client_id = _text(body, "clientid") or ""
-            hooks.answer_connected(
+            await hooks.connected(
                 _text(body, "username", required=False),
                 client_id,
                 _text(body, "peerhost", required=False),
@@ -136,7 +132,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
         if isinstance(body, JSONResponse):
             return body
         try:
-            hooks.answer_disconnected(
+            await hooks.disconnected(
                 _text(body, "clientid") or "",
                 _text(body, "conn", required=False),
                 _text(body, "reason", required=False),
@@ -174,8 +170,6 @@ class HookListener:
 
 @contextlib.asynccontextmanager
 async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIterator[HookListener]:
-    """Served on a thread with its own event loop (`HookService` says why and what is answered
-    there); the service's state stays on the caller's loop."""
     family = socket.AF_INET6 if ":" in settings.hook_host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -190,38 +184,23 @@ async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIte
         create_hook_app(hooks, settings.internal_secret),
         lifespan="off",
         http="h11",
-        loop="asyncio",
         log_level=settings.log_level,
         log_config=None,
         access_log=False,  # one line per ACL check would drown the log
         timeout_keep_alive=3600,  # the Mosquitto plugin keeps one connection open
     )
     server = _Server(config)
-    failed: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        except BaseException as exc:  # reported to the caller, which waits for `started`
-            failed.append(exc)
-
-    hooks.attach(asyncio.get_running_loop())
-    thread = threading.Thread(target=serve, name="nxg-hooks-http", daemon=True)
-    # the listener thread waits for the GIL while the event loop runs Python: each wait is at most
-    # one switch interval, and a question waits several times; 1 ms instead of 5 ms keeps an
-    # answer within a few ms while the loop is saturated (README "Scaling out")
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, HOOK_SWITCH_INTERVAL_S))
-    thread.start()
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="nxg-hooks-http")
     try:
         while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the hook listener stopped during start-up") from (failed[0] if failed else None)
+            if task.done():
+                task.result()
+                raise RuntimeError("the hook listener stopped during start-up")
             await asyncio.sleep(0.01)
         yield HookListener(settings.hook_host, port)
     finally:
         server.should_exit = True
-        await asyncio.to_thread(thread.join)
-        sys.setswitchinterval(interval)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         sock.close()
         await hooks.close()

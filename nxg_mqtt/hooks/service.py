@@ -15,16 +15,6 @@ Never wait for the broker inside a hook: the broker is blocked on our answer (Mo
 plugin on its one thread), and presence publishes through it. So the presence and command-
 readiness calls go to one queue, run in order by one task, after the answer has gone out.
 
-Nor wait for this process's event loop where it can be helped: it is busy ingesting, and a
-question queued behind one read of telemetry stalls all of Mosquitto's traffic for that long.
-So the HTTP listener runs on a thread of its own (`nxg_mqtt.hooks.http`) and calls the `answer_*`
-methods there: a device's login (decided by `access.device_grant` on its row, read through the
-listener's own SQLite connection) and the ACL of every role but `key` (a pure function of the
-remembered grant) are answered on that thread; every other question (a refusal, whose CONNACK
-code and lockouts belong to `access.authenticate`; pairing, bridge and key logins; a key's ACL,
-which asks the tenants) goes to the event loop and is awaited. State (remembered clients,
-presence, queued commands) changes only on the event loop, in the order the broker reported it.
-
 Kicks (reset/regenerate/delete/revoke, a key revoked, a pairing session past 60 s): the core
 publishes the client id on `KICK_TOPIC` through its MQTT link (the `bridge` role, the only one the
 ACL lets publish there); the Mosquitto plugin intercepts that topic, calls
@@ -37,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import ConnectRefused
@@ -54,15 +43,11 @@ from nxg_mqtt.services.access import (
     AclAction,
     Credentials,
     Grant,
-    device_grant,
     topic_allowed,
 )
-from nxg_mqtt.store.devices import TOKEN_HASH_SQL
 from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 KICK_TOPIC = "$nxg/kick"
 # EMQX's disconnect reasons that mean another connection took the client id over
@@ -103,8 +88,6 @@ class HookService:
         self._later: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
         self.counters = {"auth_allow": 0, "auth_deny": 0, "acl_allow": 0, "acl_deny": 0, "kicks": 0}
-        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop all state lives on
-        self._reader: sqlite3.Connection | None = None  # the listener thread's login reads
         core.devices.on_revoked(self._device_revoked)
         core.keys.on_revoked(self._key_revoked)
 
@@ -123,17 +106,13 @@ class HookService:
             self.counters["auth_deny"] += 1
             raise
         self.counters["auth_allow"] += 1
-        self._remember(creds, grant, conn)
-        return grant
-
-    def _remember(self, creds: Credentials, grant: Grant, conn: str | None) -> None:
-        held = self.clients.get(creds.client_id)
         # remembered now: this connection's ACL checks may come before its `connected`
         self.clients[creds.client_id] = Client(
             creds.client_id, grant, held.conn if held else None, held is not None and held.connected
         )
         if conn is not None:
-            self._connected(creds.username, creds.client_id, creds.source, conn)
+            await self.connected(creds.username, creds.client_id, creds.source, conn)
+        return grant
 
     async def allowed(self, username: str | None, client_id: str, topic: str, action: AclAction) -> bool:
         client = self._subject(username, client_id)
@@ -168,9 +147,6 @@ class HookService:
     # ---- presence -------------------------------------------------------------------------------
 
     async def connected(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
-        self._connected(username, client_id, peerhost, conn)
-
-    def _connected(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
         client = self._subject(username, client_id)
         if client is None:
             return
@@ -189,9 +165,6 @@ class HookService:
             )
 
     async def disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
-        self._disconnected(client_id, conn, reason)
-
-    def _disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
         client = self.clients.get(client_id)
         if client is None or not client.connected:
             return
@@ -207,70 +180,6 @@ class HookService:
             why = CloseReason.KICKED if client_id in self._kicked else _close_reason(reason)
             self._after(self.core.presence.disconnected(client.serial, why, "mqtt"))
         self._kicked.discard(client_id)
-
-    # ---- answered on the listener's thread (module docstring) ------------------------------------
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The event loop the state lives on; the listener's thread hands it what it cannot answer."""
-        self._loop = loop
-
-    async def answer_auth(self, creds: Credentials, conn: str | None) -> Grant:
-        grant = self._device_login(creds)
-        if grant is None:  # not a device, or refused: the event loop decides (codes, lockouts)
-            return await self._on_loop(self.authenticate(creds, conn))
-        self.counters["auth_allow"] += 1
-        # a device always owns its own serial (`_owns`): nothing to check against `clients`
-        self._call_on_loop(self._remember, creds, grant, conn)
-        return grant
-
-    async def answer_acl(self, username: str | None, client_id: str, topic: str, action: AclAction) -> bool:
-        client = self._subject(username, client_id)
-        if client is None or client.role is Role.KEY:
-            return await self._on_loop(self.allowed(username, client_id, topic, action))
-        allowed = await topic_allowed(client, topic, action, _no_tenant_lookup)
-        self.counters["acl_allow" if allowed else "acl_deny"] += 1
-        if (
-            allowed
-            and action is AclAction.SUBSCRIBE
-            and client.role is Role.DEVICE
-            and topic == device_topic(client.serial or "", Channel.CMD)
-        ):
-            self._call_on_loop(self._after_subscribed, client.serial or "")
-        return allowed
-
-    def answer_connected(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
-        self._call_on_loop(self._connected, username, client_id, peerhost, conn)
-
-    def answer_disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
-        """Presence only: the broker needs no verdict, so it waits for none."""
-        self._call_on_loop(self._disconnected, client_id, conn, reason)
-
-    def _after_subscribed(self, serial: str) -> None:
-        self._after(self.core.presence.subscribed_commands(serial))
-
-    def _device_login(self, creds: Credentials) -> Grant | None:
-        if creds.peer_cert is not None or creds.username in (None, PAIR_USER, BRIDGE_USER, KEY_USER):
-            return None
-        try:
-            if self._reader is None:
-                self._reader = sqlite3.connect(self.core.settings.db_path, check_same_thread=False)
-                self._reader.execute("PRAGMA busy_timeout=2000")
-            row = self._reader.execute(TOKEN_HASH_SQL, (self.core.settings.tenant_id, creds.username)).fetchone()
-        except sqlite3.Error:
-            log.exception("the hook listener's login read failed; asking the event loop")
-            return None
-        return device_grant(creds, (row[0], row[1], bool(row[2])) if row else None)
-
-    async def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:  # not served from a thread: this is the event loop
-            return await work
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-
-    def _call_on_loop(self, fn: Any, *args: Any) -> None:
-        if self._loop is None:
-            fn(*args)
-        else:
-            self._loop.call_soon_threadsafe(fn, *args)
 
     # ---- kicks ----------------------------------------------------------------------------------
 
@@ -337,13 +246,6 @@ class HookService:
             handle.cancel()
         for task in list(self._tasks):
             task.cancel()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-
-async def _no_tenant_lookup(serial: str) -> str | None:
-    raise RuntimeError("a key's ACL is decided on the event loop")  # answer_acl forwards keys
 
 
 def _same_principal(a: Grant, b: Grant) -> bool:
