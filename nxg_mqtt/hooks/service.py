@@ -136,13 +136,7 @@ class HookService:
         known = self.clients.get(client_id)
         if known is not None:
             return known
-        if username == BRIDGE_USER:
-            return Client(client_id, Grant(Role.BRIDGE))
-        if username == PAIR_USER:
-            return Client(client_id, Grant(Role.PAIR))
-        if username and username != KEY_USER and username == client_id:
-            return Client(client_id, Grant(Role.DEVICE, username, serial=username))
-        return None
+        return subject_by_name(username, client_id)
 
     # ---- presence -------------------------------------------------------------------------------
 
@@ -246,6 +240,19 @@ class HookService:
             handle.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+
+def subject_by_name(username: str | None, client_id: str) -> Client | None:
+    """What the user name alone says of an authenticated client (the broker asks the ACL only of
+    those): the bridge, a pairing session, or a device whose client id is its serial; a key (its
+    ACL needs the key's grant) or anything else: None."""
+    if username == BRIDGE_USER:
+        return Client(client_id, Grant(Role.BRIDGE))
+    if username == PAIR_USER:
+        return Client(client_id, Grant(Role.PAIR))
+    if username and username != KEY_USER and username == client_id:
+        return Client(client_id, Grant(Role.DEVICE, username, serial=username))
+    return None
 
 
 def _same_principal(a: Grant, b: Grant) -> bool:
