@@ -214,15 +214,22 @@ def claim_slot(directory: Path) -> tuple[int, int]:
     raise AssertionError("unreachable")
 
 
-_STAMP = re.compile(rb'(,?)"' + SERVER_TS.encode() + rb'":(\d{1,15})\}\s*$')
+_STAMP_KEY = b'"' + SERVER_TS.encode() + b'":'
+_STAMP_TAIL = re.compile(rb"(\d{1,15})\}\s*")
 
 
 def unstamp(payload: bytes) -> tuple[bytes, int | None]:
-    """The payload as the device sent it, and the broker's stamp (None when there is none)."""
-    match = _STAMP.search(payload)
-    if match is None:
+    """The payload as the device sent it, and the broker's stamp (None when there is none): a
+    trailing `,"server_ts":<ms>}`. Only the last occurrence of the key can end the payload, so it
+    is found from the end (a regex search tried every position of every message)."""
+    at = payload.rfind(_STAMP_KEY)
+    if at < 0:
         return payload, None
-    return payload[: match.start()] + b"}", int(match.group(2))
+    tail = _STAMP_TAIL.fullmatch(payload, at + len(_STAMP_KEY))
+    if tail is None:
+        return payload, None
+    start = at - 1 if at > 0 and payload[at - 1] == 0x2C else at  # with the comma the plugin added
+    return payload[:start] + b"}", int(tail.group(1))
 
 
 def _published_by_the_core(raw: bytes) -> bool:
