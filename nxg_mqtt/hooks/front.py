@@ -14,7 +14,7 @@ process has nothing else to do and answers without a framework:
   own. Allowed: answered at once, and the same request is passed on to the serving process
   (`notify`), which decides it again and, as before, remembers the client and marks it online.
 - `POST /mqtt/acl` of the bridge, a pairing session or a device: decided here by
-  `access.topic_allowed` on the subject its user name names (`service.subject_by_name`, what the
+  `access.topic_allowed` on the subject its user name names (`subjects.subject_by_name`, what the
   serving process uses for a client it does not remember). A device subscribing to its own
   commands is passed on as well: the serving process then sends what is queued for it.
 - `POST /mqtt/connected` and `/mqtt/disconnected`: passed on; answered `{"result":"ok"}` at once
@@ -26,10 +26,12 @@ process has nothing else to do and answers without a framework:
 
 So one decision still has one implementation (`nxg_mqtt.services.access`); the front only picks
 the cases that need no state of the serving process. What is passed on goes over one connection in
-the order the broker reported it; proxied requests use another.
+the order the broker reported it; proxied requests use another, and a proxied request about a
+client id waits until what was passed on about that client id has been taken (a pairing login
+with a device's serial as client id must meet the device already remembered: 0x02).
 
-Run as `python -m nxg_mqtt.hooks.front HOST PORT UPSTREAM_URL DB_PATH TENANT`, the internal secret
-on stdin (not in argv: `ps` shows argv); it prints `listening <port>` once bound.
+Run as `python -m nxg_mqtt.hooks.front FD UPSTREAM_URL DB_PATH TENANT`: FD a listening socket it
+inherits, the internal secret on stdin (not in argv: `ps` shows argv).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nxg_mqtt.hooks.service import subject_by_name
+from nxg_mqtt.hooks.subjects import subject_by_name
 from nxg_mqtt.protocol import Role
 from nxg_mqtt.services.access import (
     BRIDGE_USER,
@@ -64,7 +66,6 @@ from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 3.0
 MAX_REQUEST = 64 * 1024
 _ACTIONS = {a.value: a for a in AclAction}
@@ -167,7 +168,9 @@ class Front:
         self._expected = b"Bearer " + secret.encode()
         self._proxy = Upstream(*upstream)
         self._notify = Upstream(*upstream)
-        self._notices: asyncio.Queue[bytes] = asyncio.Queue()
+        self._notices: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
+        self._in_flight: dict[str, int] = {}  # client id -> reports passed on, not yet taken
+        self._taken = asyncio.Condition()
         self._db_path = db_path
         self._tenant = tenant
         self._reader: sqlite3.Connection | None = None
@@ -176,11 +179,16 @@ class Front:
     async def run_notices(self) -> None:
         """What is passed on, in order; a failure is logged and the next one goes on."""
         while True:
-            raw = await self._notices.get()
+            raw, client_id = await self._notices.get()
             try:
                 await self._notify.call(raw)
             except OSError as exc:
                 log.warning("passing a hook report on failed: %s", exc)
+            left = self._in_flight.pop(client_id, 1) - 1
+            if left:
+                self._in_flight[client_id] = left
+            async with self._taken:
+                self._taken.notify_all()
 
     async def answer(self, request: Request) -> bytes:
         mine = self._decide(request) if hmac.compare_digest(request.authorization, self._expected) else None
@@ -188,6 +196,10 @@ class Front:
             self.counters["answered"] += 1
             return response(mine)
         self.counters["proxied"] += 1
+        client_id = _client_id(request.body)
+        if client_id in self._in_flight:
+            async with self._taken:
+                await self._taken.wait_for(lambda: client_id not in self._in_flight)
         try:
             return await self._proxy.call(request.raw)
         except OSError as exc:
@@ -196,9 +208,10 @@ class Front:
                 b'{"error":"the hook listener is unreachable","code":"HOOK_UNAVAILABLE"}', b"503 Unavailable"
             )
 
-    def _pass_on(self, request: Request) -> None:
+    def _pass_on(self, request: Request, client_id: str) -> None:
         self.counters["passed_on"] += 1
-        self._notices.put_nowait(request.raw)
+        self._in_flight[client_id] = self._in_flight.get(client_id, 0) + 1
+        self._notices.put_nowait((request.raw, client_id))
 
     def _decide(self, request: Request) -> bytes | None:
         """The answer's body where this front may give it, else None (proxied)."""
@@ -215,7 +228,7 @@ class Front:
         if request.path in (b"/mqtt/connected", b"/mqtt/disconnected"):
             if not (isinstance(body.get("clientid"), str) and body["clientid"]):
                 return None  # the listener's 400
-            self._pass_on(request)
+            self._pass_on(request, body["clientid"])
             return _OK
         return None
 
@@ -232,7 +245,7 @@ class Front:
         )
         if grant is None:
             return None  # refused: the serving process gives the code
-        self._pass_on(request)
+        self._pass_on(request, client_id)
         return b'{"result":"allow","is_superuser":false}'
 
     def _acl(self, request: Request, body: dict[str, Any]) -> bytes | None:
@@ -254,7 +267,7 @@ class Front:
             and subject.role is Role.DEVICE
             and topic == device_topic(subject.serial or "", Channel.CMD)
         ):
-            self._pass_on(request)  # the serving process sends the device's queued commands
+            self._pass_on(request, client_id)  # the serving process sends the device's queued commands
         return b'{"result":"allow"}' if allowed else b'{"result":"deny"}'
 
     def _row(self, serial: str) -> tuple[str, str | None, bool] | None:
@@ -267,6 +280,15 @@ class Front:
             log.exception("reading %s's login row failed; asking the serving process", serial)
             return None  # device_grant refuses, and the serving process decides
         return (row[0], row[1], bool(row[2])) if row else None
+
+
+def _client_id(body: bytes) -> str:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return ""
+    client_id = value.get("clientid") if isinstance(value, dict) else None
+    return client_id if isinstance(client_id, str) else ""
 
 
 async def _no_tenants(serial: str) -> str | None:
@@ -333,14 +355,11 @@ class _Connection(asyncio.Protocol):
         self._transport = None
 
 
-async def serve(host: str, port: int, upstream_url: str, db_path: Path, tenant: str, secret: str) -> None:
+async def serve(sock: socket.socket, upstream_url: str, db_path: Path, tenant: str, secret: str) -> None:
     up_host, _, up_port = upstream_url.removeprefix("http://").rpartition(":")
     front = Front(secret, (up_host.strip("[]"), int(up_port)), db_path, tenant)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(front), host, port, reuse_address=True)
+    server = await asyncio.get_running_loop().create_server(lambda: _Connection(front), sock=sock)
     notices = asyncio.create_task(front.run_notices())
-    bound = server.sockets[0].getsockname()[1]
-    print(f"listening {bound}", flush=True)
     try:
         await server.serve_forever()
     finally:
@@ -365,30 +384,37 @@ class HookFront:
 @contextlib.asynccontextmanager
 async def open_hook_front(settings: Settings, upstream_url: str) -> AsyncIterator[HookFront]:
     """The front as a child process on `hook_host:hook_port` (0: a free port), in front of the
-    serving process's listener at `upstream_url`."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nxg_mqtt.hooks.front",
-        settings.hook_host,
-        str(settings.hook_port),
-        upstream_url,
-        str(settings.db_path.resolve()),
-        settings.tenant_id,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdin is not None and process.stdout is not None
+    serving process's listener at `upstream_url`. The socket is bound and listening here and
+    handed over, so nothing waits for the child to start: the broker's first questions queue in
+    the socket's backlog meanwhile (a few hundred ms)."""
+    family = socket.AF_INET6 if ":" in settings.hook_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.hook_host, settings.hook_port))
+        sock.listen(1024)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "nxg_mqtt.hooks.front",
+            str(sock.fileno()),
+            upstream_url,
+            str(settings.db_path.resolve()),
+            settings.tenant_id,
+            stdin=asyncio.subprocess.PIPE,
+            pass_fds=(sock.fileno(),),
+        )
+    except BaseException:
+        sock.close()
+        raise
+    assert process.stdin is not None
     try:
         process.stdin.write(settings.internal_secret.encode() + b"\n")
         await process.stdin.drain()
         process.stdin.close()
-        async with asyncio.timeout(START_TIMEOUT_S):
-            line = await process.stdout.readline()
-        if not line.startswith(b"listening "):
-            raise RuntimeError(f"the hook front did not start (exit {await process.wait()})")
-        yield HookFront(settings.hook_host, int(line.split()[1]), process)
+        yield HookFront(settings.hook_host, int(sock.getsockname()[1]), process)
     finally:
+        sock.close()
         if process.returncode is None:
             process.terminate()
             try:
@@ -399,11 +425,12 @@ async def open_hook_front(settings: Settings, upstream_url: str) -> AsyncIterato
 
 
 def main(argv: list[str]) -> None:
-    host, port, upstream_url, db_path, tenant = argv
+    fd, upstream_url, db_path, tenant = argv
     secret = sys.stdin.readline().rstrip("\n")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s nxg-hooks-front: %(message)s")
+    sock = socket.socket(fileno=int(fd))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host, int(port), upstream_url, Path(db_path), tenant, secret))
+        asyncio.run(serve(sock, upstream_url, Path(db_path), tenant, secret))
 
 
 if __name__ == "__main__":
