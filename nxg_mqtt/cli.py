@@ -168,7 +168,7 @@ async def _serve_foreign(settings: Settings, stop: asyncio.Event, mqtt_url: str 
         _say(f"  HTTP            http://{shown}:{stack.bridge.http_port}/")
         _say(f"  App WebSocket   ws://{shown}:{stack.bridge.http_port}/ws/app")
         _say(f"  Gateway         ws://{shown}:{stack.bridge.http_port}/ws/gateway")
-        _say(f"  Broker hooks    {stack.front.url}/mqtt/auth (internal)")
+        _say(f"  Broker hooks    {stack.listener.url}/mqtt/auth (internal)")
         await _say_rest_and_wait(settings, generated, stop)
 
 

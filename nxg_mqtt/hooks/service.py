@@ -28,13 +28,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import ConnectRefused
-from nxg_mqtt.hooks.subjects import Client, subject_by_name
+from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import CloseReason, RevokeReason, Role
 from nxg_mqtt.services.access import (
+    BRIDGE_USER,
+    KEY_USER,
+    PAIR_USER,
     AccessDecisions,
     AclAction,
     Credentials,
@@ -48,6 +52,29 @@ log = logging.getLogger(__name__)
 KICK_TOPIC = "$nxg/kick"
 # EMQX's disconnect reasons that mean another connection took the client id over
 TAKEOVER_REASONS = frozenset({"takenover", "discarded", "taken over"})
+
+
+@dataclass(slots=True)
+class Client:
+    """A client id as the hooks know it: the grant of the CONNECT that holds it. Fits the ACL's
+    `Subject`."""
+
+    client_id: str
+    grant: Grant
+    conn: str | None = None  # the broker's name for the current connection (Mosquitto plugin)
+    connected: bool = False
+
+    @property
+    def role(self) -> Role:
+        return self.grant.role
+
+    @property
+    def serial(self) -> str | None:
+        return self.grant.serial
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        return self.grant.api_key
 
 
 class HookService:
@@ -109,7 +136,13 @@ class HookService:
         known = self.clients.get(client_id)
         if known is not None:
             return known
-        return subject_by_name(username, client_id)
+        if username == BRIDGE_USER:
+            return Client(client_id, Grant(Role.BRIDGE))
+        if username == PAIR_USER:
+            return Client(client_id, Grant(Role.PAIR))
+        if username and username != KEY_USER and username == client_id:
+            return Client(client_id, Grant(Role.DEVICE, username, serial=username))
+        return None
 
     # ---- presence -------------------------------------------------------------------------------
 

@@ -4,10 +4,9 @@
     async with open_foreign_stack(settings, mqtt_url=None) as stack:   # --broker mosquitto
         print(stack.mqtt_port, stack.bridge.http_port, stack.hooks_url)
 
-Order (and the reverse at the end): the core, the hook listener and its front (`hooks.front`: the
-broker asks the front from its first CONNECT on), Mosquitto (when this process owns it), the
-worker (shared subscriptions; the core publishes presence, commands and kicks through its link),
-the bridge. The process that owns a
+Order (and the reverse at the end): the core, the hook listener (the broker asks it from its first
+CONNECT on), Mosquitto (when this process owns it), the worker (shared subscriptions; the core
+publishes presence, commands and kicks through its link), the bridge. The process that owns a
 fresh Mosquitto recovers presence and runs the command sweep (`open_core(serve=True)`); a process
 joining a broker that already runs only writes (`writer=True`): it must not mark everyone offline.
 """
@@ -20,7 +19,6 @@ from dataclasses import dataclass, replace
 
 from bridge.server import BridgeServer, open_bridge
 from nxg_mqtt.core import Core, open_core
-from nxg_mqtt.hooks.front import HookFront, open_hook_front
 from nxg_mqtt.hooks.http import HookListener, open_hook_listener
 from nxg_mqtt.hooks.mosquitto import Mosquitto, run_mosquitto
 from nxg_mqtt.hooks.service import HookService
@@ -32,8 +30,7 @@ from nxg_mqtt.settings import Settings
 class ForeignStack:
     core: Core
     hooks: HookService
-    listener: HookListener  # the serving process's own (loopback, a free port)
-    front: HookFront  # what the broker calls (hook_host:hook_port)
+    listener: HookListener
     mosquitto: Mosquitto | None
     worker: MqttWorker
     bridge: BridgeServer
@@ -54,12 +51,10 @@ async def open_foreign_stack(
         if admin:
             await ensure_admin_password(core)
         hooks = HookService(core)
-        # the listener on a free loopback port, the front (what the broker calls) on hook_port
-        listener = await stack.enter_async_context(open_hook_listener(hooks, replace(settings, hook_port=0)))
-        front = await stack.enter_async_context(open_hook_front(settings, listener.url))
+        listener = await stack.enter_async_context(open_hook_listener(hooks, settings))
         mosquitto: Mosquitto | None = None
         if broker_at is None:
-            mosquitto = await stack.enter_async_context(run_mosquitto(settings, front.url))
+            mosquitto = await stack.enter_async_context(run_mosquitto(settings, listener.url))
             host, port, ws_port = "127.0.0.1", mosquitto.mqtt_port, mosquitto.ws_port
         else:
             (host, port), ws_port = broker_at, settings.ws_port
@@ -69,4 +64,4 @@ async def open_foreign_stack(
         stack.callback(core.outbox.connect(worker.link))
         bound = replace(settings, mqtt_port=port, ws_port=ws_port)
         bridge = await stack.enter_async_context(open_bridge(bound, core, host, port, mqtt_ws_port=ws_port))
-        yield ForeignStack(core, hooks, listener, front, mosquitto, worker, bridge, host, port, ws_port)
+        yield ForeignStack(core, hooks, listener, mosquitto, worker, bridge, host, port, ws_port)

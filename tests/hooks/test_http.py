@@ -3,20 +3,14 @@ precise errors for bad bodies, and the same decisions as the embedded broker's p
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import socket
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from nxg_mqtt.core import Core, open_core
-from nxg_mqtt.hooks.front import open_hook_front
 from nxg_mqtt.hooks.http import open_hook_listener
 from nxg_mqtt.hooks.service import HookService
 from nxg_mqtt.settings import Settings
@@ -29,24 +23,17 @@ class Hooks:
     http: httpx.AsyncClient
 
 
-@pytest.fixture(params=["listener", "front"])
-async def hooks(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Hooks]:
-    """The serving process's listener, or the front process before it (`hooks.front`: what a
-    broker calls): every answer must be the same through either."""
-    async with open_core(settings, serve=True) as core, contextlib.AsyncExitStack() as stack:
+@pytest.fixture
+async def hooks(settings: Settings) -> AsyncIterator[Hooks]:
+    async with open_core(settings, serve=True) as core:
         service = HookService(core)
-        listener = await stack.enter_async_context(open_hook_listener(service, replace(settings, hook_port=0)))
-        url = listener.url
-        if request.param == "front":
-            url = (await stack.enter_async_context(open_hook_front(settings, listener.url))).url
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {settings.internal_secret}"})
-        )
-        yield Hooks(core, service, http)
-
-
-# presence is passed on by the front without waiting (`drain` cannot see it): the listener's own
-LISTENER_ONLY = pytest.mark.parametrize("hooks", ["listener"], indirect=True)
+        async with (
+            open_hook_listener(service, settings) as listener,
+            httpx.AsyncClient(
+                base_url=listener.url, headers={"Authorization": f"Bearer {settings.internal_secret}"}
+            ) as http,
+        ):
+            yield Hooks(core, service, http)
 
 
 async def auth(hooks: Hooks, username: str | None, password: str | None, clientid: str) -> dict[str, object]:
@@ -144,7 +131,6 @@ async def test_a_client_id_belongs_to_one_principal(hooks: Hooks) -> None:
     assert (await auth(hooks, "H5", paired.token, "H5"))["result"] == "allow"
 
 
-@LISTENER_ONLY
 async def test_presence_and_takeover(hooks: Hooks) -> None:
     device = await hooks.core.devices.create("H7")
     paired = await hooks.core.devices.complete_pairing("H7", device.code, "test")
@@ -173,7 +159,6 @@ def test_serve_external_needs_a_broker_url(capsys: pytest.CaptureFixture[str], t
     assert "expected one of embedded, mosquitto, external" in capsys.readouterr().err
 
 
-@LISTENER_ONLY
 async def test_an_allowed_connect_with_its_connection_name_is_the_connection_event(hooks: Hooks) -> None:
     """The Mosquitto plugin's one call per CONNECT: `conn` in /mqtt/auth marks the device online."""
     device = await hooks.core.devices.create("H8")
@@ -191,44 +176,3 @@ async def test_an_allowed_connect_with_its_connection_name_is_the_connection_eve
     await hooks.http.post("/mqtt/disconnected", json={"clientid": "H8", "conn": "c1"})
     await hooks.service.drain()
     assert not hooks.core.presence.is_online("H8")
-
-
-async def test_the_front_answers_a_device_while_the_event_loop_is_stuck(settings: Settings) -> None:
-    """The point of the front: a device's CONNECT and its ACL are answered while the serving
-    process's loop does not run at all (here: blocked in `time.sleep`-like waiting on a socket);
-    its login is passed on and taken once the loop runs again."""
-    async with open_core(settings, serve=True) as core:
-        device = await core.devices.create("F1")
-        paired = await core.devices.complete_pairing("F1", device.code, "test")
-        service = HookService(core)
-        async with (
-            open_hook_listener(service, replace(settings, hook_port=0)) as listener,
-            open_hook_front(settings, listener.url) as front,
-        ):
-            auth = {"username": "F1", "password": paired.token, "clientid": "F1", "peerhost": "10.0.0.9"}
-            acl = {"username": "F1", "clientid": "F1", "topic": "nxg/F2/telemetry", "action": "publish"}
-            started = time.monotonic()
-            # blocking calls on the loop's own thread: nothing of the serving process runs meanwhile
-            answers = [
-                _blocking_post(front.port, settings.internal_secret, "/mqtt/auth", auth),
-                _blocking_post(front.port, settings.internal_secret, "/mqtt/acl", acl),
-            ]
-            assert time.monotonic() - started < 2.0
-            assert answers == [{"result": "allow", "is_superuser": False}, {"result": "deny"}]
-            assert "F1" not in service.clients
-            for _ in range(100):  # passed on: remembered once the loop runs
-                if "F1" in service.clients:
-                    break
-                await asyncio.sleep(0.02)
-            assert service.clients["F1"].serial == "F1"
-
-
-def _blocking_post(port: int, secret: str, path: str, body: dict[str, object]) -> object:
-    data = json.dumps(body).encode()
-    head = f"POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {secret}\r\nContent-Length: {len(data)}\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
-        sock.sendall(head.encode() + data)
-        answer = b""
-        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
-            answer += sock.recv(4096)
-    return json.loads(answer.partition(b"\r\n\r\n")[2])
