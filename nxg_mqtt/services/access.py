@@ -205,8 +205,8 @@ class AccessDecisions:
 def device_grant(creds: Credentials, row: tuple[str, str | None, bool] | None) -> Grant | None:
     """A device's login (user name = client id = serial, password = its current token) decided on
     its row as the login query reads it (`store.devices.TOKEN_HASH_SQL`: canonical serial, token
-    hash, revoked): the grant, or None where `authenticate` refuses with 0x05. Synchronous, so the
-    hook listener's thread answers a device's CONNECT without waiting for the event loop."""
+    hash, revoked): the grant, or None where `authenticate` refuses with 0x05. Synchronous: any
+    adapter that has read the row (the store's one login query) decides a device the same way."""
     username, token = creds.username, creds.password
     if not username or username in (PAIR_USER, BRIDGE_USER, KEY_USER) or creds.client_id != username:
         return None
