@@ -125,7 +125,9 @@ class MqttWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        os.close(self._slot_fd)  # the slot (and the broker session) is free for the next process
+        if self._slot_fd >= 0:
+            os.close(self._slot_fd)  # the slot (and the broker session) is free for the next process
+            self._slot_fd = -1
 
     # ---- receiving ------------------------------------------------------------------------------
 
