@@ -49,7 +49,7 @@ from pathlib import Path
 from bridge.link import MqttLink
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import NxgError, PayloadRejected
-from nxg_mqtt.hooks.service import HookService
+from nxg_mqtt.hooks.service import SUBSCRIBED_TOPIC, HookService
 from nxg_mqtt.mqtt import codec
 from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, Role
 from nxg_mqtt.services.command_requests import handle_command_request
@@ -82,7 +82,10 @@ class _AckLaterLink(MqttLink):
             on_message=lambda *_: None,
             client_id=client_id,
             clean_session=False,
-            subscriptions=tuple((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS),
+            # + the subscriptions the plugin allowed from its cache (HookService.subscribed), not
+            # shared: Mosquitto 2.0 deals a broker-published `$` message to no shared subscriber;
+            # only the process that holds the device's presence acts on it (`subscribed_commands`)
+            subscriptions=(*((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS), (SUBSCRIBED_TOPIC, 1)),
         )
         self._worker = worker
 
@@ -169,6 +172,11 @@ class MqttWorker:
 
     async def _handle(self, packet: codec.Publish) -> None:
         settings = self.core.settings
+        if packet.topic == SUBSCRIBED_TOPIC:
+            report = json.loads(packet.payload)
+            if self.hooks is not None and isinstance(report, dict):
+                await self.hooks.subscribed(report.get("username"), str(report["clientid"]), str(report["topic"]))
+            return
         client_id = parse_pair_request(packet.topic)
         if client_id is not None:
             known = self.hooks.clients.get(client_id) if self.hooks is not None else None
