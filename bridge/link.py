@@ -47,6 +47,7 @@ class MqttLink:
         on_message: MessageHandler,
         username: str = "bridge",
         client_id: str | None = None,
+        clean_session: bool = True,
         subscriptions: tuple[tuple[str, int], ...] = (("nxg/#", 1),),
         keepalive_s: int = 30,
         ack_timeout_s: float = 10.0,
@@ -57,6 +58,9 @@ class MqttLink:
         self._username = username
         self._password = password
         self._client_id = client_id or "nxg-bridge-" + secrets.token_hex(4)
+        # False: the broker keeps the session (subscriptions, unacknowledged messages) across a
+        # reconnect or a restart under the same client id (the serving processes' ingest link)
+        self._clean_session = clean_session
         self._subscriptions = subscriptions
         self._on_message = on_message
         self._keepalive_s = keepalive_s
@@ -171,7 +175,7 @@ class MqttLink:
         self._writer = writer
         connect = codec.Connect(
             client_id=self._client_id,
-            clean_session=True,
+            clean_session=self._clean_session,
             keep_alive=self._keepalive_s,
             username=self._username,
             password=self._password.encode(),

@@ -15,6 +15,10 @@ _COLUMNS = (
 )
 
 
+# the login check's one query, also run by the hook listener's own reader (nxg_mqtt.hooks.service)
+TOKEN_HASH_SQL = "SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial = ?"
+
+
 class DeviceRepository:
     """`tenant_id` is the data directory's partition; `owner_tenant` (NULL: the default tenant,
     which is the partition's id) the tenant that owns the device (migration 6)."""
@@ -148,10 +152,7 @@ class DeviceRepository:
 
     async def token_hash(self, serial: str) -> tuple[str, str | None, bool] | None:
         """(canonical serial, token hash, revoked) — the login check's one query."""
-        row = await self._db.fetchone(
-            "SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial = ?",
-            (self._tenant, serial),
-        )
+        row = await self._db.fetchone(TOKEN_HASH_SQL, (self._tenant, serial))
         return (row["serial"], row["token_hash"], bool(row["revoked"])) if row else None
 
     async def serial_by_token_hash(self, token_hash: str) -> str | None:
