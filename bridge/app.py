@@ -27,7 +27,7 @@ from bridge.auth import AdminAuth
 from bridge.device_replies import DeviceReplies
 from bridge.gateway_registry import GatewaySessions
 from bridge.health import health
-from bridge.hub import Hub
+from bridge.hub import HUB_SUBSCRIPTIONS, Hub
 from bridge.link import MqttLink
 from bridge.metrics import bridge_metrics
 from bridge.openapi import openapi
@@ -65,7 +65,13 @@ def create_app(
         # on another broker, property reports and proxy answers reach the core through the link
         replies = DeviceReplies(core) if not embedded else None
         on_message = replies.wrap(hub.on_mqtt) if replies is not None else hub.on_mqtt
-        link = MqttLink(mqtt_host, mqtt_port, password=settings.internal_secret, on_message=on_message)
+        link = MqttLink(
+            mqtt_host,
+            mqtt_port,
+            password=settings.internal_secret,
+            on_message=on_message,
+            subscriptions=HUB_SUBSCRIPTIONS if embedded else (("nxg/#", 1),),
+        )
         gateway = GatewaySessions()
         core.devices.on_revoked(gateway.revoke)
         disconnect = core.outbox.connect(link) if not embedded else None

@@ -53,6 +53,14 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[str], None]
 FrameSubscriber = Callable[[bytes], None]  # a `/realtime` socket: one message's WebSocket frame
 T = TypeVar("T")
+
+# what `Hub.on_mqtt` acts on: device messages apps see, and commands for gateway devices. When the
+# link feeds only the hub (`embedded`: the broker in this process, or the Mosquitto profile, whose
+# MqttWorker has a link of its own) it subscribes to these only: `cmd/res`, `manifest`, `prop`, …
+# stay off it (two of a command's four messages). `nxg-mqtt bridge` beside a broker process takes
+# `nxg/#` (DeviceReplies reads property reports and proxy answers there).
+HUB_CHANNELS = (Channel.TELEMETRY, Channel.STATUS, Channel.EVENT, Channel.ACK, Channel.PRESENCE, Channel.CMD)
+HUB_SUBSCRIPTIONS = tuple((f"nxg/+/{channel.value}", 1) for channel in HUB_CHANNELS)
 DeviceSink = Callable[[bytes], None]
 
 

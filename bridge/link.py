@@ -10,7 +10,7 @@ PUBLISH to `on_message(topic, payload, retain)` synchronously, on the reader's t
 loop: the hub only enqueues, so one read of 64 KiB turns into many deliveries without a task per
 message, and the PUBACKs of a whole read go out in one write. It reuses the broker's codec.
 
-A publish while the link is down raises `LinkDown` (HTTP 503, `GATEWAY_ERROR`): callers answer
+A publish while the link is down raises `LinkDown` (HTTP 502, `GATEWAY_ERROR`): callers answer
 their client with an error instead of pretending the message went out.
 """
 
@@ -23,7 +23,7 @@ import random
 import secrets
 from collections.abc import Callable
 
-from nxg_mqtt.errors import NxgError
+from nxg_mqtt.errors import GatewayError
 from nxg_mqtt.mqtt import codec
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,8 @@ WRITE_HIGH_WATER = 1024 * 1024  # bytes buffered towards the broker before publi
 READ_CHUNK = 256 * 1024
 
 
-class LinkDown(NxgError):
-    code = "GATEWAY_ERROR"
-    status = 503
+class LinkDown(GatewayError):
+    """The broker is not reachable or not answering: PROTOCOL §6's 502 `GATEWAY_ERROR`."""
 
 
 class MqttLink:
@@ -48,6 +47,7 @@ class MqttLink:
         on_message: MessageHandler,
         username: str = "bridge",
         client_id: str | None = None,
+        clean_session: bool = True,
         subscriptions: tuple[tuple[str, int], ...] = (("nxg/#", 1),),
         keepalive_s: int = 30,
         ack_timeout_s: float = 10.0,
@@ -58,6 +58,9 @@ class MqttLink:
         self._username = username
         self._password = password
         self._client_id = client_id or "nxg-bridge-" + secrets.token_hex(4)
+        # False: the broker keeps the session (subscriptions, unacknowledged messages) across a
+        # reconnect or a restart under the same client id (the serving processes' ingest link)
+        self._clean_session = clean_session
         self._subscriptions = subscriptions
         self._on_message = on_message
         self._keepalive_s = keepalive_s
@@ -172,7 +175,7 @@ class MqttLink:
         self._writer = writer
         connect = codec.Connect(
             client_id=self._client_id,
-            clean_session=True,
+            clean_session=self._clean_session,
             keep_alive=self._keepalive_s,
             username=self._username,
             password=self._password.encode(),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,9 +26,12 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bridge.app import create_app
+from bridge.one_write import one_write
 from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
+from bridge.v1.headers import OneAccessLine
 from nxg_mqtt.core import Core
+from nxg_mqtt.protocol import SignalKind
 from nxg_mqtt.services.signals import BRIDGE_KINDS, SignalWatcher
 from nxg_mqtt.settings import Settings
 
@@ -95,9 +99,12 @@ async def open_bridge(
     )
     max_size = max(4 * settings.ws_max_frame_bytes, 1024 * 1024)
     config = uvicorn.Config(
-        expose_send(app),  # /realtime writes its frames straight to uvicorn's connection (realtime_writer)
+        # /realtime and /ws/app write their frames straight to uvicorn's connection (realtime_writer);
+        # a response in one piece goes out in one write (one_write)
+        expose_send(one_write(app)),
         lifespan="on",
-        http="h11",
+        # httptools (uvicorn's C parser): a REST request costs a fraction of h11's pure-Python parsing
+        http="httptools",
         ws="websockets-sansio",
         ws_max_size=max_size,  # frames above ws_max_frame_bytes get an error; above this, 1009
         ws_per_message_deflate=False,
@@ -110,6 +117,9 @@ async def open_bridge(
         ssl_keyfile=str(settings.tls_key) if settings.tls else None,
     )
     server = _Server(config)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, OneAccessLine) for f in access.filters):
+        access.addFilter(OneAccessLine())  # /api/v1 requests: ApiHeaders' line is the access line
 
     async def serve() -> None:
         try:
@@ -118,9 +128,13 @@ async def open_bridge(
             raise RuntimeError(f"the bridge failed to start (exit {exc.code})") from None
 
     watcher = None
-    if not embedded:
+    # a bridge in a process whose core watches no signals (`nxg-mqtt bridge`, or joining another
+    # broker) watches them itself; embedded in such a process it needs the admin password's only:
+    # the remembered hash must follow a change made by another process
+    kinds = BRIDGE_KINDS if not embedded else None if core.signals.running else frozenset({SignalKind.ADMIN_PASSWORD})
+    if kinds is not None:
         watcher = SignalWatcher(
-            core.store, core.devices, core.commands, settings.signal_poll_s, core.keys, kinds=BRIDGE_KINDS
+            core.store, core.devices, core.commands, settings.signal_poll_s, core.keys, kinds=kinds, admin=core.admin
         )
     task = asyncio.create_task(serve(), name="nxg-bridge-http")
     try:

@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from bridge.access import Caller, caller_of
+from bridge.app_output import AppOutput
 from bridge.auth import LoginThrottled, throttled_response
 from bridge.frames import decode_frame
 from bridge.hub import AppFeed
@@ -86,20 +87,23 @@ class AppSession:
         self.state = state
         self.caller = caller
         self.feed = feed
+        self.out = AppOutput(websocket, state.hub.counters)  # every frame of this socket, in order (app_output)
         self._slots = asyncio.Semaphore(PIPELINE_MAX)
         self._tails: dict[str, asyncio.Task[None]] = {}  # device (lower case) → its latest command's task
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+        await self.out.send_text(json.dumps(message, separators=(",", ":")))
 
     async def pump(self) -> None:
-        queue, send = self.feed.queue, self.ws.send_text
+        queue, out = self.feed.queue, self.out
         while True:
-            await send(await queue.get())
+            await out.send_text(await queue.get())
             # drain what piled up meanwhile in one turn: no wake-up per message
             while not queue.empty():
-                await send(queue.get_nowait())
+                await out.send_text(queue.get_nowait())
+            # a client that reads too slowly: stop taking from the feed (it overflows: 1013)
+            await out.wait_writable()
 
     async def read(self) -> None:
         limit = self.state.settings.ws_max_frame_bytes
@@ -244,6 +248,7 @@ async def app_socket(websocket: WebSocket) -> None:
         forget()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(session.drain(), CLOSE_GRACE_S)
+        session.out.close()
     if revoked.is_set():
         await close_revoked(websocket)
         return

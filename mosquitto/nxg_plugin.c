@@ -8,8 +8,11 @@
  *                           is also the connection event (the broker waits for every call: one
  *                           per CONNECT, not two; Mosquitto 2.0 has no connect event)
  *   MOSQ_EVT_ACL_CHECK   -> POST /mqtt/acl (publish / subscribe / receive); positive answers for
- *                           publish and receive are cached for acl_cache_s (never subscribe: the
- *                           core learns from it that a device is ready for its queued commands)
+ *                           publish and receive are cached for acl_cache_s; a device's login
+ *                           answer lists its own topics (EMQX's authn `acl`), cached at once, so
+ *                           its first publish and its subscriptions ask nothing; a subscription
+ *                           allowed that way is reported on subscribed_topic (the core learns
+ *                           from it that a device is ready for its queued commands)
  *   MOSQ_EVT_DISCONNECT  -> POST /mqtt/disconnected (presence)
  *   MOSQ_EVT_MESSAGE     -> a JSON object published on one of stamp_topics gets the receive time
  *                           appended as `"<stamp_key>":<ms since the epoch>`, so the store, the
@@ -38,7 +41,9 @@
  *   plugin_opt_secret         ...                     the core's internal secret (Bearer)
  *   plugin_opt_timeout_ms     2000                    per hook call
  *   plugin_opt_acl_cache_s    60                      positive ACL answers kept at most this long
+ *   plugin_opt_acl_cache_entries 65536                how many (8-way set-associative, ~270 B each)
  *   plugin_opt_kick_topic     $nxg/kick
+ *   plugin_opt_subscribed_topic $nxg/subscribed         subscriptions allowed from a login's rules
  *   plugin_opt_exact_connack  true
  *   plugin_opt_stamp_topics   nxg/+/telemetry nxg/+/status nxg/+/event nxg/+/ack
  *   plugin_opt_stamp_key      server_ts
@@ -64,7 +69,8 @@
 
 #define BODY_MAX 8192
 #define RESP_MAX 4096
-#define CACHE_SLOTS 8192
+#define CACHE_WAYS 8 /* set-associative: a direct-mapped cache let two hot topics evict each other,
+                       * and every message of theirs became a blocking hook call */
 #define CACHE_KEY_MAX 240
 #define CLIENT_TAG_EPOLL 2 /* enum struct_ident's id_client in Mosquitto 2.0 */
 #define SUPERUSERS_MAX 64
@@ -73,6 +79,7 @@ struct cache_slot {
 	uint64_t hash;
 	time_t expires;
 	unsigned generation;
+	bool notify; /* a subscription the core wants to hear of (subscribed_topic) */
 	char key[CACHE_KEY_MAX];
 };
 
@@ -82,7 +89,9 @@ static int hook_port = 8090;
 static char auth_header[512];
 static int timeout_ms = 2000;
 static int acl_cache_s = 60;
+static size_t cache_sets = 65536 / CACHE_WAYS;
 static char kick_topic[128] = "$nxg/kick";
+static char subscribed_topic[128] = "$nxg/subscribed";
 static bool exact_connack = true;
 static char stamp_topics[512] = "";
 static char stamp_key[64] = "server_ts";
@@ -199,9 +208,50 @@ static int hook_once(const char *path, const char *body, size_t body_len, char *
 	return status;
 }
 
+/* What the hooks cost the broker's one thread (every call blocks it): per path, calls and time,
+ * logged every STATS_EVERY_S while calls are made (`nxg: hooks ...`, notice level). */
+#define STATS_EVERY_S 10
+enum hook_path { HP_AUTH, HP_ACL, HP_DISCONNECTED, HP_COUNT };
+static const char *const hook_path_names[HP_COUNT] = {"auth", "acl", "disconnected"};
+static struct { unsigned long calls; double total_ms, max_ms; } hook_stats[HP_COUNT];
+static time_t stats_since;
+static unsigned long acl_asked[3]; /* publish, receive, subscribe: which checks missed the cache */
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void stats_note(const char *path, double ms)
+{
+	int i = !strcmp(path, "/mqtt/auth") ? HP_AUTH : !strcmp(path, "/mqtt/acl") ? HP_ACL : HP_DISCONNECTED;
+	time_t now = time(NULL);
+	hook_stats[i].calls++;
+	hook_stats[i].total_ms += ms;
+	if(ms > hook_stats[i].max_ms) hook_stats[i].max_ms = ms;
+	if(stats_since == 0) stats_since = now;
+	if(now - stats_since < STATS_EVERY_S) return;
+	for(int k = 0; k < HP_COUNT; k++){
+		if(hook_stats[k].calls == 0) continue;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks %s: %lu calls in %lds, mean %.2f ms, max %.1f ms",
+				hook_path_names[k], hook_stats[k].calls, (long)(now - stats_since),
+				hook_stats[k].total_ms / (double)hook_stats[k].calls, hook_stats[k].max_ms);
+	}
+	if(hook_stats[HP_ACL].calls){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks acl asked: publish %lu, receive %lu, subscribe %lu",
+				acl_asked[0], acl_asked[1], acl_asked[2]);
+	}
+	memset(hook_stats, 0, sizeof(hook_stats));
+	memset(acl_asked, 0, sizeof(acl_asked));
+	stats_since = now;
+}
+
 /* A kept-alive connection may have been closed by the other side meanwhile: one retry. */
 static int hook_call(const char *path, const char *body, size_t body_len, char *out, size_t out_cap)
 {
+	double started = now_ms();
 	int status = hook_once(path, body, body_len, out, out_cap);
 	if(status < 0){
 		hook_close();
@@ -211,6 +261,7 @@ static int hook_call(const char *path, const char *body, size_t body_len, char *
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: hook %s unreachable at %s:%d", path, hook_host, hook_port);
 		}
 	}
+	stats_note(path, now_ms() - started);
 	return status;
 }
 
@@ -345,11 +396,13 @@ static void superuser_set(const char *client_id, const char *username, bool on)
 
 /* ---- events ----------------------------------------------------------------------------------- */
 
+static void prefill(const char *username, const char *client_id, const char *answer);
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	struct buf b = {.data = "{", .len = 1};
-	char answer[1024];
+	char answer[RESP_MAX];
 	char conn[32];
 	const char *reason;
 	int status, code = 5;
@@ -374,6 +427,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return refuse(ed->client, code);
 	}
 	superuser_set(mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
+	prefill(ed->username, mosquitto_client_id(ed->client), answer);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -385,6 +439,101 @@ static uint64_t fnv1a(const char *s)
 		h *= 1099511628211ULL;
 	}
 	return h;
+}
+
+/* The live entry for `key`, else NULL with `*victim` the way to fill: a free or stale one, else
+ * the one expiring first. */
+static struct cache_slot *cache_find(uint64_t hash, const char *key, time_t now, struct cache_slot **victim)
+{
+	struct cache_slot *set = &cache[(hash % cache_sets) * CACHE_WAYS];
+	struct cache_slot *pick = NULL;
+	bool pick_live = true;
+	for(int i = 0; i < CACHE_WAYS; i++){
+		struct cache_slot *s = &set[i];
+		bool live = s->generation == cache_generation && s->expires > now;
+		if(live && s->hash == hash && !strcmp(s->key, key)) return s;
+		if(pick == NULL || (pick_live && (!live || s->expires < pick->expires))){
+			pick = s;
+			pick_live = live;
+		}
+	}
+	*victim = pick;
+	return NULL;
+}
+
+static void cache_put(struct cache_slot *slot, const char *key, uint64_t hash, time_t now, bool notify)
+{
+	memcpy(slot->key, key, sizeof(slot->key));
+	slot->hash = hash;
+	slot->generation = cache_generation;
+	slot->notify = notify;
+	/* spread over [ttl/2, ttl]: entries made together must not all be asked again together,
+	 * the broker waits for each answer */
+	slot->expires = now + acl_cache_s / 2 + (time_t)(hash % (uint64_t)(acl_cache_s / 2 + 1));
+}
+
+static int cache_key(char *key, const char *username, const char *client_id, const char *topic, const char *action)
+{
+	int n = snprintf(key, CACHE_KEY_MAX, "%s\x1f%s\x1f%s\x1f%s", username ? username : "", client_id ? client_id : "",
+			topic, action);
+	return n > 0 && n < CACHE_KEY_MAX ? 0 : -1;
+}
+
+/* The login's answer may carry EMQX 5's authn `acl` rules: the core's decisions on the device's
+ * own topics (`{"permission":"allow","action":"publish"|"subscribe","topic":"..."}`, the core
+ * writes them in that order, compact). Each becomes a cache entry, so the device's first publish
+ * and its subscriptions need no blocking call; a `subscribe` rule allows receiving too, and a
+ * subscription allowed from it is reported on subscribed_topic (the core sends queued commands). */
+/* A subscription allowed from the login's rules, told to the core without waiting for it: an
+ * internal message that only the core's `bridge` logins can receive (`$` topics match no
+ * wildcard; the ACL refuses it to everyone else). Queued, so it is delivered after this check
+ * returns and the broker has added the subscription. */
+static void report_subscribed(const char *username, const char *client_id, const char *topic)
+{
+	struct buf b = {.data = "{", .len = 1};
+	put_field(&b, "username", username);
+	put_field(&b, "clientid", client_id);
+	put_field(&b, "topic", topic);
+	put(&b, "}", 1);
+	if(b.overflow || mosquitto_broker_publish_copy(NULL, subscribed_topic, (int)b.len, b.data, 1, false, NULL) != MOSQ_ERR_SUCCESS){
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: the subscription of %s to %s was not reported", client_id, topic);
+	}
+}
+
+static void prefill(const char *username, const char *client_id, const char *answer)
+{
+	const char *p = strstr(answer, "\"acl\":[");
+	const char *end = p ? strchr(p, ']') : NULL;
+	time_t now = time(NULL);
+
+	if(acl_cache_s <= 0 || p == NULL || end == NULL) return;
+	while((p = strstr(p, "\"action\":\"")) != NULL && p < end){
+		char action[16], topic[CACHE_KEY_MAX], key[CACHE_KEY_MAX];
+		const char *t;
+		size_t alen, tlen;
+		p += 10;
+		alen = strcspn(p, "\"");
+		t = strstr(p, "\"topic\":\"");
+		if(t == NULL || t > end || alen >= sizeof(action)) return;
+		t += 9;
+		tlen = strcspn(t, "\"\\");
+		if(t[tlen] != '"' || tlen == 0 || tlen >= sizeof(topic)) return; /* escapes: not taken */
+		memcpy(action, p, alen);
+		action[alen] = '\0';
+		memcpy(topic, t, tlen);
+		topic[tlen] = '\0';
+		p = t + tlen;
+		for(int i = 0; i < 2; i++){
+			const char *as = !strcmp(action, "publish") ? (i ? NULL : "publish") : !strcmp(action, "subscribe") ? (i ? "receive" : "subscribe") : NULL;
+			struct cache_slot *slot = NULL;
+			uint64_t hash;
+			if(as == NULL || cache_key(key, username, client_id, topic, as) < 0) continue;
+			hash = fnv1a(key);
+			if(cache_find(hash, key, now, &slot) == NULL && slot != NULL){
+				cache_put(slot, key, hash, now, !strcmp(as, "subscribe"));
+			}
+		}
+	}
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -412,18 +561,18 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		case MOSQ_ACL_SUBSCRIBE: action = "subscribe"; break;
 		default: return MOSQ_ERR_SUCCESS; /* unsubscribing reveals and changes nothing */
 	}
-	cacheable = acl_cache_s > 0 && ed->access != MOSQ_ACL_SUBSCRIBE;
-	if(cacheable){
-		n = snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s", username ? username : "", client_id ? client_id : "",
-				ed->topic, action);
-		if(n > 0 && (size_t)n < sizeof(key)){
-			hash = fnv1a(key);
-			slot = &cache[hash % CACHE_SLOTS];
-			if(slot->hash == hash && slot->generation == cache_generation && slot->expires > now && !strcmp(slot->key, key)){
-				return MOSQ_ERR_SUCCESS;
-			}
+	if(acl_cache_s > 0 && cache_key(key, username, client_id, ed->topic, action) == 0){
+		struct cache_slot *hit;
+		hash = fnv1a(key);
+		hit = cache_find(hash, key, now, &slot);
+		if(hit != NULL){
+			if(hit->notify) report_subscribed(username, client_id, ed->topic);
+			return MOSQ_ERR_SUCCESS;
 		}
 	}
+	/* subscribe answers are taken from the login's rules only (prefill), never kept from a call:
+	 * a call is how the core learns of a subscription it did not list */
+	cacheable = ed->access != MOSQ_ACL_SUBSCRIBE;
 	put_field(&b, "username", username);
 	put_field(&b, "clientid", client_id);
 	put_field(&b, "topic", ed->topic);
@@ -433,17 +582,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	put(&b, qos, (size_t)n);
 	put(&b, "}", 1);
 	if(b.overflow) return MOSQ_ERR_ACL_DENIED;
+	acl_asked[ed->access == MOSQ_ACL_WRITE ? 0 : ed->access == MOSQ_ACL_READ ? 1 : 2]++;
 	if(hook_call("/mqtt/acl", b.data, b.len, answer, sizeof(answer)) != 200 || !answer_is(answer, "allow")){
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	if(slot != NULL){
-		memcpy(slot->key, key, sizeof(slot->key));
-		slot->hash = hash;
-		slot->generation = cache_generation;
-		/* spread over [ttl/2, ttl]: entries made together must not all be asked again together,
-		 * the broker waits for each answer */
-		slot->expires = now + acl_cache_s / 2 + (time_t)(hash % (uint64_t)(acl_cache_s / 2 + 1));
-	}
+	if(cacheable && slot != NULL) cache_put(slot, key, hash, now, false);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -568,8 +711,13 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			timeout_ms = atoi(value);
 		}else if(!strcmp(key, "acl_cache_s")){
 			acl_cache_s = atoi(value);
+		}else if(!strcmp(key, "acl_cache_entries")){
+			long entries = atol(value);
+			cache_sets = entries >= CACHE_WAYS ? (size_t)entries / CACHE_WAYS : 1;
 		}else if(!strcmp(key, "kick_topic")){
 			snprintf(kick_topic, sizeof(kick_topic), "%s", value);
+		}else if(!strcmp(key, "subscribed_topic")){
+			snprintf(subscribed_topic, sizeof(subscribed_topic), "%s", value);
 		}else if(!strcmp(key, "stamp_topics")){
 			snprintf(stamp_topics, sizeof(stamp_topics), "%s", value);
 		}else if(!strcmp(key, "stamp_key")){
@@ -584,9 +732,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	}
 	if(timeout_ms <= 0) timeout_ms = 2000;
 	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", secret);
-	cache = calloc(CACHE_SLOTS, sizeof(*cache));
+	cache = calloc(cache_sets * CACHE_WAYS, sizeof(*cache));
 	if(cache == NULL) return MOSQ_ERR_NOMEM;
-	mosquitto_log_printf(MOSQ_LOG_INFO, "nxg: hooks at http://%s:%d, ACL cache %d s", hook_host, hook_port, acl_cache_s);
+	mosquitto_log_printf(MOSQ_LOG_INFO, "nxg: hooks at http://%s:%d, ACL cache %d s, %zu entries", hook_host, hook_port,
+			acl_cache_s, cache_sets * CACHE_WAYS);
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL)

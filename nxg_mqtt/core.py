@@ -89,7 +89,8 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
         manifests = ManifestService(store, settings, devices, ingest)
         commands = CommandService(store, settings, devices, presence, ingest, publisher, manifests)
         keys = ApiKeyService(store)
-        signals = SignalWatcher(store, devices, commands, settings.signal_poll_s, keys)
+        admin = AdminCredentials(store, settings.admin_failures_per_minute)
+        signals = SignalWatcher(store, devices, commands, settings.signal_poll_s, keys, admin=admin)
         history = HistoryService(store, devices, ingest.flush)
         tenants = TenantService(store, keys)
         homes = HomeService(store)
@@ -104,7 +105,7 @@ async def open_core(settings: Settings, *, serve: bool = False, writer: bool = F
             commands,
             signals,
             history,
-            AdminCredentials(store, settings.admin_failures_per_minute),
+            admin,
             publisher,
             manifests,
             keys,

@@ -11,6 +11,8 @@
     ├── TooLargeError             an upload over its limit: 413 (`PAYLOAD_TOO_LARGE`)
     ├── RateLimitedError          too many attempts: 429 (`RATE_LIMIT_EXCEEDED`)
     ├── QueueFullError            a device's command queue is at its limit: 429 (`QUEUE_FULL`)
+    ├── GatewayError              the broker or a device behind us failed us: 502 (`GATEWAY_ERROR`)
+    │   └── GatewayTimeout        … or did not answer in time: 504 (`GATEWAY_TIMEOUT`)
     ├── CommandRejected           a command refused before it reached the device (PROTOCOL §4 code,
     │                             seed 002's status: 400 / 403 / 502); `details` lists schema errors
     ├── DryRunRequired            a critical action: 409 (`DRY_RUN_REQUIRED`) with its `token`
@@ -97,6 +99,19 @@ class QueueFullError(NxgError):
 
     code = "QUEUE_FULL"
     status = 429
+
+
+class GatewayError(NxgError):
+    """Something we depend on upstream (the MQTT broker link, a proxied device) failed: PROTOCOL §6's
+    502, never a 5xx of our own making."""
+
+    code = "GATEWAY_ERROR"
+    status = 502
+
+
+class GatewayTimeout(GatewayError):
+    code = "GATEWAY_TIMEOUT"
+    status = 504
 
 
 class CommandRejected(NxgError):

@@ -53,6 +53,10 @@ class HistoryEntry:
     body: dict[str, Any]
     device_ts: int | None = None
     id: int | None = None
+    # a broker's redelivery (MQTT DUP) of a message this store may already hold: written only if
+    # no row has the same serial, type, ts and body (a serving process killed after its commit
+    # but before its PUBACK gets the message again when it resumes its session)
+    redelivered: bool = False
 
     def app_message(self) -> dict[str, Any]:
         """The flat object `/ws/app` delivers and `/api/history` lists (`protocol.app_message`)."""

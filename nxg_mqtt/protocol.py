@@ -164,6 +164,7 @@ class SignalKind(StrEnum):
     REVOKED = "revoked"  # with a RevokeReason
     COMMAND = "command"  # a command was queued for the device
     KEY_REVOKED = "key_revoked"  # an API key was revoked or rotated; the signal's target is the key id
+    ADMIN_PASSWORD = "admin_password"  # the admin password changed (no target): drop the remembered hash
 
 
 class KeyRole(StrEnum):

@@ -1,6 +1,12 @@
 """The headers of every `/api/v1` response (seed 002): `X-API-Version: 1`, `X-Protocol-Version`,
 and `X-Request-ID` — the caller's when it sent a sane one, else a new UUID — which is also logged
-with the request's method, path and status, so a report quoting it finds its log line."""
+with the request's method, path and status, so a report quoting it finds its log line.
+
+That `bridge.requests` line is the access log line of an `/api/v1` request: it carries the peer
+and the path with its query (credentials redacted, as uvicorn's access log shows them), and
+uvicorn's own access line for the same request is dropped (`OneAccessLine`). One record per
+request instead of two: formatting and writing a log record is ~25 µs, about 1.5 % of a REST
+command."""
 
 from __future__ import annotations
 
@@ -13,10 +19,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.v1 import PREFIX
 from bridge.v1.system import PROTOCOL
+from nxg_mqtt.logs import redact
 
 log = logging.getLogger("bridge.requests")
 API_VERSION = "1"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # echoed into a header and the log: nothing else
+
+
+def under_api(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/") or path.startswith(PREFIX + "?")
+
+
+class OneAccessLine(logging.Filter):
+    """On `uvicorn.access`: drop the line of an `/api/v1` request (ApiHeaders logs it, with its
+    request id); every other request keeps uvicorn's line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and under_api(args[2]))
 
 
 def request_id(given: str | None) -> str:
@@ -41,7 +61,14 @@ class ApiHeaders:
                 headers["X-API-Version"] = API_VERSION
                 headers["X-Protocol-Version"] = PROTOCOL
                 headers["X-Request-ID"] = rid
-                log.info("%s %s %s request_id=%s", scope["method"], path, message["status"], rid)
+                if log.isEnabledFor(logging.INFO):
+                    query = scope.get("query_string", b"")
+                    shown = redact(path + "?" + query.decode("latin-1")) if query else path
+                    client = scope.get("client")
+                    peer = f"{client[0]}:{client[1]}" if client else None
+                    log.info(
+                        "%s %s %s request_id=%s", scope["method"], shown, message["status"], rid, extra={"peer": peer}
+                    )
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -94,7 +94,11 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             grant = await hooks.authenticate(creds, conn)
         except ConnectRefused as exc:
             return JSONResponse({"result": "deny", "reason_code": exc.return_code, "reason": exc.message})
-        return JSONResponse({"result": "allow", "is_superuser": grant.superuser})
+        answer: dict[str, Any] = {"result": "allow", "is_superuser": grant.superuser}
+        rules = await hooks.topics_of(grant, creds.client_id)
+        if rules:
+            answer["acl"] = rules  # EMQX 5's authn ACL; the Mosquitto plugin fills its cache
+        return JSONResponse(answer)
 
     async def acl(request: Request) -> JSONResponse:
         body = await body_of(request)

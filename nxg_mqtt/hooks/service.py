@@ -50,6 +50,7 @@ from nxg_mqtt.topics import Channel, device_topic
 log = logging.getLogger(__name__)
 
 KICK_TOPIC = "$nxg/kick"
+SUBSCRIBED_TOPIC = "$nxg/subscribed"  # the plugin reports cache-allowed subscriptions here
 # EMQX's disconnect reasons that mean another connection took the client id over
 TAKEOVER_REASONS = frozenset({"takenover", "discarded", "taken over"})
 
@@ -129,6 +130,32 @@ class HookService:
             # right after this answer, before it reads our publish from another socket
             self._after(self.core.presence.subscribed_commands(client.serial or ""))
         return allowed
+
+    async def topics_of(self, grant: Grant, client_id: str) -> list[dict[str, str]]:
+        """What a device's login may do with its own topics, as EMQX 5's authn `acl` rules
+        (`{"permission":"allow","action":"publish"|"subscribe","topic"}`; `subscribe` where both
+        subscribing and receiving are allowed), decided one by one by `topic_allowed`: a broker
+        may answer these from its cache instead of asking (the Mosquitto plugin does; a kick drops
+        them). Only exact topics of the device itself; anything else is still asked."""
+        if grant.role is not Role.DEVICE or not grant.serial:
+            return []
+        client = Client(client_id, grant)
+        rules: list[dict[str, str]] = []
+        for channel in Channel:
+            topic = device_topic(grant.serial, channel)
+            owner = self.core.tenants.owner
+            if await topic_allowed(client, topic, AclAction.PUBLISH, owner):
+                rules.append({"permission": "allow", "action": "publish", "topic": topic})
+            if await topic_allowed(client, topic, AclAction.SUBSCRIBE, owner) and await topic_allowed(
+                client, topic, AclAction.RECEIVE, owner
+            ):
+                rules.append({"permission": "allow", "action": "subscribe", "topic": topic})
+        return rules
+
+    async def subscribed(self, username: str | None, client_id: str, topic: str) -> None:
+        """A subscription the broker allowed from its cache (`topics_of`) and reported afterwards
+        (the plugin's `$nxg/subscribed`): what asking would have done (queued commands go out)."""
+        await self.allowed(username, client_id, topic, AclAction.SUBSCRIBE)
 
     def _subject(self, username: str | None, client_id: str) -> Client | None:
         """The remembered client; else what the user name alone says (a broker asks the ACL only

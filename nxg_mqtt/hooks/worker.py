@@ -18,24 +18,38 @@ stores the message with that ts, while the bridge and keys see it in the payload
 embedded broker's ingest stamps what it routes. A broker that does not stamp: the worker's clock.
 
 Durability: a QoS 1 message is acknowledged to the broker only once the history batch holding it
-has committed (or once its handler finished), so a process killed with messages in flight loses
-only what the broker itself drops for a vanished clean session: at most `max_inflight_messages`
-plus that subscriber's queue (measured in tests/mosquitto/test_scale_out.py).
+has committed (or once its handler finished), and the worker's session is persistent
+(clean_session 0) under a client id that is stable per serving process: `nxg-worker-<n>`, n the
+lowest slot of the data directory's `workers/` whose lock file no living process holds (an
+exclusive flock, released by the kernel when a process dies). Two processes on one data store get
+two ids; a process restarted after a crash or a SIGKILL takes the freed slot and resumes that
+session. So Mosquitto keeps what a killed process had in flight, and what the shared
+subscription goes on handing to its session meanwhile (Mosquitto 2.0 deals every group member
+its share, connected or not), and delivers it when the process comes back. What was committed
+but not yet acknowledged comes back with DUP set; it is written only if the store holds no row
+with the same serial, type, broker stamp and body (`HistoryEntry.redelivered`), so nothing is
+stored twice. Measured in tests/mosquitto/test_scale_out.py. A process that never comes back
+strands its session's messages: up to `max_queued_messages` beyond the in-flight window, until
+an operator starts a process on that data store again (it takes the free slot).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import itertools
 import json
 import logging
+import os
 import re
+from pathlib import Path
 
 from bridge.link import MqttLink
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import NxgError, PayloadRejected
-from nxg_mqtt.hooks.service import HookService
+from nxg_mqtt.hooks.service import SUBSCRIBED_TOPIC, HookService
 from nxg_mqtt.mqtt import codec
 from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, Role
 from nxg_mqtt.services.command_requests import handle_command_request
@@ -45,6 +59,7 @@ from nxg_mqtt.topics import Channel, pair_reply_topic, parse_device_topic, parse
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "nxg"
+WORKER_ID_PREFIX = "nxg-worker-"  # + the process's slot (`claim_slot`)
 FILTERS = (
     "nxg/+/telemetry",
     "nxg/+/status",
@@ -59,13 +74,18 @@ FILTERS = (
 class _AckLaterLink(MqttLink):
     """The bridge's link, with QoS 1 PUBACKs left to the worker (sent once the work is durable)."""
 
-    def __init__(self, host: str, port: int, *, password: str, worker: MqttWorker) -> None:
+    def __init__(self, host: str, port: int, *, password: str, worker: MqttWorker, client_id: str) -> None:
         super().__init__(
             host,
             port,
             password=password,
             on_message=lambda *_: None,
-            subscriptions=tuple((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS),
+            client_id=client_id,
+            clean_session=False,
+            # + the subscriptions the plugin allowed from its cache (HookService.subscribed), not
+            # shared: Mosquitto 2.0 deals a broker-published `$` message to no shared subscriber;
+            # only the process that holds the device's presence acts on it (`subscribed_commands`)
+            subscriptions=(*((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS), (SUBSCRIBED_TOPIC, 1)),
         )
         self._worker = worker
 
@@ -84,7 +104,11 @@ class MqttWorker:
     def __init__(self, core: Core, hooks: HookService | None, host: str, port: int) -> None:
         self.core = core
         self.hooks = hooks
-        self.link: MqttLink = _AckLaterLink(host, port, password=core.settings.internal_secret, worker=self)
+        self.slot, self._slot_fd = claim_slot(core.settings.data_dir / "workers")
+        self.client_id = f"{WORKER_ID_PREFIX}{self.slot}"
+        self.link: MqttLink = _AckLaterLink(
+            host, port, password=core.settings.internal_secret, worker=self, client_id=self.client_id
+        )
         self._queue: asyncio.Queue[tuple[codec.Publish, asyncio.StreamWriter]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stored = 0
@@ -104,6 +128,9 @@ class MqttWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._slot_fd >= 0:
+            os.close(self._slot_fd)  # the slot (and the broker session) is free for the next process
+            self._slot_fd = -1
 
     # ---- receiving ------------------------------------------------------------------------------
 
@@ -116,7 +143,7 @@ class MqttWorker:
                 _ack(packet, writer)
                 return
             try:
-                self.core.ingest.accept(parsed.serial, parsed.channel, raw, ts)
+                self.core.ingest.accept(parsed.serial, parsed.channel, raw, ts, redelivered=packet.dup)
             except PayloadRejected:
                 self.rejected += 1
                 _ack(packet, writer)
@@ -145,6 +172,11 @@ class MqttWorker:
 
     async def _handle(self, packet: codec.Publish) -> None:
         settings = self.core.settings
+        if packet.topic == SUBSCRIBED_TOPIC:
+            report = json.loads(packet.payload)
+            if self.hooks is not None and isinstance(report, dict):
+                await self.hooks.subscribed(report.get("username"), str(report["clientid"]), str(report["topic"]))
+            return
         client_id = parse_pair_request(packet.topic)
         if client_id is not None:
             known = self.hooks.clients.get(client_id) if self.hooks is not None else None
@@ -177,15 +209,37 @@ class MqttWorker:
             )
 
 
-_STAMP = re.compile(rb'(,?)"' + SERVER_TS.encode() + rb'":(\d{1,15})\}\s*$')
+def claim_slot(directory: Path) -> tuple[int, int]:
+    """The lowest free slot of `directory` and the descriptor holding it (an exclusive flock: held
+    while the process lives, released by the kernel however it ends)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for slot in itertools.count():
+        fd = os.open(directory / f"{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return slot, fd
+    raise AssertionError("unreachable")
+
+
+_STAMP_KEY = b'"' + SERVER_TS.encode() + b'":'
+_STAMP_TAIL = re.compile(rb"(\d{1,15})\}\s*")
 
 
 def unstamp(payload: bytes) -> tuple[bytes, int | None]:
-    """The payload as the device sent it, and the broker's stamp (None when there is none)."""
-    match = _STAMP.search(payload)
-    if match is None:
+    """The payload as the device sent it, and the broker's stamp (None when there is none): a
+    trailing `,"server_ts":<ms>}`. Only the last occurrence of the key can end the payload, so it
+    is found from the end (a regex search tried every position of every message)."""
+    at = payload.rfind(_STAMP_KEY)
+    if at < 0:
         return payload, None
-    return payload[: match.start()] + b"}", int(match.group(2))
+    tail = _STAMP_TAIL.fullmatch(payload, at + len(_STAMP_KEY))
+    if tail is None:
+        return payload, None
+    start = at - 1 if at > 0 and payload[at - 1] == 0x2C else at  # with the comma the plugin added
+    return payload[:start] + b"}", int(tail.group(1))
 
 
 def _published_by_the_core(raw: bytes) -> bool:

@@ -14,6 +14,11 @@ passwords are limited per source address (`admin_failures_per_minute`, default 1
 - A password already verified since the process started passes even from a throttled address (the
   remembered success is a SHA-256 lookup, no PBKDF2): an admin's open portal keeps working while a
   guesser behind the same NAT address waits. A first login from a throttled address waits too.
+
+The stored hash itself is kept in memory after its first read, so a request with the password
+costs no store round trip. A change made here replaces it at once; a change made by another
+process on the same data directory (`nxg-mqtt broker --admin-password` beside a running bridge)
+writes an `admin_password` signal, and the watcher's `forget()` makes the next check read again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import time
 from collections.abc import Callable
 
 from nxg_mqtt.errors import RateLimitedError
+from nxg_mqtt.models import now_ms
+from nxg_mqtt.protocol import SignalKind
 from nxg_mqtt.ratelimit import FailureThrottle
 from nxg_mqtt.services import credentials
 from nxg_mqtt.store import Store
@@ -48,6 +55,9 @@ class AdminCredentials:
     ) -> None:
         self._store = store
         self._good: set[str] = set()
+        self._stored: str | None = None  # the stored hash once read (None: read it on the next check)
+        self._generation = 0  # bumped by forget(): a read that started before it is not kept
+        self.own_signal_ids: set[int] = set()
         self._throttle = FailureThrottle(failures_per_minute)
         self._clock = clock
         self.hashes = 0  # PBKDF2 checks run (observable: a throttled guess must not add one)
@@ -69,6 +79,18 @@ class AdminCredentials:
     async def set(self, password: str) -> None:
         stored = await asyncio.to_thread(credentials.hash_password, password)
         await self._store.kv.set(ADMIN_PASSWORD_KEY, stored)
+        self._stored = stored
+        # other processes on this data directory drop their copy (SignalWatcher → forget)
+        self.own_signal_ids.add(await self._store.signals.emit(SignalKind.ADMIN_PASSWORD, None, now_ms()))
+
+    def forget(self, signal_id: int | None = None) -> None:
+        """Read the stored hash again on the next check: another process changed it (the
+        watcher's `signal_id`; this process's own change is already applied and is skipped)."""
+        if signal_id in self.own_signal_ids:
+            self.own_signal_ids.discard(signal_id)
+            return
+        self._stored = None
+        self._generation += 1
 
     async def configured(self) -> bool:
         """Whether a password is stored (also the health check's round trip to the store)."""
@@ -78,7 +100,12 @@ class AdminCredentials:
         """True for the admin password; LoginThrottled if `source` is over its failure limit."""
         if not candidate:
             return False
-        stored = await self._store.kv.get(ADMIN_PASSWORD_KEY)
+        stored = self._stored
+        if stored is None:
+            generation = self._generation
+            stored = await self._store.kv.get(ADMIN_PASSWORD_KEY)
+            if generation == self._generation:
+                self._stored = stored
         if not stored:
             return False
         key = hashlib.sha256(f"{stored}\x00{candidate}".encode("utf-8", "surrogateescape")).hexdigest()

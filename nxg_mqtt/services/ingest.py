@@ -60,14 +60,18 @@ class IngestService:
 
     # ---- accepting -------------------------------------------------------------------------------
 
-    def accept(self, serial: str, channel: Channel, raw: bytes, ts: int | None = None) -> HistoryEntry:
+    def accept(
+        self, serial: str, channel: Channel, raw: bytes, ts: int | None = None, *, redelivered: bool = False
+    ) -> HistoryEntry:
         """Validate and queue one device payload (a kind of `protocol.DEVICE_DATA`), stamped with
-        `ts` (the receive time, now if not given); PayloadRejected (already recorded) if it is bad."""
+        `ts` (the receive time, now if not given); PayloadRejected (already recorded) if it is bad.
+        `redelivered`: a broker's second delivery (MQTT DUP), stored only if no row holds the same
+        serial, type, ts and body (`HistoryEntry.redelivered`)."""
         kind = MessageType(channel.value)
         limit = self._settings.max_payload_bytes
         message = self.validated(serial, channel, lambda: messages.parse_device_message(kind.value, raw, limit))
         body: dict[str, Any] = {"t": kind.value, **message.fields}
-        entry = HistoryEntry(serial, kind, ts or now_ms(), body, message.device_ts)
+        entry = HistoryEntry(serial, kind, ts or now_ms(), body, message.device_ts, redelivered=redelivered)
         self.record(entry)
         if kind is not MessageType.TELEMETRY:
             for observer in self._observers:

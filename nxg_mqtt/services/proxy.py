@@ -3,7 +3,7 @@
 `request()` publishes `{"id","method","path","port","headers","body_b64"}` on `nxg/{S}/http/req`
 and waits for the device's `{"id","status","headers","body_b64"}` on `nxg/{S}/http/res` (handed
 in by the broker plugin through `answer()`), matched by id and serial. Bodies are limited both
-ways (`proxy_max_body_bytes`); no answer within `proxy_timeout_s` is `ProxyTimeout` (504).
+ways (`proxy_max_body_bytes`); no answer within `proxy_timeout_s` is `GatewayTimeout` (504).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from nxg_mqtt.errors import NxgError, PayloadRejected
+from nxg_mqtt.errors import GatewayError, GatewayTimeout, PayloadRejected, TooLargeError
 from nxg_mqtt.messages import decode_object, schema_errors
 from nxg_mqtt.protocol import Schema
 from nxg_mqtt.services import Publisher
@@ -24,21 +24,6 @@ from nxg_mqtt.settings import Settings
 from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
-
-
-class ProxyTimeout(NxgError):
-    code = "GATEWAY_TIMEOUT"
-    status = 504
-
-
-class ProxyBadAnswer(NxgError):
-    code = "GATEWAY_ERROR"
-    status = 502
-
-
-class ProxyBodyTooLarge(NxgError):
-    code = "PAYLOAD_TOO_LARGE"
-    status = 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +44,7 @@ class ProxyService:
     ) -> ProxyResponse:
         limit = self._settings.proxy_max_body_bytes
         if len(body) > limit:
-            raise ProxyBodyTooLarge(f"request body larger than {limit} bytes")
+            raise TooLargeError(f"request body larger than {limit} bytes")
         request_id = secrets.token_hex(8)
         future: asyncio.Future[ProxyResponse] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = (serial, future)
@@ -75,7 +60,8 @@ class ProxyService:
             await self._publisher.publish(device_topic(serial, Channel.HTTP_REQ), json.dumps(message).encode(), qos=1)
             return await asyncio.wait_for(future, self._settings.proxy_timeout_s)
         except TimeoutError:
-            raise ProxyTimeout(f"device {serial} did not answer within {self._settings.proxy_timeout_s:g} s") from None
+            waited = self._settings.proxy_timeout_s
+            raise GatewayTimeout(f"device {serial} did not answer within {waited:g} s") from None
         finally:
             self._waiting.pop(request_id, None)
 
@@ -94,14 +80,14 @@ class ProxyService:
         future = waiting[1]
         problem = schema_errors(Schema.HTTP_RES, answer)
         if problem is not None:
-            future.set_exception(ProxyBadAnswer(f"the device's answer does not match its schema: {problem}"))
+            future.set_exception(GatewayError(f"the device's answer does not match its schema: {problem}"))
             return
         try:
             body = base64.b64decode(answer.get("body_b64", ""), validate=True)
         except (binascii.Error, ValueError):
-            future.set_exception(ProxyBadAnswer("the device's body_b64 is not base64"))
+            future.set_exception(GatewayError("the device's body_b64 is not base64"))
             return
         if len(body) > limit:
-            future.set_exception(ProxyBadAnswer(f"the device's body is larger than {limit} bytes"))
+            future.set_exception(GatewayError(f"the device's body is larger than {limit} bytes"))
             return
         future.set_result(ProxyResponse(int(answer["status"]), dict(answer.get("headers") or {}), body))

@@ -18,6 +18,7 @@ import logging
 
 from nxg_mqtt.models import now_ms
 from nxg_mqtt.protocol import SignalKind
+from nxg_mqtt.services.admin import AdminCredentials
 from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.services.commands import CommandService
 from nxg_mqtt.services.devices import DeviceService
@@ -26,7 +27,7 @@ from nxg_mqtt.store import Store
 log = logging.getLogger(__name__)
 
 ALL_KINDS = frozenset(SignalKind)
-BRIDGE_KINDS = frozenset({SignalKind.KEY_REVOKED, SignalKind.REVOKED})
+BRIDGE_KINDS = frozenset({SignalKind.KEY_REVOKED, SignalKind.REVOKED, SignalKind.ADMIN_PASSWORD})
 
 
 class SignalWatcher:
@@ -38,8 +39,10 @@ class SignalWatcher:
         poll_s: float,
         keys: ApiKeyService | None = None,
         kinds: frozenset[SignalKind] = ALL_KINDS,
+        admin: AdminCredentials | None = None,
     ) -> None:
         self._store = store
+        self._admin = admin
         self._keys = keys
         self._devices = devices
         self._commands = commands
@@ -47,6 +50,10 @@ class SignalWatcher:
         self._kinds = kinds
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         self._last_id = await self._store.signals.last_id()
@@ -66,7 +73,14 @@ class SignalWatcher:
             if signal.id in self._devices.own_signal_ids:
                 self._devices.own_signal_ids.discard(signal.id)
                 continue
-            if signal.serial is None or signal.kind not in self._kinds:
+            if signal.kind not in self._kinds:
+                continue
+            if signal.kind is SignalKind.ADMIN_PASSWORD:
+                if self._admin is not None:
+                    self._admin.forget(signal.id)
+                handled += 1
+                continue
+            if signal.serial is None:
                 continue
             if signal.kind is SignalKind.KEY_REVOKED:
                 # our own revocations were forgotten already; forgetting twice is harmless

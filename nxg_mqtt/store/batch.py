@@ -46,6 +46,12 @@ UPDATE_ONLINE = (
     "UPDATE devices SET online = o.online, last_seen = MAX(COALESCE(devices.last_seen, 0), o.ts)"
     " FROM temp.online AS o WHERE devices.tenant_id = ? AND devices.serial = o.serial"
 )
+# a redelivered message: the broker's receive stamp (ts) and the body identify it
+INSERT_UNLESS_STORED = (
+    "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM messages"
+    " WHERE tenant_id = ?1 AND serial = ?2 AND type = ?3 AND ts = ?4 AND body = ?7)"
+)
 
 
 class HistoryWriter:
@@ -70,9 +76,26 @@ class HistoryWriter:
         conn = self._connection()
         stored_at = now_ms()
         rows = json.dumps(
-            [[e.serial, e.type.value, e.ts, e.device_ts, json.dumps(e.body, separators=(",", ":"))] for e in entries],
+            [
+                [e.serial, e.type.value, e.ts, e.device_ts, json.dumps(e.body, separators=(",", ":"))]
+                for e in entries
+                if not e.redelivered
+            ],
             separators=(",", ":"),
         )
+        again = [
+            (
+                self._tenant,
+                e.serial,
+                e.type.value,
+                e.ts,
+                e.device_ts,
+                stored_at,
+                json.dumps(e.body, separators=(",", ":")),
+            )
+            for e in entries
+            if e.redelivered
+        ]
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -80,6 +103,10 @@ class HistoryWriter:
                 " SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?, value ->> 4 FROM json_each(?)",
                 (self._tenant, stored_at, rows),
             )
+            if again:
+                # row by row (rare: only after a serving process resumed its session), each one
+                # probing the (tenant, serial, type, ts) index and seeing the rows written before it
+                conn.executemany(INSERT_UNLESS_STORED, again)
             if last_seen:
                 conn.execute("INSERT INTO temp.seen SELECT key, value FROM json_each(?)", (json.dumps(last_seen),))
                 conn.execute(UPDATE_LAST_SEEN, (self._tenant,))

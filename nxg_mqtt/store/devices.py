@@ -15,6 +15,10 @@ _COLUMNS = (
 )
 
 
+# the login check's one query, also run by the hook listener's own reader (nxg_mqtt.hooks.service)
+TOKEN_HASH_SQL = "SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial = ?"
+
+
 class DeviceRepository:
     """`tenant_id` is the data directory's partition; `owner_tenant` (NULL: the default tenant,
     which is the partition's id) the tenant that owns the device (migration 6)."""
@@ -149,10 +153,9 @@ class DeviceRepository:
     async def token_hash(self, serial: str) -> tuple[str, str | None, bool] | None:
         """(canonical serial, token hash, revoked) — the login check's one query: every device
         CONNECT makes it, so it reads on the loop when it can (`Database.read_now`)."""
-        sql = "SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial = ?"
         params = (self._tenant, serial)
-        rows = self._db.read_now(sql, params)
-        row = (rows[0] if rows else None) if rows is not None else await self._db.fetchone(sql, params)
+        rows = self._db.read_now(TOKEN_HASH_SQL, params)
+        row = (rows[0] if rows else None) if rows is not None else await self._db.fetchone(TOKEN_HASH_SQL, params)
         return (row["serial"], row["token_hash"], bool(row["revoked"])) if row else None
 
     async def serial_by_token_hash(self, token_hash: str) -> str | None:

@@ -99,3 +99,22 @@ async def test_standalone_bridge_against_a_separate_broker(tmp_path: Path) -> No
             assert closed is not None and closed.status.value == "acked"
             await ws.close()
             await app.close()
+
+
+async def test_with_the_broker_in_process_the_link_carries_only_what_the_hub_reads(stack: Stack) -> None:
+    """A command's `cmd/res` status messages and a device's manifest never cross the link (nothing
+    in this process reads them there); the gateway device's `cmd` and its `ack` still do."""
+    from tests.bridge.helpers import pair_gateway
+
+    device, _ = await pair_gateway(stack, "lk1")
+    app = await stack.app_socket()
+    link = stack.bridge.state.link
+    await asyncio.sleep(0.2)  # the pairing's presence has crossed
+    before = link.received
+    await send_json(app, {"t": "cmd", "serial": "lk1", "action": "go", "ref": 1})
+    cmd = await recv_until(device, "cmd")
+    await send_json(device, {"t": "ack", "id": cmd["id"], "ok": True})
+    await recv_until(app, "ack", id=cmd["id"])
+    await stack.broker.publish("nxg/lk1/cmd/res", b'{"id":"x","status":"acked"}', qos=1)
+    await asyncio.sleep(0.3)  # anything else on its way would have arrived
+    assert link.received - before == 2  # cmd (for the gateway socket) and ack

@@ -123,3 +123,35 @@ async def test_a_device_reset_by_the_cli_closes_its_gateway_socket_on_the_separa
         started = time.monotonic()
         assert await expect_closed(ws, WITHIN_S) is not None
         assert time.monotonic() - started < WITHIN_S
+
+
+async def test_a_bridge_whose_core_watches_no_signals_follows_an_admin_password_change(tmp_path: Path) -> None:
+    """The remembered admin hash: a bridge in a process whose core runs no signal watcher (a
+    process joining another broker) watches `admin_password` itself, so a password changed by
+    another process is the only one accepted within a second."""
+    from bridge.server import open_bridge
+    from nxg_mqtt.broker.embedded import open_broker
+    from nxg_mqtt.core import open_core
+    from tests.factories import make_settings
+
+    settings = make_settings(tmp_path, signal_poll_s=0.05)
+    async with open_core(settings, serve=True) as owner, open_broker(owner) as broker:
+        await owner.admin.set("first-password")
+        async with (
+            open_core(settings, writer=True) as joined,
+            open_bridge(settings, joined, "127.0.0.1", broker.mqtt_port) as bridge,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{bridge.http_port}", timeout=5) as http,
+        ):
+            assert not joined.signals.running
+
+            async def status(password: str) -> int:
+                response = await http.get("/api/v1/devices", headers={"Authorization": f"Bearer {password}"})
+                return response.status_code
+
+            assert await status("first-password") == 200
+            await owner.admin.set("second-password")
+            deadline = time.monotonic() + 1.0
+            while await status("second-password") != 200:
+                assert time.monotonic() < deadline, "the new password was not accepted within 1 s"
+                await asyncio.sleep(0.05)
+            assert await status("first-password") == 401

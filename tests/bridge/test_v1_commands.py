@@ -192,6 +192,30 @@ async def test_batch_gives_each_device_its_own_result(stack: Stack) -> None:
     )
 
 
+async def test_batch_goes_in_one_transaction_and_reaches_every_device_in_order(tmp_path: Path) -> None:
+    """The batch is submitted together (one writer transaction for all its devices), a device
+    named twice gets both commands in the order given, and the rate limit admits the first ones."""
+    async with open_stack(make_settings(tmp_path, command_rate_limit=4)) as stack:
+        devices = {serial: (await pair_gateway(stack, serial))[0] for serial in ("b1", "b2")}
+        writer = stack.core.store.command_writer
+        batches = writer.batches
+        response = await stack.http.post(
+            "/api/v1/devices/command",
+            json={"device_ids": ["b1", "ghost", "b2", "b1", "b2", "b1"], "action": "go", "params": {"n": 1}},
+        )
+        assert response.status_code == 200
+        results = response.json()["results"]
+        assert [r.get("code") for r in results] == [None, "DEVICE_NOT_FOUND", None, None, None, "RATE_LIMIT_EXCEEDED"]
+        assert writer.batches - batches == 1  # four inserts and the refusal's audit row: one COMMIT
+        ids: dict[str, list[str]] = {r["device_id"]: [] for r in results if r["success"]}
+        for r in results:
+            if r["success"]:
+                ids[r["device_id"]].append(r["command_id"])
+        for serial, ws in devices.items():
+            got = [(await recv_until(ws, "cmd"))["id"] for _ in ids[serial]]
+            assert got == ids[serial]
+
+
 async def test_intent_device_control_only(stack: Stack) -> None:
     await with_manifest(stack, "d1")
     response = await stack.http.post(

@@ -38,3 +38,19 @@ async def test_api_v1_headers_on_success_and_error(stack: Stack, caplog: pytest.
     assert uuid.UUID(forged.headers["X-Request-ID"])
     other = await stack.http.get("/api/devices")
     assert "X-API-Version" not in other.headers and "X-Request-ID" not in other.headers
+
+
+async def test_an_api_v1_request_is_one_access_line(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    """Its `bridge.requests` line (peer, path with the query redacted, status, request id) stands
+    for uvicorn's access line, which other paths keep."""
+    caplog.set_level(logging.INFO)
+    await stack.http.get("/api/v1/devices?token=s3cret&limit=2", headers={"X-Request-ID": "one-line"})
+    await stack.http.get("/health?token=s3cret")
+    served = [r for r in caplog.records if r.name != "httpx"]  # the client's own log
+    api = [r for r in served if "/api/v1/devices" in r.getMessage()]
+    assert [r.name for r in api] == ["bridge.requests"]
+    assert api[0].getMessage() == "GET /api/v1/devices?token=***&limit=2 200 request_id=one-line"
+    assert str(api[0].__dict__["peer"]).startswith("127.0.0.1:")
+    health = [r for r in served if "/health" in r.getMessage()]
+    assert [r.name for r in health] == ["uvicorn.access"]  # redacted by serve's logging (tests/test_logs.py)
+    assert not any("s3cret" in r.getMessage() for r in api)

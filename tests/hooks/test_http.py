@@ -104,7 +104,17 @@ async def test_pairing_lockout_is_shared_with_the_embedded_broker(hooks: Hooks, 
 async def test_acl_is_the_protocol_table(hooks: Hooks) -> None:
     device = await hooks.core.devices.create("H3")
     paired = await hooks.core.devices.complete_pairing("H3", device.code, "test")
-    assert (await auth(hooks, "H3", paired.token, "H3"))["result"] == "allow"
+    login = await auth(hooks, "H3", paired.token, "H3")
+    assert login["result"] == "allow"
+    # the login lists the device's own topics as EMQX authn `acl` rules, each as the ACL decides
+    listed = login["acl"]
+    assert isinstance(listed, list)
+    rules = {(r["action"], r["topic"]) for r in listed}
+    assert all(r["permission"] == "allow" for r in listed)
+    assert ("publish", "nxg/H3/telemetry") in rules and ("subscribe", "nxg/H3/cmd") in rules
+    assert ("publish", "nxg/H3/cmd") not in rules and ("subscribe", "nxg/H3/telemetry") not in rules
+    for action, topic in rules:
+        assert await acl(hooks, "H3", "H3", topic, action) == "allow"
     assert await acl(hooks, "H3", "H3", "nxg/H3/telemetry", "publish") == "allow"
     assert await acl(hooks, "H3", "H3", "nxg/H3/cmd", "subscribe") == "allow"
     assert await acl(hooks, "H3", "H3", "nxg/H3/cmd", "publish") == "deny"  # server only

@@ -115,3 +115,28 @@ async def test_a_bridge_watcher_handles_key_and_device_revocations_only(tmp_path
         assert await watcher.poll() == 2
         assert forgotten == ["key-1"] and seen == [("g4", RevokeReason.RESET)]
         await watcher.close()
+
+
+async def test_an_admin_password_changed_by_another_process_is_seen_within_a_second(tmp_path: Path) -> None:
+    """The serving process keeps the stored hash in memory (no store read per request); a new
+    password set by another process reaches it through the `admin_password` signal."""
+    from nxg_mqtt.services import credentials
+    from nxg_mqtt.services.admin import ADMIN_PASSWORD_KEY
+
+    settings = make_settings(tmp_path, signal_poll_s=0.05)
+    async with open_core(settings, serve=True) as server, open_core(settings) as other:
+        await server.admin.set("first-password")
+        assert await server.admin.check("first-password")
+        # replaced in the store without a signal: the server keeps using its copy
+        await other.store.kv.set(ADMIN_PASSWORD_KEY, credentials.hash_password("sneaky-password"))
+        await asyncio.sleep(0.2)
+        assert await server.admin.check("first-password")
+        await other.admin.set("second-password")  # writes the signal too
+
+        async def switched() -> bool:
+            return await server.admin.check("second-password") and not await server.admin.check("first-password")
+
+        deadline = asyncio.get_running_loop().time() + WITHIN_S
+        while not await switched():
+            assert asyncio.get_running_loop().time() < deadline, "the new password was not seen within 1 s"
+            await asyncio.sleep(0.05)
