@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 CONTEXT = ("client_id", "serial", "peer", "connack", "reason", "command_id", "path", "status")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -53,9 +54,27 @@ class TextFormatter(logging.Formatter):
         return text + "".join(f" {key}={value}" for key, value in context.items()) if context else text
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record is emitted, not the stream that was current
+    when logging was configured (as `logging.lastResort` does): a process that swaps or closes
+    stderr later (a test runner capturing each test, a daemon redirecting it) keeps its log lines
+    instead of "I/O operation on closed file" for every record after."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass  # StreamHandler's constructor and setStream assign it; stderr is always looked up
+
+
 def configure(level: str, fmt: str) -> None:
     """One handler on the root logger; uvicorn's loggers propagate to it (bridge/server.py)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

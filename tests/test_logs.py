@@ -4,6 +4,7 @@ and the access log never shows a credential from the query string."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from nxg_mqtt import logs
 from nxg_mqtt.logs import TextFormatter
 from tests.cli_process import json_lines, start_serve, stop_serve
 from tests.mqtt_client import TestClient
@@ -78,3 +80,24 @@ def test_text_lines_append_the_context() -> None:
     record.__dict__.update(client_id="dev-1", connack=5)
     line = TextFormatter().format(record)
     assert line.endswith("nxg_mqtt.broker: CONNECT refused client_id=dev-1 connack=5")
+
+
+def test_the_log_handler_follows_stderr_when_it_is_swapped_or_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLI run in-process (or any caller swapping stderr) must not leave the root handler bound
+    to a stream that is closed later: every record after would be a "Logging error"."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr("sys.stderr", first)
+        logs.configure("info", "text")
+        logging.getLogger("nxg_mqtt.test").info("one")
+        assert first.getvalue().rstrip().endswith("one")
+        first.close()
+        monkeypatch.setattr("sys.stderr", second)
+        logging.getLogger("nxg_mqtt.test").info("two")
+        out = second.getvalue()
+        assert "Logging error" not in out and out.rstrip().endswith("two"), out
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
