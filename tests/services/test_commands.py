@@ -19,6 +19,7 @@ from nxg_mqtt.protocol import MessageType, SignalKind
 from nxg_mqtt.services.history import HistoryQuery
 from nxg_mqtt.topics import Channel
 from tests.factories import make_settings
+from tests.mqtt_client import wait_for
 
 SWEEP_QUEUED_EVERY_S = 5.0  # the sweep looks at queued commands every 25 ticks of 0.2 s
 
@@ -71,6 +72,7 @@ async def test_an_offline_device_gets_its_command_queued_then_dispatched_when_re
     assert command.status is CommandStatus.QUEUED and changes == []
     await ready(core)
     assert await status_of(core, command.id) is CommandStatus.DISPATCHED
+    assert await wait_for(lambda: len(changes) >= 1, within=2.0)  # listeners run after the commit
     assert [c.status for c in changes] == [CommandStatus.DISPATCHED]
     assert core.commands.counters.get("dispatched") == 1
 
@@ -137,6 +139,8 @@ async def test_no_ack_within_the_timeout_ends_in_timeout(tmp_path: Path) -> None
         await ready(core)
         command = await core.commands.submit("c1", "open")
         assert await wait_status(core, command.id, CommandStatus.TIMEOUT, within_s=3.0)
+        # listeners run after the commit that the status poll already sees: wait for them too
+        assert await wait_for(lambda: len(changes) >= 2, within=2.0)
         assert [c.status for c in changes] == [CommandStatus.DISPATCHED, CommandStatus.TIMEOUT]
         stored = await core.commands.get(command.id)
         assert stored is not None and stored.error == "no ack from the device"
@@ -147,6 +151,7 @@ async def test_the_sweep_expires_a_command_queued_past_its_ttl(tmp_path: Path) -
         changes = record_changes(core)
         command = await core.commands.submit("c1", "open")
         assert await wait_status(core, command.id, CommandStatus.EXPIRED, within_s=SWEEP_QUEUED_EVERY_S + 3)
+        assert await wait_for(lambda: len(changes) >= 1, within=2.0)  # listeners run after the commit
         assert [c.status for c in changes] == [CommandStatus.EXPIRED]
         assert core.commands.counters.get("expired") == 1
 
