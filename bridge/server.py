@@ -131,7 +131,11 @@ async def open_bridge(
     # a bridge in a process whose core watches no signals (`nxg-mqtt bridge`, or joining another
     # broker) watches them itself; embedded in such a process it needs the admin password's only:
     # the remembered hash must follow a change made by another process
-    kinds = BRIDGE_KINDS if not embedded else None if core.signals.running else frozenset({SignalKind.ADMIN_PASSWORD})
+    kinds: frozenset[SignalKind] | None = None
+    if not embedded:
+        kinds = BRIDGE_KINDS
+    elif not core.signals.running:
+        kinds = frozenset({SignalKind.ADMIN_PASSWORD})
     if kinds is not None:
         watcher = SignalWatcher(
             core.store, core.devices, core.commands, settings.signal_poll_s, core.keys, kinds=kinds, admin=core.admin

@@ -479,11 +479,6 @@ static int cache_key(char *key, const char *username, const char *client_id, con
 	return n > 0 && n < CACHE_KEY_MAX ? 0 : -1;
 }
 
-/* The login's answer may carry EMQX 5's authn `acl` rules: the core's decisions on the device's
- * own topics (`{"permission":"allow","action":"publish"|"subscribe","topic":"..."}`, the core
- * writes them in that order, compact). Each becomes a cache entry, so the device's first publish
- * and its subscriptions need no blocking call; a `subscribe` rule allows receiving too, and a
- * subscription allowed from it is reported on subscribed_topic (the core sends queued commands). */
 /* A subscription allowed from the login's rules, told to the core without waiting for it: an
  * internal message that only the core's `bridge` logins can receive (`$` topics match no
  * wildcard; the ACL refuses it to everyone else). Queued, so it is delivered after this check
@@ -500,6 +495,11 @@ static void report_subscribed(const char *username, const char *client_id, const
 	}
 }
 
+/* The login's answer may carry EMQX 5's authn `acl` rules: the core's decisions on the device's
+ * own topics (`{"permission":"allow","action":"publish"|"subscribe","topic":"..."}`, the core
+ * writes them in that order, compact). Each becomes a cache entry, so the device's first publish
+ * and its subscriptions need no blocking call; a `subscribe` rule allows receiving too, and a
+ * subscription allowed from it is reported on subscribed_topic (the core sends queued commands). */
 static void prefill(const char *username, const char *client_id, const char *answer)
 {
 	const char *p = strstr(answer, "\"acl\":[");
@@ -523,8 +523,16 @@ static void prefill(const char *username, const char *client_id, const char *ans
 		memcpy(topic, t, tlen);
 		topic[tlen] = '\0';
 		p = t + tlen;
+		/* the ACL actions a rule stands for: publish; or subscribe and receive */
+		const char *as_list[2] = {NULL, NULL};
+		if(!strcmp(action, "publish")){
+			as_list[0] = "publish";
+		}else if(!strcmp(action, "subscribe")){
+			as_list[0] = "subscribe";
+			as_list[1] = "receive";
+		}
 		for(int i = 0; i < 2; i++){
-			const char *as = !strcmp(action, "publish") ? (i ? NULL : "publish") : !strcmp(action, "subscribe") ? (i ? "receive" : "subscribe") : NULL;
+			const char *as = as_list[i];
 			struct cache_slot *slot = NULL;
 			uint64_t hash;
 			if(as == NULL || cache_key(key, username, client_id, topic, as) < 0) continue;

@@ -140,10 +140,10 @@ class HookService:
         if grant.role is not Role.DEVICE or not grant.serial:
             return []
         client = Client(client_id, grant)
+        owner = self.core.tenants.owner
         rules: list[dict[str, str]] = []
         for channel in Channel:
             topic = device_topic(grant.serial, channel)
-            owner = self.core.tenants.owner
             if await topic_allowed(client, topic, AclAction.PUBLISH, owner):
                 rules.append({"permission": "allow", "action": "publish", "topic": topic})
             if await topic_allowed(client, topic, AclAction.SUBSCRIBE, owner) and await topic_allowed(

@@ -34,7 +34,6 @@ from nxg_mqtt.errors import AuthError, ConnectRefused, RateLimitedError
 from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import Role, Scope
 from nxg_mqtt.ratelimit import Lockout
-from nxg_mqtt.services import credentials
 from nxg_mqtt.services.api_keys import ApiKeyService
 from nxg_mqtt.services.certificates import CertificateService
 from nxg_mqtt.services.devices import DeviceService
@@ -160,10 +159,10 @@ class AccessDecisions:
             return Grant(Role.KEY, key.id, api_key=key)
         if creds.client_id != username:
             raise ConnectRefused(ConnectRefused.NOT_AUTHORIZED, "client id must equal the serial")
-        grant = device_grant(creds, await self._devices.login_row(username)) if password else None
-        if grant is None:
+        serial = await self._devices.authenticate(username, password or "")
+        if serial is None or serial != username:
             raise ConnectRefused(ConnectRefused.NOT_AUTHORIZED, "auth_reset_required")
-        return grant
+        return Grant(Role.DEVICE, serial, serial=serial)
 
     def _check_secret(self, role: Role, source: str, given: str | None, expected: str) -> None:
         """A shared secret, with a lockout on this role's wrong guesses from `source` only."""
@@ -200,22 +199,6 @@ class AccessDecisions:
         except AuthError as exc:
             raise ConnectRefused(ConnectRefused.BAD_CREDENTIALS, exc.message) from None
         return Grant(Role.PAIR, device.serial, serial=device.serial, pairing_code=device.code)
-
-
-def device_grant(creds: Credentials, row: tuple[str, str | None, bool] | None) -> Grant | None:
-    """A device's login (user name = client id = serial, password = its current token) decided on
-    its row as the login query reads it (`store.devices.TOKEN_HASH_SQL`: canonical serial, token
-    hash, revoked): the grant, or None where `authenticate` refuses with 0x05. Synchronous: any
-    adapter that has read the row (the store's one login query) decides a device the same way."""
-    username, token = creds.username, creds.password
-    if not username or username in (PAIR_USER, BRIDGE_USER, KEY_USER) or creds.client_id != username:
-        return None
-    if not token or row is None:
-        return None
-    canonical, stored, revoked = row
-    if revoked or stored is None or canonical != username or not credentials.tokens_equal(stored, token):
-        return None
-    return Grant(Role.DEVICE, canonical, serial=canonical)
 
 
 async def topic_allowed(subject: Subject, topic: str, action: AclAction, owner_of: OwnerOf) -> bool:

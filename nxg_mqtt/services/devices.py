@@ -250,10 +250,6 @@ class DeviceService:
             return None
         return str(canonical)
 
-    async def login_row(self, serial: str) -> tuple[str, str | None, bool] | None:
-        """(canonical serial, token hash, revoked) for `access.device_grant`, None if unknown."""
-        return await self._store.devices.token_hash(serial) if serial else None
-
     async def authenticate_token(self, token: str) -> str | None:
         """Login by token alone (`/ws/gateway` `{"t":"auth","token"}`); the serial is looked up."""
         if not token:

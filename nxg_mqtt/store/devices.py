@@ -15,7 +15,7 @@ _COLUMNS = (
 )
 
 
-# the login check's one query, also run by the hook listener's own reader (nxg_mqtt.hooks.service)
+# the login check's one query: on the loop's reader when it can, else through the database thread
 TOKEN_HASH_SQL = "SELECT serial, token_hash, revoked FROM devices WHERE tenant_id = ? AND serial = ?"
 
 
@@ -155,7 +155,10 @@ class DeviceRepository:
         CONNECT makes it, so it reads on the loop when it can (`Database.read_now`)."""
         params = (self._tenant, serial)
         rows = self._db.read_now(TOKEN_HASH_SQL, params)
-        row = (rows[0] if rows else None) if rows is not None else await self._db.fetchone(TOKEN_HASH_SQL, params)
+        if rows is None:  # it would have waited (a lock): the database thread reads it
+            row = await self._db.fetchone(TOKEN_HASH_SQL, params)
+        else:
+            row = rows[0] if rows else None
         return (row["serial"], row["token_hash"], bool(row["revoked"])) if row else None
 
     async def serial_by_token_hash(self, token_hash: str) -> str | None:
