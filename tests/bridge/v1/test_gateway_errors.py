@@ -1,6 +1,7 @@
-"""A broker that is gone is the gateway failing us: PROTOCOL §6's 502 `GATEWAY_ERROR`, on every surface
-that publishes through the bridge's MQTT link (the REST actions here; `/ws/gateway` and commands
-have their own tests), never a 500 or a 503 of our own."""
+"""A broker that is gone is the gateway failing us: PROTOCOL §6's 502 `GATEWAY_ERROR`, never a 500
+or a 503 of our own. Here a REST action that publishes through the bridge's MQTT link; the command
+path's 502 is in tests/bridge/test_v1_commands.py. Not covered yet: `/ws/gateway`'s answer to a
+device message the link could not take (`{"t":"error","error":"not delivered: …"}`)."""
 
 from __future__ import annotations
 
