@@ -1,7 +1,7 @@
 """A broker that is gone is the gateway failing us: PROTOCOL §6's 502 `GATEWAY_ERROR`, never a 500
 or a 503 of our own. Here a REST action that publishes through the bridge's MQTT link; the command
-path's 502 is in tests/bridge/test_v1_commands.py. Not covered yet: `/ws/gateway`'s answer to a
-device message the link could not take (`{"t":"error","error":"not delivered: …"}`)."""
+path's 502 is in tests/bridge/test_v1_commands.py, `/ws/gateway`'s `not delivered` answer in
+tests/bridge/test_ws_gateway.py."""
 
 from __future__ import annotations
 
