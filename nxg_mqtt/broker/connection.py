@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -279,11 +280,17 @@ class Connection:
     # ------------------------------------------------------------------------------- CONNECT
 
     def _refuse(self, code: int, why: str, client_id: str | None = None) -> bool:
-        self.broker.stats["connect_refused"] += 1
-        self.broker.refused_by_code[code] = self.broker.refused_by_code.get(code, 0) + 1
-        context = self.log_context(connack=code, reason=why)
-        context.setdefault("client_id", client_id)
-        logger.info("%r: CONNECT refused (%#x): %s", self, code, why, extra=context)
+        broker = self.broker
+        broker.stats["connect_refused"] += 1
+        broker.refused_by_code[code] = broker.refused_by_code.get(code, 0) + 1
+        unlogged = broker.refusal_lines.admit(code, self.transport.remote_address, time.monotonic())
+        if unlogged is not None:
+            context = self.log_context(connack=code, reason=why)
+            context.setdefault("client_id", client_id)
+            if unlogged:
+                context["unlogged"] = unlogged
+                why = f"{why} ({unlogged} more locked-out refusals from this address not logged)"
+            logger.info("%r: CONNECT refused (%#x): %s", self, code, why, extra=context)
         self.write(encode_connack(False, code))
         self.close_reason = CloseReason.CONNECT_REFUSED
         return False

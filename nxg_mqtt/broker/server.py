@@ -30,6 +30,7 @@ from nxg_mqtt.broker.admission import HandshakeGate
 from nxg_mqtt.broker.connection import Connection
 from nxg_mqtt.broker.hooks import PluginHost
 from nxg_mqtt.broker.message import IncomingMessage, OutgoingMessage
+from nxg_mqtt.broker.refusals import RefusalLines
 from nxg_mqtt.broker.router import Router
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.broker.transport import HIGH_WATER, TcpTransport, WebSocketTransport
@@ -108,6 +109,7 @@ class NxgBroker:
         self.retained: dict[str, RetainedMessage] = {}
         self.hooks = PluginHost([], self.logger, self.stats)
         self.admission = HandshakeGate()
+        self.refusal_lines = RefusalLines()  # locked-out addresses: a line per interval, not per CONNECT
         self._factories = list(plugin_factories)
         self._tcp: asyncio.Server | None = None
         self._ws: WsServer | None = None

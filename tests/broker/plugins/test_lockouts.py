@@ -8,6 +8,7 @@ lock the bridge login from that address only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -116,3 +117,29 @@ async def test_wrong_api_keys_lock_only_the_key_login_from_that_address(stack: S
     assert await connect(stack, "k-2", "key", good, source=OTHER_ADDRESS) == 0
     assert await connect(stack, "nat-k", "nat-k", token) == 0  # devices from that address: unaffected
     assert await connect(stack, "bridge-k", "bridge", stack.core.settings.internal_secret) == 0
+
+
+async def test_a_locked_out_address_gets_a_log_line_per_interval_not_per_connect(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every locked-out CONNECT is refused (0x03) and counted, but only the first of each interval
+    per address is logged, the next line saying how many were left out; wrong codes, and
+    refusals from another address, keep a line each."""
+    caplog.set_level(logging.INFO, logger="nxg_mqtt.broker")
+    limit = stack.core.settings.pair_failures_per_minute
+    assert [await connect(stack, f"w{n}", "pair", "AAAA-AAAA", source=OTHER_ADDRESS) for n in range(limit)] == [
+        4
+    ] * limit
+    locked_before = stack.broker.refused_by_code.get(3, 0)
+    assert [await connect(stack, f"l{n}", "pair", "AAAA-AAAA", source=OTHER_ADDRESS) for n in range(6)] == [3] * 6
+    assert stack.broker.refused_by_code[3] - locked_before == 6
+
+    def lines(code: int) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "CONNECT refused" in r.getMessage() and getattr(r, "connack", 0) == code]
+
+    assert len(lines(4)) == limit
+    assert len(lines(3)) == 1 and lines(3)[0].__dict__["peer"].startswith(OTHER_ADDRESS + ":")
+    stack.broker.refusal_lines.interval = 0.0  # the interval has passed: the next refusal says what it left out
+    assert await connect(stack, "l-next", "pair", "AAAA-AAAA", source=OTHER_ADDRESS) == 3
+    assert len(lines(3)) == 2
+    assert lines(3)[1].__dict__["unlogged"] == 5 and "5 more locked-out refusals" in lines(3)[1].getMessage()
