@@ -120,12 +120,17 @@ def start_server(data_dir: Path, code: Path | None = None) -> tuple[subprocess.P
 
 
 def devices(port: int, creds: list[tuple[str, str]], ready: Event, stop: Event) -> None:
-    """Every device on MQTT, acknowledging each command at once (result `{}`)."""
+    """Every device on MQTT, acknowledging each command at once (result `{}`). `ready` is set
+    when the broker has answered every device's SUBSCRIBE (a fixed sleep used to stand in for
+    that, and under load the first phase began while devices were still connecting)."""
 
     async def run() -> None:
         gate = asyncio.Semaphore(50)
+        subscribed = 0
+        all_subscribed = asyncio.Event()
 
         async def one(serial: str, token: str) -> None:
+            nonlocal subscribed
             async with gate:
                 conn = await Mqtt.connect(port, serial, serial, token)
                 conn.writer.write(codec.encode_subscribe(1, [(f"nxg/{serial}/cmd", 1)]))
@@ -138,15 +143,35 @@ def devices(port: int, creds: list[tuple[str, str]], ready: Event, stop: Event) 
                         command_id = json.loads(packet.payload)["id"]
                         ack = b'{"t":"ack","id":"%s","ok":true,"result":{}}' % command_id.encode()
                         conn.writer.write(codec.encode_publish(topic, ack, 0))
+                    elif isinstance(packet, codec.SubAck):
+                        subscribed += 1
+                        if subscribed == len(creds):
+                            all_subscribed.set()
 
         tasks = [asyncio.create_task(one(s, t)) for s, t in creds]
-        await asyncio.sleep(1.0 + len(creds) / 500)
+        await all_subscribed.wait()
         ready.set()
         await asyncio.to_thread(stop.wait)
         for task in tasks:
             task.cancel()
 
     asyncio.run(run())
+
+
+def settle(pid: int, idle: float = 0.05, window: float = 0.5, limit: float = 60.0) -> tuple[float, float]:
+    """Wait until process `pid` uses under `idle` of a core over `window` s (at most `limit` s):
+    (seconds waited, CPU seconds it spent meanwhile). Each phase starts on an idle server, so the
+    work left over from start-up or from the previous phase (device presence, history writes,
+    WAL checkpoints) is not billed to the phase."""
+    started, cpu0 = time.perf_counter(), cpu_seconds(pid)
+    last = cpu0
+    while time.perf_counter() - started < limit:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - last < idle * window:
+            break
+        last = now
+    return time.perf_counter() - started, cpu_seconds(pid) - cpu0
 
 
 class Acks:
@@ -259,6 +284,8 @@ async def measure(
         groups = [("with paramSchema", with_schema), ("without manifest", without)]
         if not manifests:
             groups = [("no manifests", serials)]
+        if args.reverse:
+            groups.reverse()
         for group_label, group in [] if args.paced_only else groups:
             body = {"action": "light_on", "params": {"brightness": 50}}
 
@@ -280,9 +307,14 @@ async def measure(
             surfaces = [
                 (name, one) for name, one in surfaces if name.strip("/").split("/")[-1].lower() in args.surfaces
             ]
+            if args.reverse:
+                surfaces.reverse()
             for surface, one in surfaces:
                 if surface == "REST":
                     pool.append(await Http.open(http_port, args.inflight))
+                waited, burned = await asyncio.to_thread(settle, server_pid)
+                if args.verbose:
+                    print(f"{label:9} server idle after {waited:.1f} s ({burned * 1000:.0f} ms CPU meanwhile)")
                 cpu0 = cpu_now()
                 rate, rtts = await closed_loop(args.duration, args.inflight, one)
                 cpu, spent = cpu_per_command(cpu0, len(rtts))
@@ -296,6 +328,7 @@ async def measure(
         # paced: --rate commands/s over /ws/app, spread over every connected device
         paced: list[asyncio.Task[float]] = []
         total = int(args.rate * args.duration)
+        await asyncio.to_thread(settle, server_pid)
         cpu0 = cpu_now()
         started = time.perf_counter()
         for i in range(total):
@@ -330,8 +363,11 @@ def run_once(args: argparse.Namespace, code: Path | None, label: str) -> dict[st
         holder = ctx.Process(target=devices, args=(mqtt_port, creds, ready, stop))
         holder.start()
         try:
+            started = time.perf_counter()
             if not ready.wait(120):
                 raise RuntimeError("the devices did not connect")
+            if args.verbose:
+                print(f"{label:9} {args.devices} devices subscribed after {time.perf_counter() - started:.1f} s")
             serials = [s for s, _ in creds]
             assert holder.pid is not None
             return asyncio.run(measure(http_port, serials, args, (proc.pid, holder.pid), manifests, label))
@@ -355,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
     parser.add_argument("--surfaces", default="rest,app", help="closed-loop phases: rest, app (/ws/app) or both")
+    parser.add_argument("--reverse", action="store_true", help="closed-loop phases in the reverse order")
+    parser.add_argument("-v", "--verbose", action="store_true", help="say how long start-up and each settle took")
     parser.add_argument("--baseline", type=Path, help="another build's tree (git archive, or /work/main)")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternate the builds this often")
     args = parser.parse_args(argv)
