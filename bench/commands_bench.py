@@ -286,7 +286,10 @@ async def measure(
             groups = [("no manifests", serials)]
         if args.reverse:
             groups.reverse()
-        for group_label, group in [] if args.paced_only else groups:
+        # --repeat: the same phases again on the same server (a second pass shows what the first
+        # paid for warming up: each device's manifest loaded on its first command, and so on)
+        passes = [(f"{g} #{n + 1}" if n else g, members) for n in range(args.repeat) for g, members in groups]
+        for group_label, group in [] if args.paced_only else passes:
             body = {"action": "light_on", "params": {"brightness": 50}}
 
             async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
@@ -299,7 +302,7 @@ async def measure(
                 return (done - started) * 1000
 
             async def ws(
-                i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = group_label[:4]
+                i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = group_label
             ) -> float:
                 return await acks.ws_command(group[i % len(group)], body, f"w{tag}{i}")
 
@@ -321,7 +324,7 @@ async def measure(
                 p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
                 results[f"{surface} {group_label}"] = (rate, p50, p99, cpu)
                 print(
-                    f"{label:9} {surface:8} {group_label:17} {rate:7.0f} commands/s  p50 {p50:6.1f} ms"
+                    f"{label:9} {surface:8} {group_label:20} {rate:7.0f} commands/s  p50 {p50:6.1f} ms"
                     f"  p99 {p99:6.1f} ms  {spent}"
                 )
 
@@ -391,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
     parser.add_argument("--surfaces", default="rest,app", help="closed-loop phases: rest, app (/ws/app) or both")
+    parser.add_argument("--repeat", type=int, default=1, help="run the closed-loop phases this often per server")
     parser.add_argument("--reverse", action="store_true", help="closed-loop phases in the reverse order")
     parser.add_argument("-v", "--verbose", action="store_true", help="say how long start-up and each settle took")
     parser.add_argument("--baseline", type=Path, help="another build's tree (git archive, or /work/main)")
