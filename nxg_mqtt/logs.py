@@ -53,7 +53,7 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """Formatter's own text, with the date and time formatted once per second, not per line
         (a busy bridge writes an access line per request)."""
-        if datefmt is not None:
+        if datefmt is not None or self.default_msec_format is None:
             return super().formatTime(record, datefmt)
         second = int(record.created)
         cached = self._second  # one read: records come from several threads
