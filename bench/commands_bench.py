@@ -13,6 +13,10 @@ Phases (each against the devices with, then without, a manifest):
 - **/ws/app**: `--inflight` `cmd` frames at a time on one socket; complete at the device's `ack`.
 - **paced**: `--rate` commands/s over `/ws/app` spread across all `--devices` connected devices;
   p50/p99 of the round trip (frame sent → ack received).
+Each phase starts when every device's SUBSCRIBE is answered and the server is idle (under 5 % of a
+core over 0.5 s), so start-up work or the previous phase's tail is not billed to it; `--reverse`
+and `--repeat N` show what the order and the first pass cost. Every device gets one command
+before the phases (its manifest is loaded and compiled at the first; `--cold` skips that).
 Each phase also reports the server's CPU time per command (user + system, all its threads, from
 /proc): on a shared, loaded machine that is steadier than commands/s, and 1000 / (CPU ms per
 command) is what one core would carry.
@@ -280,6 +284,18 @@ async def measure(
         pool: list[Http] = []  # opened per REST phase: uvicorn closes connections idle for 5 s
         acks = Acks(app)
         reader = asyncio.create_task(acks.read())
+        if not args.cold:
+            # one command to every device first: the server loads (and compiles) a device's
+            # manifest, or learns it has none, at its first command; without this the first phase
+            # of each group pays that once-per-device cost (`--cold --repeat 2` shows it)
+            warm = {"action": "light_on", "params": {"brightness": 1}}
+            queue = iter(serials)
+
+            async def warmer() -> None:
+                for serial in queue:
+                    await acks.ws_command(serial, warm, f"warm-{serial}")
+
+            await asyncio.gather(*(warmer() for _ in range(args.inflight)))
         with_schema, without = serials[0::2], serials[1::2]
         groups = [("with paramSchema", with_schema), ("without manifest", without)]
         if not manifests:
@@ -394,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
     parser.add_argument("--surfaces", default="rest,app", help="closed-loop phases: rest, app (/ws/app) or both")
+    parser.add_argument("--cold", action="store_true", help="no warm-up command per device before the phases")
     parser.add_argument("--repeat", type=int, default=1, help="run the closed-loop phases this often per server")
     parser.add_argument("--reverse", action="store_true", help="closed-loop phases in the reverse order")
     parser.add_argument("-v", "--verbose", action="store_true", help="say how long start-up and each settle took")
