@@ -344,6 +344,27 @@ async def measure(
                     f"  p99 {p99:6.1f} ms  {spent}"
                 )
 
+        if "overhead" in args.surfaces.split(","):
+            # REST's own cost: the same request to a device that does not exist (404 before the
+            # command path), so what is measured is HTTP, routing, auth, the body, the error
+            # body, the headers and the access line
+            pool.append(await Http.open(http_port, args.inflight))
+            command = {"action": "light_on", "params": {"brightness": 50}}
+
+            async def unknown(i: int) -> float:
+                started = time.perf_counter()
+                status, reply = await pool[-1].post("/api/v1/device/no-such-device/command", command)
+                if status != 404:
+                    raise RuntimeError(reply)
+                return (time.perf_counter() - started) * 1000
+
+            await asyncio.to_thread(settle, server_pid)
+            cpu0 = cpu_now()
+            rate, rtts = await closed_loop(args.duration, args.inflight, unknown)
+            cpu, spent = cpu_per_command(cpu0, len(rtts))
+            results["REST overhead (404)"] = (rate, percentile(rtts, 50), percentile(rtts, 99), cpu)
+            print(f"{label:9} REST overhead, a 404 each {rate:7.0f} requests/s  {spent.replace('command', 'request')}")
+
         # paced: --rate commands/s over /ws/app, spread over every connected device
         paced: list[asyncio.Task[float]] = []
         total = int(args.rate * args.duration)
@@ -409,7 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
-    parser.add_argument("--surfaces", default="rest,app", help="closed-loop phases: rest, app (/ws/app) or both")
+    parser.add_argument(
+        "--surfaces",
+        default="rest,app",
+        help="closed-loop phases: rest, app (/ws/app), overhead (REST answering 404: HTTP's own cost)",
+    )
     parser.add_argument("--cold", action="store_true", help="no warm-up command per device before the phases")
     parser.add_argument("--repeat", type=int, default=1, help="run the closed-loop phases this often per server")
     parser.add_argument("--reverse", action="store_true", help="closed-loop phases in the reverse order")
