@@ -13,6 +13,10 @@ Phases (each against the devices with, then without, a manifest):
 - **/ws/app**: `--inflight` `cmd` frames at a time on one socket; complete at the device's `ack`.
 - **paced**: `--rate` commands/s over `/ws/app` spread across all `--devices` connected devices;
   p50/p99 of the round trip (frame sent → ack received).
+Each phase starts when every device's SUBSCRIBE is answered and the server is idle (under 5 % of a
+core over 0.5 s), so start-up work or the previous phase's tail is not billed to it; `--reverse`
+and `--repeat N` show what the order and the first pass cost. Every device gets one command
+before the phases (its manifest is loaded and compiled at the first; `--cold` skips that).
 Each phase also reports the server's CPU time per command (user + system, all its threads, from
 /proc): on a shared, loaded machine that is steadier than commands/s, and 1000 / (CPU ms per
 command) is what one core would carry.
@@ -120,12 +124,17 @@ def start_server(data_dir: Path, code: Path | None = None) -> tuple[subprocess.P
 
 
 def devices(port: int, creds: list[tuple[str, str]], ready: Event, stop: Event) -> None:
-    """Every device on MQTT, acknowledging each command at once (result `{}`)."""
+    """Every device on MQTT, acknowledging each command at once (result `{}`). `ready` is set
+    when the broker has answered every device's SUBSCRIBE (a fixed sleep used to stand in for
+    that, and under load the first phase began while devices were still connecting)."""
 
     async def run() -> None:
         gate = asyncio.Semaphore(50)
+        subscribed = 0
+        all_subscribed = asyncio.Event()
 
         async def one(serial: str, token: str) -> None:
+            nonlocal subscribed
             async with gate:
                 conn = await Mqtt.connect(port, serial, serial, token)
                 conn.writer.write(codec.encode_subscribe(1, [(f"nxg/{serial}/cmd", 1)]))
@@ -138,15 +147,35 @@ def devices(port: int, creds: list[tuple[str, str]], ready: Event, stop: Event) 
                         command_id = json.loads(packet.payload)["id"]
                         ack = b'{"t":"ack","id":"%s","ok":true,"result":{}}' % command_id.encode()
                         conn.writer.write(codec.encode_publish(topic, ack, 0))
+                    elif isinstance(packet, codec.SubAck):
+                        subscribed += 1
+                        if subscribed == len(creds):
+                            all_subscribed.set()
 
         tasks = [asyncio.create_task(one(s, t)) for s, t in creds]
-        await asyncio.sleep(1.0 + len(creds) / 500)
+        await all_subscribed.wait()
         ready.set()
         await asyncio.to_thread(stop.wait)
         for task in tasks:
             task.cancel()
 
     asyncio.run(run())
+
+
+def settle(pid: int, idle: float = 0.05, window: float = 0.5, limit: float = 60.0) -> tuple[float, float]:
+    """Wait until process `pid` uses under `idle` of a core over `window` s (at most `limit` s):
+    (seconds waited, CPU seconds it spent meanwhile). Each phase starts on an idle server, so the
+    work left over from start-up or from the previous phase (device presence, history writes,
+    WAL checkpoints) is not billed to the phase."""
+    started, cpu0 = time.perf_counter(), cpu_seconds(pid)
+    last = cpu0
+    while time.perf_counter() - started < limit:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - last < idle * window:
+            break
+        last = now
+    return time.perf_counter() - started, cpu_seconds(pid) - cpu0
 
 
 class Acks:
@@ -255,11 +284,28 @@ async def measure(
         pool: list[Http] = []  # opened per REST phase: uvicorn closes connections idle for 5 s
         acks = Acks(app)
         reader = asyncio.create_task(acks.read())
+        if not args.cold:
+            # one command to every device first: the server loads (and compiles) a device's
+            # manifest, or learns it has none, at its first command; without this the first phase
+            # of each group pays that once-per-device cost (`--cold --repeat 2` shows it)
+            warm = {"action": "light_on", "params": {"brightness": 1}}
+            queue = iter(serials)
+
+            async def warmer() -> None:
+                for serial in queue:
+                    await acks.ws_command(serial, warm, f"warm-{serial}")
+
+            await asyncio.gather(*(warmer() for _ in range(args.inflight)))
         with_schema, without = serials[0::2], serials[1::2]
         groups = [("with paramSchema", with_schema), ("without manifest", without)]
         if not manifests:
             groups = [("no manifests", serials)]
-        for group_label, group in [] if args.paced_only else groups:
+        if args.reverse:
+            groups.reverse()
+        # --repeat: the same phases again on the same server (a second pass shows what the first
+        # paid for warming up: each device's manifest loaded on its first command, and so on)
+        passes = [(f"{g} #{n + 1}" if n else g, members) for n in range(args.repeat) for g, members in groups]
+        for group_label, group in [] if args.paced_only else passes:
             body = {"action": "light_on", "params": {"brightness": 50}}
 
             async def rest(i: int, group: list[str] = group, body: dict[str, Any] = body) -> float:
@@ -272,7 +318,7 @@ async def measure(
                 return (done - started) * 1000
 
             async def ws(
-                i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = group_label[:4]
+                i: int, group: list[str] = group, body: dict[str, Any] = body, tag: str = group_label
             ) -> float:
                 return await acks.ws_command(group[i % len(group)], body, f"w{tag}{i}")
 
@@ -280,22 +326,49 @@ async def measure(
             surfaces = [
                 (name, one) for name, one in surfaces if name.strip("/").split("/")[-1].lower() in args.surfaces
             ]
+            if args.reverse:
+                surfaces.reverse()
             for surface, one in surfaces:
                 if surface == "REST":
                     pool.append(await Http.open(http_port, args.inflight))
+                waited, burned = await asyncio.to_thread(settle, server_pid)
+                if args.verbose:
+                    print(f"{label:9} server idle after {waited:.1f} s ({burned * 1000:.0f} ms CPU meanwhile)")
                 cpu0 = cpu_now()
                 rate, rtts = await closed_loop(args.duration, args.inflight, one)
                 cpu, spent = cpu_per_command(cpu0, len(rtts))
                 p50, p99 = percentile(rtts, 50), percentile(rtts, 99)
                 results[f"{surface} {group_label}"] = (rate, p50, p99, cpu)
                 print(
-                    f"{label:9} {surface:8} {group_label:17} {rate:7.0f} commands/s  p50 {p50:6.1f} ms"
+                    f"{label:9} {surface:8} {group_label:20} {rate:7.0f} commands/s  p50 {p50:6.1f} ms"
                     f"  p99 {p99:6.1f} ms  {spent}"
                 )
+
+        if "overhead" in args.surfaces.split(","):
+            # REST's own cost: the same request to a device that does not exist (404 before the
+            # command path), so what is measured is HTTP, routing, auth, the body, the error
+            # body, the headers and the access line
+            pool.append(await Http.open(http_port, args.inflight))
+            command = {"action": "light_on", "params": {"brightness": 50}}
+
+            async def unknown(i: int) -> float:
+                started = time.perf_counter()
+                status, reply = await pool[-1].post("/api/v1/device/no-such-device/command", command)
+                if status != 404:
+                    raise RuntimeError(reply)
+                return (time.perf_counter() - started) * 1000
+
+            await asyncio.to_thread(settle, server_pid)
+            cpu0 = cpu_now()
+            rate, rtts = await closed_loop(args.duration, args.inflight, unknown)
+            cpu, spent = cpu_per_command(cpu0, len(rtts))
+            results["REST overhead (404)"] = (rate, percentile(rtts, 50), percentile(rtts, 99), cpu)
+            print(f"{label:9} REST overhead, a 404 each {rate:7.0f} requests/s  {spent.replace('command', 'request')}")
 
         # paced: --rate commands/s over /ws/app, spread over every connected device
         paced: list[asyncio.Task[float]] = []
         total = int(args.rate * args.duration)
+        await asyncio.to_thread(settle, server_pid)
         cpu0 = cpu_now()
         started = time.perf_counter()
         for i in range(total):
@@ -330,8 +403,11 @@ def run_once(args: argparse.Namespace, code: Path | None, label: str) -> dict[st
         holder = ctx.Process(target=devices, args=(mqtt_port, creds, ready, stop))
         holder.start()
         try:
+            started = time.perf_counter()
             if not ready.wait(120):
                 raise RuntimeError("the devices did not connect")
+            if args.verbose:
+                print(f"{label:9} {args.devices} devices subscribed after {time.perf_counter() - started:.1f} s")
             serials = [s for s, _ in creds]
             assert holder.pid is not None
             return asyncio.run(measure(http_port, serials, args, (proc.pid, holder.pid), manifests, label))
@@ -354,7 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--paced-only", action="store_true", help="only the paced phase")
-    parser.add_argument("--surfaces", default="rest,app", help="closed-loop phases: rest, app (/ws/app) or both")
+    parser.add_argument(
+        "--surfaces",
+        default="rest,app",
+        help="closed-loop phases: rest, app (/ws/app), overhead (REST answering 404: HTTP's own cost)",
+    )
+    parser.add_argument("--cold", action="store_true", help="no warm-up command per device before the phases")
+    parser.add_argument("--repeat", type=int, default=1, help="run the closed-loop phases this often per server")
+    parser.add_argument("--reverse", action="store_true", help="closed-loop phases in the reverse order")
+    parser.add_argument("-v", "--verbose", action="store_true", help="say how long start-up and each settle took")
     parser.add_argument("--baseline", type=Path, help="another build's tree (git archive, or /work/main)")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternate the builds this often")
     args = parser.parse_args(argv)

@@ -96,12 +96,14 @@ def create_app(
                 await replies.close()
             await link.close()
 
+    # Starlette tries the routes in order, one regex each: `/api/v1` (every REST command) comes
+    # first. No route before it could match a path under /api/v1, so no answer changes.
     routes = [
+        *v1.routes(),
         Route("/health", health, methods=["GET"]),
         *v1.system.root_routes(),
         Route("/openapi.json", openapi, methods=["GET"]),
         *api.routes(),
-        *v1.routes(),
         *proxy.routes(),
         WebSocketRoute("/ws/app", app_socket),
         WebSocketRoute("/ws/gateway", gateway_socket),

@@ -29,7 +29,7 @@ from bridge.app import create_app
 from bridge.one_write import one_write
 from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
-from bridge.v1.headers import OneAccessLine
+from bridge.v1.headers import OneAccessLine, under_api
 from nxg_mqtt.core import Core
 from nxg_mqtt.protocol import SignalKind
 from nxg_mqtt.services.signals import BRIDGE_KINDS, SignalWatcher
@@ -101,7 +101,7 @@ async def open_bridge(
     config = uvicorn.Config(
         # /realtime and /ws/app write their frames straight to uvicorn's connection (realtime_writer);
         # a response in one piece goes out in one write (one_write)
-        expose_send(one_write(app)),
+        expose_send(one_write(app, logs_itself=under_api)),
         lifespan="on",
         # httptools (uvicorn's C parser): a REST request costs a fraction of h11's pure-Python parsing
         http="httptools",

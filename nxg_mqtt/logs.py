@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -47,6 +48,18 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """Formatter's own text, with the date and time formatted once per second, not per line
+        (a busy bridge writes an access line per request)."""
+        if datefmt is not None or self.default_msec_format is None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second  # one read: records come from several threads
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        return self.default_msec_format % (cached[1], record.msecs)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

@@ -101,3 +101,14 @@ def test_the_log_handler_follows_stderr_when_it_is_swapped_or_closed(monkeypatch
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def test_text_lines_format_the_time_as_logging_does() -> None:
+    """The time is formatted once per second (`TextFormatter.formatTime`): the same text as
+    logging's own Formatter for every record, across second boundaries and out of order."""
+    ours, stock = TextFormatter(), logging.Formatter(logs.TEXT_FORMAT)
+    base = 1_790_000_000.0
+    for created in [base + 0.999, base + 1.0, base + 0.5, base + 3600.25, base - 86400.001, base + 1.0]:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == stock.format(record)

@@ -26,9 +26,10 @@ PREFIX = "/api/v1"
 
 
 def routes() -> list[BaseRoute]:
-    inner: list[BaseRoute] = [*system.routes()]
-    # each surface adds its routes here: inner += commands.routes(), …
-    inner += commands.routes()
+    # the command routes first: the hot path, tried before the others (no path overlaps)
+    inner: list[BaseRoute] = [*commands.routes()]
+    # each surface adds its routes here: inner += manifests.routes(), …
+    inner += system.routes()
     inner += manifests.routes()
     inner += actions.routes()
     inner += auth_keys.routes()

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from bridge.access import caller_of, device_caller
 from bridge.openapi import AUTH, responds
 from bridge.state import BridgeState, state_of
+from bridge.v1.ids import uuid5_text
 from bridge.v1.responses import error_response, json_body, v1_endpoint
 from nxg_mqtt.errors import DryRunRequired, NxgError, ValidationError
 from nxg_mqtt.models import Command
@@ -35,7 +36,7 @@ _MESSAGE_IDS = uuid.UUID("6d1f1c1e-6f0a-4b7e-9d8e-5e0c9a1b2c3d")
 
 
 def message_id(command_id: str) -> str:
-    return str(uuid.uuid5(_MESSAGE_IDS, command_id))
+    return uuid5_text(_MESSAGE_IDS, command_id)
 
 
 def iso(ms: int) -> str:

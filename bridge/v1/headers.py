@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.v1 import PREFIX
+from bridge.v1.ids import uuid4_text
 from bridge.v1.system import PROTOCOL
 from nxg_mqtt.logs import redact
 
 log = logging.getLogger("bridge.requests")
+ACCESS = "%s %s %s request_id=%s"
 API_VERSION = "1"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # echoed into a header and the log: nothing else
 
@@ -40,7 +41,7 @@ class OneAccessLine(logging.Filter):
 
 
 def request_id(given: str | None) -> str:
-    return given if given is not None and _REQUEST_ID.match(given) else str(uuid.uuid4())
+    return given if given is not None and _REQUEST_ID.match(given) else uuid4_text()
 
 
 class ApiHeaders:
@@ -66,9 +67,11 @@ class ApiHeaders:
                     shown = redact(path + "?" + query.decode("latin-1")) if query else path
                     client = scope.get("client")
                     peer = f"{client[0]}:{client[1]}" if client else None
-                    log.info(
-                        "%s %s %s request_id=%s", scope["method"], shown, message["status"], rid, extra={"peer": peer}
-                    )
+                    args = (scope["method"], shown, message["status"], rid)
+                    # `log.info` would first walk the stack for the caller's file and line, which
+                    # no format prints (a tenth of the line's cost); filters and handlers still run
+                    extra = {"peer": peer}
+                    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, ACCESS, args, None, extra=extra))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

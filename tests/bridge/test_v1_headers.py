@@ -54,3 +54,21 @@ async def test_an_api_v1_request_is_one_access_line(stack: Stack, caplog: pytest
     health = [r for r in served if "/health" in r.getMessage()]
     assert [r.name for r in health] == ["uvicorn.access"]  # redacted by serve's logging (tests/test_logs.py)
     assert not any("s3cret" in r.getMessage() for r in api)
+
+
+async def test_uvicorn_builds_no_access_record_for_an_api_v1_request(stack: Stack) -> None:
+    """Not built and then dropped by `OneAccessLine`: never built (`one_write(logs_itself=…)`)."""
+    seen: list[str] = []
+
+    def count(record: logging.LogRecord) -> bool:
+        seen.append(record.getMessage())
+        return True
+
+    access = logging.getLogger("uvicorn.access")
+    access.filters.insert(0, count)
+    try:
+        await stack.http.get("/api/v1/devices")
+        await stack.http.get("/health")
+    finally:
+        access.removeFilter(count)
+    assert len(seen) == 1 and "/health" in seen[0]
