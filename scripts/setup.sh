@@ -24,7 +24,7 @@ done
 need_apt=()
 if [ "$with_tests" = 1 ]; then
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-    for pkg in libmosquitto-dev mosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
+    for pkg in libmosquitto-dev mosquitto-dev libssl-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
 fi
