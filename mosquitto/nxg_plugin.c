@@ -1005,9 +1005,10 @@ static int on_message(int event, void *event_data, void *userdata)
 	if(!kick && !feed){
 		return stamp_topics[0] && ed->payloadlen > 0 && stamp_wanted(ed->topic) ? stamp(ed) : MOSQ_ERR_SUCCESS;
 	}
-	/* the ACL let only the core publish here; checked again: these messages change who gets in */
+	/* the ACL let only the core publish here; checked again, these messages change who gets in
+	 * (that user name logs in only with the core's secret: the hooks check it) */
 	sender = ed->client ? mosquitto_client_username(ed->client) : NULL;
-	if(sender == NULL || strcmp(sender, core_username) || superuser_slot(mosquitto_client_id(ed->client), sender) < 0){
+	if(sender == NULL || strcmp(sender, core_username)){
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: %s from a login that is not the core, ignored", ed->topic);
 		return MOSQ_ERR_ACL_DENIED;
 	}
