@@ -190,6 +190,9 @@ class HookService:
     # ---- presence -------------------------------------------------------------------------------
 
     async def connected(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
+        self.connected_now(username, client_id, peerhost, conn)
+
+    def connected_now(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
         client = self._subject(username, client_id)
         if client is None:
             return
@@ -207,19 +210,24 @@ class HookService:
                 self.core.settings.pairing_session_s, lambda: self._spawn(self.kick(client_id))
             )
 
-    async def reported(self, topic: str, report: dict[str, object]) -> None:
-        """A connect allowed from the plugin's credential table, or a disconnect, told afterwards."""
+    def reported(self, topic: str, report: dict[str, object]) -> None:
+        """A connect allowed from the plugin's credential table, or a disconnect, told afterwards.
+        Taken on the link reader's turn (no await: `connected` and `disconnected` only queue the
+        presence work), so the device's `online` follows its CONNACK as closely as it can."""
         client_id, username, conn = report.get("clientid"), report.get("username"), report.get("conn")
         peerhost = report.get("peerhost")
         if not isinstance(client_id, str) or not client_id:
             return
         if topic == CONNECTED_TOPIC:
             self.counters["reported_connects"] += 1
-            await self.connected(_text(username), client_id, _text(peerhost), _text(conn))
+            self.connected_now(_text(username), client_id, _text(peerhost), _text(conn))
         elif topic == DISCONNECTED_TOPIC:
-            await self.disconnected(client_id, _text(conn), None)
+            self.disconnected_now(client_id, _text(conn), None)
 
     async def disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
+        self.disconnected_now(client_id, conn, reason)
+
+    def disconnected_now(self, client_id: str, conn: str | None, reason: str | None) -> None:
         client = self.clients.get(client_id)
         if client is None or not client.connected:
             return

@@ -158,7 +158,15 @@ class MqttWorker:
     # ---- receiving ------------------------------------------------------------------------------
 
     def on_publish(self, packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
-        """Device data is taken on the reader's turn (no task per message); the rest is queued."""
+        """Device data and the plugin's connect reports are taken on the reader's turn (no task
+        per message); the rest is queued."""
+        if packet.topic in (CONNECTED_TOPIC, DISCONNECTED_TOPIC):
+            with contextlib.suppress(ValueError):
+                report = json.loads(packet.payload)
+                if self.hooks is not None and isinstance(report, dict):
+                    self.hooks.reported(packet.topic, report)
+            _ack(packet, writer)
+            return
         parsed = parse_device_topic(packet.topic)
         if parsed is not None and parsed.channel in DEVICE_DATA:
             raw, ts = unstamp(packet.payload)
@@ -195,11 +203,6 @@ class MqttWorker:
 
     async def _handle(self, packet: codec.Publish) -> None:
         settings = self.core.settings
-        if packet.topic in (CONNECTED_TOPIC, DISCONNECTED_TOPIC):
-            report = json.loads(packet.payload)
-            if self.hooks is not None and isinstance(report, dict):
-                await self.hooks.reported(packet.topic, report)
-            return
         if packet.topic == SUBSCRIBED_TOPIC:
             report = json.loads(packet.payload)
             if self.hooks is not None and isinstance(report, dict):
