@@ -25,6 +25,7 @@ from nxg_mqtt.services import credentials
 from nxg_mqtt.settings import Settings
 from tests.bridge.helpers import PASSWORD, WAIT_S, recv_until, send_json
 from tests.mosquitto.conftest import mosquitto_ready
+from tests.mosquitto.test_scale_out import start_second_process
 from tests.mqtt_client import Clients, pair_over_mqtt, wait_for
 
 NOT_AUTHORIZED = 5
@@ -185,3 +186,27 @@ async def test_the_snapshot_on_every_link_connect_lists_what_no_delta_told(setti
         asked = stack.hooks.counters["auth_allow"]
         assert await paho("S1").connect(stack.mqtt_port, "S1", token) == 0
         assert stack.hooks.counters["auth_allow"] == asked
+
+
+async def test_a_serving_process_that_starts_sends_its_snapshot(settings: Settings, paho: Clients) -> None:
+    async with foreign_stack(settings) as (stack, http):
+        await pair(stack, http, "S2")
+        token = "nxgt_set-while-no-process-listened"
+        await stack.core.store.devices.set_token("S2", hashlib.sha256(token.encode()).hexdigest(), paired=True)
+        # a second serving process on the same broker and store: its link's connect sends a snapshot
+        second = await start_second_process(settings, stack.mqtt_port)
+        try:
+            # once its snapshot is through, the token logs in without a call (polled: the snapshot
+            # runs in the other process)
+            for _ in range(40):
+                asked = stack.hooks.counters["auth_allow"]
+                client = paho("S2")
+                assert await client.connect(stack.mqtt_port, "S2", token) == 0
+                await client.disconnect()
+                if stack.hooks.counters["auth_allow"] == asked:
+                    break
+                await asyncio.sleep(0.25)
+            assert stack.hooks.counters["auth_allow"] == asked
+        finally:
+            second.terminate()
+            await second.wait()
