@@ -45,7 +45,7 @@
  * outranks the snapshot's. Lines of another generation than the latest `begin` are ignored.
  * While the core's link is down nothing changes here (like kicks); the snapshot sent when it is
  * back replaces the whole table. Bounded: credentials_max entries (the table has twice as many
- * slots, ~72 B each; rule lists are shared between users with the same pattern); a `put` beyond
+ * slots, 64 B each; rule lists are shared between users with the same pattern); a `put` beyond
  * it is dropped, that user is simply asked about.
  *
  * Why the core publishes kicks instead of the plugin polling for them: the broker runs plugin
@@ -599,6 +599,7 @@ static void cred_del(const char *username)
 		return;
 	}
 	cred_free(c);
+	if(creds_gone > creds_slots / 4) creds_rebuild();
 }
 
 static void creds_end(uint32_t gen)
