@@ -52,6 +52,7 @@ class MqttLink:
         keepalive_s: int = 30,
         ack_timeout_s: float = 10.0,
         backoff_s: tuple[float, float] = (0.05, 5.0),
+        on_up: Callable[[], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,6 +67,7 @@ class MqttLink:
         self._keepalive_s = keepalive_s
         self._ack_timeout_s = ack_timeout_s
         self._backoff_s = backoff_s
+        self._on_up = on_up  # each time the subscriptions are acknowledged (connected again)
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._next_id = 0
@@ -237,6 +239,8 @@ class MqttLink:
                 self.connects += 1
                 self._connected.set()
                 log.info("MQTT link up: %s:%d", self.host, self.port)
+                if self._on_up is not None:
+                    self._on_up()
             elif isinstance(packet, codec.Connack):
                 raise codec.ProtocolError("unexpected CONNACK")
         if acks:

@@ -4,7 +4,11 @@
  * This file holds no NXG rule. Every decision is an HTTP call to the core's internal hook listener
  * (nxg_mqtt/hooks/http.py, EMQX 5's authn/authz shapes), over one kept-alive connection:
  *
- *   MOSQ_EVT_BASIC_AUTH  -> POST /mqtt/auth with `conn` (this connection's name): allowed, it
+ *   MOSQ_EVT_BASIC_AUTH  -> first the credential table (below): a user name the core listed,
+ *                           with its client id and a password whose SHA-256 is the listed hash,
+ *                           is allowed with the listed ACL rules and no call; the connection is
+ *                           reported on connected_topic without waiting. Anything else ->
+ *                           POST /mqtt/auth with `conn` (this connection's name): allowed, it
  *                           is also the connection event (the broker waits for every call: one
  *                           per CONNECT, not two; Mosquitto 2.0 has no connect event)
  *   MOSQ_EVT_ACL_CHECK   -> POST /mqtt/acl (publish / subscribe / receive); positive answers for
@@ -13,13 +17,36 @@
  *                           its first publish and its subscriptions ask nothing; a subscription
  *                           allowed that way is reported on subscribed_topic (the core learns
  *                           from it that a device is ready for its queued commands)
- *   MOSQ_EVT_DISCONNECT  -> POST /mqtt/disconnected (presence)
+ *   MOSQ_EVT_DISCONNECT  -> a message on disconnected_topic (presence), without waiting; with
+ *                           disconnected_topic empty: POST /mqtt/disconnected
  *   MOSQ_EVT_MESSAGE     -> a JSON object published on one of stamp_topics gets the receive time
  *                           appended as `"<stamp_key>":<ms since the epoch>`, so the store, the
  *                           bridge and every subscriber carry one time (PROTOCOL section 6);
  *                           a message on kick_topic (only the core's `bridge` login may publish
  *                           there, the ACL says so) names a client id: it is kicked at once
- *                           (mosquitto_kick_client_by_clientid) and the ACL cache is dropped.
+ *                           (mosquitto_kick_client_by_clientid), the ACL cache is dropped and so
+ *                           is that client's credential entry; a message on credentials_topic
+ *                           (the same rule: only the core) changes the credential table.
+ *
+ * The credential table: the core's own allow answers, filled ahead of time, so that a known
+ * device's CONNECT does not stop the broker's one thread for a round trip (Mosquitto 2.0's basic
+ * auth is synchronous). The plugin holds hashes only, never a password. The core sends, on
+ * credentials_topic, lines of text (one message may hold many):
+ *   begin <gen>                    a full snapshot starts (the core's link has just connected)
+ *   put@<gen> <user> <clientid> <sha256 hex> <rule>;<rule>...   a snapshot's entry; rule:
+ *                                  p:<topic> | s:<topic>, `%u` in a topic stands for the user
+ *                                  name (Mosquitto's acl_file pattern); p allows publishing, s
+ *                                  subscribing and receiving
+ *   put <user> <clientid> <sha256 hex> <rules>   a delta: this user's entry is now this
+ *   del <user>                     no longer allowed (reset, regenerate, delete, revoke, rotate)
+ *   end <gen>                      the snapshot is complete: every entry it did not name goes
+ * A `del` while a snapshot is under way leaves a dead entry that the snapshot's own `put` of that
+ * user cannot bring back (the snapshot was read before the change), and a `put` from a delta
+ * outranks the snapshot's. Lines of another generation than the latest `begin` are ignored.
+ * While the core's link is down nothing changes here (like kicks); the snapshot sent when it is
+ * back replaces the whole table. Bounded: credentials_max entries (the table has twice as many
+ * slots, 64 B each; rule lists are shared between users with the same pattern); a `put` beyond
+ * it is dropped, that user is simply asked about.
  *
  * Why the core publishes kicks instead of the plugin polling for them: the broker runs plugin
  * callbacks on its one thread, so a kick must happen on that thread; a message event is on it,
@@ -47,6 +74,12 @@
  *   plugin_opt_exact_connack  true
  *   plugin_opt_stamp_topics   nxg/+/telemetry nxg/+/status nxg/+/event nxg/+/ack
  *   plugin_opt_stamp_key      server_ts
+ *   plugin_opt_credentials_topic $nxg/credentials    the credential table's feed ("" : off)
+ *   plugin_opt_credentials_max 100000                 entries at most
+ *   plugin_opt_connected_topic $nxg/connected         logins allowed from the table, reported
+ *   plugin_opt_disconnected_topic $nxg/disconnected   disconnects, reported ("" : POST instead)
+ *   plugin_opt_core_username  bridge                  the only login whose kick/credential
+ *                                                     messages are taken (the ACL says the same)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +95,9 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -215,6 +251,7 @@ enum hook_path { HP_AUTH, HP_ACL, HP_DISCONNECTED, HP_COUNT };
 static const char *const hook_path_names[HP_COUNT] = {"auth", "acl", "disconnected"};
 static struct { unsigned long calls; double total_ms, max_ms; } hook_stats[HP_COUNT];
 static time_t stats_since;
+static unsigned long creds_hits; /* logins allowed from the credential table, logged with these */
 static unsigned long acl_asked[3]; /* publish, receive, subscribe: which checks missed the cache */
 
 static double now_ms(void)
@@ -238,6 +275,11 @@ static void stats_note(const char *path, double ms)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks %s: %lu calls in %lds, mean %.2f ms, max %.1f ms",
 				hook_path_names[k], hook_stats[k].calls, (long)(now - stats_since),
 				hook_stats[k].total_ms / (double)hook_stats[k].calls, hook_stats[k].max_ms);
+	}
+	if(creds_hits){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins from the credential table: %lu in %lds", creds_hits,
+				(long)(now - stats_since));
+		creds_hits = 0;
 	}
 	if(hook_stats[HP_ACL].calls){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks acl asked: publish %lu, receive %lu, subscribe %lu",
@@ -394,9 +436,247 @@ static void superuser_set(const char *client_id, const char *username, bool on)
 	/* full: that client is simply asked about like any other */
 }
 
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for(; *s; s++){
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* ---- the credential table (see the top of this file) ------------------------------------------ */
+
+#define RULES_DISTINCT_MAX 256 /* distinct rule lists kept; with `%u` every device shares one */
+
+enum cred_state { CRED_FREE = 0, CRED_USED, CRED_GONE /* deleted: probing goes on past it */ };
+
+struct cred {
+	char *username; /* malloc'd */
+	char *client_id; /* == username when they are equal (the usual device), else malloc'd */
+	const char *rules; /* interned: "p:topic;s:topic" */
+	unsigned char hash[32]; /* SHA-256 of the password */
+	uint32_t gen; /* the snapshot it belongs to */
+	uint8_t state;
+	bool from_delta; /* put or deleted by a delta during snapshot `gen`: the snapshot cannot undo it */
+	bool dead; /* deleted during a snapshot: refuses to be brought back by it, allows nothing */
+};
+
+static char credentials_topic[128] = "$nxg/credentials";
+static char connected_topic[128] = "$nxg/connected";
+static char disconnected_topic[128] = "$nxg/disconnected";
+static char core_username[64] = "bridge";
+static size_t credentials_max = 100000;
+static struct cred *creds;
+static size_t creds_slots; /* a power of two, >= 2 x credentials_max */
+static size_t creds_used, creds_gone;
+static uint32_t snap_gen;
+static bool snapping;
+static char *rules_interned[RULES_DISTINCT_MAX];
+
+static const char *rules_intern(const char *rules)
+{
+	for(int i = 0; i < RULES_DISTINCT_MAX; i++){
+		if(rules_interned[i] == NULL){
+			rules_interned[i] = mosquitto_strdup(rules);
+			return rules_interned[i];
+		}
+		if(!strcmp(rules_interned[i], rules)) return rules_interned[i];
+	}
+	return NULL; /* that many patterns: not kept, the user is asked about */
+}
+
+static struct cred *cred_slot(const char *username, bool for_insert)
+{
+	size_t mask = creds_slots - 1;
+	size_t i = (size_t)fnv1a(username) & mask;
+	struct cred *first_gone = NULL;
+	for(size_t probes = 0; probes < creds_slots; probes++, i = (i + 1) & mask){
+		struct cred *c = &creds[i];
+		if(c->state == CRED_FREE) return for_insert ? (first_gone ? first_gone : c) : NULL;
+		if(c->state == CRED_GONE){
+			if(first_gone == NULL) first_gone = c;
+			continue;
+		}
+		if(!strcmp(c->username, username)) return c;
+	}
+	return for_insert ? first_gone : NULL;
+}
+
+static void cred_free(struct cred *c)
+{
+	if(c->client_id != c->username) mosquitto_free(c->client_id);
+	mosquitto_free(c->username);
+	c->username = c->client_id = NULL;
+	c->rules = NULL;
+	c->state = CRED_GONE;
+	creds_used--;
+	creds_gone++;
+}
+
+/* Gone slots lengthen every probe: once they are a quarter of the table, it is built again. */
+static void creds_rebuild(void)
+{
+	struct cred *old = creds;
+	creds = mosquitto_calloc(creds_slots, sizeof(*creds));
+	if(creds == NULL){
+		creds = old;
+		return;
+	}
+	creds_gone = 0;
+	for(size_t i = 0; i < creds_slots; i++){
+		if(old[i].state == CRED_USED) *cred_slot(old[i].username, true) = old[i];
+	}
+	mosquitto_free(old);
+}
+
+static int hex_nibble(char c)
+{
+	if(c >= '0' && c <= '9') return c - '0';
+	if(c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if(c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+/* `put <user> <clientid> <hash> <rules>`; `delta`: not part of a snapshot. */
+static void cred_put(char *line, bool delta, uint32_t gen)
+{
+	char *save = NULL;
+	char *username = strtok_r(line, " ", &save);
+	char *client_id = strtok_r(NULL, " ", &save);
+	char *hex = strtok_r(NULL, " ", &save);
+	char *rules = strtok_r(NULL, " ", &save);
+	unsigned char hash[32];
+	struct cred *c;
+
+	if(username == NULL || client_id == NULL || hex == NULL || strlen(hex) != 64) return;
+	if(!delta && (!snapping || gen != snap_gen)) return; /* an older snapshot's chunk */
+	for(int i = 0; i < 32; i++){
+		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
+		if(hi < 0 || lo < 0) return;
+		hash[i] = (unsigned char)(hi << 4 | lo);
+	}
+	c = cred_slot(username, true);
+	if(c == NULL) return;
+	if(c->state == CRED_USED){
+		if(!delta && c->from_delta && c->gen == snap_gen) return; /* read before that change */
+		if(c->client_id != c->username) mosquitto_free(c->client_id);
+		c->client_id = c->username;
+	}else{
+		if(creds_used >= credentials_max) return;
+		c->username = mosquitto_strdup(username);
+		if(c->username == NULL) return;
+		c->client_id = c->username;
+		if(c->state == CRED_GONE) creds_gone--;
+		c->state = CRED_USED;
+		creds_used++;
+	}
+	if(strcmp(client_id, username)){
+		c->client_id = mosquitto_strdup(client_id);
+		if(c->client_id == NULL){
+			cred_free(c);
+			return;
+		}
+	}
+	memcpy(c->hash, hash, sizeof(hash));
+	c->rules = rules ? rules_intern(rules) : "";
+	c->gen = snapping ? snap_gen : 0;
+	c->from_delta = delta;
+	c->dead = c->rules == NULL; /* its rules could not be kept: ask about it */
+}
+
+/* `del <user>`, a delta, or a kick of that client id. */
+static void cred_del(const char *username)
+{
+	struct cred *c = creds ? cred_slot(username, false) : NULL;
+	if(c == NULL) return;
+	if(snapping){
+		/* the snapshot under way may still name it, read before this change */
+		c->dead = true;
+		c->from_delta = true;
+		c->gen = snap_gen;
+		return;
+	}
+	cred_free(c);
+	if(creds_gone > creds_slots / 4) creds_rebuild();
+}
+
+static void creds_end(uint32_t gen)
+{
+	if(!snapping || gen != snap_gen) return;
+	snapping = false;
+	for(size_t i = 0; i < creds_slots; i++){
+		struct cred *c = &creds[i];
+		if(c->state == CRED_USED && (c->dead || c->gen != gen)) cred_free(c);
+	}
+	if(creds_gone > creds_slots / 4) creds_rebuild();
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: credential table: %zu entries (snapshot %u)", creds_used, gen);
+}
+
+static void creds_feed(const char *payload, uint32_t len)
+{
+	char *text = mosquitto_malloc((size_t)len + 1);
+	char *save = NULL;
+	if(text == NULL || creds == NULL){
+		mosquitto_free(text);
+		return;
+	}
+	memcpy(text, payload, len);
+	text[len] = '\0';
+	for(char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)){
+		if(!strncmp(line, "put ", 4)){
+			cred_put(line + 4, true, 0); /* a delta */
+		}else if(!strncmp(line, "put@", 4)){
+			/* `put@<gen> ...`: a snapshot's line */
+			char *rest = NULL;
+			unsigned long gen = strtoul(line + 4, &rest, 10);
+			if(rest && *rest == ' ') cred_put(rest + 1, false, (uint32_t)gen);
+		}else if(!strncmp(line, "del ", 4)){
+			cred_del(line + 4);
+		}else if(!strncmp(line, "begin ", 6)){
+			snap_gen = (uint32_t)strtoul(line + 6, NULL, 10);
+			snapping = true;
+		}else if(!strncmp(line, "end ", 4)){
+			creds_end((uint32_t)strtoul(line + 4, NULL, 10));
+		}
+	}
+	mosquitto_free(text);
+}
+
+/* The entry that lets this CONNECT in without asking, or NULL. */
+static const struct cred *cred_match(const char *username, const char *client_id, const char *password)
+{
+	unsigned char digest[32];
+	unsigned int digest_len = 0;
+	const struct cred *c;
+
+	if(creds == NULL || username == NULL || client_id == NULL || password == NULL) return NULL;
+	c = cred_slot(username, false);
+	if(c == NULL || c->dead || strcmp(c->client_id, client_id)) return NULL;
+	if(!EVP_Digest(password, strlen(password), digest, &digest_len, EVP_sha256(), NULL) || digest_len != 32) return NULL;
+	return CRYPTO_memcmp(digest, c->hash, sizeof(digest)) == 0 ? c : NULL;
+}
+
+/* What happened without a call, told to the core without waiting: a message only the core's
+ * `bridge` logins receive (`$` topics match no wildcard; the ACL refuses them to everyone else). */
+static void report(const char *topic, const char *username, const char *client_id, const char *peerhost, const char *conn)
+{
+	struct buf b = {.data = "{", .len = 1};
+	put_field(&b, "username", username);
+	put_field(&b, "clientid", client_id);
+	if(peerhost) put_field(&b, "peerhost", peerhost);
+	put_field(&b, "conn", conn);
+	put(&b, "}", 1);
+	if(b.overflow || mosquitto_broker_publish_copy(NULL, topic, (int)b.len, b.data, 1, false, NULL) != MOSQ_ERR_SUCCESS){
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: %s of %s was not reported", topic, client_id);
+	}
+}
+
 /* ---- events ----------------------------------------------------------------------------------- */
 
 static void prefill(const char *username, const char *client_id, const char *answer);
+static void prefill_rules(const char *username, const char *client_id, const char *rules);
 
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
@@ -406,10 +686,20 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	char conn[32];
 	const char *reason;
 	int status, code = 5;
+	const struct cred *known;
 	(void)event;
 	(void)userdata;
 
 	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
+	known = cred_match(ed->username, mosquitto_client_id(ed->client), ed->password);
+	if(known != NULL){
+		/* the core's answer, given ahead of time: no call; the core hears of it afterwards */
+		creds_hits++;
+		superuser_set(mosquitto_client_id(ed->client), ed->username, false);
+		prefill_rules(ed->username, mosquitto_client_id(ed->client), known->rules);
+		report(connected_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
+		return MOSQ_ERR_SUCCESS;
+	}
 	put_field(&b, "username", ed->username);
 	put_field(&b, "password", ed->password);
 	put_field(&b, "clientid", mosquitto_client_id(ed->client));
@@ -429,16 +719,6 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	superuser_set(mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
 	prefill(ed->username, mosquitto_client_id(ed->client), answer);
 	return MOSQ_ERR_SUCCESS;
-}
-
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for(; *s; s++){
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
 }
 
 /* The live entry for `key`, else NULL with `*victim` the way to fill: a free or stale one, else
@@ -495,6 +775,30 @@ static void report_subscribed(const char *username, const char *client_id, const
 	}
 }
 
+/* One allow rule as cache entries: publish; or subscribe and receive (a subscription allowed from
+ * it is reported on subscribed_topic). */
+static void cache_rule(const char *username, const char *client_id, const char *action, const char *topic, time_t now)
+{
+	const char *as_list[2] = {NULL, NULL};
+	char key[CACHE_KEY_MAX];
+	if(!strcmp(action, "publish")){
+		as_list[0] = "publish";
+	}else if(!strcmp(action, "subscribe")){
+		as_list[0] = "subscribe";
+		as_list[1] = "receive";
+	}
+	for(int i = 0; i < 2; i++){
+		const char *as = as_list[i];
+		struct cache_slot *slot = NULL;
+		uint64_t hash;
+		if(as == NULL || cache_key(key, username, client_id, topic, as) < 0) continue;
+		hash = fnv1a(key);
+		if(cache_find(hash, key, now, &slot) == NULL && slot != NULL){
+			cache_put(slot, key, hash, now, !strcmp(as, "subscribe"));
+		}
+	}
+}
+
 /* The login's answer may carry EMQX 5's authn `acl` rules: the core's decisions on the device's
  * own topics (`{"permission":"allow","action":"publish"|"subscribe","topic":"..."}`, the core
  * writes them in that order, compact). Each becomes a cache entry, so the device's first publish
@@ -508,7 +812,7 @@ static void prefill(const char *username, const char *client_id, const char *ans
 
 	if(acl_cache_s <= 0 || p == NULL || end == NULL) return;
 	while((p = strstr(p, "\"action\":\"")) != NULL && p < end){
-		char action[16], topic[CACHE_KEY_MAX], key[CACHE_KEY_MAX];
+		char action[16], topic[CACHE_KEY_MAX];
 		const char *t;
 		size_t alen, tlen;
 		p += 10;
@@ -523,24 +827,38 @@ static void prefill(const char *username, const char *client_id, const char *ans
 		memcpy(topic, t, tlen);
 		topic[tlen] = '\0';
 		p = t + tlen;
-		/* the ACL actions a rule stands for: publish; or subscribe and receive */
-		const char *as_list[2] = {NULL, NULL};
-		if(!strcmp(action, "publish")){
-			as_list[0] = "publish";
-		}else if(!strcmp(action, "subscribe")){
-			as_list[0] = "subscribe";
-			as_list[1] = "receive";
-		}
-		for(int i = 0; i < 2; i++){
-			const char *as = as_list[i];
-			struct cache_slot *slot = NULL;
-			uint64_t hash;
-			if(as == NULL || cache_key(key, username, client_id, topic, as) < 0) continue;
-			hash = fnv1a(key);
-			if(cache_find(hash, key, now, &slot) == NULL && slot != NULL){
-				cache_put(slot, key, hash, now, !strcmp(as, "subscribe"));
+		cache_rule(username, client_id, action, topic, now);
+	}
+}
+
+/* A credential entry's rules (`p:topic;s:topic`, `%u` the user name), into the ACL cache. */
+static void prefill_rules(const char *username, const char *client_id, const char *rules)
+{
+	time_t now = time(NULL);
+	if(acl_cache_s <= 0) return;
+	while(*rules){
+		char topic[CACHE_KEY_MAX];
+		size_t len = strcspn(rules, ";"), out = 0;
+		const char *action = rules[0] == 'p' ? "publish" : rules[0] == 's' ? "subscribe" : NULL;
+		bool fits = true;
+		for(size_t i = 2; i < len && fits; i++){
+			if(rules[i] == '%' && i + 1 < len && rules[i + 1] == 'u'){
+				size_t ulen = strlen(username);
+				fits = out + ulen < sizeof(topic);
+				if(fits) memcpy(topic + out, username, ulen);
+				out += ulen;
+				i++;
+			}else{
+				fits = out + 1 < sizeof(topic);
+				if(fits) topic[out++] = rules[i];
 			}
 		}
+		if(fits && len > 2 && rules[1] == ':' && action != NULL){
+			topic[out] = '\0';
+			cache_rule(username, client_id, action, topic, now);
+		}
+		rules += len;
+		if(*rules == ';') rules++;
 	}
 }
 
@@ -613,6 +931,11 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	if(client_id == NULL || username == NULL) return MOSQ_ERR_SUCCESS;
 	superuser_set(client_id, username, false);
 	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
+	if(disconnected_topic[0]){
+		/* after the connect it follows, whichever way that was told (a report or a call) */
+		report(disconnected_topic, username, client_id, NULL, conn);
+		return MOSQ_ERR_SUCCESS;
+	}
 	put_field(&b, "username", username);
 	put_field(&b, "clientid", client_id);
 	put_field(&b, "conn", conn);
@@ -674,17 +997,30 @@ static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
 	char client_id[256];
+	bool kick = !strcmp(ed->topic, kick_topic);
+	bool feed = credentials_topic[0] && !strcmp(ed->topic, credentials_topic);
+	const char *sender;
 	(void)event;
 	(void)userdata;
 
-	if(strcmp(ed->topic, kick_topic) != 0){
+	if(!kick && !feed){
 		return stamp_topics[0] && ed->payloadlen > 0 && stamp_wanted(ed->topic) ? stamp(ed) : MOSQ_ERR_SUCCESS;
 	}
-	/* the ACL let only the core publish here; the payload is the client id to close */
-	if(ed->payloadlen > 0 && ed->payloadlen < sizeof(client_id)){
+	/* the ACL let only the core publish here; checked again, these messages change who gets in
+	 * (that user name logs in only with the core's secret: the hooks check it) */
+	sender = ed->client ? mosquitto_client_username(ed->client) : NULL;
+	if(sender == NULL || strcmp(sender, core_username)){
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: %s from a login that is not the core, ignored", ed->topic);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if(feed){
+		creds_feed(ed->payload, ed->payloadlen);
+	}else if(ed->payloadlen > 0 && ed->payloadlen < sizeof(client_id)){
+		/* the payload is the client id to close */
 		memcpy(client_id, ed->payload, ed->payloadlen);
 		client_id[ed->payloadlen] = '\0';
 		cache_generation++;
+		cred_del(client_id);
 		mosquitto_kick_client_by_clientid(client_id, false);
 	}
 	return MOSQ_ERR_ACL_DENIED; /* acknowledged, routed to nobody */
@@ -730,6 +1066,17 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			snprintf(stamp_topics, sizeof(stamp_topics), "%s", value);
 		}else if(!strcmp(key, "stamp_key")){
 			snprintf(stamp_key, sizeof(stamp_key), "%s", value);
+		}else if(!strcmp(key, "credentials_topic")){
+			snprintf(credentials_topic, sizeof(credentials_topic), "%s", value);
+		}else if(!strcmp(key, "credentials_max")){
+			long entries = atol(value);
+			credentials_max = entries > 0 ? (size_t)entries : 0;
+		}else if(!strcmp(key, "connected_topic")){
+			snprintf(connected_topic, sizeof(connected_topic), "%s", value);
+		}else if(!strcmp(key, "disconnected_topic")){
+			snprintf(disconnected_topic, sizeof(disconnected_topic), "%s", value);
+		}else if(!strcmp(key, "core_username")){
+			snprintf(core_username, sizeof(core_username), "%s", value);
 		}else if(!strcmp(key, "exact_connack")){
 			exact_connack = !strcmp(value, "true");
 		}
@@ -742,6 +1089,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", secret);
 	cache = calloc(cache_sets * CACHE_WAYS, sizeof(*cache));
 	if(cache == NULL) return MOSQ_ERR_NOMEM;
+	if(credentials_topic[0] && credentials_max > 0){
+		for(creds_slots = 1024; creds_slots < 2 * credentials_max; creds_slots *= 2){
+		}
+		creds = mosquitto_calloc(creds_slots, sizeof(*creds));
+		if(creds == NULL) return MOSQ_ERR_NOMEM;
+	}
 	mosquitto_log_printf(MOSQ_LOG_INFO, "nxg: hooks at http://%s:%d, ACL cache %d s, %zu entries", hook_host, hook_port,
 			acl_cache_s, cache_sets * CACHE_WAYS);
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL)
@@ -765,5 +1118,14 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	hook_close();
 	free(cache);
 	cache = NULL;
+	for(size_t i = 0; creds && i < creds_slots; i++){
+		if(creds[i].state == CRED_USED) cred_free(&creds[i]);
+	}
+	mosquitto_free(creds);
+	creds = NULL;
+	for(int i = 0; i < RULES_DISTINCT_MAX; i++){
+		mosquitto_free(rules_interned[i]);
+		rules_interned[i] = NULL;
+	}
 	return MOSQ_ERR_SUCCESS;
 }

@@ -33,6 +33,7 @@ HELP = {
     "mosquitto_bin": "the Mosquitto 2 executable for --broker mosquitto",
     "hook_host": "address of the internal auth/ACL/presence hooks for another broker",
     "hook_port": "port of those hooks (0 = any free)",
+    "hook_reports": "--broker external: take the Mosquitto plugin's connect/disconnect reports (one process)",
     "data_dir": "data directory",
     "host": "address to listen on",
     "mqtt_port": "MQTT TCP port (0 = any free)",

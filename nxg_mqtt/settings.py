@@ -101,6 +101,10 @@ class Settings:
     mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
     hook_host: str = "127.0.0.1"  # the internal HTTP hooks (/mqtt/auth, /mqtt/acl, ...): loopback by default
     hook_port: int = 0  # 0 = any free port (Mosquitto's generated config names it); EMQX needs a fixed one
+    # --broker external: this process's hooks are the ones an operator's Mosquitto (with the NXG
+    # plugin) calls, so it takes the plugin's connect/disconnect reports ($nxg/connected, ...);
+    # exactly one process on a broker may (presence would be counted twice). --broker mosquitto: on
+    hook_reports: bool = False
 
     # logs
     log_level: str = "info"

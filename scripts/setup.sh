@@ -5,7 +5,7 @@
 #                                  (libmosquitto, a C toolchain, libwebsockets, cJSON and cmocka: the firmware;
 #                                  Chromium for the portal's browser tests, never a downloaded browser;
 #                                  Mosquitto and its plugin headers, mosquitto-dev: the tests run the system on
-#                                  Mosquitto too, README "Scaling out")
+#                                  Mosquitto too, README "Scaling out"; libssl-dev: the plugin's SHA-256)
 #   scripts/setup.sh --bench       the same (Mosquitto is also the benchmark baseline and profile (d))
 # When the plugin headers are there it builds mosquitto/nxg_plugin.so (make -C mosquitto).
 # It never stops or disables a service on this machine: the tests and benchmarks use port 0.
@@ -24,7 +24,7 @@ done
 need_apt=()
 if [ "$with_tests" = 1 ]; then
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-    for pkg in libmosquitto-dev mosquitto-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
+    for pkg in libmosquitto-dev mosquitto-dev libssl-dev build-essential pkg-config libcjson-dev libwebsockets-dev libcmocka-dev chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
 fi

@@ -18,7 +18,8 @@ readiness calls go to one queue, run in order by one task, after the answer has 
 Kicks (reset/regenerate/delete/revoke, a key revoked, a pairing session past 60 s): the core
 publishes the client id on `KICK_TOPIC` through its MQTT link (the `bridge` role, the only one the
 ACL lets publish there); the Mosquitto plugin intercepts that topic, calls
-`mosquitto_kick_client_by_clientid` and drops its ACL cache. Nobody else can subscribe to it
+`mosquitto_kick_client_by_clientid` and drops its ACL cache and the client's credential entry
+(`nxg_mqtt.hooks.credentials`); the device's entry is then sent as the store has it now. Nobody else can subscribe to it
 (`$` topics match no wildcard; the ACL refuses it to everyone but the bridge).
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.hooks.credentials import CredentialFeed
 from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import CloseReason, RevokeReason, Role
 from nxg_mqtt.services.access import (
@@ -51,6 +53,10 @@ log = logging.getLogger(__name__)
 
 KICK_TOPIC = "$nxg/kick"
 SUBSCRIBED_TOPIC = "$nxg/subscribed"  # the plugin reports cache-allowed subscriptions here
+# the plugin reports logins it allowed from its credential table (`CredentialFeed`), and every
+# disconnect, here: without a call, so the broker's thread does not wait for this process
+CONNECTED_TOPIC = "$nxg/connected"
+DISCONNECTED_TOPIC = "$nxg/disconnected"
 # EMQX's disconnect reasons that mean another connection took the client id over
 TAKEOVER_REASONS = frozenset({"takenover", "discarded", "taken over"})
 
@@ -88,8 +94,18 @@ class HookService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._later: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
-        self.counters = {"auth_allow": 0, "auth_deny": 0, "acl_allow": 0, "acl_deny": 0, "kicks": 0}
+        # reported_connects: logins the plugin allowed from its credential table (no auth call)
+        self.counters = {
+            "auth_allow": 0,
+            "auth_deny": 0,
+            "acl_allow": 0,
+            "acl_deny": 0,
+            "kicks": 0,
+            "reported_connects": 0,
+        }
+        self.credentials = CredentialFeed(core, self.topics_of)
         core.devices.on_revoked(self._device_revoked)
+        core.devices.on_credentials(self.credentials.refresh)
         core.keys.on_revoked(self._key_revoked)
 
     # ---- auth and ACL ---------------------------------------------------------------------------
@@ -174,6 +190,9 @@ class HookService:
     # ---- presence -------------------------------------------------------------------------------
 
     async def connected(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
+        self.connected_now(username, client_id, peerhost, conn)
+
+    def connected_now(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
         client = self._subject(username, client_id)
         if client is None:
             return
@@ -191,7 +210,24 @@ class HookService:
                 self.core.settings.pairing_session_s, lambda: self._spawn(self.kick(client_id))
             )
 
+    def reported(self, topic: str, report: dict[str, object]) -> None:
+        """A connect allowed from the plugin's credential table, or a disconnect, told afterwards.
+        Taken on the link reader's turn (no await: `connected` and `disconnected` only queue the
+        presence work), so the device's `online` follows its CONNACK as closely as it can."""
+        client_id, username, conn = report.get("clientid"), report.get("username"), report.get("conn")
+        peerhost = report.get("peerhost")
+        if not isinstance(client_id, str) or not client_id:
+            return
+        if topic == CONNECTED_TOPIC:
+            self.counters["reported_connects"] += 1
+            self.connected_now(_text(username), client_id, _text(peerhost), _text(conn))
+        elif topic == DISCONNECTED_TOPIC:
+            self.disconnected_now(client_id, _text(conn), None)
+
     async def disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
+        self.disconnected_now(client_id, conn, reason)
+
+    def disconnected_now(self, client_id: str, conn: str | None, reason: str | None) -> None:
         client = self.clients.get(client_id)
         if client is None or not client.connected:
             return
@@ -225,6 +261,9 @@ class HookService:
         # device connected): a kick of a client id nobody holds is a no-op for the broker
         if client is None or client.role is Role.DEVICE:
             await self.kick(serial)
+        # the kick dropped the plugin's entry; what the store says now (a rotated or re-paired
+        # device's new hash, or nothing)
+        await self.credentials.refresh(serial)
         if why in (RevokeReason.REGENERATE, RevokeReason.DELETE):
             for other in list(self.clients.values()):
                 if other.role is Role.PAIR and other.serial == serial and other.connected:
@@ -262,6 +301,7 @@ class HookService:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        await self.credentials.close()
         if self._runner is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drain(), 2.0)
@@ -273,6 +313,10 @@ class HookService:
             handle.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _same_principal(a: Grant, b: Grant) -> bool:

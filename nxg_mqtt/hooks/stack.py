@@ -58,7 +58,7 @@ async def open_foreign_stack(
             host, port, ws_port = "127.0.0.1", mosquitto.mqtt_port, mosquitto.ws_port
         else:
             (host, port), ws_port = broker_at, settings.ws_port
-        worker = MqttWorker(core, hooks, host, port)
+        worker = MqttWorker(core, hooks, host, port, reports=owner or settings.hook_reports)
         await worker.start()
         stack.push_async_callback(worker.close)
         stack.callback(core.outbox.connect(worker.link))

@@ -44,12 +44,13 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from bridge.link import MqttLink
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import NxgError, PayloadRejected
-from nxg_mqtt.hooks.service import SUBSCRIBED_TOPIC, HookService
+from nxg_mqtt.hooks.service import CONNECTED_TOPIC, DISCONNECTED_TOPIC, SUBSCRIBED_TOPIC, HookService
 from nxg_mqtt.mqtt import codec
 from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, Role
 from nxg_mqtt.services.command_requests import handle_command_request
@@ -74,7 +75,19 @@ FILTERS = (
 class _AckLaterLink(MqttLink):
     """The bridge's link, with QoS 1 PUBACKs left to the worker (sent once the work is durable)."""
 
-    def __init__(self, host: str, port: int, *, password: str, worker: MqttWorker, client_id: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        password: str,
+        worker: MqttWorker,
+        client_id: str,
+        reports: bool,
+        on_up: Callable[[], None] | None,
+    ) -> None:
+        # the plugin's connect/disconnect reports: for the one process whose hooks it calls
+        reported = ((CONNECTED_TOPIC, 1), (DISCONNECTED_TOPIC, 1)) if reports else ()
         super().__init__(
             host,
             port,
@@ -85,7 +98,8 @@ class _AckLaterLink(MqttLink):
             # + the subscriptions the plugin allowed from its cache (HookService.subscribed), not
             # shared: Mosquitto 2.0 deals a broker-published `$` message to no shared subscriber;
             # only the process that holds the device's presence acts on it (`subscribed_commands`)
-            subscriptions=(*((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS), (SUBSCRIBED_TOPIC, 1)),
+            subscriptions=(*((f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS), (SUBSCRIBED_TOPIC, 1), *reported),
+            on_up=on_up,
         )
         self._worker = worker
 
@@ -101,14 +115,23 @@ class _AckLaterLink(MqttLink):
 
 
 class MqttWorker:
-    def __init__(self, core: Core, hooks: HookService | None, host: str, port: int) -> None:
+    def __init__(self, core: Core, hooks: HookService | None, host: str, port: int, *, reports: bool = False) -> None:
         self.core = core
         self.hooks = hooks
         self.slot, self._slot_fd = claim_slot(core.settings.data_dir / "workers")
         self.client_id = f"{WORKER_ID_PREFIX}{self.slot}"
         self.link: MqttLink = _AckLaterLink(
-            host, port, password=core.settings.internal_secret, worker=self, client_id=self.client_id
+            host,
+            port,
+            password=core.settings.internal_secret,
+            worker=self,
+            client_id=self.client_id,
+            reports=reports and hooks is not None,
+            # every connect of the link: the plugin's credential table gets a full snapshot
+            on_up=hooks.credentials.link_up if hooks is not None else None,
         )
+        if hooks is not None:
+            hooks.credentials.attach(self.link)
         self._queue: asyncio.Queue[tuple[codec.Publish, asyncio.StreamWriter]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stored = 0
@@ -135,7 +158,15 @@ class MqttWorker:
     # ---- receiving ------------------------------------------------------------------------------
 
     def on_publish(self, packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
-        """Device data is taken on the reader's turn (no task per message); the rest is queued."""
+        """Device data and the plugin's connect reports are taken on the reader's turn (no task
+        per message); the rest is queued."""
+        if packet.topic in (CONNECTED_TOPIC, DISCONNECTED_TOPIC):
+            with contextlib.suppress(ValueError):
+                report = json.loads(packet.payload)
+                if self.hooks is not None and isinstance(report, dict):
+                    self.hooks.reported(packet.topic, report)
+            _ack(packet, writer)
+            return
         parsed = parse_device_topic(packet.topic)
         if parsed is not None and parsed.channel in DEVICE_DATA:
             raw, ts = unstamp(packet.payload)

@@ -55,6 +55,9 @@ SECRET_LOCK_S = 60.0
 PAIR_USER = "pair"
 BRIDGE_USER = "bridge"
 KEY_USER = "key"
+# the core's own topics on a foreign broker (kicks, the credential feed, the plugin's reports):
+# only the bridge publishes or subscribes there, whatever else a role may do
+INTERNAL_PREFIX = "$nxg/"
 
 _SERVER_ONLY = frozenset(
     {Channel.CMD, Channel.PRESENCE, Channel.CMD_RES, Channel.PROP, Channel.PROP_RES, Channel.HTTP_REQ}
@@ -217,7 +220,7 @@ async def topic_allowed(subject: Subject, topic: str, action: AclAction, owner_o
     role = subject.role
     if role == Role.BRIDGE:
         return True
-    if topic.startswith("$SYS"):
+    if topic.startswith(("$SYS", INTERNAL_PREFIX)):
         return False
     if role == Role.DEVICE:
         serial = subject.serial

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # why a device's live sessions must end
 RevokeListener = Callable[[str, RevokeReason], Awaitable[None]]
+CredentialListener = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class DeviceService:
         self._lockout = Lockout(settings.pair_failures_per_minute, settings.pair_lockout_s)
         self._global_failures = SlidingWindow(settings.pair_global_failures_per_minute)
         self._revoke_listeners: list[RevokeListener] = []
+        self._credential_listeners: list[CredentialListener] = []
         self.own_signal_ids: set[int] = set()
         # in the process that runs the broker, presence knows who is online now; the store's
         # flag follows within one ingest batch
@@ -180,6 +182,14 @@ class DeviceService:
         """`listener(serial, why)` runs when a device's sessions must end (reset/regenerate/delete)."""
         self._revoke_listeners.append(listener)
 
+    def on_credentials(self, listener: CredentialListener) -> None:
+        """`listener(serial)` runs when a device got a new token (paired, registered), before the
+        token is handed out. A token that stops working is a revocation (`on_revoked`)."""
+        self._credential_listeners.append(listener)
+
+    async def credentials_issued(self, serial: str) -> None:
+        await notify_all(self._credential_listeners, serial, log=log, what=f"credential listener for {serial}")
+
     async def end_sessions(self, serial: str, why: RevokeReason) -> None:
         """The device's live sessions end within 1 s, in this process and (by signal) in others,
         without touching its token (a rotated secret, a revoked certificate)."""
@@ -227,6 +237,7 @@ class DeviceService:
         was_paired = device.paired
         await self._store.devices.set_token(device.serial, credentials.token_hash(token), paired=True)
         await self._store.audit.add(now_ms(), f"device:{device.serial}", "device.pair", device.serial, source)
+        await self.credentials_issued(device.serial)
         if was_paired:
             # the previous token is dead: a session still using it ends like after a reset
             await self._revoked(device.serial, RevokeReason.REPAIRED)

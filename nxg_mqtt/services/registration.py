@@ -73,6 +73,7 @@ class RegistrationService:
             await self._store.device_keys.add(tenant, serial, 1, created)
         self._tenants.remember(serial, tenant)
         await self._store.audit.add(now_ms(), actor, "device.register", serial, {"device_type": device_type})
+        await self._devices.credentials_issued(serial)
         return await self._devices.get(serial), secret
 
     async def of_tenant(self, tenant: str) -> list[Device]:

@@ -161,6 +161,15 @@ class DeviceRepository:
             row = rows[0] if rows else None
         return (row["serial"], row["token_hash"], bool(row["revoked"])) if row else None
 
+    async def logins(self) -> list[tuple[str, str]]:
+        """(serial, token hash) of every device that may log in with a token now: what
+        `DeviceService.authenticate` would allow (a token is set, not revoked)."""
+        rows = await self._db.fetchall(
+            "SELECT serial, token_hash FROM devices WHERE tenant_id = ? AND revoked = 0 AND token_hash IS NOT NULL",
+            (self._tenant,),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     async def serial_by_token_hash(self, token_hash: str) -> str | None:
         row = await self._db.fetchone(
             "SELECT serial FROM devices WHERE tenant_id = ? AND token_hash = ? AND revoked = 0",

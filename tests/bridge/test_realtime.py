@@ -96,14 +96,26 @@ async def test_example_client_gets_all_four_types_from_an_mqtt_device(stack: Sta
     await device.publish("nxg/RT-MQTT/event", '{"type": "door_opened"}')  # not a seed 001 message
     await device.disconnect()
     await client.until(6)
-    assert client.log == [
-        ("Status:", "RT-MQTT", True),
+    sent = [
         ("Telemetry:", "RT-MQTT", {"lat": 37.7749, "speed": 15.5}),
         ("Telemetry:", "RT-MQTT", {"lock_status": 0}),
         ("Unlocked:", "RT-MQTT", "rfid"),
         ("Locked:", "RT-MQTT", "key"),
-        ("Status:", "RT-MQTT", False),
     ]
+    from tests.mosquitto.conftest import BrokerPorts
+
+    if isinstance(stack.broker, BrokerPorts):
+        # Mosquitto: a login allowed from the plugin's credential table is reported to the core
+        # after the CONNACK, so `online` may come after the device's first messages (README
+        # "Scaling out"); everything else in order
+        assert [e for e in client.log if e[0] != "Status:"] == sent
+        assert [e for e in client.log if e[0] == "Status:"] == [
+            ("Status:", "RT-MQTT", True),
+            ("Status:", "RT-MQTT", False),
+        ]
+        assert client.log[-1] == ("Status:", "RT-MQTT", False)
+    else:
+        assert client.log == [("Status:", "RT-MQTT", True), *sent, ("Status:", "RT-MQTT", False)]
     check_shapes(client.messages, "RT-MQTT")
     # the one ts: /realtime's timestamp is the stored message's ts
     await stack.core.ingest.flush()
