@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 from nxg_mqtt.protocol import iso_ts
 from tests.bridge.helpers import PASSWORD, Stack, expect_closed, open_stack, pair_gateway, recv_json, send_json
 from tests.factories import make_settings
+from tests.mosquitto.conftest import BrokerPorts
 from tests.mqtt_client import Clients, pair_over_mqtt
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -102,8 +103,6 @@ async def test_example_client_gets_all_four_types_from_an_mqtt_device(stack: Sta
         ("Unlocked:", "RT-MQTT", "rfid"),
         ("Locked:", "RT-MQTT", "key"),
     ]
-    from tests.mosquitto.conftest import BrokerPorts
-
     if isinstance(stack.broker, BrokerPorts):
         # Mosquitto: a login allowed from the plugin's credential table is reported to the core
         # after the CONNACK, so `online` may come after the device's first messages (README
