@@ -4,7 +4,9 @@
         print(listener.port)   # settings.hook_port may be 0
 
 - `POST /mqtt/auth` `{"username","password","clientid","peerhost","conn"?}` →
-  `{"result":"allow","is_superuser":bool}` or `{"result":"deny","reason_code":4,"reason":"..."}`
+  `{"result":"allow","is_superuser":bool}` or `{"result":"deny","reason_code":4,"reason":"..."}`;
+  a lockout's 0x03 adds `"retry_after_s"`: until then every login of that user name from that
+  `peerhost` is refused whatever its password (a device's token is never locked out)
 - `POST /mqtt/acl` `{"username","clientid","topic","action","qos"?}` → `{"result":"allow"|"deny"}`;
   `action` is `publish`, `subscribe` or `receive` (a delivery: Mosquitto's read check)
 - `POST /mqtt/connected` `{"username","clientid","peerhost"?,"conn"?}` → `{"result":"ok"}`
@@ -93,7 +95,12 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
         try:
             grant = await hooks.authenticate(creds, conn)
         except ConnectRefused as exc:
-            return JSONResponse({"result": "deny", "reason_code": exc.return_code, "reason": exc.message})
+            denied: dict[str, Any] = {"result": "deny", "reason_code": exc.return_code, "reason": exc.message}
+            if exc.retry_after is not None:
+                # a lockout: every login of this user name from this address gets the same answer
+                # until then (the Mosquitto plugin keeps it and asks nothing meanwhile)
+                denied["retry_after_s"] = round(exc.retry_after, 3)
+            return JSONResponse(denied)
         answer: dict[str, Any] = {"result": "allow", "is_superuser": grant.superuser}
         rules = await hooks.topics_of(grant, creds.client_id)
         if rules:
