@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from nxg_mqtt.services.access import AclAction, Credentials
 from nxg_mqtt.settings import Settings
 
 INVALID = "HOOK_REQUEST_INVALID"
+Handler = Callable[[Request], Awaitable[JSONResponse]]
 _ACTIONS = {a.value: a for a in AclAction}
 
 
@@ -78,6 +80,17 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
     def bad(exc: _BadRequest) -> JSONResponse:
         return JSONResponse({"error": str(exc), "code": INVALID}, 400)
 
+    def answering(handler: Handler) -> Handler:
+        """The broker waits for every hook answer: queued presence work waits for it instead."""
+
+        @functools.wraps(handler)
+        async def answer(request: Request) -> JSONResponse:
+            with hooks.answering():
+                return await handler(request)
+
+        return answer
+
+    @answering
     async def auth(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):
@@ -107,6 +120,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             answer["acl"] = rules  # EMQX 5's authn ACL; the Mosquitto plugin fills its cache
         return JSONResponse(answer)
 
+    @answering
     async def acl(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):
@@ -122,6 +136,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             return bad(exc)
         return JSONResponse({"result": "allow" if await hooks.allowed(username, client_id, topic, action) else "deny"})
 
+    @answering
     async def connected(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):
@@ -138,6 +153,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             return bad(exc)
         return JSONResponse({"result": "ok"})
 
+    @answering
     async def disconnected(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):

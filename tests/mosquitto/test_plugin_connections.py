@@ -11,7 +11,7 @@ import dataclasses
 import time
 
 from nxg_mqtt.settings import Settings
-from tests.mosquitto.test_credential_table import foreign_stack, pair
+from tests.mosquitto.test_credential_table import eventually, foreign_stack, online, pair
 from tests.mqtt_client import Clients, wait_for
 
 SERVER_UNAVAILABLE, BAD_CREDENTIALS, NOT_AUTHORIZED = 3, 4, 5
@@ -77,3 +77,35 @@ async def test_a_superuser_login_taken_over_keeps_its_status_after_the_old_conne
             await new.publish(f"su/{i}", b"x")
         assert await wait_for(lambda: len(new.received) >= 3)
         assert counters["acl_allow"] + counters["acl_deny"] == acl_asked
+
+
+async def test_reports_of_many_logins_at_once_make_every_device_online_then_offline(
+    settings: Settings, paho: Clients
+) -> None:
+    """Logins from the credential table at the same moment: their `$nxg/connected` reports reach
+    the serving process in a few reads and are applied as batches (`HookService.reported_many`,
+    `PresenceService.apply`); every device is online, then offline, with its connection logged."""
+    async with foreign_stack(settings) as (stack, http):
+        serials = [f"RB{i}" for i in range(12)]
+        tokens = [await pair(stack, http, serial) for serial in serials]
+        asked = stack.hooks.counters["auth_allow"] + stack.hooks.counters["auth_deny"]
+        reported = stack.hooks.counters["reported_connects"]
+        devices = [paho(serial) for serial in serials]
+        codes = await asyncio.gather(
+            *(d.connect(stack.mqtt_port, s, t) for d, s, t in zip(devices, serials, tokens, strict=True))
+        )
+        assert codes == [0] * len(serials)
+        assert stack.hooks.counters["auth_allow"] + stack.hooks.counters["auth_deny"] == asked  # no calls
+
+        async def all_online(expected: bool) -> bool:
+            states = await asyncio.gather(*(online(http, s) for s in serials))
+            return all(state is expected for state in states)
+
+        assert await eventually(lambda: all_online(True))
+        assert stack.hooks.counters["reported_connects"] == reported + len(serials)
+        await asyncio.gather(*(d.disconnect() for d in devices))
+        assert await eventually(lambda: all_online(False))
+        await stack.core.ingest.flush()
+        for serial in serials:
+            [entry] = await stack.core.devices.connections(serial)
+            assert entry.ended_at is not None and entry.reason == "disconnected", entry
