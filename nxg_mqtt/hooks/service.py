@@ -64,6 +64,7 @@ CONNECTED_TOPIC = "$nxg/connected"
 DISCONNECTED_TOPIC = "$nxg/disconnected"
 # the longest queued presence work waits for hook answers being made (`HookService.answering`)
 ANSWERS_FIRST_S = 0.05
+PRESENCE_CHUNK = 32  # presence changes applied in one go (`reported_many`)
 # EMQX's disconnect reasons that mean another connection took the client id over
 TAKEOVER_REASONS = frozenset({"takenover", "discarded", "taken over"})
 
@@ -260,8 +261,10 @@ class HookService:
                 change = self._disconnected(client_id, _text(conn), None)
             if change is not None:
                 changes.append(change)
-        if changes:
-            self._after(self.core.presence.apply(changes))
+        # in chunks: the queue looks at the hook answers between two (a batch is one loop turn
+        # of work, and a hook answer must not wait for hundreds)
+        for start in range(0, len(changes), PRESENCE_CHUNK):
+            self._after(self.core.presence.apply(changes[start : start + PRESENCE_CHUNK]))
 
     async def disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
         self.disconnected_now(client_id, conn, reason)
