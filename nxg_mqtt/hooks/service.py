@@ -241,13 +241,10 @@ class HookService:
             )
         return None
 
-    def reported(self, topic: str, report: Mapping[str, object]) -> None:
-        """A connect allowed from the plugin's credential table, or a disconnect, told afterwards."""
-        self.reported_many([(topic, report)])
-
     def reported_many(self, reports: Sequence[tuple[str, Mapping[str, object]]]) -> None:
-        """The plugin's reports of one read of the link, in order: this process's state at once
-        (an ACL check or a kick right after sees it), the presence work as one batch, queued."""
+        """The plugin's reports (connects allowed from its credential table, every disconnect),
+        told afterwards; those of one read of the link, in order: this process's state at once
+        (an ACL check or a kick right after sees it), the presence work in batches, queued."""
         changes: list[PresenceChange] = []
         for topic, report in reports:
             client_id, username, conn = report.get("clientid"), report.get("username"), report.get("conn")
