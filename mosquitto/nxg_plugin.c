@@ -7,7 +7,9 @@
  *   MOSQ_EVT_BASIC_AUTH  -> first the credential table (below): a user name the core listed,
  *                           with its client id and a password whose SHA-256 is the listed hash,
  *                           is allowed with the listed ACL rules and no call; the connection is
- *                           reported on connected_topic without waiting. Anything else ->
+ *                           reported on connected_topic without waiting. Then the core's own
+ *                           lockout answers (0x03 until a time it named, per user name and
+ *                           address, see "lockout refusals"): refused without a call. Else ->
  *                           POST /mqtt/auth with `conn` (this connection's name): allowed, it
  *                           is also the connection event (the broker waits for every call: one
  *                           per CONNECT, not two; Mosquitto 2.0 has no connect event)
@@ -132,10 +134,19 @@ static bool exact_connack = true;
 static char stamp_topics[512] = "";
 static char stamp_key[64] = "server_ts";
 static int hook_fd = -1;
-/* clients the hooks called superusers (`is_superuser`, EMQX's meaning: no ACL check): the core's
- * own logins. Remembered by client id and user name while connected, so the broker does not ask
- * about every message they receive. */
-static char superusers[SUPERUSERS_MAX][2][128];
+/* connections the hooks called superusers (`is_superuser`, EMQX's meaning: no ACL check): the
+ * core's own logins. Remembered per connection (the broker's client struct) while it is open, so
+ * the broker does not ask about every message they receive. Not by client id: when the core's
+ * link is kicked and logs in again under the same id, the old connection's disconnect comes after
+ * the new login and must not clear the new connection's status. The client id and user name are
+ * kept beside the struct and checked too: a struct freed without a disconnect event and reused
+ * for another client must not inherit the status. */
+struct superuser {
+	const struct mosquitto *client; /* NULL: free */
+	char client_id[128];
+	char username[128];
+};
+static struct superuser superusers[SUPERUSERS_MAX];
 static struct cache_slot *cache;
 static unsigned cache_generation = 1;
 
@@ -252,6 +263,7 @@ static const char *const hook_path_names[HP_COUNT] = {"auth", "acl", "disconnect
 static struct { unsigned long calls; double total_ms, max_ms; } hook_stats[HP_COUNT];
 static time_t stats_since;
 static unsigned long creds_hits; /* logins allowed from the credential table, logged with these */
+static unsigned long refusals_hits; /* logins refused from the core's lockout answers (below) */
 static unsigned long acl_asked[3]; /* publish, receive, subscribe: which checks missed the cache */
 
 static double now_ms(void)
@@ -275,6 +287,11 @@ static void stats_note(const char *path, double ms)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks %s: %lu calls in %lds, mean %.2f ms, max %.1f ms",
 				hook_path_names[k], hook_stats[k].calls, (long)(now - stats_since),
 				hook_stats[k].total_ms / (double)hook_stats[k].calls, hook_stats[k].max_ms);
+	}
+	if(refusals_hits){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins refused from the core's lockout answers: %lu in %lds",
+				refusals_hits, (long)(now - stats_since));
+		refusals_hits = 0;
 	}
 	if(creds_hits){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins from the credential table: %lu in %lds", creds_hits,
@@ -408,32 +425,37 @@ static int refuse(struct mosquitto *client, int code)
 
 /* ---- superusers -------------------------------------------------------------------------------- */
 
-static int superuser_slot(const char *client_id, const char *username)
+static bool superuser_is(const struct mosquitto *client)
 {
-	if(client_id == NULL || username == NULL) return -1;
+	const char *client_id = mosquitto_client_id(client);
+	const char *username = mosquitto_client_username(client);
+	if(client_id == NULL || username == NULL) return false;
 	for(int i = 0; i < SUPERUSERS_MAX; i++){
-		if(superusers[i][0][0] && !strcmp(superusers[i][0], client_id) && !strcmp(superusers[i][1], username)) return i;
+		if(superusers[i].client == client){
+			return !strcmp(superusers[i].client_id, client_id) && !strcmp(superusers[i].username, username);
+		}
 	}
-	return -1;
+	return false;
 }
 
-static void superuser_set(const char *client_id, const char *username, bool on)
+/* This connection is (`on`) or is no longer a superuser; other connections of the same client id
+ * are not touched. */
+static void superuser_set(const struct mosquitto *client, const char *client_id, const char *username, bool on)
 {
-	int slot = superuser_slot(client_id, username);
-	if(!on){
-		if(slot >= 0) superusers[slot][0][0] = '\0';
-		return;
-	}
-	if(slot >= 0 || client_id == NULL || username == NULL) return;
-	if(strlen(client_id) >= sizeof(superusers[0][0]) || strlen(username) >= sizeof(superusers[0][1])) return;
 	for(int i = 0; i < SUPERUSERS_MAX; i++){
-		if(!superusers[i][0][0]){
-			snprintf(superusers[i][0], sizeof(superusers[i][0]), "%s", client_id);
-			snprintf(superusers[i][1], sizeof(superusers[i][1]), "%s", username);
+		if(superusers[i].client == client) superusers[i].client = NULL;
+	}
+	if(!on || client_id == NULL || username == NULL) return;
+	if(strlen(client_id) >= sizeof(superusers[0].client_id) || strlen(username) >= sizeof(superusers[0].username)) return;
+	for(int i = 0; i < SUPERUSERS_MAX; i++){
+		if(superusers[i].client == NULL){
+			superusers[i].client = client;
+			snprintf(superusers[i].client_id, sizeof(superusers[i].client_id), "%s", client_id);
+			snprintf(superusers[i].username, sizeof(superusers[i].username), "%s", username);
 			return;
 		}
 	}
-	/* full: that client is simply asked about like any other */
+	/* full: that connection is simply asked about like any other */
 }
 
 static uint64_t fnv1a(const char *s)
@@ -447,6 +469,8 @@ static uint64_t fnv1a(const char *s)
 }
 
 /* ---- the credential table (see the top of this file) ------------------------------------------ */
+
+static void refusals_clear(void); /* the lockout refusals, below */
 
 #define RULES_DISTINCT_MAX 256 /* distinct rule lists kept; with `%u` every device shares one */
 
@@ -637,6 +661,7 @@ static void creds_feed(const char *payload, uint32_t len)
 		}else if(!strncmp(line, "begin ", 6)){
 			snap_gen = (uint32_t)strtoul(line + 6, NULL, 10);
 			snapping = true;
+			refusals_clear(); /* the core's link (re)connected: it may have restarted, without lockouts */
 		}else if(!strncmp(line, "end ", 4)){
 			creds_end((uint32_t)strtoul(line + 4, NULL, 10));
 		}
@@ -673,6 +698,81 @@ static void report(const char *topic, const char *username, const char *client_i
 	}
 }
 
+/* ---- lockout refusals ------------------------------------------------------------------------- */
+
+/* The core's own 0x03 answers to locked-out logins, kept until the end it named
+ * (`"retry_after_s"`): every login of that user name from that address is refused until then,
+ * whatever its password (PROTOCOL section 6: wrong pairing codes lock pairing from an address;
+ * wrong bridge secrets or API keys lock that role from it). So a storm of wrong pairing codes
+ * costs one hook call per address, not one per CONNECT on the broker's one thread. Keyed by user
+ * name and address: a device logs in under its serial, which no lockout names, so a valid token
+ * from a locked-out address is never refused here. Nothing else is kept: no rule of the plugin's
+ * own. Bounded (REFUSAL_SETS x REFUSAL_WAYS); a full set drops the entry ending first (that
+ * login is asked about again). Dropped whole when the core's link sends a new credential
+ * snapshot: a restarted core has no lockouts. */
+#define REFUSAL_SETS 256
+#define REFUSAL_WAYS 4
+#define REFUSAL_KEY_MAX 192
+
+struct refusal {
+	uint64_t hash;
+	double until_ms; /* CLOCK_MONOTONIC; 0: free */
+	char key[REFUSAL_KEY_MAX]; /* user name \x1f address */
+};
+
+static struct refusal refusals[REFUSAL_SETS][REFUSAL_WAYS];
+
+static int refusal_key(char *key, const char *username, const char *address)
+{
+	int n;
+	if(username == NULL || address == NULL) return -1;
+	n = snprintf(key, REFUSAL_KEY_MAX, "%s\x1f%s", username, address);
+	return n > 0 && n < REFUSAL_KEY_MAX ? 0 : -1;
+}
+
+/* Whether the core said that this login is refused (0x03) until later than now. */
+static bool refusal_held(const char *username, const char *address)
+{
+	char key[REFUSAL_KEY_MAX];
+	uint64_t hash;
+	double now = now_ms();
+	if(refusal_key(key, username, address) < 0) return false;
+	hash = fnv1a(key);
+	for(int i = 0; i < REFUSAL_WAYS; i++){
+		struct refusal *r = &refusals[hash % REFUSAL_SETS][i];
+		if(r->until_ms > now && r->hash == hash && !strcmp(r->key, key)) return true;
+	}
+	return false;
+}
+
+static void refusal_keep(const char *username, const char *address, double seconds)
+{
+	char key[REFUSAL_KEY_MAX];
+	uint64_t hash;
+	struct refusal *set, *pick = NULL;
+	double now = now_ms();
+	if(!(seconds > 0) || refusal_key(key, username, address) < 0) return;
+	if(seconds > 86400) seconds = 86400; /* a garbled answer must not lock anyone out for long */
+	hash = fnv1a(key);
+	set = refusals[hash % REFUSAL_SETS];
+	for(int i = 0; i < REFUSAL_WAYS; i++){
+		struct refusal *r = &set[i];
+		if(r->until_ms > now && r->hash == hash && !strcmp(r->key, key)){
+			pick = r;
+			break;
+		}
+		if(pick == NULL || r->until_ms < pick->until_ms) pick = r;
+	}
+	pick->hash = hash;
+	pick->until_ms = now + seconds * 1000.0;
+	memcpy(pick->key, key, sizeof(pick->key));
+}
+
+static void refusals_clear(void)
+{
+	memset(refusals, 0, sizeof(refusals));
+}
+
 /* ---- events ----------------------------------------------------------------------------------- */
 
 static void prefill(const char *username, const char *client_id, const char *answer);
@@ -684,7 +784,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct buf b = {.data = "{", .len = 1};
 	char answer[RESP_MAX];
 	char conn[32];
-	const char *reason;
+	const char *reason, *retry;
 	int status, code = 5;
 	const struct cred *known;
 	(void)event;
@@ -695,10 +795,15 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	if(known != NULL){
 		/* the core's answer, given ahead of time: no call; the core hears of it afterwards */
 		creds_hits++;
-		superuser_set(mosquitto_client_id(ed->client), ed->username, false);
+		superuser_set(ed->client, NULL, NULL, false);
 		prefill_rules(ed->username, mosquitto_client_id(ed->client), known->rules);
 		report(connected_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
 		return MOSQ_ERR_SUCCESS;
+	}
+	if(refusal_held(ed->username, mosquitto_client_address(ed->client))){
+		/* the core's own answer to this user name from this address, still in force: no call */
+		refusals_hits++;
+		return refuse(ed->client, 3);
 	}
 	put_field(&b, "username", ed->username);
 	put_field(&b, "password", ed->password);
@@ -714,9 +819,12 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		reason = strstr(answer, "\"reason_code\":");
 		if(reason) code = atoi(reason + 14);
 		if(code < 1 || code > 5) code = 5;
+		if(code == 3 && (retry = strstr(answer, "\"retry_after_s\":")) != NULL){
+			refusal_keep(ed->username, mosquitto_client_address(ed->client), strtod(retry + 16, NULL));
+		}
 		return refuse(ed->client, code);
 	}
-	superuser_set(mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
+	superuser_set(ed->client, mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
 	prefill(ed->username, mosquitto_client_id(ed->client), answer);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -880,7 +988,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 
-	if(superuser_slot(client_id, username) >= 0) return MOSQ_ERR_SUCCESS;
+	if(superuser_is(ed->client)) return MOSQ_ERR_SUCCESS;
 	switch(ed->access){
 		case MOSQ_ACL_WRITE: action = "publish"; break;
 		case MOSQ_ACL_READ: action = "receive"; break;
@@ -928,8 +1036,8 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	(void)userdata;
 
 	/* a refused CONNECT has no client id any more: only accepted clients are reported */
+	superuser_set(ed->client, NULL, NULL, false); /* this connection only */
 	if(client_id == NULL || username == NULL) return MOSQ_ERR_SUCCESS;
-	superuser_set(client_id, username, false);
 	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
 	if(disconnected_topic[0]){
 		/* after the connect it follows, whichever way that was told (a report or a call) */

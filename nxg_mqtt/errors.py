@@ -154,9 +154,12 @@ class ConnectRefused(NxgError):
     BAD_CREDENTIALS = 0x04
     NOT_AUTHORIZED = 0x05
 
-    def __init__(self, return_code: int, message: str) -> None:
+    def __init__(self, return_code: int, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.return_code = return_code
+        # a lockout's 0x03: the seconds until it ends, when known (every login of this role from
+        # this address is refused until then, whatever its credentials)
+        self.retry_after = retry_after
 
 
 class StoreError(NxgError):

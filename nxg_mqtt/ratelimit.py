@@ -76,6 +76,10 @@ class Lockout:
             return False
         return True
 
+    def locked_for(self, key: str, now: float) -> float:
+        """Seconds until `key` is no longer locked (0 if it is not locked)."""
+        return self._locked_until[key] - now if self.locked(key, now) else 0.0
+
     def fail(self, key: str, now: float) -> bool:
         """Record a failure; True if the key is now locked."""
         if self.threshold > 0 and self._failures.hit(key, now) >= self.threshold:

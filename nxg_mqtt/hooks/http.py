@@ -4,7 +4,9 @@
         print(listener.port)   # settings.hook_port may be 0
 
 - `POST /mqtt/auth` `{"username","password","clientid","peerhost","conn"?}` →
-  `{"result":"allow","is_superuser":bool}` or `{"result":"deny","reason_code":4,"reason":"..."}`
+  `{"result":"allow","is_superuser":bool}` or `{"result":"deny","reason_code":4,"reason":"..."}`;
+  a lockout's 0x03 adds `"retry_after_s"`: until then every login of that user name from that
+  `peerhost` is refused whatever its password (a device's token is never locked out)
 - `POST /mqtt/acl` `{"username","clientid","topic","action","qos"?}` → `{"result":"allow"|"deny"}`;
   `action` is `publish`, `subscribe` or `receive` (a delivery: Mosquitto's read check)
 - `POST /mqtt/connected` `{"username","clientid","peerhost"?,"conn"?}` → `{"result":"ok"}`
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +45,7 @@ from nxg_mqtt.services.access import AclAction, Credentials
 from nxg_mqtt.settings import Settings
 
 INVALID = "HOOK_REQUEST_INVALID"
+Handler = Callable[[Request], Awaitable[JSONResponse]]
 _ACTIONS = {a.value: a for a in AclAction}
 
 
@@ -76,6 +80,17 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
     def bad(exc: _BadRequest) -> JSONResponse:
         return JSONResponse({"error": str(exc), "code": INVALID}, 400)
 
+    def answering(handler: Handler) -> Handler:
+        """The broker waits for every hook answer: queued presence work waits for it instead."""
+
+        @functools.wraps(handler)
+        async def answer(request: Request) -> JSONResponse:
+            with hooks.answering():
+                return await handler(request)
+
+        return answer
+
+    @answering
     async def auth(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):
@@ -93,13 +108,19 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
         try:
             grant = await hooks.authenticate(creds, conn)
         except ConnectRefused as exc:
-            return JSONResponse({"result": "deny", "reason_code": exc.return_code, "reason": exc.message})
+            denied: dict[str, Any] = {"result": "deny", "reason_code": exc.return_code, "reason": exc.message}
+            if exc.retry_after is not None:
+                # a lockout: every login of this user name from this address gets the same answer
+                # until then (the Mosquitto plugin keeps it and asks nothing meanwhile)
+                denied["retry_after_s"] = round(exc.retry_after, 3)
+            return JSONResponse(denied)
         answer: dict[str, Any] = {"result": "allow", "is_superuser": grant.superuser}
         rules = await hooks.topics_of(grant, creds.client_id)
         if rules:
             answer["acl"] = rules  # EMQX 5's authn ACL; the Mosquitto plugin fills its cache
         return JSONResponse(answer)
 
+    @answering
     async def acl(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):
@@ -115,6 +136,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             return bad(exc)
         return JSONResponse({"result": "allow" if await hooks.allowed(username, client_id, topic, action) else "deny"})
 
+    @answering
     async def connected(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):
@@ -131,6 +153,7 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
             return bad(exc)
         return JSONResponse({"result": "ok"})
 
+    @answering
     async def disconnected(request: Request) -> JSONResponse:
         body = await body_of(request)
         if isinstance(body, JSONResponse):

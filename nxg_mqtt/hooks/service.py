@@ -13,7 +13,11 @@ a takeover reason (EMQX's `takenover`/`discarded`): a takeover leaves the device
 
 Never wait for the broker inside a hook: the broker is blocked on our answer (Mosquitto runs its
 plugin on its one thread), and presence publishes through it. So the presence and command-
-readiness calls go to one queue, run in order by one task, after the answer has gone out.
+readiness calls go to one queue, run in order by one task, after the answer has gone out; and
+that task waits while a hook answer is being made (`answering`): a blocking `/mqtt/auth` is
+never queued behind hundreds of presence updates. The plugin's reports of one read of the link
+(`reported_many`: a CONNECT storm's hundreds of `$nxg/connected`) become one presence batch
+(`PresenceService.apply`): the state and the journal one by one, the retained messages together.
 
 Kicks (reset/regenerate/delete/revoke, a key revoked, a pairing session past 60 s): the core
 publishes the client id on `KICK_TOPIC` through its MQTT link (the `bridge` role, the only one the
@@ -28,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +51,7 @@ from nxg_mqtt.services.access import (
     Grant,
     topic_allowed,
 )
+from nxg_mqtt.services.presence import PresenceChange
 from nxg_mqtt.topics import Channel, device_topic
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,9 @@ SUBSCRIBED_TOPIC = "$nxg/subscribed"  # the plugin reports cache-allowed subscri
 # disconnect, here: without a call, so the broker's thread does not wait for this process
 CONNECTED_TOPIC = "$nxg/connected"
 DISCONNECTED_TOPIC = "$nxg/disconnected"
+# the longest queued presence work waits for hook answers being made (`HookService.answering`)
+ANSWERS_FIRST_S = 0.05
+PRESENCE_CHUNK = 32  # presence changes applied in one go (`reported_many`)
 # EMQX's disconnect reasons that mean another connection took the client id over
 TAKEOVER_REASONS = frozenset({"takenover", "discarded", "taken over"})
 
@@ -94,6 +102,9 @@ class HookService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._later: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
+        self._answers = 0  # hook answers being made now (`answering`)
+        self._no_answers = asyncio.Event()  # set while there are none: the queue may run
+        self._no_answers.set()
         # reported_connects: logins the plugin allowed from its credential table (no auth call)
         self.counters = {
             "auth_allow": 0,
@@ -109,6 +120,19 @@ class HookService:
         core.keys.on_revoked(self._key_revoked)
 
     # ---- auth and ACL ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around making a hook answer (the HTTP listener's handlers): the broker is waiting for it,
+        so the queued presence work waits instead (it resumes once no answer is being made)."""
+        self._answers += 1
+        self._no_answers.clear()
+        try:
+            yield
+        finally:
+            self._answers -= 1
+            if self._answers == 0:
+                self._no_answers.set()
 
     async def authenticate(self, creds: Credentials, conn: str | None = None) -> Grant:
         """The grant, or `ConnectRefused` with the CONNACK code PROTOCOL §2 names. With `conn` (the
@@ -193,15 +217,21 @@ class HookService:
         self.connected_now(username, client_id, peerhost, conn)
 
     def connected_now(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
+        self._presence(self._connected(username, client_id, peerhost, conn))
+
+    def _connected(
+        self, username: str | None, client_id: str, peerhost: str | None, conn: str | None
+    ) -> PresenceChange | None:
+        """This process's state of a connect; the presence change it makes, to be applied later."""
         client = self._subject(username, client_id)
         if client is None:
-            return
+            return None
         client.conn, client.connected = conn, True
         self.clients[client_id] = client
         self._kicked.discard(client_id)
         if client.role is Role.DEVICE and client.serial:
-            self._after(self.core.presence.connected(client.serial, "mqtt", peerhost))
-        elif client.role is Role.PAIR:
+            return PresenceChange(client.serial, True, "mqtt", remote=peerhost)
+        if client.role is Role.PAIR:
             loop = asyncio.get_running_loop()
             old = self._expiry.pop(client_id, None)
             if old is not None:
@@ -209,40 +239,59 @@ class HookService:
             self._expiry[client_id] = loop.call_later(
                 self.core.settings.pairing_session_s, lambda: self._spawn(self.kick(client_id))
             )
+        return None
 
-    def reported(self, topic: str, report: dict[str, object]) -> None:
-        """A connect allowed from the plugin's credential table, or a disconnect, told afterwards.
-        Taken on the link reader's turn (no await: `connected` and `disconnected` only queue the
-        presence work), so the device's `online` follows its CONNACK as closely as it can."""
-        client_id, username, conn = report.get("clientid"), report.get("username"), report.get("conn")
-        peerhost = report.get("peerhost")
-        if not isinstance(client_id, str) or not client_id:
-            return
-        if topic == CONNECTED_TOPIC:
-            self.counters["reported_connects"] += 1
-            self.connected_now(_text(username), client_id, _text(peerhost), _text(conn))
-        elif topic == DISCONNECTED_TOPIC:
-            self.disconnected_now(client_id, _text(conn), None)
+    def reported_many(self, reports: Sequence[tuple[str, Mapping[str, object]]]) -> None:
+        """The plugin's reports (connects allowed from its credential table, every disconnect),
+        told afterwards; those of one read of the link, in order: this process's state at once
+        (an ACL check or a kick right after sees it), the presence work in batches, queued."""
+        changes: list[PresenceChange] = []
+        for topic, report in reports:
+            client_id, username, conn = report.get("clientid"), report.get("username"), report.get("conn")
+            if not isinstance(client_id, str) or not client_id:
+                continue
+            change = None
+            if topic == CONNECTED_TOPIC:
+                self.counters["reported_connects"] += 1
+                change = self._connected(_text(username), client_id, _text(report.get("peerhost")), _text(conn))
+            elif topic == DISCONNECTED_TOPIC:
+                change = self._disconnected(client_id, _text(conn), None)
+            if change is not None:
+                changes.append(change)
+        # in chunks: the queue looks at the hook answers between two (a batch is one loop turn
+        # of work, and a hook answer must not wait for hundreds)
+        for start in range(0, len(changes), PRESENCE_CHUNK):
+            self._after(self.core.presence.apply(changes[start : start + PRESENCE_CHUNK]))
 
     async def disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
         self.disconnected_now(client_id, conn, reason)
 
     def disconnected_now(self, client_id: str, conn: str | None, reason: str | None) -> None:
+        self._presence(self._disconnected(client_id, conn, reason))
+
+    def _presence(self, change: PresenceChange | None) -> None:
+        if change is not None:
+            self._after(self.core.presence.apply([change]))
+
+    def _disconnected(self, client_id: str, conn: str | None, reason: str | None) -> PresenceChange | None:
+        """This process's state of a disconnect; the presence change it makes, to be applied later."""
         client = self.clients.get(client_id)
         if client is None or not client.connected:
-            return
+            return None
         if (conn is not None and client.conn is not None and conn != client.conn) or (reason in TAKEOVER_REASONS):
-            return  # an older connection of a client id taken over: the current one stays
+            return None  # an older connection of a client id taken over: the current one stays
         client.connected = False
         if client.role is Role.PAIR:
             del self.clients[client_id]  # never stored nor resumed: dies with its socket
             handle = self._expiry.pop(client_id, None)
             if handle is not None:
                 handle.cancel()
+        change = None
         if client.role is Role.DEVICE and client.serial:
             why = CloseReason.KICKED if client_id in self._kicked else _close_reason(reason)
-            self._after(self.core.presence.disconnected(client.serial, why, "mqtt"))
+            change = PresenceChange(client.serial, False, "mqtt", reason=why)
         self._kicked.discard(client_id)
+        return change
 
     # ---- kicks ----------------------------------------------------------------------------------
 
@@ -284,6 +333,10 @@ class HookService:
     async def _run_later(self) -> None:
         while True:
             work = await self._later.get()
+            # the broker is waiting for an answer: that first; bounded, so that a broker calling
+            # without pause (EMQX's concurrent calls) still gets presence
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_answers.wait(), ANSWERS_FIRST_S)
             try:
                 await work
             except Exception:

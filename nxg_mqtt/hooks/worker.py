@@ -105,12 +105,18 @@ class _AckLaterLink(MqttLink):
 
     def _handle(self, packets: list[codec.Packet], writer: asyncio.StreamWriter) -> None:
         rest: list[codec.Packet] = []
+        reports: list[codec.Publish] = []
         for packet in packets:
             if isinstance(packet, codec.Publish):
                 self.received += 1
-                self._worker.on_publish(packet, writer)
+                if packet.topic in (CONNECTED_TOPIC, DISCONNECTED_TOPIC):
+                    reports.append(packet)  # in order among themselves; nothing else depends on them
+                else:
+                    self._worker.on_publish(packet, writer)
             else:
                 rest.append(packet)
+        if reports:
+            self._worker.on_reports(reports, writer)
         super()._handle(rest, writer)
 
 
@@ -157,16 +163,24 @@ class MqttWorker:
 
     # ---- receiving ------------------------------------------------------------------------------
 
-    def on_publish(self, packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
-        """Device data and the plugin's connect reports are taken on the reader's turn (no task
-        per message); the rest is queued."""
-        if packet.topic in (CONNECTED_TOPIC, DISCONNECTED_TOPIC):
+    def on_reports(self, packets: list[codec.Publish], writer: asyncio.StreamWriter) -> None:
+        """The plugin's connect/disconnect reports of one read, taken together on the reader's turn
+        (the state at once, the presence work as one queued batch: `HookService.reported_many`),
+        acknowledged in one write."""
+        reports: list[tuple[str, dict[str, object]]] = []
+        for packet in packets:
             with contextlib.suppress(ValueError):
                 report = json.loads(packet.payload)
-                if self.hooks is not None and isinstance(report, dict):
-                    self.hooks.reported(packet.topic, report)
-            _ack(packet, writer)
-            return
+                if isinstance(report, dict):
+                    reports.append((packet.topic, report))
+        if self.hooks is not None and reports:
+            self.hooks.reported_many(reports)
+        acks = [codec.encode_puback(p.packet_id) for p in packets if p.qos == 1 and p.packet_id is not None]
+        if acks and not writer.is_closing():
+            writer.write(b"".join(acks))
+
+    def on_publish(self, packet: codec.Publish, writer: asyncio.StreamWriter) -> None:
+        """Device data is taken on the reader's turn (no task per message); the rest is queued."""
         parsed = parse_device_topic(packet.topic)
         if parsed is not None and parsed.channel in DEVICE_DATA:
             raw, ts = unstamp(packet.payload)

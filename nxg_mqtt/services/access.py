@@ -171,8 +171,11 @@ class AccessDecisions:
         """A shared secret, with a lockout on this role's wrong guesses from `source` only."""
         key = f"{role}|{source}"
         now = time.monotonic()
-        if self._secret_failures.locked(key, now):
-            raise ConnectRefused(ConnectRefused.SERVER_UNAVAILABLE, f"too many wrong {role} secrets")
+        locked_for = self._secret_failures.locked_for(key, now)
+        if locked_for > 0:
+            raise ConnectRefused(
+                ConnectRefused.SERVER_UNAVAILABLE, f"too many wrong {role} secrets", retry_after=locked_for
+            )
         if not (given and hmac.compare_digest(given.encode(errors="surrogateescape"), expected.encode())):
             if self._secret_failures.fail(key, now):
                 log.warning("%s logins locked for %s after repeated wrong secrets", role, source)
@@ -183,8 +186,9 @@ class AccessDecisions:
         keys from `source`: 0x04 for a wrong key, 0x03 while locked (like a wrong bridge secret)."""
         lock = f"{Role.KEY}|{source}"
         now = time.monotonic()
-        if self._secret_failures.locked(lock, now):
-            raise ConnectRefused(ConnectRefused.SERVER_UNAVAILABLE, "too many wrong API keys")
+        locked_for = self._secret_failures.locked_for(lock, now)
+        if locked_for > 0:
+            raise ConnectRefused(ConnectRefused.SERVER_UNAVAILABLE, "too many wrong API keys", retry_after=locked_for)
         key = await self._keys.check(given)
         if key is None:
             if self._secret_failures.fail(lock, now):
@@ -198,7 +202,7 @@ class AccessDecisions:
         try:
             device = await self._devices.resolve_code(code, source)
         except RateLimitedError as exc:
-            raise ConnectRefused(ConnectRefused.SERVER_UNAVAILABLE, exc.message) from None
+            raise ConnectRefused(ConnectRefused.SERVER_UNAVAILABLE, exc.message, retry_after=exc.retry_after) from None
         except AuthError as exc:
             raise ConnectRefused(ConnectRefused.BAD_CREDENTIALS, exc.message) from None
         return Grant(Role.PAIR, device.serial, serial=device.serial, pairing_code=device.code)

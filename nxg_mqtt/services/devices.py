@@ -206,13 +206,21 @@ class DeviceService:
     # ---- pairing --------------------------------------------------------------------------------
 
     def pairing_locked(self, source: str) -> bool:
+        return self.pairing_locked_for(source) > 0
+
+    def pairing_locked_for(self, source: str) -> float:
+        """Seconds during which pairing from `source` is refused whatever the code (0: it is not).
+        Both locks refuse on their own, so it is the later of the two ends."""
         now = self._clock()
-        return self._lockout.locked(source, now) or not self._global_failures.allow("*", now)
+        return max(self._lockout.locked_for(source, now), self._global_failures.retry_after("*", now))
 
     async def resolve_code(self, code: str, source: str) -> Device:
         """The device a connection code belongs to; counts a wrong code against `source`."""
-        if self.pairing_locked(source):
-            raise RateLimitedError("too many wrong connection codes; pairing is locked for a while")
+        locked_for = self.pairing_locked_for(source)
+        if locked_for > 0:
+            exc = RateLimitedError("too many wrong connection codes; pairing is locked for a while")
+            exc.retry_after = locked_for
+            raise exc
         canonical = credentials.normalize_code(code or "")
         device = await self._store.devices.by_code(canonical) if canonical else None
         if device is not None and device.revoked:

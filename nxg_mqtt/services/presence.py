@@ -7,9 +7,10 @@ no offline/online pair, so apps never see a flicker.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from nxg_mqtt.listeners import notify_all
@@ -31,6 +32,17 @@ class Online:
     since: int  # with the serial, names the connection log entry
     cmd_ready: bool = False
     handed_over: bool = False  # its connection was taken over; the new one is on its way
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """One connect (`online`) or disconnect, as `PresenceService.apply` takes them."""
+
+    serial: str
+    online: bool
+    transport: str
+    remote: str | None = None  # a connect's peer address
+    reason: str = CloseReason.DISCONNECTED  # a disconnect's
 
 
 class PresenceService:
@@ -63,6 +75,36 @@ class PresenceService:
         await self._store.connections.close_dangling(ts, CloseReason.SERVER_SHUTDOWN)
 
     async def connected(self, serial: str, transport: str, remote: str | None) -> None:
+        ts = self._opened(serial, transport, remote)
+        if ts is not None:
+            await self._publish(serial, True, ts)
+
+    async def disconnected(self, serial: str, reason: str, transport: str | None = None) -> None:
+        ts = self._closed(serial, reason, transport)
+        if ts is not None:
+            await self._publish(serial, False, ts)
+
+    async def apply(self, changes: Sequence[PresenceChange]) -> None:
+        """Several connects and disconnects, in order, as `connected`/`disconnected` one by one
+        would, but their retained presence messages go out together: written in order on one
+        link, acknowledged side by side (a CONNECT storm's hundreds of reports cost one round
+        trip through the broker, not one each, and the broker reads them in a few large reads)."""
+        published: list[tuple[str, bool, int]] = []
+        for change in changes:
+            if change.online:
+                ts = self._opened(change.serial, change.transport, change.remote)
+            else:
+                ts = self._closed(change.serial, change.reason, change.transport)
+            if ts is not None:
+                published.append((change.serial, change.online, ts))
+        if len(published) == 1:
+            await self._publish(*published[0])
+        elif published:
+            # gather starts them in this order, and each writes before its first wait
+            await asyncio.gather(*(self._publish(serial, online, ts) for serial, online, ts in published))
+
+    def _opened(self, serial: str, transport: str, remote: str | None) -> int | None:
+        """The state and the journal of a connect; the ts to publish `online` with, if any."""
         ts = now_ms()
         journal = self._ingest.record_presence
         journal(ConnectionOpened(serial, transport, remote, ts))
@@ -72,14 +114,15 @@ class PresenceService:
             # a takeover: the device never went offline, so nothing is published
             if not previous.handed_over:
                 journal(ConnectionClosed(serial, previous.since, ts, CloseReason.TAKEN_OVER))
-            return
+            return None
         journal(OnlineChanged(serial, True, ts))
-        await self._publish(serial, True, ts)
+        return ts
 
-    async def disconnected(self, serial: str, reason: str, transport: str | None = None) -> None:
+    def _closed(self, serial: str, reason: str, transport: str | None) -> int | None:
+        """The state and the journal of a disconnect; the ts to publish `offline` with, if any."""
         online = self._online.get(serial)
         if online is None or (transport is not None and online.transport != transport):
-            return
+            return None
         ts = now_ms()
         journal = self._ingest.record_presence
         journal(ConnectionClosed(serial, online.since, ts, reason))
@@ -87,10 +130,10 @@ class PresenceService:
             # the new session's `connected` follows and keeps the device online
             online.handed_over = True
             online.cmd_ready = False
-            return
+            return None
         del self._online[serial]
         journal(OnlineChanged(serial, False, ts))
-        await self._publish(serial, False, ts)
+        return ts
 
     async def subscribed_commands(self, serial: str) -> None:
         online = self._online.get(serial)

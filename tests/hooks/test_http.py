@@ -3,6 +3,7 @@ precise errors for bad bodies, and the same decisions as the embedded broker's p
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.hooks.http import open_hook_listener
-from nxg_mqtt.hooks.service import HookService
+from nxg_mqtt.hooks.service import ANSWERS_FIRST_S, CONNECTED_TOPIC, DISCONNECTED_TOPIC, HookService
 from nxg_mqtt.settings import Settings
 
 
@@ -186,3 +187,39 @@ async def test_an_allowed_connect_with_its_connection_name_is_the_connection_eve
     await hooks.http.post("/mqtt/disconnected", json={"clientid": "H8", "conn": "c1"})
     await hooks.service.drain()
     assert not hooks.core.presence.is_online("H8")
+
+
+async def test_a_lockout_answer_says_until_when(hooks: Hooks, settings: Settings) -> None:
+    """A locked-out address's 0x03 names the seconds left (the Mosquitto plugin keeps that answer
+    and asks nothing until then); a wrong code's 0x04 names none (the next login is asked)."""
+    wrong = await auth(hooks, "pair", "0000-0000", "w0")
+    assert wrong["reason_code"] == 4 and "retry_after_s" not in wrong
+    for i in range(1, settings.pair_failures_per_minute):
+        await auth(hooks, "pair", "0000-0000", f"w{i}")
+    locked = await auth(hooks, "pair", "0000-0000", "w-locked")
+    assert locked["reason_code"] == 3
+    left = locked["retry_after_s"]
+    assert isinstance(left, float | int) and settings.pair_lockout_s - 5 < left <= settings.pair_lockout_s
+    # a device's token is never locked out: its refusal is 0x05 without a time
+    stale = await auth(hooks, "H9", "nxgt_stale", "H9")
+    assert stale["reason_code"] == 5 and "retry_after_s" not in stale
+
+
+async def test_presence_work_waits_while_a_hook_answer_is_being_made(hooks: Hooks) -> None:
+    """The broker is blocked on every hook answer: queued presence work (the plugin's reports of a
+    CONNECT storm) runs after it, within `ANSWERS_FIRST_S` at most."""
+    await hooks.core.devices.create("H7")
+    presence = hooks.core.presence
+    report = {"username": "H7", "clientid": "H7", "peerhost": "10.0.0.7", "conn": "0x1"}
+    with hooks.service.answering():
+        hooks.service.reported_many([(CONNECTED_TOPIC, report)])
+        assert hooks.service.clients["H7"].connected  # this process's state at once
+        await asyncio.sleep(ANSWERS_FIRST_S / 3)
+        assert not presence.is_online("H7")  # the presence work has waited
+    await hooks.service.drain()
+    assert presence.is_online("H7")
+    # and it does not wait for ever behind a broker that never stops asking
+    with hooks.service.answering():
+        hooks.service.reported_many([(DISCONNECTED_TOPIC, report)])
+        await asyncio.sleep(ANSWERS_FIRST_S * 4)
+        assert not presence.is_online("H7")
