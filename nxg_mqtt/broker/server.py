@@ -430,6 +430,11 @@ class NxgBroker:
             raise ValueError(f"invalid QoS: {qos}")
         return await self.route(topic, bytes(payload), qos, retain)
 
+    def wanted(self, topic: str) -> bool:
+        """Whether a message on `topic` would reach anyone now: a session (any state; the RECEIVE
+        ACL is not asked) or an in-process subscriber. For callers that can skip encoding it."""
+        return bool(self.router.match(topic)) or (self._locals > 0 and bool(self.local.match(topic)))
+
     def has_subscription(self, client_id: str, topic: str) -> bool:
         session = self.sessions.get(client_id)
         if session is None or not session.connected:

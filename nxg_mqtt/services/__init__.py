@@ -23,6 +23,8 @@ class InProcess(Protocol):
 
     def attach(self, filters: Sequence[str], handler: MessageHandler) -> Callable[[], None]: ...
 
+    def wanted(self, topic: str) -> bool: ...
+
 
 class NullPublisher:
     """Used by processes without a broker (the CLI): changes reach servers through signals."""
@@ -53,6 +55,12 @@ class Outbox:
     def in_process(self) -> bool:
         """Whether the connected target delivers to `subscribe`rs (the embedded broker does)."""
         return isinstance(self._target, InProcess)
+
+    def wanted(self, topic: str) -> bool:
+        """False only when the target knows that nobody would receive a message on `topic` now
+        (the embedded broker): the caller may skip building it. An MQTT link cannot know: True."""
+        target = self._target
+        return target.wanted(topic) if isinstance(target, InProcess) else True
 
     def connect(self, target: Publisher) -> Callable[[], None]:
         self._detach_all()
