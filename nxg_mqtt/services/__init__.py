@@ -48,23 +48,27 @@ class Outbox:
 
     def __init__(self) -> None:
         self._target: Publisher = NullPublisher()
+        # the target again when it delivers in-process, decided once at `connect`: a runtime
+        # Protocol check costs microseconds, and `wanted` runs twice per command
+        self._in_process: InProcess | None = None
         self._subscribers: list[tuple[tuple[str, ...], MessageHandler]] = []
         self._detach: dict[int, Callable[[], None]] = {}  # id of a subscriber entry → its detach
 
     @property
     def in_process(self) -> bool:
         """Whether the connected target delivers to `subscribe`rs (the embedded broker does)."""
-        return isinstance(self._target, InProcess)
+        return self._in_process is not None
 
     def wanted(self, topic: str) -> bool:
         """False only when the target knows that nobody would receive a message on `topic` now
         (the embedded broker): the caller may skip building it. An MQTT link cannot know: True."""
-        target = self._target
-        return target.wanted(topic) if isinstance(target, InProcess) else True
+        in_process = self._in_process
+        return True if in_process is None else in_process.wanted(topic)
 
     def connect(self, target: Publisher) -> Callable[[], None]:
         self._detach_all()
         self._target = target
+        self._in_process = target if isinstance(target, InProcess) else None
         for entry in self._subscribers:
             self._attach(entry)
 
@@ -72,6 +76,7 @@ class Outbox:
             if self._target is target:
                 self._detach_all()
                 self._target = NullPublisher()
+                self._in_process = None
 
         return disconnect
 
@@ -91,9 +96,8 @@ class Outbox:
         return unsubscribe
 
     def _attach(self, entry: tuple[tuple[str, ...], MessageHandler]) -> None:
-        target = self._target
-        if isinstance(target, InProcess):
-            self._detach[id(entry)] = target.attach(entry[0], entry[1])
+        if self._in_process is not None:
+            self._detach[id(entry)] = self._in_process.attach(entry[0], entry[1])
 
     def _detach_all(self) -> None:
         detaches, self._detach = self._detach, {}
