@@ -12,8 +12,9 @@ hub's messages straight from `route()` — a plain call, no MQTT encoding, no lo
 PUBACK to wait for — instead of through its MQTT link. They have the bridge role (every topic, no
 RECEIVE check, as `bridge` logs in), get live messages with retain 0 and, when attached, the
 retained messages their filters match with retain 1, as a SUBSCRIBE would. A message reaches them
-on the publisher's turn, after the sessions and before the publisher's PUBACK: in order per
-publisher, and a QoS 1 message that was committed before routing stays so.
+on the publisher's turn, after the ACL and the validators and after the sessions: in each
+publisher's order, and what a validator commits first (an ack closing its command) is committed
+before they hear it.
 """
 
 from __future__ import annotations
