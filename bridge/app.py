@@ -65,12 +65,23 @@ def create_app(
         # on another broker, property reports and proxy answers reach the core through the link
         replies = DeviceReplies(core) if not embedded else None
         on_message = replies.wrap(hub.on_mqtt) if replies is not None else hub.on_mqtt
+        # beside the embedded broker the hub hears the broker's routing directly (no encoding, no
+        # loopback socket); the link then only publishes (gateway devices, events). The Mosquitto
+        # profile's outbox is an MQTT link: there the hub's channels still come over this link.
+        in_process = embedded and core.outbox.in_process
+        if not embedded:
+            subscriptions: tuple[tuple[str, int], ...] = (("nxg/#", 1),)
+        else:
+            subscriptions = () if in_process else HUB_SUBSCRIPTIONS
         link = MqttLink(
             mqtt_host,
             mqtt_port,
             password=settings.internal_secret,
             on_message=on_message,
-            subscriptions=HUB_SUBSCRIPTIONS if embedded else (("nxg/#", 1),),
+            subscriptions=subscriptions,
+        )
+        unsubscribe = (
+            core.outbox.subscribe([topic for topic, _ in HUB_SUBSCRIPTIONS], hub.on_mqtt) if in_process else None
         )
         gateway = GatewaySessions()
         core.devices.on_revoked(gateway.revoke)
@@ -91,6 +102,8 @@ def create_app(
             unregister()
             if disconnect is not None:
                 disconnect()
+            if unsubscribe is not None:
+                unsubscribe()
             await state.realtime.close()
             if replies is not None:
                 await replies.close()

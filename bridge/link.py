@@ -5,7 +5,8 @@
     await link.publish("nxg/S1/telemetry", b'{"temp":1}', qos=1)   # waits for the PUBACK
     await link.close()
 
-It logs in as `bridge` (every topic allowed), subscribes to `nxg/#` at QoS 1 and hands every
+It logs in as `bridge` (every topic allowed), subscribes to `nxg/#` at QoS 1 (or what it is given;
+nothing at all beside the embedded broker, which hands the hub its messages in-process) and hands every
 PUBLISH to `on_message(topic, payload, retain)` synchronously, on the reader's turn of the event
 loop: the hub only enqueues, so one read of 64 KiB turns into many deliveries without a task per
 message, and the PUBACKs of a whole read go out in one write. It reuses the broker's codec.
@@ -190,7 +191,10 @@ class MqttLink:
             raise codec.ProtocolError(f"expected CONNACK, got {type(first).__name__}")
         if first.return_code != 0:
             raise LinkDown(f"broker refused the bridge (CONNACK {first.return_code})")
-        writer.write(codec.encode_subscribe(self._new_packet_id(), list(self._subscriptions)))
+        if self._subscriptions:
+            writer.write(codec.encode_subscribe(self._new_packet_id(), list(self._subscriptions)))
+        else:
+            self._up()  # publishing only: up once the broker accepted the login
         pinger = asyncio.create_task(self._ping(writer))
         try:
             self._handle(packets, writer)
@@ -217,6 +221,13 @@ class MqttLink:
             await asyncio.sleep(self._keepalive_s / 2)
             writer.write(codec.PINGREQ_BYTES)
 
+    def _up(self) -> None:
+        self.connects += 1
+        self._connected.set()
+        log.info("MQTT link up: %s:%d", self.host, self.port)
+        if self._on_up is not None:
+            self._on_up()
+
     def _handle(self, packets: list[codec.Packet], writer: asyncio.StreamWriter) -> None:
         acks: list[bytes] = []
         for packet in packets:
@@ -236,11 +247,7 @@ class MqttLink:
             elif isinstance(packet, codec.SubAck):
                 if any(code == codec.SUBACK_FAILURE for code in packet.return_codes):
                     raise LinkDown("the broker refused the bridge's subscription")
-                self.connects += 1
-                self._connected.set()
-                log.info("MQTT link up: %s:%d", self.host, self.port)
-                if self._on_up is not None:
-                    self._on_up()
+                self._up()
             elif isinstance(packet, codec.Connack):
                 raise codec.ProtocolError("unexpected CONNACK")
         if acks:

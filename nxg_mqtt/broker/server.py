@@ -6,6 +6,15 @@
 Plugins are built from factories taking a `BrokerContext` and follow amqtt's plugin contract
 (hook names, `Action`), see `hooks.py`. Routing happens inline on the publisher's connection:
 `route()` writes into subscriber buffers (or their bounded queues) before the PUBACK goes out.
+
+In-process subscribers (`attach`): the bridge in the broker's process (`nxg-mqtt serve`) takes its
+hub's messages straight from `route()` — a plain call, no MQTT encoding, no loopback socket, no
+PUBACK to wait for — instead of through its MQTT link. They have the bridge role (every topic, no
+RECEIVE check, as `bridge` logs in), get live messages with retain 0 and, when attached, the
+retained messages their filters match with retain 1, as a SUBSCRIBE would. A message reaches them
+on the publisher's turn, after the ACL and the validators and after the sessions: in each
+publisher's order, and what a validator commits first (an ack closing its command) is committed
+before they hear it.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from nxg_mqtt.metrics import ChannelCounts
 from nxg_mqtt.mqtt.codec import encode_topic
 from nxg_mqtt.protocol import CloseReason
 from nxg_mqtt.settings import Settings
-from nxg_mqtt.topics import matches, valid_topic_name
+from nxg_mqtt.topics import matches, valid_topic_filter, valid_topic_name
 
 SWEEP_INTERVAL_S = 0.5
 STAT_KEYS = (
@@ -77,6 +86,16 @@ class BrokerContext(BaseContext):  # type: ignore[misc]
 
 
 PluginFactory = Callable[[BrokerContext], BasePlugin[Any]]
+LocalHandler = Callable[[str, bytes, bool], None]  # (topic, payload, retain), called synchronously
+
+
+class _Local:
+    """One `attach`: the router's key, so the same handler attached twice is two subscribers."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: LocalHandler) -> None:
+        self.handler = handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +125,8 @@ class NxgBroker:
         self.sessions: dict[str, BrokerSession] = {}
         self.connections: set[Connection] = set()
         self.router: Router[BrokerSession] = Router()
+        self.local: Router[_Local] = Router()  # in-process subscribers (`attach`)
+        self._locals = 0  # filters in `local`: route() skips the lookup while there are none
         self.retained: dict[str, RetainedMessage] = {}
         self.hooks = PluginHost([], self.logger, self.stats)
         self.admission = HandshakeGate()
@@ -288,7 +309,7 @@ class NxgBroker:
                 self.retained.pop(topic, None)
         targets = self.router.match(topic)
         if not targets:
-            return 0
+            return self._deliver_local(topic, data) if self._locals else 0
         hooks = self.hooks
         check = bool(hooks.topic_filters)
         topic_bytes = encode_topic(topic)
@@ -316,7 +337,49 @@ class NxgBroker:
         self.stats["messages_out"] += count
         if self.by_channel_out is not None:
             self.by_channel_out.add(topic, count)
+        if self._locals:
+            count += self._deliver_local(topic, data)
         return count
+
+    def _deliver_local(self, topic: str, data: bytes) -> int:
+        handlers = self.local.match(topic)
+        for local in handlers:
+            try:
+                local.handler(topic, data, False)
+            except Exception:  # one subscriber's failure is its own: routing and the others go on
+                self.logger.exception("in-process subscriber failed on %s", topic)
+        count = len(handlers)
+        if count:
+            self.stats["messages_out"] += count
+            if self.by_channel_out is not None:
+                self.by_channel_out.add(topic, count)
+        return count
+
+    def attach(self, filters: Sequence[str], handler: LocalHandler) -> Callable[[], None]:
+        """Subscribe `handler(topic, payload, retain)` in-process to `filters` (see the module
+        docstring); the retained messages they match are handed over first. Returns the detach."""
+        filters = tuple(dict.fromkeys(filters))
+        for topic_filter in filters:
+            if not valid_topic_filter(topic_filter):
+                raise ValueError(f"invalid topic filter: {topic_filter!r}")
+        for topic, retained in list(self.retained.items()):
+            if any(matches(topic_filter, topic) for topic_filter in filters):
+                handler(topic, retained.data, True)
+        local = _Local(handler)
+        for topic_filter in filters:
+            self.local.add(topic_filter, local, 1)
+            self._locals += 1
+        attached = True
+
+        def detach() -> None:
+            nonlocal attached
+            if attached:
+                attached = False
+                for topic_filter in filters:
+                    if self.local.remove(topic_filter, local):
+                        self._locals -= 1
+
+        return detach
 
     async def deliver_retained(self, session: BrokerSession, granted: Sequence[tuple[str, int]]) -> None:
         """Retained messages for filters `session` just subscribed to, to `session` only."""
@@ -367,6 +430,11 @@ class NxgBroker:
         if qos not in (0, 1, 2):
             raise ValueError(f"invalid QoS: {qos}")
         return await self.route(topic, bytes(payload), qos, retain)
+
+    def wanted(self, topic: str) -> bool:
+        """Whether a message on `topic` would reach anyone now: a session (any state; the RECEIVE
+        ACL is not asked) or an in-process subscriber. For callers that can skip encoding it."""
+        return bool(self.router.match(topic)) or (self._locals > 0 and bool(self.local.match(topic)))
 
     def has_subscription(self, client_id: str, topic: str) -> bool:
         session = self.sessions.get(client_id)

@@ -56,7 +56,7 @@ from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
 from nxg_mqtt.protocol import InternalAction, MessageType, RevokeReason, Schema, SignalKind
 from nxg_mqtt.ratelimit import SlidingWindow
-from nxg_mqtt.services import Publisher
+from nxg_mqtt.services import Outbox
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.services.manifests import Capability, ManifestService
@@ -122,7 +122,7 @@ class CommandService:
         devices: DeviceService,
         presence: PresenceService,
         ingest: IngestService,
-        publisher: Publisher,
+        publisher: Outbox,
         manifests: ManifestService,
     ) -> None:
         self.manifests = manifests
@@ -752,15 +752,17 @@ class CommandService:
         command = known if known is not None else await self._store.commands.get(command_id)
         if command is None:
             return None
-        result: dict[str, Any] = {"id": command.id, "status": command.status.value}
-        if command.ref is not None:
-            result["ref"] = command.ref
-        if command.error is not None:
-            result["error"] = command.error
+        topic = device_topic(command.serial, Channel.CMD_RES)
         try:
-            await self.publisher.publish(
-                device_topic(command.serial, Channel.CMD_RES), json.dumps(result).encode(), qos=1
-            )
+            # every command's every change goes out (PROTOCOL §2: readers of `S` follow them there),
+            # but on the embedded broker with no subscriber for it there is nothing to build or route
+            if self.publisher.wanted(topic):
+                result: dict[str, Any] = {"id": command.id, "status": command.status.value}
+                if command.ref is not None:
+                    result["ref"] = command.ref
+                if command.error is not None:
+                    result["error"] = command.error
+                await self.publisher.publish(topic, json.dumps(result).encode(), qos=1)
         except Exception:
             log.exception(
                 "publishing the result of %s failed",
