@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ async def test_a_redelivered_message_is_stored_once(tmp_path: Path) -> None:
     assert stored == [(1, 1), (1, 1), (2, 2), (2, 9), (3, 3)]
 
 
-TRICKY_BODIES = [
+TRICKY_BODIES: list[dict[str, Any]] = [
     {"t": "telemetry", "temp": 21.5, "tiny": 1e-07, "huge": 1e300, "neg": -0.0, "big": 12345678901234567890},
     {"t": "event", "text": 'é ☃ \U0001f600 "quoted" back\\slash\nline\u2028sep\x00nul', "n": {"a": [1, None, True]}},
     {"t": "status"},
