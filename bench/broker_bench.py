@@ -121,6 +121,8 @@ class BrokerReport:
                 "rss_before": s.rss_before,
                 "rss_after": s.rss_after,
                 "kb_per_device": s.kb_per_device,
+                "settle_s": s.settle_s,
+                "settle_cpu_s": s.settle_cpu,
                 "dropped_while_idle": self.idle_lost,
                 "errors": s.errors,
             }
@@ -508,6 +510,15 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
     def ms(kind: str, attr: str) -> Callable[[BrokerReport, int], str]:
         return lambda rep, idle: fmt_ms(phase_val(kind, attr)(rep, idle))
 
+    def cpu_split(kind: str) -> Callable[[BrokerReport, int], str]:
+        def f(rep: BrokerReport, idle: int) -> str:
+            ph = rep.get(idle, kind)
+            if ph is None or len(ph.cpu_procs) < 2:
+                return "–"
+            return " · ".join(f"{name} {v:.0f}%" for name, v in sorted(ph.cpu_procs.items(), key=lambda kv: -kv[1]))
+
+        return f
+
     def pct(kind: str, attr: str, scale: float = 1.0) -> Callable[[BrokerReport, int], str]:
         def f(rep: BrokerReport, idle: int) -> str:
             v = phase_val(kind, attr)(rep, idle) * scale
@@ -585,7 +596,8 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
         ),
         Row("QoS 0 backlog msgs (≤3 s after stop)", backlog("q0")),
         Row("QoS 0 stored msg/s", rate("q0", "stored")),
-        Row("QoS 0 broker CPU (% of a core)", pct("q0", "broker_cpu"), section_end=True),
+        Row("QoS 0 broker CPU (% of a core)", pct("q0", "broker_cpu")),
+        Row("QoS 0 CPU by process", cpu_split("q0"), section_end=True),
         Row(
             "QoS 1 accepted msg/s (PUBACKs)",
             rate("q1", "accepted"),
@@ -613,7 +625,8 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
         Row("QoS 1 stored after stop (rows)", stored_backlog("q1")),
         Row("QoS 1 PUBLISH→PUBACK p50 ms", ms("q1", "ack_p50")),
         Row("QoS 1 PUBLISH→PUBACK p99 ms", ms("q1", "ack_p99")),
-        Row("QoS 1 broker CPU (% of a core)", pct("q1", "broker_cpu"), section_end=True),
+        Row("QoS 1 broker CPU (% of a core)", pct("q1", "broker_cpu")),
+        Row("QoS 1 CPU by process", cpu_split("q1"), section_end=True),
         Row("paced rate", paced_rate_label),
         Row("paced publish→delivered p50 ms", ms("paced", "lat_p50")),
         Row(
@@ -888,7 +901,8 @@ def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[Broker
             s = rep.idle
             lines.append(
                 f"{TITLES[rep.key]}: {s.connected:,}/{s.count:,} idle devices connected+subscribed in "
-                f"{s.seconds:.1f} s; RSS {s.rss_before / 2**20:.0f} → {s.rss_after / 2**20:.0f} MB"
+                f"{s.seconds:.1f} s, then the broker was busy {s.settle_s:.1f} s more ({s.settle_cpu:.1f} s CPU) "
+                f"before the first window; RSS {s.rss_before / 2**20:.0f} → {s.rss_after / 2**20:.0f} MB"
                 + (f"; {s.failed} failed" if s.failed else "")
             )
         for note in rep.notes:

@@ -60,12 +60,24 @@ class BrokerProc:
             return 0
 
     def cpu_times(self) -> float:
+        """CPU seconds of the broker: the process and its children (the Mosquitto profile's
+        broker is two processes: the serving process and the Mosquitto it started)."""
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds (user + system) by process name: the process, then its children."""
+        out: dict[str, float] = {}
         try:
             proc = psutil.Process(self.proc.pid)
-            t = proc.cpu_times()
-            return float(t.user + t.system)
+            procs = [proc, *proc.children(recursive=True)]
         except psutil.Error:
-            return 0.0
+            return out
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                name = p.name()
+                out[name] = out.get(name, 0.0) + float(t.user + t.system)
+        return out
 
     def log_tail(self, lines: int = 15) -> str:
         try:

@@ -58,6 +58,10 @@ class ExternalBroker:
         except psutil.Error:
             return math.nan
 
+    def cpu_by_process(self) -> dict[str, float]:
+        cpu = self.cpu_times()
+        return {} if math.isnan(cpu) else {"broker": cpu}
+
 
 def listening_pid(port: int) -> int | None:
     try:

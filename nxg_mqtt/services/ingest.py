@@ -118,6 +118,11 @@ class IngestService:
         if len(self._pending) >= self._settings.batch_max_rows:
             self._wakeup.set()
 
+    def commit_now(self) -> None:
+        """Start the next commit without waiting out the window: for a caller whose acknowledgements
+        wait on it while its sender will not send more (a broker's in-flight window is full)."""
+        self._wakeup.set()
+
     def committed(self) -> asyncio.Future[None] | None:
         """A future resolved once everything recorded so far is committed; it fails (StoreError)
         if that batch's commit fails. None when this process runs no writer (nothing would commit

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,53 @@ async def test_a_redelivered_message_is_stored_once(tmp_path: Path) -> None:
         await store.history_writer.write([entry(1, 1, again=False)], {})  # not a DUP: a device's repeat
         stored = sorted((e.ts, e.body["n"]) for e in await store.messages.query("d", limit=100))
     assert stored == [(1, 1), (1, 1), (2, 2), (2, 9), (3, 3)]
+
+
+TRICKY_BODIES: list[dict[str, Any]] = [
+    {"t": "telemetry", "temp": 21.5, "tiny": 1e-07, "huge": 1e300, "neg": -0.0, "big": 12345678901234567890},
+    {"t": "event", "text": 'é ☃ \U0001f600 "quoted" back\\slash\nline\u2028sep\x00nul', "n": {"a": [1, None, True]}},
+    {"t": "status"},
+]
+
+
+async def test_a_body_is_stored_as_python_writes_it(tmp_path: Path) -> None:
+    """The batch hands SQLite each body as a JSON value and SQLite writes its text: the same text as
+    `json.dumps(body, separators=(",", ":"))`, which the redelivery check compares against, so a
+    redelivered copy of any of them is still recognised."""
+    import json
+
+    from nxg_mqtt.models import HistoryEntry
+    from nxg_mqtt.protocol import MessageType
+
+    def entries(*, again: bool) -> list[HistoryEntry]:
+        return [
+            HistoryEntry("d", MessageType.TELEMETRY, 10 + i, body, redelivered=again)
+            for i, body in enumerate(TRICKY_BODIES)
+        ]
+
+    async with open_store(tmp_path / "nxg.sqlite3") as store:
+        await store.history_writer.write(entries(again=False), {})
+        await store.history_writer.write(entries(again=True), {})
+    conn = sqlite3.connect(tmp_path / "nxg.sqlite3")
+    stored = [row[0] for row in conn.execute("SELECT body FROM messages WHERE serial = 'd' ORDER BY ts")]
+    conn.close()
+    assert stored == [json.dumps(body, separators=(",", ":")) for body in TRICKY_BODIES]
+
+
+async def test_a_batch_with_a_nan_is_stored_as_before(tmp_path: Path) -> None:
+    """NaN is not JSON (SQLite refuses it): such a batch is written with each body a Python string,
+    every row of it, as before."""
+    import json
+
+    from nxg_mqtt.models import HistoryEntry
+    from nxg_mqtt.protocol import MessageType
+
+    bodies: list[dict[str, object]] = [{"t": "cmd", "params": {"x": float("nan")}}, {"t": "cmd", "n": 1}]
+    async with open_store(tmp_path / "nxg.sqlite3") as store:
+        await store.history_writer.write(
+            [HistoryEntry("d", MessageType.CMD, 10 + i, body) for i, body in enumerate(bodies)], {}
+        )
+    conn = sqlite3.connect(tmp_path / "nxg.sqlite3")
+    stored = [row[0] for row in conn.execute("SELECT body FROM messages WHERE serial = 'd' ORDER BY ts")]
+    conn.close()
+    assert stored == [json.dumps(body, separators=(",", ":")) for body in bodies]
