@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from nxg_mqtt.hooks.mosquitto import PLUGIN, ROOT
-from nxg_mqtt.hooks.stack import open_foreign_stack
+from nxg_mqtt.hooks.stack import ForeignStack, open_foreign_stack
 from nxg_mqtt.settings import Settings
 from tests.bridge.helpers import PASSWORD, WAIT_S, Stack, open_stack
 
@@ -61,7 +61,8 @@ def open_broker_stack(kind: str, settings: Settings) -> Any:
 
 
 @asynccontextmanager
-async def _mosquitto_stack(settings: Settings) -> AsyncIterator[Stack]:
+async def foreign_with_http(settings: Settings) -> AsyncIterator[tuple[ForeignStack, httpx.AsyncClient]]:
+    """Mosquitto, the plugin and a serving process, with an admin HTTP client for its bridge."""
     why = mosquitto_ready()
     if why:
         pytest.skip(why)
@@ -73,6 +74,12 @@ async def _mosquitto_stack(settings: Settings) -> AsyncIterator[Stack]:
             timeout=WAIT_S,
         ) as http,
     ):
+        yield foreign, http
+
+
+@asynccontextmanager
+async def _mosquitto_stack(settings: Settings) -> AsyncIterator[Stack]:
+    async with foreign_with_http(settings) as (foreign, http):
         ports = BrokerPorts(foreign.mqtt_port, foreign.ws_port)
         yield Stack(foreign.core, cast(Any, ports), foreign.bridge, http)
 

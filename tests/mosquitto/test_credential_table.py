@@ -20,11 +20,11 @@ from websockets.asyncio.client import connect
 from bridge.link import LinkDown
 from nxg_mqtt.hooks.credentials import CREDENTIALS_TOPIC
 from nxg_mqtt.hooks.service import KICK_TOPIC
-from nxg_mqtt.hooks.stack import ForeignStack, open_foreign_stack
+from nxg_mqtt.hooks.stack import ForeignStack
 from nxg_mqtt.services import credentials
 from nxg_mqtt.settings import Settings
-from tests.bridge.helpers import PASSWORD, WAIT_S, recv_until, send_json
-from tests.mosquitto.conftest import mosquitto_ready
+from tests.bridge.helpers import PASSWORD, recv_until, send_json
+from tests.mosquitto.conftest import foreign_with_http
 from tests.mosquitto.test_scale_out import start_second_process
 from tests.mqtt_client import Clients, pair_over_mqtt, wait_for
 
@@ -33,17 +33,7 @@ NOT_AUTHORIZED = 5
 
 @asynccontextmanager
 async def foreign_stack(settings: Settings) -> AsyncIterator[tuple[ForeignStack, httpx.AsyncClient]]:
-    why = mosquitto_ready()
-    if why:
-        pytest.skip(why)
-    async with (
-        open_foreign_stack(settings) as stack,
-        httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{stack.bridge.http_port}",
-            headers={"Authorization": f"Bearer {PASSWORD}"},
-            timeout=WAIT_S,
-        ) as http,
-    ):
+    async with foreign_with_http(settings) as (stack, http):
         # the link's first connect sent the (empty) snapshot
         assert await wait_for(lambda: stack.hooks.credentials.snapshots >= 1)
         yield stack, http
