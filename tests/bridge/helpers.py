@@ -24,6 +24,7 @@ from nxg_mqtt.settings import Settings
 # re-exported for tests written against them here: both live in tests.factories
 from tests.factories import PASSWORD as PASSWORD
 from tests.factories import make_settings as make_settings
+from tests.mqtt_client import wait_for
 
 WAIT_S = 5.0
 
@@ -53,6 +54,11 @@ class Stack:
         response = await self.http.post("/api/devices", json={"serial": serial})
         assert response.status_code == 201, response.text
         return str(response.json()["code"])
+
+    async def stop_broker(self) -> None:
+        """Close the embedded broker and wait (bounded) until the bridge's link has seen it go."""
+        await self.broker.close()
+        assert await wait_for(lambda: not self.bridge.state.link.connected)
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bridge.helpers import Stack, open_stack
 from tests.factories import make_settings
-from tests.mqtt_client import TestClient, pair_over_mqtt, wait_for
+from tests.mqtt_client import TestClient, pair_over_mqtt
 
 
 async def scrape(stack: Stack, path: str = "/metrics") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -106,8 +106,7 @@ async def test_health_and_system_endpoints_have_seed_002_shapes(stack: Stack) ->
         assert set(version) == {"version", "protocol"}
         changelog = (await anonymous.get("/api/v1/changelog")).json()
         assert changelog["changelog"][0]["version"] == "Unreleased" and changelog["changelog"][0]["changes"]
-        await stack.broker.close()  # the broker goes away: not ready, degraded
-        assert await wait_for(lambda: not stack.bridge.state.link.connected)
+        await stack.stop_broker()  # the broker goes away: not ready, degraded
         for path in ("/health/ready", "/api/v1/health/ready", "/api/v1/health"):
             response = await anonymous.get(path)
             assert response.status_code == 503 and response.json()["status"] == "degraded"
