@@ -214,9 +214,6 @@ class HookService:
     # ---- presence -------------------------------------------------------------------------------
 
     async def connected(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
-        self.connected_now(username, client_id, peerhost, conn)
-
-    def connected_now(self, username: str | None, client_id: str, peerhost: str | None, conn: str | None) -> None:
         self._presence(self._connected(username, client_id, peerhost, conn))
 
     def _connected(
@@ -264,9 +261,6 @@ class HookService:
             self._after(self.core.presence.apply(changes[start : start + PRESENCE_CHUNK]))
 
     async def disconnected(self, client_id: str, conn: str | None, reason: str | None) -> None:
-        self.disconnected_now(client_id, conn, reason)
-
-    def disconnected_now(self, client_id: str, conn: str | None, reason: str | None) -> None:
         self._presence(self._disconnected(client_id, conn, reason))
 
     def _presence(self, change: PresenceChange | None) -> None:
