@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import re
 import signal
 import subprocess
@@ -19,10 +20,16 @@ PASSWORD = "fw-admin-pw"
 
 
 def build_host_client() -> Path:
-    """`make -C firmware SANITIZE=1 host`: the host client under ASan + UBSan (any finding aborts it)."""
-    done = subprocess.run(
-        ["make", "-C", str(FIRMWARE), "SANITIZE=1", "host"], capture_output=True, text=True, timeout=300
-    )
+    """`make -C firmware SANITIZE=1 host`: the host client under ASan + UBSan (any finding aborts it).
+
+    Under a lock: the suite runs over several pytest-xdist workers, and two `make`s writing the
+    same objects at once would hand one of them a half-written binary."""
+    (FIRMWARE / "build").mkdir(exist_ok=True)
+    with (FIRMWARE / "build" / ".host.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(
+            ["make", "-C", str(FIRMWARE), "SANITIZE=1", "host"], capture_output=True, text=True, timeout=300
+        )
     assert done.returncode == 0, done.stdout + done.stderr
     binary = FIRMWARE / "build" / "sanitize" / "nxg-device"
     assert binary.exists()
