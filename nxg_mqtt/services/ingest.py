@@ -69,9 +69,12 @@ class IngestService:
         serial, type, ts and body (`HistoryEntry.redelivered`)."""
         kind = MessageType(channel.value)
         limit = self._settings.max_payload_bytes
-        message = self.validated(serial, channel, lambda: messages.parse_device_message(kind.value, raw, limit))
+        ts = ts or now_ms()
+        message = self.validated(
+            serial, channel, lambda: messages.parse_device_message(kind.value, raw, limit), ts, redelivered=redelivered
+        )
         body: dict[str, Any] = {"t": kind.value, **message.fields}
-        entry = HistoryEntry(serial, kind, ts or now_ms(), body, message.device_ts, redelivered=redelivered)
+        entry = HistoryEntry(serial, kind, ts, body, message.device_ts, redelivered=redelivered)
         self.record(entry)
         if kind is not MessageType.TELEMETRY:
             for observer in self._observers:
@@ -81,8 +84,11 @@ class IngestService:
                     log.exception("an ingest observer failed on %s from %s", kind.value, serial)
         return entry
 
-    def validated(self, serial: str, topic_leaf: str, check: Callable[[], T]) -> T:
-        """What `check()` returns; a PayloadRejected it raises is recorded (`reject`) and re-raised.
+    def validated(
+        self, serial: str, topic_leaf: str, check: Callable[[], T], ts: int | None = None, *, redelivered: bool = False
+    ) -> T:
+        """What `check()` returns; a PayloadRejected it raises is recorded (`reject`, stamped `ts`)
+        and re-raised.
 
         Every surface that validates a device payload goes through here, so a bad payload is
         counted and explained to the developer the same way whichever way it came in.
@@ -90,11 +96,17 @@ class IngestService:
         try:
             return check()
         except PayloadRejected as exc:
-            self.reject(serial, exc, topic_leaf)
+            self.reject(serial, exc, topic_leaf, ts, redelivered=redelivered)
             raise
 
-    def reject(self, serial: str, exc: PayloadRejected, topic_leaf: str) -> HistoryEntry:
-        """Count a rejected payload and record the Warning event the developer will look for."""
+    def reject(
+        self, serial: str, exc: PayloadRejected, topic_leaf: str, ts: int | None = None, *, redelivered: bool = False
+    ) -> HistoryEntry:
+        """Count a rejected payload and record the Warning event the developer will look for.
+
+        The Warning carries the bad message's receive stamp `ts`, so a broker's second delivery of
+        the same bad message (`redelivered`, e.g. to the other serving process after a kill) is
+        recognised by the history writer like a good one and stored once."""
         self.rejected.add(exc.code)
         body = {
             "t": MessageType.EVENT.value,
@@ -103,7 +115,7 @@ class IngestService:
             "category": "protocol",
             "body": {"error": exc.message, "reason": exc.code, "channel": topic_leaf},
         }
-        entry = HistoryEntry(serial, MessageType.EVENT, now_ms(), body)
+        entry = HistoryEntry(serial, MessageType.EVENT, ts or now_ms(), body, redelivered=redelivered)
         self.record(entry)
         event = {k: v for k, v in body.items() if k != "t"}
         payload = stamp(json.dumps(event).encode(), entry.ts)  # apps see the ts history holds
