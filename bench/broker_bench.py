@@ -573,8 +573,7 @@ def build_table(cfg: Config, generator: dict[str, PhaseResult], reports: list[Br
         ph = rep.get(idle, "paced")
         if ph is None:
             return "–"
-        sent = ph.rate * ph.window_s
-        return f"{ph.lat_n:,}/{sent:,.0f}"
+        return f"{ph.lat_n:,}/{ph.sent_window:,}"
 
     rows = [
         Row(

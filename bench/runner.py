@@ -65,6 +65,7 @@ class PhaseResult:
     delivered: float = math.nan  # msg/s received by the subscriber inside the window
     backlog: int = 0  # messages the subscriber got after the publishers stopped (grace)
     sent: int = 0
+    sent_window: int = 0  # messages stamped inside the window (the subscriber's lat_n counts the same)
     received_total: int = 0
     lat_n: int = 0
     lat_p50: float = math.nan
@@ -354,7 +355,7 @@ class Runner:
                 self.wait_until(sched.grace_end, f"{label}: grace")
                 sub = self.collect([sub_pipe], "result", 30, f"{label}: subscriber")[0]
             res.sent = sum(p.sent_total for p in pubs)
-            written = sum(p.sent_window for p in pubs)
+            written = res.sent_window = sum(p.sent_window for p in pubs)
             acked = sum(p.acked_window for p in pubs)
             res.accepted = (acked if qos else written) / duration
             ack_lat = sorted(v for p in pubs for v in p.ack_lat_ms)

@@ -156,11 +156,13 @@ class _DevConn(MqttConn):
     def send(self, count: int, now: float, ping: bool = False) -> None:
         if count <= 0 or self.transport is None or self.transport.is_closing():
             return
-        data = self.build(count, int(now * 1000))
+        now_ms = int(now * 1000)
+        data = self.build(count, now_ms)
         self.transport.write(data + PINGREQ_PACKET if ping else data)
         st = self.state
         st.res.sent_total += count
-        if st.win0 <= now < st.win1:
+        # the subscriber's test on the same stamp: "delivered / sent" compares the same messages
+        if st.win0 * 1000 <= now_ms < st.win1 * 1000:
             st.res.sent_window += count
         if self.qos:
             self.inflight += count
