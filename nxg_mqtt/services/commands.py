@@ -35,13 +35,13 @@ import collections
 import contextlib
 import json
 import logging
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from nxg_mqtt import messages
+from nxg_mqtt.entropy import random_bytes
 from nxg_mqtt.errors import (
     CommandRejected,
     DeviceNotFound,
@@ -102,12 +102,12 @@ class DryRunTokenInvalid(CommandRejected):
 
 
 def new_command_id() -> str:
-    return "c_" + secrets.token_hex(8)
+    return "c_" + random_bytes(8).hex()
 
 
 def _command_ids(count: int) -> list[str]:
     """`count` ids like `new_command_id`'s, from one read of the system's random source."""
-    raw = secrets.token_bytes(8 * count).hex()
+    raw = random_bytes(8 * count).hex()
     return ["c_" + raw[k : k + 16] for k in range(0, 16 * count, 16)]
 
 
