@@ -656,7 +656,7 @@ class CommandService:
         self._deadlines[command.id] = (command, deadline)
         await self.publisher.publish(
             device_topic(command.serial, Channel.CMD),
-            json.dumps(command.device_message(), separators=(",", ":")).encode(),
+            messages.compact(command.device_message()).encode(),
             qos=1,
         )
         self.counters.add("dispatched")

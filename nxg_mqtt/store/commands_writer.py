@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nxg_mqtt.errors import StoreError
+from nxg_mqtt.messages import compact
 from nxg_mqtt.models import Command, CommandStatus
 
 # the device (canonical serial, revoked) and its open commands, for each requested serial
@@ -252,7 +253,7 @@ class CommandWriter:
                         serial,
                         c.target,
                         c.action,
-                        json.dumps(c.params, separators=(",", ":")),
+                        compact(c.params),
                         c.ref,
                         c.source,
                         c.status.value,
@@ -296,4 +297,4 @@ class CommandWriter:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else compact(value)

@@ -101,7 +101,5 @@ def test_an_invalid_value_gets_jsonschemas_own_errors() -> None:
     assert schema_errors(compiled, {"b": 50}) == []
     assert schema_errors(compiled, {"b": 1.0}) == []  # an integer in these drafts
     assert schema_errors(compiled, {"b": True}) == [{"path": "$.b", "message": "True is not of type 'integer'"}]
-    assert schema_errors(compiled, {"b": 101}) == [
-        {"path": "$.b", "message": "101 is greater than the maximum of 100"}
-    ]
+    assert schema_errors(compiled, {"b": 101}) == [{"path": "$.b", "message": "101 is greater than the maximum of 100"}]
     assert schema_errors(compiled, {}) == [{"path": "$", "message": "'b' is a required property"}]
