@@ -20,5 +20,5 @@ def test_the_same_bytes_and_headers_as_starlettes(value: Any) -> None:
 
 
 def test_nan_is_refused_as_starlette_refuses_it() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not JSON compliant"):
         CompactJSONResponse({"x": float("nan")})
