@@ -690,9 +690,7 @@ class CommandService:
             return None
         self.counters.add(status.value)
         result = value.get("result")
-        return await self._changed(
-            command.id, replace(command, status=status, finished_at=ts, error=error, result=result)
-        )
+        return await self._changed(command.id, command.closed(status, ts, error, result))
 
     # ---- timeouts and expiry ---------------------------------------------------------------------
 
