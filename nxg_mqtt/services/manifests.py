@@ -128,10 +128,10 @@ def check_manifest(value: Any) -> list[dict[str, Any]]:
     ]
 
 
-_MANIFEST_VALIDATOR: list[jsonschema.protocols.Validator] = []
+_MANIFEST_VALIDATOR: list[CompiledSchema] = []
 
 
-def _manifest_validator() -> jsonschema.protocols.Validator:
+def _manifest_validator() -> CompiledSchema:
     if not _MANIFEST_VALIDATOR:
         _MANIFEST_VALIDATOR.append(_compile(messages.schema(Schema.MANIFEST)))
     return _MANIFEST_VALIDATOR[0]

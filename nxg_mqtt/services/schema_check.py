@@ -101,7 +101,11 @@ def _compile(schema: Any) -> Predicate:
         if len(tests) == 1:
             checks.append(tests[0])
         else:
-            checks.append(lambda v, tests=tests: any(t(v) for t in tests))
+
+            def any_type(v: Any) -> bool:
+                return any(t(v) for t in tests)
+
+            checks.append(any_type)
     if "enum" in schema:
         allowed = schema["enum"]
         if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
