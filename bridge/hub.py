@@ -35,7 +35,6 @@ itself. Only a broker that does not stamp (a foreign one) leaves the hub to use 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
@@ -265,7 +264,7 @@ class Hub:
         tenants = self._tenants.get(owner) if owner is not None else None
         failed = 0
         if self._subscribers or scoped or tenants:
-            text = json.dumps(message, separators=(",", ":"))
+            text = messages.compact(message)
             self.counters.add("app_messages")
             failed += call_all(self._subscribers, text, log=log, what="an app subscriber")
             if tenants:
@@ -276,7 +275,7 @@ class Hub:
         if realtime:
             converted = realtime_message(message)
             if converted is not None:
-                frame = text_frame(json.dumps(converted, separators=(",", ":")).encode())
+                frame = text_frame(messages.compact(converted).encode())
                 self.counters.add("realtime_messages")
                 failed += call_all(realtime, frame, log=log, what="a realtime subscriber")
         if failed:

@@ -29,6 +29,7 @@ from bridge.app import create_app
 from bridge.one_write import one_write
 from bridge.realtime_writer import expose_send
 from bridge.state import BridgeState, Ports
+from bridge.v1.fast_path import CommandFastPath
 from bridge.v1.headers import OneAccessLine, under_api
 from nxg_mqtt.core import Core
 from nxg_mqtt.protocol import SignalKind
@@ -49,6 +50,7 @@ class BridgeServer:
     http_port: int
     app: Starlette
     config: uvicorn.Config
+    fast_path: CommandFastPath
 
     @property
     def state(self) -> BridgeState:
@@ -98,10 +100,12 @@ async def open_bridge(
         settings, core, mqtt_host, mqtt_port, embedded=embedded, ports=Ports(mqtt_port, ws_port, http_port)
     )
     max_size = max(4 * settings.ws_max_frame_bytes, 1024 * 1024)
+    fast_path = CommandFastPath(app)
     config = uvicorn.Config(
         # /realtime and /ws/app write their frames straight to uvicorn's connection (realtime_writer);
-        # a response in one piece goes out in one write (one_write)
-        expose_send(one_write(app, logs_itself=under_api)),
+        # a response in one piece goes out in one write (one_write); a REST command skips
+        # Starlette's middleware and routers (CommandFastPath)
+        expose_send(one_write(fast_path, logs_itself=under_api)),
         lifespan="on",
         # httptools (uvicorn's C parser): a REST request costs a fraction of h11's pure-Python parsing
         http="httptools",
@@ -149,7 +153,7 @@ async def open_bridge(
             await asyncio.sleep(0.01)
         if watcher is not None:
             await watcher.start()  # after the lifespan: its listeners (sockets, gateway) are registered
-        yield BridgeServer(http_port, app, config)
+        yield BridgeServer(http_port, app, config, fast_path)
     finally:
         if watcher is not None:
             await watcher.close()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -93,7 +92,7 @@ class AppSession:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.out.send_text(json.dumps(message, separators=(",", ":")))
+        await self.out.send_text(messages.compact(message))
 
     async def pump(self) -> None:
         queue, out = self.feed.queue, self.out

@@ -94,6 +94,26 @@ class Command:
     dispatched_at: int | None = None
     finished_at: int | None = None
 
+    def closed(self, status: CommandStatus, finished_at: int, error: str | None, result: Any) -> Command:
+        """This command in its final `status`: `dataclasses.replace` spelled out, at half its cost
+        (it runs once per ack)."""
+        return Command(
+            self.id,
+            self.serial,
+            self.action,
+            self.target,
+            self.params,
+            status,
+            self.created_at,
+            self.expires_at,
+            self.source,
+            self.ref,
+            error,
+            result,
+            self.dispatched_at,
+            finished_at,
+        )
+
     def device_message(self) -> dict[str, Any]:
         """What the device receives on `nxg/{S}/cmd` (and `/ws/gateway`)."""
         message: dict[str, Any] = {

@@ -7,6 +7,7 @@ import asyncio
 import io
 import logging
 import re
+import sys
 from pathlib import Path
 
 import httpx
@@ -112,3 +113,26 @@ def test_text_lines_format_the_time_as_logging_does() -> None:
         record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert ours.format(record) == stock.format(record)
+
+
+def test_text_lines_are_the_stock_format_plus_context() -> None:
+    """`TextFormatter.format` writes TEXT_FORMAT itself: the stock Formatter's text, with and without
+    arguments, an exception or a stack, then the context fields."""
+    ours, stock = TextFormatter(), logging.Formatter(logs.TEXT_FORMAT)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    cases = [
+        ("%s %s %s request_id=%s", ("POST", "/api/v1/x", 202, "r-1"), None, None),
+        ("plain 100%", None, None, None),
+        ("failed %d", (3,), exc_info, None),
+        ("with a stack", None, None, "Stack (most recent call last):\n  here"),
+    ]
+    for msg, args, exc, stack in cases:
+        record = logging.LogRecord("bridge.requests", logging.WARNING, __file__, 7, msg, args, exc, sinfo=stack)
+        bare = logging.LogRecord("bridge.requests", logging.WARNING, __file__, 7, msg, args, exc, sinfo=stack)
+        record.created = bare.created
+        record.msecs = bare.msecs
+        record.peer, record.status = "127.0.0.1:9", 202
+        assert ours.format(record) == stock.format(bare) + " peer=127.0.0.1:9 status=202"

@@ -196,3 +196,8 @@ def test_other_severities_are_refused(severity: str) -> None:
     with pytest.raises(PayloadRejected) as info:
         messages.parse_device_message("event", json.dumps({"type": "x", "severity": severity}).encode(), 1024)
     assert "severity" in info.value.message
+
+
+@given(JSON | st.floats())
+def test_compact_is_json_dumps_without_spaces(value: Any) -> None:
+    assert messages.compact(value) == json.dumps(value, separators=(",", ":"))

@@ -27,7 +27,7 @@ from bridge.access import caller_of, device_caller
 from bridge.openapi import AUTH, responds
 from bridge.state import BridgeState, state_of
 from bridge.v1.ids import uuid5_text
-from bridge.v1.responses import error_response, json_body, v1_endpoint
+from bridge.v1.responses import CompactJSONResponse, error_response, json_body, v1_endpoint
 from nxg_mqtt.errors import DryRunRequired, NxgError, ValidationError
 from nxg_mqtt.models import Command
 
@@ -89,7 +89,7 @@ async def command(request: Request) -> Response:
     submitted = await commands.submit(
         serial, action, target, params, source="api", dispatch=state.embedded, actor=caller.actor
     )
-    return JSONResponse(accepted(await send(state, submitted)), status_code=202)
+    return CompactJSONResponse(accepted(await send(state, submitted)), status_code=202)
 
 
 @responds(202, 400, 404, 409, 502, *AUTH)

@@ -24,6 +24,8 @@ from nxg_mqtt.logs import redact
 log = logging.getLogger("bridge.requests")
 ACCESS = "%s %s %s request_id=%s"
 API_VERSION = "1"
+_FIXED = [(b"x-api-version", API_VERSION.encode("latin-1")), (b"x-protocol-version", PROTOCOL.encode("latin-1"))]
+_OURS = frozenset({b"x-api-version", b"x-protocol-version", b"x-request-id"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # echoed into a header and the log: nothing else
 
 
@@ -58,10 +60,15 @@ class ApiHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-API-Version"] = API_VERSION
-                headers["X-Protocol-Version"] = PROTOCOL
-                headers["X-Request-ID"] = rid
+                raw = message.get("headers")
+                if isinstance(raw, list) and not any(name in _OURS for name, _ in raw):
+                    # what MutableHeaders' three assignments would leave, without its per-key scans
+                    raw += [*_FIXED, (b"x-request-id", rid.encode("latin-1"))]
+                else:
+                    headers = MutableHeaders(scope=message)
+                    headers["X-API-Version"] = API_VERSION
+                    headers["X-Protocol-Version"] = PROTOCOL
+                    headers["X-Request-ID"] = rid
                 if log.isEnabledFor(logging.INFO):
                     query = scope.get("query_string", b"")
                     shown = redact(path + "?" + query.decode("latin-1")) if query else path

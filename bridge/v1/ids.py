@@ -5,8 +5,9 @@ to a half of the cost, since the `UUID` object in between is only formatted and 
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
+
+from nxg_mqtt.entropy import random_bytes
 
 
 def _text(raw: bytearray, version: int) -> str:
@@ -18,7 +19,7 @@ def _text(raw: bytearray, version: int) -> str:
 
 def uuid4_text() -> str:
     """`str(uuid.uuid4())`."""
-    return _text(bytearray(os.urandom(16)), 4)
+    return _text(bytearray(random_bytes(16)), 4)
 
 
 def uuid5_text(namespace: uuid.UUID, name: str) -> str:

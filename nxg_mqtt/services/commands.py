@@ -35,13 +35,13 @@ import collections
 import contextlib
 import json
 import logging
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from nxg_mqtt import messages
+from nxg_mqtt.entropy import random_bytes
 from nxg_mqtt.errors import (
     CommandRejected,
     DeviceNotFound,
@@ -102,12 +102,12 @@ class DryRunTokenInvalid(CommandRejected):
 
 
 def new_command_id() -> str:
-    return "c_" + secrets.token_hex(8)
+    return "c_" + random_bytes(8).hex()
 
 
 def _command_ids(count: int) -> list[str]:
     """`count` ids like `new_command_id`'s, from one read of the system's random source."""
-    raw = secrets.token_bytes(8 * count).hex()
+    raw = random_bytes(8 * count).hex()
     return ["c_" + raw[k : k + 16] for k in range(0, 16 * count, 16)]
 
 
@@ -656,7 +656,7 @@ class CommandService:
         self._deadlines[command.id] = (command, deadline)
         await self.publisher.publish(
             device_topic(command.serial, Channel.CMD),
-            json.dumps(command.device_message(), separators=(",", ":")).encode(),
+            messages.compact(command.device_message()).encode(),
             qos=1,
         )
         self.counters.add("dispatched")
@@ -690,9 +690,7 @@ class CommandService:
             return None
         self.counters.add(status.value)
         result = value.get("result")
-        return await self._changed(
-            command.id, replace(command, status=status, finished_at=ts, error=error, result=result)
-        )
+        return await self._changed(command.id, command.closed(status, ts, error, result))
 
     # ---- timeouts and expiry ---------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from nxg_mqtt.models import ManifestRecord, now_ms
 from nxg_mqtt.protocol import RejectReason, Schema
 from nxg_mqtt.services.devices import DeviceService
 from nxg_mqtt.services.ingest import IngestService
+from nxg_mqtt.services.schema_check import CompiledSchema
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
 from nxg_mqtt.topics import Channel
@@ -49,16 +50,21 @@ DEFAULT_CAPABILITIES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def schema_errors(validator: jsonschema.protocols.Validator, value: Any) -> list[dict[str, str]]:
-    """Every error as `{"path": JSON path, "message"}`, in a stable order."""
+def schema_errors(validator: jsonschema.protocols.Validator | CompiledSchema, value: Any) -> list[dict[str, str]]:
+    """Every error as `{"path": JSON path, "message"}`, in a stable order. A `CompiledSchema`'s
+    predicate answers a valid value without jsonschema; anything else is jsonschema's to report."""
+    if isinstance(validator, CompiledSchema):
+        if validator.surely_valid(value):
+            return []
+        validator = validator.validator
     errors = sorted(validator.iter_errors(value), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [{"path": e.json_path, "message": e.message} for e in errors]
 
 
-def _compile(document: dict[str, Any]) -> jsonschema.protocols.Validator:
+def _compile(document: dict[str, Any]) -> CompiledSchema:
     cls = jsonschema.validators.validator_for(document, default=jsonschema.Draft202012Validator)
     validator: jsonschema.protocols.Validator = cls(document)
-    return validator
+    return CompiledSchema.of(validator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +73,8 @@ class Capability:
     safety_class: str
     targets: tuple[str, ...] | None
     supports_dry_run: bool
-    params: jsonschema.protocols.Validator | None
-    output: jsonschema.protocols.Validator | None
+    params: CompiledSchema | None
+    output: CompiledSchema | None
 
     @property
     def critical(self) -> bool:
@@ -122,10 +128,10 @@ def check_manifest(value: Any) -> list[dict[str, Any]]:
     ]
 
 
-_MANIFEST_VALIDATOR: list[jsonschema.protocols.Validator] = []
+_MANIFEST_VALIDATOR: list[CompiledSchema] = []
 
 
-def _manifest_validator() -> jsonschema.protocols.Validator:
+def _manifest_validator() -> CompiledSchema:
     if not _MANIFEST_VALIDATOR:
         _MANIFEST_VALIDATOR.append(_compile(messages.schema(Schema.MANIFEST)))
     return _MANIFEST_VALIDATOR[0]

@@ -8,12 +8,13 @@ after a 5 ms switch interval. That capped the whole command path near 200 comman
 
 Here a command's writes are one operation, and every operation pending when the writer becomes
 free goes in the same transaction (group commit without a timer: an idle writer starts at once,
-a busy one takes everything that piled up meanwhile). A batch is a handful of set-based
-statements whatever its size (rows travel as one JSON array expanded by `json_each`, as in the
-history writer). It runs on the event loop's own thread, on a connection that never waits for the
-database lock (busy timeout 0) and never checkpoints (the other connections do): in WAL mode such
-a transaction is a few hundred microseconds of SQLite with no fsync, cheaper than the two thread
-hand-offs it replaces, which under load each waited out a GIL switch interval. When another
+a busy one takes everything that piled up meanwhile). A batch is one lookup over its serials (a
+JSON array expanded by `json_each`), one prepared INSERT for its commands and one for their audit
+entries (`executemany`), and one UPDATE by primary key per closed command. It runs on the event
+loop's own thread, on a connection that never waits for the database lock (busy timeout 0) and
+never checkpoints (the other connections do): in WAL mode such a transaction is a few hundred
+microseconds of SQLite with no fsync, cheaper than the two thread hand-offs it replaces, which
+under load each waited out a GIL switch interval. When another
 connection holds the write lock, that batch goes to the writer thread instead, which waits for
 the lock (busy timeout 5 s) without holding up the loop. A caller's future resolves only after
 COMMIT, so a command acknowledged as accepted is in the database (WAL, `synchronous=NORMAL`:
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nxg_mqtt.errors import StoreError
+from nxg_mqtt.messages import compact
 from nxg_mqtt.models import Command, CommandStatus
 
 # the device (canonical serial, revoked) and its open commands, for each requested serial
@@ -45,27 +47,20 @@ LOOKUP = (
     " AND c.serial = d.serial AND c.status IN ('queued', 'dispatched'))"
     " FROM json_each(?2) AS j LEFT JOIN devices AS d ON d.tenant_id = ?1 AND d.serial = j.value ORDER BY j.key"
 )
+# rows as parameters of one prepared statement (`executemany`): 30-45 % less time per batch of
+# 1-32 than one statement over a JSON array (`json_each`), whose every `->>` parses the row again
 INSERT = (
     "INSERT INTO commands (id, tenant_id, serial, target, action, params, ref, source, status,"
-    " created_at, expires_at, dispatched_at) SELECT value ->> 0, ?, value ->> 1, value ->> 2, value ->> 3,"
-    " value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?)"
+    " created_at, expires_at, dispatched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-AUDIT = (
-    "INSERT INTO audit (tenant_id, ts, actor, action, serial, detail, outcome)"
-    " SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?)"
-)
-# a staging table probed by primary key: an UPDATE … FROM json_each() would compare every row
-STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS finished"
-    " (id TEXT PRIMARY KEY, status TEXT, finished_at INTEGER, error TEXT, result TEXT)"
-)
+AUDIT = "INSERT INTO audit (tenant_id, ts, actor, action, serial, detail, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# one prepared statement per closed command, found by primary key; `rowcount` says whether it
+# was still open. Cheaper than the staging table it replaced (insert the batch as JSON, one
+# UPDATE … RETURNING, empty the table: 1.3-2.3x the SQLite and Python time per batch of 1-32)
 FINISH = (
-    "UPDATE commands SET (status, finished_at, error, result) = (SELECT f.status, f.finished_at, f.error, f.result"
-    " FROM temp.finished AS f WHERE f.id = commands.id)"
-    # `+`: the planner would otherwise pick commands_open for tenant_id and walk the tenant's
-    # every command; the ids are few, each found by primary key
-    " WHERE id IN (SELECT id FROM temp.finished) AND +tenant_id = ? AND +status IN ('queued', 'dispatched')"
-    " RETURNING id"
+    "UPDATE commands SET status = ?, finished_at = ?, error = ?, result = ?"
+    # `+`: the planner would otherwise weigh commands_open for tenant_id and status
+    " WHERE id = ? AND +tenant_id = ? AND +status IN ('queued', 'dispatched')"
 )
 
 # why an insert was refused (the service turns these into its errors)
@@ -196,7 +191,6 @@ class CommandWriter:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        conn.execute(STAGING)
         return conn
 
     def _inline_connection(self) -> sqlite3.Connection:
@@ -217,27 +211,29 @@ class CommandWriter:
         try:
             audits = self._inserts(conn, ops, results)
             self._finishes(conn, ops, results)
+            tenant = self._tenant
             audits += [
-                [op.ts, op.actor, op.action, op.serial, _json(op.detail), op.outcome]
+                (tenant, op.ts, op.actor, op.action, op.serial, _json(op.detail), op.outcome)
                 for op in ops
                 if isinstance(op, _Audit)
             ]
             if audits:
-                conn.execute(AUDIT, (self._tenant, json.dumps(audits, separators=(",", ":"))))
+                conn.executemany(AUDIT, audits)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return results
 
-    def _inserts(self, conn: sqlite3.Connection, ops: Sequence[_Op], results: list[Any]) -> list[list[Any]]:
+    def _inserts(self, conn: sqlite3.Connection, ops: Sequence[_Op], results: list[Any]) -> list[tuple[Any, ...]]:
         inserts = [(i, op) for i, op in enumerate(ops) if isinstance(op, _Insert)]
         if not inserts:
             return []
         serials = json.dumps([op.command.serial for _, op in inserts])
         found = conn.execute(LOOKUP, (self._tenant, serials)).fetchall()
-        rows: list[list[Any]] = []
-        audits: list[list[Any]] = []
+        tenant = self._tenant
+        rows: list[tuple[Any, ...]] = []
+        audits: list[tuple[Any, ...]] = []
         taken: Counter[str] = Counter()  # accepted in this batch, per device: the count predates them
         for (i, op), (_key, serial, revoked, open_count) in zip(inserts, found, strict=True):
             if serial is None:
@@ -251,46 +247,35 @@ class CommandWriter:
                 results[i] = serial
                 c = op.command
                 rows.append(
-                    [
+                    (
                         c.id,
+                        tenant,
                         serial,
                         c.target,
                         c.action,
-                        json.dumps(c.params, separators=(",", ":")),
+                        compact(c.params),
                         c.ref,
                         c.source,
                         c.status.value,
                         c.created_at,
                         c.expires_at,
                         c.dispatched_at,
-                    ]
+                    )
                 )
-                audits.append([c.created_at, op.actor, "command", serial, _json(op.detail), "ok"])
+                audits.append((tenant, c.created_at, op.actor, "command", serial, _json(op.detail), "ok"))
         if rows:
-            conn.execute(INSERT, (self._tenant, json.dumps(rows, separators=(",", ":"))))
+            conn.executemany(INSERT, rows)
         return audits
 
     def _finishes(self, conn: sqlite3.Connection, ops: Sequence[_Op], results: list[Any]) -> None:
         finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, _Finish)]
         if not finishes:
             return
-        first: dict[str, int] = {}  # a command closed twice in one batch: the first one counts
-        rows = []
+        tenant = self._tenant
         for i, op in finishes:
-            results[i] = False
-            if op.command_id not in first:
-                first[op.command_id] = i
-                rows.append([op.command_id, op.status.value, op.ts, op.error, _json(op.result)])
-        conn.execute(
-            "INSERT INTO temp.finished SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4"
-            " FROM json_each(?)",
-            (json.dumps(rows, separators=(",", ":")),),
-        )
-        try:
-            for (command_id,) in conn.execute(FINISH, (self._tenant,)).fetchall():
-                results[first[command_id]] = True
-        finally:
-            conn.execute("DELETE FROM temp.finished")
+            # a command closed twice in one batch: the first one counts (the second finds it final)
+            cursor = conn.execute(FINISH, (op.status.value, op.ts, op.error, _json(op.result), op.command_id, tenant))
+            results[i] = cursor.rowcount == 1
 
     # ---- closing ---------------------------------------------------------------------------------
 
@@ -312,4 +297,4 @@ class CommandWriter:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else compact(value)

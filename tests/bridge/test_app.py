@@ -56,3 +56,29 @@ async def test_the_command_route_keeps_its_404_and_405(stack: Stack) -> None:
         assert (await anonymous.post("/api/v1/device/nope/command", json={"action": "x"})).status_code == 401
     missing = await stack.http.post("/api/v1/device/nope/command", json={"action": "x"})
     assert missing.status_code == 404 and missing.json()["code"] == "DEVICE_NOT_FOUND"
+
+
+async def test_the_command_route_takes_the_fast_path_and_nothing_else_does(stack: Stack) -> None:
+    fast = stack.bridge.fast_path
+    serial = "FAST-1"
+    await stack.create_device(serial)
+    before = fast.served
+    for path in (f"/api/v1/device/{serial}/command", f"/api/v1/devices/{serial}/command"):
+        accepted = await stack.http.post(path, json={"action": "light_on"}, headers={"X-Request-ID": "r-1"})
+        assert accepted.status_code == 202, accepted.text
+        assert set(accepted.json()) == {"success", "command_id", "message_id"}
+        assert accepted.headers["X-API-Version"] == "1" and accepted.headers["X-Request-ID"] == "r-1"
+        assert accepted.headers["content-type"] == "application/json"
+    refused = await stack.http.post(f"/api/v1/device/{serial}/command", content=b"{")
+    assert refused.status_code == 400 and refused.json()["success"] is False
+    assert refused.headers["X-API-Version"] == "1"
+    async with httpx.AsyncClient(base_url=stack.base) as anonymous:
+        assert (await anonymous.post(f"/api/v1/device/{serial}/command", json={"action": "x"})).status_code == 401
+    assert fast.served == before + 4
+    # everything else is Starlette's: another method, a trailing slash, a deeper path
+    assert (await stack.http.get(f"/api/v1/device/{serial}/command")).status_code == 405
+    slash = await stack.http.post(f"/api/v1/device/{serial}/command/", json={"action": "x"})
+    assert slash.status_code in (307, 404)
+    confirm = await stack.http.post(f"/api/v1/device/{serial}/command/confirm", json={"dry_run_token": "x"})
+    assert confirm.json()["code"] == "DRY_RUN_TOKEN_INVALID"
+    assert fast.served == before + 4

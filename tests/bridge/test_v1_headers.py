@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from bridge.v1.headers import ApiHeaders
 from bridge.v1.system import PROTOCOL
 from tests.bridge.helpers import Stack
 
@@ -72,3 +73,25 @@ async def test_uvicorn_builds_no_access_record_for_an_api_v1_request(stack: Stac
     finally:
         access.removeFilter(count)
     assert len(seen) == 1 and "/health" in seen[0]
+
+
+@pytest.mark.parametrize("own", [[], [(b"x-request-id", b"the-handlers")], [(b"content-type", b"text/plain")]])
+async def test_the_headers_replace_a_handlers_own_once(own: list[tuple[bytes, bytes]]) -> None:
+    sent: list[dict[str, object]] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        assert callable(send)
+        await send({"type": "http.response.start", "status": 200, "headers": list(own)})
+
+    async def collect(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/api/v1/x", "method": "GET", "headers": [(b"x-request-id", b"given-1")]}
+    await ApiHeaders(app)(scope, None, collect)  # type: ignore[arg-type]
+    headers = sent[0]["headers"]
+    assert isinstance(headers, list)
+    names = [name for name, _ in headers]
+    assert names.count(b"x-request-id") == names.count(b"x-api-version") == names.count(b"x-protocol-version") == 1
+    assert (b"x-request-id", b"given-1") in headers and (b"x-api-version", b"1") in headers
+    assert (b"x-protocol-version", PROTOCOL.encode()) in headers
+    assert len(headers) == 3 + sum(name != b"x-request-id" for name, _ in own)

@@ -144,7 +144,9 @@ async def test_a_batch_that_finds_the_lock_taken_waits_off_the_event_loop(tmp_pa
             LOOKUP, ("default", '["S1","S2"]'), "sqlite_autoindex_devices_1 (tenant_id=? AND serial=?)", id="lookup"
         ),
         pytest.param(LOOKUP, ("default", '["S1","S2"]'), "commands_open (tenant_id=? AND serial=?", id="lookup-count"),
-        pytest.param(FINISH, ("default",), "sqlite_autoindex_commands_1 (id=?)", id="finish"),
+        pytest.param(
+            FINISH, ("acked", 1, None, None, "c_1", "default"), "sqlite_autoindex_commands_1 (id=?)", id="finish"
+        ),
     ],
 )
 async def test_writer_statements_search_by_index(
@@ -154,9 +156,6 @@ async def test_writer_statements_search_by_index(
     async with open_store(db_path):
         pass  # migrated
     conn = sqlite3.connect(db_path)
-    conn.execute(
-        "CREATE TEMP TABLE finished (id TEXT PRIMARY KEY, status TEXT, finished_at INTEGER, error TEXT, result TEXT)"
-    )
     plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)]
     conn.close()
     # only the batch itself (json_each, alias j) is walked; every table is searched by index
