@@ -28,6 +28,11 @@ class Pin:
     clients: frozenset[int]
 
     def describe(self) -> str:
+        if self.broker > self.clients:
+            return (
+                f"the bench's own processes on CPU {_cpus(self.clients)} only, "
+                f"the broker (and its children) on CPU {_cpus(self.broker)}"
+            )
         return (
             f"broker (and its children) on CPU {_cpus(self.broker)}, "
             f"the bench's own processes on CPU {_cpus(self.clients)}"
@@ -82,7 +87,8 @@ def _parse_set(text: str) -> frozenset[int]:
 
 def parse_pin(spec: str) -> Pin:
     """`auto` (the first half of the usable CPUs for the broker, the rest for the clients) or
-    `BROKER/CLIENTS`, each a CPU list like `0` or `0-1,3`. The two sets must not overlap."""
+    `BROKER/CLIENTS`, each a CPU list like `0` or `0-1,3`. The sets may overlap: `0-1/1` keeps
+    the bench's processes off CPU 0 and lets the broker use both."""
     usable = frozenset(os.sched_getaffinity(0))
     if spec == "auto":
         if len(usable) < 2:
@@ -96,8 +102,6 @@ def parse_pin(spec: str) -> Pin:
     pin = Pin(_parse_set(broker_text), _parse_set(clients_text))
     if not pin.broker or not pin.clients:
         raise PinError(f"--pin: both CPU sets must be non-empty: {spec!r}")
-    if pin.broker & pin.clients:
-        raise PinError(f"--pin: the broker and client CPU sets overlap: {spec!r}")
     if not (pin.broker | pin.clients) <= usable:
         raise PinError(f"--pin: CPUs outside the usable set {_cpus(usable)}: {spec!r}")
     return pin
