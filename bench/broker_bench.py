@@ -9,6 +9,7 @@ See bench/README.md for what every row and column means.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from bench.affinity import Pin, PinError, parse_pin
 from bench.brokers import (
     BrokerProc,
     BrokerUnavailable,
@@ -80,6 +82,7 @@ class Config:
     storm_bad_addr: str = "127.0.0.2"
     storm_only: bool = False  # only the storm phase, on the 0-idle broker
     loop_stalls: bool = False  # NXG: record its event loop's late timer ticks (bench/loopmon)
+    pin: Pin | None = None  # --pin: broker CPUs / the bench's own processes' CPUs (bench/affinity.py)
 
     @property
     def idle_counts(self) -> list[int]:
@@ -187,7 +190,8 @@ class Bench:
             self.step()
             self.step()
             return
-        bp = start_mosquitto(self.workdir / "gen", self.cfg.mosquitto_inflight)
+        with self.broker_side():
+            bp = start_mosquitto(self.workdir / "gen", self.cfg.mosquitto_inflight)
         self.brokers.append(bp)
         try:
             for qos in (0, 1):
@@ -205,6 +209,15 @@ class Bench:
         finally:
             bp.stop()
             self.brokers.remove(bp)
+
+    # -- --pin ---------------------------------------------------------------------------------
+    def broker_side(self) -> contextlib.AbstractContextManager[None]:
+        """Around every broker start: with --pin the broker is born on the broker CPUs."""
+        return self.cfg.pin.broker_side() if self.cfg.pin is not None else contextlib.nullcontext()
+
+    def check_pin(self, report: BrokerReport, bp: BrokerProc) -> None:
+        if self.cfg.pin is not None and (strays := self.cfg.pin.strays(bp.pid)):
+            report.notes.append(f"--pin: {strays} broker threads may run outside CPU set {sorted(self.cfg.pin.broker)}")
 
     # -- one broker ---------------------------------------------------------------------------
     def start_broker(self, key: str) -> tuple[BrokerProc, list[Cred], list[Cred], list[Cred]]:
@@ -283,7 +296,9 @@ class Bench:
         total = self.steps_per_idle(idle)
         steps_done = 0
         try:
-            bp, pub_creds, idle_creds, storm_creds = self.start_broker(key)
+            with self.broker_side():
+                bp, pub_creds, idle_creds, storm_creds = self.start_broker(key)
+            self.check_pin(report, bp)
         except BrokerUnavailable as exc:
             report.available, report.reason = False, str(exc)
             self.progress.advance(self.task, total)
@@ -929,9 +944,14 @@ def caption(cfg: Config, generator: dict[str, PhaseResult], reports: list[Broker
         )
     elif generator:
         lines.append("Generator ceiling (gen max: Mosquitto, no subscriber) is above every broker's accepted rate.")
+    pinning = (
+        f"pinned (--pin): {cfg.pin.describe()}"
+        if cfg.pin is not None
+        else "not pinned: broker and bench processes share every CPU"
+    )
     lines.append(
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; publishers, subscriber and idle devices "
-        f"run in separate processes on the same machine; warm-up {cfg.warmup:g} s, grace {cfg.grace:g} s; "
+        f"run in separate processes on the same machine, {pinning}; warm-up {cfg.warmup:g} s, grace {cfg.grace:g} s; "
         f"QoS 1 in-flight {cfg.inflight}/device; QoS 0 window {cfg.q0_window}×{cfg.q0_batch} msgs/device "
         f"(PINGREQ after each batch); total {elapsed:.0f} s."
     )
@@ -980,7 +1000,20 @@ def parse_args(argv: list[str] | None = None) -> Config:
         action="store_true",
         help="NXG: record its event loop's late ticks (wall and loop-thread CPU) through the storm",
     )
+    p.add_argument(
+        "--pin",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="BROKER/CLIENTS",
+        help="run every broker on one CPU set and the bench's own processes on the other "
+        "(e.g. 0/1; bare --pin = first half / second half of the CPUs); default: unpinned",
+    )
     ns = p.parse_args(argv)
+    try:
+        pin = parse_pin(ns.pin) if ns.pin is not None else None
+    except PinError as exc:
+        p.error(str(exc))
     names = {v: k for k, v in BROKERS.items()}
     only: list[str] = []
     for item in (x.strip().lower() for x in ns.only.split(",") if x.strip()):
@@ -1017,6 +1050,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         storm_bad_addr=ns.storm_bad_addr,
         storm_only=ns.storm_only,
         loop_stalls=ns.loop_stalls,
+        pin=pin,
     )
 
 
@@ -1035,6 +1069,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=220)
+    if cfg.pin is not None:
+        cfg.pin.apply_to_clients()  # every worker process spawned from here on inherits it
     started = time.time()
     progress = Progress(
         SpinnerColumn(),
@@ -1061,7 +1097,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"work dir kept: {bench.workdir}")
     if cfg.json_path is not None:
         data = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v.describe() if isinstance(v, Pin) else v)
+                for k, v in cfg.__dict__.items()
+            },
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "elapsed_s": elapsed,
             "generator": {k: v.as_dict() for k, v in generator.items()},
