@@ -91,7 +91,12 @@ class TooLargeError(NxgError):
 class RateLimitedError(NxgError):
     code = "RATE_LIMIT_EXCEEDED"
     status = 429
-    retry_after: float | None = None  # seconds, when known (the Retry-After header)
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after  # seconds, when known (the Retry-After header)
 
 
 class QueueFullError(NxgError):

@@ -57,7 +57,7 @@ def error_response(exc: NxgError) -> JSONResponse:
     if isinstance(exc, DryRunRequired):
         return dry_run_required(exc)
     if isinstance(exc, RateLimitedError):
-        wait = getattr(exc, "retry_after_s", None) or exc.retry_after or 1
+        wait = exc.retry_after or 1
         details = exc.details if isinstance(exc.details, list) else None
         headers = {"Retry-After": str(max(1, math.ceil(wait)))}
         return v1_error(exc.status, exc.code, exc.message, details, headers)

@@ -46,7 +46,10 @@ class LoginThrottled(RateLimitedError):
 
     def __init__(self, retry_after_s: float) -> None:
         self.retry_after_s = max(1, math.ceil(retry_after_s))
-        super().__init__(f"too many wrong passwords from this address: retry in {self.retry_after_s} s")
+        super().__init__(
+            f"too many wrong passwords from this address: retry in {self.retry_after_s} s",
+            retry_after=self.retry_after_s,
+        )
 
 
 class AdminCredentials:

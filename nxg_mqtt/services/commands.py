@@ -313,11 +313,10 @@ class CommandService:
         # per tenant (PROTOCOL §6); commands being stored count too: concurrent submits (a pipelined
         # /ws/app socket, parallel REST requests) must not all pass the check before the first is recorded
         if rate_limit > 0 and self._rate.count(tenant, loop_now) + self._storing[tenant] >= rate_limit:
-            limited = RateLimitedError(
-                f"more than {self._settings.command_rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED"
+            raise RateLimitedError(
+                f"more than {self._settings.command_rate_limit} commands a minute",
+                retry_after=self._rate.retry_after(device.tenant, loop_now),
             )
-            limited.retry_after = self._rate.retry_after(device.tenant, loop_now)
-            raise limited
         created = now_ms()
         # straight out: the device is ready and nothing of it waits in the queue (order kept)
         direct = dispatch and self._direct(device.serial)
@@ -428,9 +427,10 @@ class CommandService:
                 if tenant not in room:
                     room[tenant] = rate_limit - self._rate.count(tenant, loop_now) - self._storing[tenant]
                 if room[tenant] <= 0:
-                    limited = RateLimitedError(f"more than {rate_limit} commands a minute", code="RATE_LIMIT_EXCEEDED")
-                    limited.retry_after = self._rate.retry_after(tenant, loop_now)
-                    outcomes[i] = limited
+                    outcomes[i] = RateLimitedError(
+                        f"more than {rate_limit} commands a minute",
+                        retry_after=self._rate.retry_after(tenant, loop_now),
+                    )
                     continue
                 room[tenant] -= 1
             tenants[tenant] += 1

@@ -218,9 +218,9 @@ class DeviceService:
         """The device a connection code belongs to; counts a wrong code against `source`."""
         locked_for = self.pairing_locked_for(source)
         if locked_for > 0:
-            exc = RateLimitedError("too many wrong connection codes; pairing is locked for a while")
-            exc.retry_after = locked_for
-            raise exc
+            raise RateLimitedError(
+                "too many wrong connection codes; pairing is locked for a while", retry_after=locked_for
+            )
         canonical = credentials.normalize_code(code or "")
         device = await self._store.devices.by_code(canonical) if canonical else None
         if device is not None and device.revoked:
