@@ -6,7 +6,10 @@
 - `POST /mqtt/auth` `{"username","password","clientid","peerhost","conn"?}` →
   `{"result":"allow","is_superuser":bool}` or `{"result":"deny","reason_code":4,"reason":"..."}`;
   a lockout's 0x03 adds `"retry_after_s"`: until then every login of that user name from that
-  `peerhost` is refused whatever its password (a device's token is never locked out)
+  `peerhost` is refused whatever its password (a device's token is never locked out); a device
+  login's 0x05 adds `"password_refused_s"`: until then, or until that user's login changes (a
+  credential delta or a kick), the same user name, client id and password get the same answer
+  (`HookService.password_refused_s` says why that never refuses a valid token)
 - `POST /mqtt/acl` `{"username","clientid","topic","action","qos"?}` → `{"result":"allow"|"deny"}`;
   `action` is `publish`, `subscribe` or `receive` (a delivery: Mosquitto's read check)
 - `POST /mqtt/connected` `{"username","clientid","peerhost"?,"conn"?}` → `{"result":"ok"}`
@@ -113,6 +116,11 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
                 # a lockout: every login of this user name from this address gets the same answer
                 # until then (the Mosquitto plugin keeps it and asks nothing meanwhile)
                 denied["retry_after_s"] = round(exc.retry_after, 3)
+            refused_s = hooks.password_refused_s(creds, exc)
+            if refused_s is not None:
+                # this exact login gets the same answer until that user's login changes (a
+                # credential delta or a kick) or this time is up (the plugin keeps it)
+                denied["password_refused_s"] = refused_s
             return JSONResponse(denied)
         answer: dict[str, Any] = {"result": "allow", "is_superuser": grant.superuser}
         rules = await hooks.topics_of(grant, creds.client_id)

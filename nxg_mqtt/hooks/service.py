@@ -62,6 +62,13 @@ SUBSCRIBED_TOPIC = "$nxg/subscribed"  # the plugin reports cache-allowed subscri
 # disconnect, here: without a call, so the broker's thread does not wait for this process
 CONNECTED_TOPIC = "$nxg/connected"
 DISCONNECTED_TOPIC = "$nxg/disconnected"
+# logins the plugin refused itself because the core had refused exactly that login before
+# (`password_refused_s`): counted here as the refusals the core answers are
+REFUSED_TOPIC = "$nxg/refused"
+REPORT_TOPICS = (CONNECTED_TOPIC, DISCONNECTED_TOPIC, REFUSED_TOPIC)
+# how long a broker may refuse the same (user name, client id, password) again without asking,
+# unless that user's login changes first (a credential delta or a kick: see `password_refused_s`)
+PASSWORD_REFUSED_S = 60.0
 # the longest queued presence work waits for hook answers being made (`HookService.answering`)
 ANSWERS_FIRST_S = 0.05
 PRESENCE_CHUNK = 32  # presence changes applied in one go (`reported_many`)
@@ -113,6 +120,7 @@ class HookService:
             "acl_deny": 0,
             "kicks": 0,
             "reported_connects": 0,
+            "reported_refusals": 0,
         }
         self.credentials = CredentialFeed(core, self.topics_of)
         core.devices.on_revoked(self._device_revoked)
@@ -154,6 +162,33 @@ class HookService:
         if conn is not None:
             await self.connected(creds.username, creds.client_id, creds.source, conn)
         return grant
+
+    def password_refused_s(self, creds: Credentials, refused: ConnectRefused) -> float | None:
+        """How long a broker may give this exact login (user name, client id, password) the same
+        0x05 without asking again, or None: only a device login (not the `pair`, `bridge` or `key`
+        roles, whose refusals lockouts count), refused 0x05 (a wrong or stale token, an unknown
+        serial, a revoked device, a client id other than the serial).
+
+        Why this never refuses a valid token later (the ordering guarantee the Mosquitto plugin
+        relies on): a token is drawn at random by the core and its hash is committed to the store
+        before the token is given to anyone (pairing reply, REST, CLI), so a password the core
+        refuses was not that serial's token at the moment of refusal, and a broker asks the hooks
+        only after the CONNECT arrived. The same password can become valid only through a change
+        of that serial's login (a device created under that serial, a revoked one let in again),
+        and every such change reaches the plugin as a credential delta for that serial or a kick
+        (`CredentialFeed.refresh`, `_device_revoked`), each dropping the kept refusals of that user
+        name; a change the plugin cannot hear of (the link down, another process's CLI) is bounded
+        by `PASSWORD_REFUSED_S`, and the snapshot sent when the link is back drops them all. Wrong
+        tokens count towards no lockout (PROTOCOL §6), so nothing else is refused because of it."""
+        username = creds.username
+        if (
+            refused.return_code != ConnectRefused.NOT_AUTHORIZED
+            or not username
+            or username in (PAIR_USER, BRIDGE_USER, KEY_USER)
+            or creds.password is None
+        ):
+            return None
+        return PASSWORD_REFUSED_S
 
     async def allowed(self, username: str | None, client_id: str, topic: str, action: AclAction) -> bool:
         client = self._subject(username, client_id)
@@ -253,6 +288,10 @@ class HookService:
                 change = self._connected(_text(username), client_id, _text(report.get("peerhost")), _text(conn))
             elif topic == DISCONNECTED_TOPIC:
                 change = self._disconnected(client_id, _text(conn), None)
+            elif topic == REFUSED_TOPIC:
+                # refused by the plugin from the core's own earlier answer: counted as if asked
+                self.counters["reported_refusals"] += 1
+                self.counters["auth_deny"] += 1
             if change is not None:
                 changes.append(change)
         # in chunks: the queue looks at the hook answers between two (a batch is one loop turn
