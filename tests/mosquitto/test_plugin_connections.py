@@ -118,7 +118,8 @@ async def test_a_storm_of_wrong_tokens_and_codes_asks_once_per_password_and_lets
     about once (the plugin keeps the core's 0x05 for that exact login), wrong pairing codes until
     the lockout; meanwhile and afterwards a valid token from that address gets in (PROTOCOL §6),
     a token issued a moment ago logs in on its first try even for a serial whose wrong tokens
-    were refused just before (ST2 does not exist during the storm), and a reset token is refused. Every refusal is counted."""
+    were refused just before (ST2 does not exist during the storm), and a reset token is refused.
+    Every refusal is counted."""
     bad = "127.0.0.2"
     async with foreign_stack(settings) as (stack, http):
         token = await pair(stack, http, "ST1")
