@@ -7,7 +7,11 @@
  *   MOSQ_EVT_BASIC_AUTH  -> first the credential table (below): a user name the core listed,
  *                           with its client id and a password whose SHA-256 is the listed hash,
  *                           is allowed with the listed ACL rules and no call; the connection is
- *                           reported on connected_topic without waiting. Then the core's own
+ *                           reported on connected_topic without waiting. The same user name and
+ *                           client id with another password is refused (0x05) without a call,
+ *                           reported on refused_topic, unless a snapshot is under way: the core
+ *                           puts a device's new hash here before anyone holds its token (the
+ *                           ordering guarantee, nxg_mqtt/hooks/credentials.py). Then the core's own
  *                           lockout answers (0x03 until a time it named, per user name and
  *                           address, see "lockout refusals"): refused without a call. Then the
  *                           core's 0x05 to this exact login (user name, client id, password
@@ -261,6 +265,7 @@ static time_t stats_since;
 static unsigned long creds_hits; /* logins allowed from the credential table, logged with these */
 static unsigned long refusals_hits; /* logins refused from the core's lockout answers (below) */
 static unsigned long denials_hits; /* logins refused from the core's refused passwords (below) */
+static unsigned long creds_refused; /* logins refused from the credential table (another password) */
 static unsigned long acl_asked[3]; /* publish, receive, subscribe: which checks missed the cache */
 
 static double now_ms(void)
@@ -284,6 +289,11 @@ static void stats_note(const char *path, double ms)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks %s: %lu calls in %lds, mean %.2f ms, max %.1f ms",
 				hook_path_names[k], hook_stats[k].calls, (long)(now - stats_since),
 				hook_stats[k].total_ms / (double)hook_stats[k].calls, hook_stats[k].max_ms);
+	}
+	if(creds_refused){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins refused from the credential table: %lu in %lds",
+				creds_refused, (long)(now - stats_since));
+		creds_refused = 0;
 	}
 	if(denials_hits){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins refused from the core's refused passwords: %lu in %lds",
@@ -559,6 +569,8 @@ static int hex_nibble(char c)
 	return -1;
 }
 
+static void cred_del(const char *username);
+
 /* `put <user> <clientid> <hash> <rules>`; `delta`: not part of a snapshot. */
 static void cred_put(char *line, bool delta, uint32_t gen)
 {
@@ -570,16 +582,26 @@ static void cred_put(char *line, bool delta, uint32_t gen)
 	unsigned char hash[32];
 	struct cred *c;
 
-	if(username == NULL || client_id == NULL || hex == NULL || strlen(hex) != 64) return;
+	if(username == NULL) return;
 	if(delta) denials_forget(username); /* this user's login changed: nothing refused stands */
 	if(!delta && (!snapping || gen != snap_gen)) return; /* an older snapshot's chunk */
+	if(client_id == NULL || hex == NULL || strlen(hex) != 64){
+		if(delta) cred_del(username); /* a change not understood: the old entry must not refuse */
+		return;
+	}
 	for(int i = 0; i < 32; i++){
 		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
-		if(hi < 0 || lo < 0) return;
+		if(hi < 0 || lo < 0){
+			if(delta) cred_del(username);
+			return;
+		}
 		hash[i] = (unsigned char)(hi << 4 | lo);
 	}
 	c = cred_slot(username, true);
-	if(c == NULL) return;
+	if(c == NULL){
+		if(delta) cred_del(username);
+		return;
+	}
 	if(c->state == CRED_USED){
 		if(!delta && c->from_delta && c->gen == snap_gen) return; /* read before that change */
 		if(c->client_id != c->username) mosquitto_free(c->client_id);
@@ -669,18 +691,27 @@ static void creds_feed(const char *payload, uint32_t len)
 	mosquitto_free(text);
 }
 
-/* The entry that lets this CONNECT in without asking, or NULL. */
-static const struct cred *cred_match(const char *username, const char *client_id, const char *password)
+/* What the table says of this CONNECT: CRED_ALLOW (`*entry` lets it in), CRED_REFUSE (a listed
+ * device, its client id, another password: the core would answer 0x05; only while no snapshot is
+ * under way, see the ordering guarantee in nxg_mqtt/hooks/credentials.py), CRED_ASK (anything else). */
+enum cred_verdict { CRED_ASK, CRED_ALLOW, CRED_REFUSE };
+
+static enum cred_verdict cred_match(const char *username, const char *client_id, const char *password,
+		const struct cred **entry)
 {
 	unsigned char digest[32];
 	unsigned int digest_len = 0;
 	const struct cred *c;
 
-	if(creds == NULL || username == NULL || client_id == NULL || password == NULL) return NULL;
+	if(creds == NULL || username == NULL || client_id == NULL || password == NULL) return CRED_ASK;
 	c = cred_slot(username, false);
-	if(c == NULL || c->dead || strcmp(c->client_id, client_id)) return NULL;
-	if(!EVP_Digest(password, strlen(password), digest, &digest_len, EVP_sha256(), NULL) || digest_len != 32) return NULL;
-	return CRYPTO_memcmp(digest, c->hash, sizeof(digest)) == 0 ? c : NULL;
+	if(c == NULL || c->dead || strcmp(c->client_id, client_id)) return CRED_ASK;
+	if(!EVP_Digest(password, strlen(password), digest, &digest_len, EVP_sha256(), NULL) || digest_len != 32) return CRED_ASK;
+	if(CRYPTO_memcmp(digest, c->hash, sizeof(digest)) == 0){
+		*entry = c;
+		return CRED_ALLOW;
+	}
+	return snapping ? CRED_ASK : CRED_REFUSE;
 }
 
 /* What happened without a call, told to the core without waiting: a message only the core's
@@ -878,19 +909,27 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	char conn[32];
 	const char *reason, *retry;
 	int status, code = 5;
-	const struct cred *known;
+	const struct cred *known = NULL;
+	enum cred_verdict verdict;
 	(void)event;
 	(void)userdata;
 
 	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
-	known = cred_match(ed->username, mosquitto_client_id(ed->client), ed->password);
-	if(known != NULL){
+	verdict = cred_match(ed->username, mosquitto_client_id(ed->client), ed->password, &known);
+	if(verdict == CRED_ALLOW){
 		/* the core's answer, given ahead of time: no call; the core hears of it afterwards */
 		creds_hits++;
 		superuser_set(ed->client, NULL, NULL, false);
 		prefill_rules(ed->username, mosquitto_client_id(ed->client), known->rules);
 		report(connected_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
 		return MOSQ_ERR_SUCCESS;
+	}
+	if(verdict == CRED_REFUSE){
+		/* a listed device with another password: the core holds this device's current token hash
+		 * here before anyone holds that token, so it would refuse too (0x05); no call, reported */
+		creds_refused++;
+		report(refused_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
+		return refuse(ed->client, 5);
 	}
 	if(refusal_held(ed->username, mosquitto_client_address(ed->client))){
 		/* the core's own answer to this user name from this address, still in force: no call */

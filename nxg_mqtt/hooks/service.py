@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nxg_mqtt.core import Core
-from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.errors import ConnectRefused, GatewayError
 from nxg_mqtt.hooks.credentials import CredentialFeed
 from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import CloseReason, RevokeReason, Role
@@ -344,8 +344,10 @@ class HookService:
         if client is None or client.role is Role.DEVICE:
             await self.kick(serial)
         # the kick dropped the plugin's entry; what the store says now (a rotated or re-paired
-        # device's new hash, or nothing)
-        await self.credentials.refresh(serial)
+        # device's new hash, or nothing). Not sent: the table stays as it was until the link is
+        # back (a token issued meanwhile is not handed out: `DeviceService.credentials_issued`)
+        with contextlib.suppress(GatewayError):
+            await self.credentials.refresh(serial)
         if why in (RevokeReason.REGENERATE, RevokeReason.DELETE):
             for other in list(self.clients.values()):
                 if other.role is Role.PAIR and other.serial == serial and other.connected:
