@@ -125,7 +125,11 @@ class CredentialFeed:
     async def refresh(self, serial: str) -> None:
         """A delta: the device's entry as the store says now (listed, or no longer). Returns once
         the broker acknowledged it, i.e. once the plugin has taken it (see the guarantee above);
-        `GatewayError` if it could not be sent: a new token must then not be handed out."""
+        `GatewayError` if it could not be sent: a new token must then not be handed out. Without
+        a link at all (hooks served with no broker link of this process) there is nothing to keep
+        in step."""
+        if self._link is None:
+            return
         async with self._lock:
             found = await self._core.store.devices.token_hash(serial)
             line = None

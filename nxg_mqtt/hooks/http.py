@@ -48,6 +48,11 @@ from nxg_mqtt.services.access import AclAction, Credentials
 from nxg_mqtt.settings import Settings
 
 INVALID = "HOOK_REQUEST_INVALID"
+# uvicorn's C parser (httptools, as the bridge uses since 5e4e2a0): the hooks were written with
+# h11 before that change and never followed it; every hook call blocks Mosquitto's one thread,
+# and h11's pure-Python parsing was ~250 µs of a ~700 µs round trip (`python -m bench.hook_bench`:
+# p50 auth 680-710 -> 450-460 µs, acl 680-700 -> 290-390 µs); keep-alive with the plugin is the same
+HTTP_PARSER = "httptools"
 Handler = Callable[[Request], Awaitable[JSONResponse]]
 _ACTIONS = {a.value: a for a in AclAction}
 
@@ -204,7 +209,10 @@ class HookListener:
 
 
 @contextlib.asynccontextmanager
-async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIterator[HookListener]:
+async def open_hook_listener(
+    hooks: HookService, settings: Settings, *, http: str = HTTP_PARSER
+) -> AsyncIterator[HookListener]:
+    """`http`: uvicorn's HTTP/1.1 implementation (`bench.hook_bench` compares them)."""
     family = socket.AF_INET6 if ":" in settings.hook_host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -218,7 +226,7 @@ async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIte
     config = uvicorn.Config(
         create_hook_app(hooks, settings.internal_secret),
         lifespan="off",
-        http="h11",
+        http=http,
         log_level=settings.log_level,
         log_config=None,
         access_log=False,  # one line per ACL check would drown the log

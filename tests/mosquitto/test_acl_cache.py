@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from nxg_mqtt.hooks.mosquitto import ROOT
 
 
-def test_the_acl_cache_is_bounded_and_keeps_the_entries_in_use() -> None:
+def test_the_acl_cache_is_bounded_and_keeps_the_entries_in_use(tmp_path: Path) -> None:
     if shutil.which("cc") is None or shutil.which("make") is None:
         pytest.skip("no C compiler")
-    source = ROOT / "mosquitto"
-    built = subprocess.run(["make", "-s", "-C", str(source), "test_acl_cache"], capture_output=True, text=True)
+    for name in ("acl_cache.h", "test_acl_cache.c", "Makefile"):
+        shutil.copy(ROOT / "mosquitto" / name, tmp_path)
+    built = subprocess.run(["make", "-s", "-C", str(tmp_path), "test_acl_cache"], capture_output=True, text=True)
     assert built.returncode == 0, built.stdout + built.stderr
-    ran = subprocess.run([str(source / "test_acl_cache")], capture_output=True, text=True, timeout=60)
+    ran = subprocess.run([str(tmp_path / "test_acl_cache")], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.strip().endswith("ok"), ran.stdout
