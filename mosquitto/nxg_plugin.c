@@ -275,6 +275,8 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
+static void stats_flush(time_t now);
+
 static void stats_note(const char *path, double ms)
 {
 	int i = !strcmp(path, "/mqtt/auth") ? HP_AUTH : !strcmp(path, "/mqtt/acl") ? HP_ACL : HP_DISCONNECTED;
@@ -284,6 +286,12 @@ static void stats_note(const char *path, double ms)
 	if(ms > hook_stats[i].max_ms) hook_stats[i].max_ms = ms;
 	if(stats_since == 0) stats_since = now;
 	if(now - stats_since < STATS_EVERY_S) return;
+	stats_flush(now);
+}
+
+/* The figures since the last flush, logged (also at shutdown: the last ones are not lost). */
+static void stats_flush(time_t now)
+{
 	for(int k = 0; k < HP_COUNT; k++){
 		if(hook_stats[k].calls == 0) continue;
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks %s: %lu calls in %lds, mean %.2f ms, max %.1f ms",
@@ -1334,6 +1342,7 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
+	stats_flush(time(NULL));
 	hook_close();
 	acl_cache_free(&cache);
 	for(size_t i = 0; creds && i < creds_slots; i++){
