@@ -816,17 +816,15 @@ static void refusals_clear(void)
 
 /* The core's 0x05 to one exact login (user name, client id, password), kept when its answer says
  * so (`"password_refused_s"`: the core sends it for a device login refused for a wrong or stale
- * token, an unknown serial or a revoked device), so the same wrong token again costs no call on
- * the broker's one thread. Only the SHA-256 of the password is kept. Why this never refuses a
- * valid token (the core's guarantee, nxg_mqtt/hooks/credentials.py): a token is made by the core
- * at random and stored before anyone is given it, so a password the core refused was not that
- * user's token when it was refused; the only ways the same password becomes valid later (a
- * revoked device let in again, a device created under that serial) change that user's login,
- * and every such change is a credential delta (`put`/`del` <user>) or a kick, which drop that
- * user's entries here; a new snapshot (the core's link connected again) drops them all; and each
- * is kept at most password_refused_s (the core's number) anyway. PROTOCOL section 6: wrong tokens
- * count towards no lockout, so nothing here refuses any other password. The refusal is reported
- * on refused_topic without waiting (the core counts it as it counts the ones it answers).
+ * token, an unknown serial or a revoked device), so the same wrong password again costs no call on
+ * the broker's one thread (the credential table refuses listed devices' wrong passwords itself;
+ * this covers the unlisted ones). Only the SHA-256 of the password is kept. Why this never refuses
+ * a valid token (HookService.password_refused_s): the core draws tokens at random and commits
+ * their hashes before anyone holds them, so a refused password was not that user's token when it
+ * was refused; besides, every change of that user's login (a `put`/`del` delta, a kick) drops its
+ * entries here, a new snapshot drops them all, and each is kept at most password_refused_s (the
+ * core's number). PROTOCOL section 6: wrong tokens count towards no lockout, so nothing here
+ * refuses any other password. Reported on refused_topic without waiting (the core counts it).
  * Bounded: DENIAL_SETS x DENIAL_WAYS, a set chosen by the user name (so a delta clears one set);
  * a full set drops the entry ending first. */
 #define DENIAL_SETS 1024

@@ -62,8 +62,9 @@ SUBSCRIBED_TOPIC = "$nxg/subscribed"  # the plugin reports cache-allowed subscri
 # disconnect, here: without a call, so the broker's thread does not wait for this process
 CONNECTED_TOPIC = "$nxg/connected"
 DISCONNECTED_TOPIC = "$nxg/disconnected"
-# logins the plugin refused itself because the core had refused exactly that login before
-# (`password_refused_s`): counted here as the refusals the core answers are
+# logins the plugin refused itself (0x05): a listed device's other password (the credential table,
+# `nxg_mqtt.hooks.credentials`), or exactly a login the core refused before (`password_refused_s`);
+# counted here as the refusals the core answers are
 REFUSED_TOPIC = "$nxg/refused"
 REPORT_TOPICS = (CONNECTED_TOPIC, DISCONNECTED_TOPIC, REFUSED_TOPIC)
 # how long a broker may refuse the same (user name, client id, password) again without asking,
@@ -169,17 +170,15 @@ class HookService:
         roles, whose refusals lockouts count), refused 0x05 (a wrong or stale token, an unknown
         serial, a revoked device, a client id other than the serial).
 
-        Why this never refuses a valid token later (the ordering guarantee the Mosquitto plugin
-        relies on): a token is drawn at random by the core and its hash is committed to the store
-        before the token is given to anyone (pairing reply, REST, CLI), so a password the core
-        refuses was not that serial's token at the moment of refusal, and a broker asks the hooks
-        only after the CONNECT arrived. The same password can become valid only through a change
-        of that serial's login (a device created under that serial, a revoked one let in again),
-        and every such change reaches the plugin as a credential delta for that serial or a kick
-        (`CredentialFeed.refresh`, `_device_revoked`), each dropping the kept refusals of that user
-        name; a change the plugin cannot hear of (the link down, another process's CLI) is bounded
-        by `PASSWORD_REFUSED_S`, and the snapshot sent when the link is back drops them all. Wrong
-        tokens count towards no lockout (PROTOCOL §6), so nothing else is refused because of it."""
+        Why this never refuses a valid token later: a token is drawn at random by the core and its
+        hash is committed to the store before the token is given to anyone (pairing reply, REST;
+        the CLI makes none), so a password the core refuses was not that serial's token when it
+        was refused, and it becomes valid only if the core happens to draw it for that serial.
+        Besides, every change of a serial's login (pairing, registration, rotation, reset, delete,
+        revoke) reaches the plugin as a credential delta or a kick, which drop the refusals kept
+        for that user name; a snapshot (the link back) drops them all; and `PASSWORD_REFUSED_S`
+        bounds each. Wrong tokens count towards no lockout (PROTOCOL §6), so nothing else is
+        refused because of it."""
         username = creds.username
         if (
             refused.return_code != ConnectRefused.NOT_AUTHORIZED
