@@ -15,8 +15,9 @@ not revoked, by its canonical serial, with its client id (= the serial: `AccessD
 stored token hash (SHA-256 hex, as `devices.token_hash`: the plugin never sees a token) and the
 login's ACL rules (`HookService.topics_of`, the same `topic_allowed` decisions as the `acl` of
 `/mqtt/auth`), written with `%u` for the serial so that every device shares one rule list in the
-plugin. Every other login (pairing, the bridge, API keys, a wrong token, a device not listed) is
-asked about as before.
+plugin. A listed device's client id with another password is refused by the plugin (0x05, see the
+ordering guarantee below). Every other login (pairing, the bridge, API keys, a device not listed)
+is asked about as before.
 
 Text lines on `CREDENTIALS_TOPIC` (the format is described in `mosquitto/nxg_plugin.c`): a
 snapshot `begin <gen>`, `put@<gen> ...` in chunks, `end <gen>` replaces the plugin's table; a
