@@ -7,9 +7,16 @@
  *   MOSQ_EVT_BASIC_AUTH  -> first the credential table (below): a user name the core listed,
  *                           with its client id and a password whose SHA-256 is the listed hash,
  *                           is allowed with the listed ACL rules and no call; the connection is
- *                           reported on connected_topic without waiting. Then the core's own
+ *                           reported on connected_topic without waiting. The same user name and
+ *                           client id with another password is refused (0x05) without a call,
+ *                           reported on refused_topic, unless a snapshot is under way: the core
+ *                           puts a device's new hash here before anyone holds its token (the
+ *                           ordering guarantee, nxg_mqtt/hooks/credentials.py). Then the core's own
  *                           lockout answers (0x03 until a time it named, per user name and
- *                           address, see "lockout refusals"): refused without a call. Else ->
+ *                           address, see "lockout refusals"): refused without a call. Then the
+ *                           core's 0x05 to this exact login (user name, client id, password
+ *                           hash), kept until that user's login changes (see "refused
+ *                           passwords"): refused without a call, reported on refused_topic. Else ->
  *                           POST /mqtt/auth with `conn` (this connection's name): allowed, it
  *                           is also the connection event (the broker waits for every call: one
  *                           per CONNECT, not two; Mosquitto 2.0 has no connect event)
@@ -70,7 +77,8 @@
  *   plugin_opt_secret         ...                     the core's internal secret (Bearer)
  *   plugin_opt_timeout_ms     2000                    per hook call
  *   plugin_opt_acl_cache_s    60                      positive ACL answers kept at most this long
- *   plugin_opt_acl_cache_entries 65536                how many (8-way set-associative, ~270 B each)
+ *   plugin_opt_acl_cache_entries 65536                how many (8-way set-associative, LRU per set,
+ *                                                     ~280 B each; acl_cache.h)
  *   plugin_opt_kick_topic     $nxg/kick
  *   plugin_opt_subscribed_topic $nxg/subscribed         subscriptions allowed from a login's rules
  *   plugin_opt_exact_connack  true
@@ -80,6 +88,7 @@
  *   plugin_opt_credentials_max 100000                 entries at most
  *   plugin_opt_connected_topic $nxg/connected         logins allowed from the table, reported
  *   plugin_opt_disconnected_topic $nxg/disconnected   disconnects, reported ("" : POST instead)
+ *   plugin_opt_refused_topic  $nxg/refused            logins refused from the refused passwords
  *   plugin_opt_core_username  bridge                  the only login whose kick/credential
  *                                                     messages are taken (the ACL says the same)
  */
@@ -105,21 +114,13 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
+#include "acl_cache.h"
+
 #define BODY_MAX 8192
 #define RESP_MAX 4096
-#define CACHE_WAYS 8 /* set-associative: a direct-mapped cache let two hot topics evict each other,
-                       * and every message of theirs became a blocking hook call */
-#define CACHE_KEY_MAX 240
+#define CACHE_KEY_MAX ACL_CACHE_KEY_MAX
 #define CLIENT_TAG_EPOLL 2 /* enum struct_ident's id_client in Mosquitto 2.0 */
 #define SUPERUSERS_MAX 64
-
-struct cache_slot {
-	uint64_t hash;
-	time_t expires;
-	unsigned generation;
-	bool notify; /* a subscription the core wants to hear of (subscribed_topic) */
-	char key[CACHE_KEY_MAX];
-};
 
 static mosquitto_plugin_id_t *plugin_id;
 static char hook_host[64] = "127.0.0.1";
@@ -127,7 +128,7 @@ static int hook_port = 8090;
 static char auth_header[512];
 static int timeout_ms = 2000;
 static int acl_cache_s = 60;
-static size_t cache_sets = 65536 / CACHE_WAYS;
+static size_t acl_cache_size = 65536;
 static char kick_topic[128] = "$nxg/kick";
 static char subscribed_topic[128] = "$nxg/subscribed";
 static bool exact_connack = true;
@@ -147,8 +148,7 @@ struct superuser {
 	char username[128];
 };
 static struct superuser superusers[SUPERUSERS_MAX];
-static struct cache_slot *cache;
-static unsigned cache_generation = 1;
+static struct acl_cache cache; /* acl_cache.h: LRU per set, a fixed size */
 
 /* ---- HTTP to the hooks ------------------------------------------------------------------------ */
 
@@ -264,6 +264,8 @@ static struct { unsigned long calls; double total_ms, max_ms; } hook_stats[HP_CO
 static time_t stats_since;
 static unsigned long creds_hits; /* logins allowed from the credential table, logged with these */
 static unsigned long refusals_hits; /* logins refused from the core's lockout answers (below) */
+static unsigned long denials_hits; /* logins refused from the core's refused passwords (below) */
+static unsigned long creds_refused; /* logins refused from the credential table (another password) */
 static unsigned long acl_asked[3]; /* publish, receive, subscribe: which checks missed the cache */
 
 static double now_ms(void)
@@ -272,6 +274,8 @@ static double now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
+
+static void stats_flush(time_t now);
 
 static void stats_note(const char *path, double ms)
 {
@@ -282,11 +286,27 @@ static void stats_note(const char *path, double ms)
 	if(ms > hook_stats[i].max_ms) hook_stats[i].max_ms = ms;
 	if(stats_since == 0) stats_since = now;
 	if(now - stats_since < STATS_EVERY_S) return;
+	stats_flush(now);
+}
+
+/* The figures since the last flush, logged (also at shutdown: the last ones are not lost). */
+static void stats_flush(time_t now)
+{
 	for(int k = 0; k < HP_COUNT; k++){
 		if(hook_stats[k].calls == 0) continue;
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks %s: %lu calls in %lds, mean %.2f ms, max %.1f ms",
 				hook_path_names[k], hook_stats[k].calls, (long)(now - stats_since),
 				hook_stats[k].total_ms / (double)hook_stats[k].calls, hook_stats[k].max_ms);
+	}
+	if(creds_refused){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins refused from the credential table: %lu in %lds",
+				creds_refused, (long)(now - stats_since));
+		creds_refused = 0;
+	}
+	if(denials_hits){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins refused from the core's refused passwords: %lu in %lds",
+				denials_hits, (long)(now - stats_since));
+		denials_hits = 0;
 	}
 	if(refusals_hits){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins refused from the core's lockout answers: %lu in %lds",
@@ -458,19 +478,13 @@ static void superuser_set(const struct mosquitto *client, const char *client_id,
 	/* full: that connection is simply asked about like any other */
 }
 
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for(; *s; s++){
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
+#define fnv1a nxg_fnv1a
 
 /* ---- the credential table (see the top of this file) ------------------------------------------ */
 
 static void refusals_clear(void); /* the lockout refusals, below */
+static void denials_forget(const char *username); /* the refused passwords, below */
+static void denials_clear(void);
 
 #define RULES_DISTINCT_MAX 256 /* distinct rule lists kept; with `%u` every device shares one */
 
@@ -563,6 +577,8 @@ static int hex_nibble(char c)
 	return -1;
 }
 
+static void cred_del(const char *username);
+
 /* `put <user> <clientid> <hash> <rules>`; `delta`: not part of a snapshot. */
 static void cred_put(char *line, bool delta, uint32_t gen)
 {
@@ -574,15 +590,26 @@ static void cred_put(char *line, bool delta, uint32_t gen)
 	unsigned char hash[32];
 	struct cred *c;
 
-	if(username == NULL || client_id == NULL || hex == NULL || strlen(hex) != 64) return;
+	if(username == NULL) return;
+	if(delta) denials_forget(username); /* this user's login changed: nothing refused stands */
 	if(!delta && (!snapping || gen != snap_gen)) return; /* an older snapshot's chunk */
+	if(client_id == NULL || hex == NULL || strlen(hex) != 64){
+		if(delta) cred_del(username); /* a change not understood: the old entry must not refuse */
+		return;
+	}
 	for(int i = 0; i < 32; i++){
 		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
-		if(hi < 0 || lo < 0) return;
+		if(hi < 0 || lo < 0){
+			if(delta) cred_del(username);
+			return;
+		}
 		hash[i] = (unsigned char)(hi << 4 | lo);
 	}
 	c = cred_slot(username, true);
-	if(c == NULL) return;
+	if(c == NULL){
+		if(delta) cred_del(username);
+		return;
+	}
 	if(c->state == CRED_USED){
 		if(!delta && c->from_delta && c->gen == snap_gen) return; /* read before that change */
 		if(c->client_id != c->username) mosquitto_free(c->client_id);
@@ -613,7 +640,9 @@ static void cred_put(char *line, bool delta, uint32_t gen)
 /* `del <user>`, a delta, or a kick of that client id. */
 static void cred_del(const char *username)
 {
-	struct cred *c = creds ? cred_slot(username, false) : NULL;
+	struct cred *c;
+	denials_forget(username);
+	c = creds ? cred_slot(username, false) : NULL;
 	if(c == NULL) return;
 	if(snapping){
 		/* the snapshot under way may still name it, read before this change */
@@ -662,6 +691,7 @@ static void creds_feed(const char *payload, uint32_t len)
 			snap_gen = (uint32_t)strtoul(line + 6, NULL, 10);
 			snapping = true;
 			refusals_clear(); /* the core's link (re)connected: it may have restarted, without lockouts */
+			denials_clear(); /* and its store may have changed meanwhile without a delta */
 		}else if(!strncmp(line, "end ", 4)){
 			creds_end((uint32_t)strtoul(line + 4, NULL, 10));
 		}
@@ -669,18 +699,27 @@ static void creds_feed(const char *payload, uint32_t len)
 	mosquitto_free(text);
 }
 
-/* The entry that lets this CONNECT in without asking, or NULL. */
-static const struct cred *cred_match(const char *username, const char *client_id, const char *password)
+/* What the table says of this CONNECT: CRED_ALLOW (`*entry` lets it in), CRED_REFUSE (a listed
+ * device, its client id, another password: the core would answer 0x05; only while no snapshot is
+ * under way, see the ordering guarantee in nxg_mqtt/hooks/credentials.py), CRED_ASK (anything else). */
+enum cred_verdict { CRED_ASK, CRED_ALLOW, CRED_REFUSE };
+
+static enum cred_verdict cred_match(const char *username, const char *client_id, const char *password,
+		const struct cred **entry)
 {
 	unsigned char digest[32];
 	unsigned int digest_len = 0;
 	const struct cred *c;
 
-	if(creds == NULL || username == NULL || client_id == NULL || password == NULL) return NULL;
+	if(creds == NULL || username == NULL || client_id == NULL || password == NULL) return CRED_ASK;
 	c = cred_slot(username, false);
-	if(c == NULL || c->dead || strcmp(c->client_id, client_id)) return NULL;
-	if(!EVP_Digest(password, strlen(password), digest, &digest_len, EVP_sha256(), NULL) || digest_len != 32) return NULL;
-	return CRYPTO_memcmp(digest, c->hash, sizeof(digest)) == 0 ? c : NULL;
+	if(c == NULL || c->dead || strcmp(c->client_id, client_id)) return CRED_ASK;
+	if(!EVP_Digest(password, strlen(password), digest, &digest_len, EVP_sha256(), NULL) || digest_len != 32) return CRED_ASK;
+	if(CRYPTO_memcmp(digest, c->hash, sizeof(digest)) == 0){
+		*entry = c;
+		return CRED_ALLOW;
+	}
+	return snapping ? CRED_ASK : CRED_REFUSE;
 }
 
 /* What happened without a call, told to the core without waiting: a message only the core's
@@ -773,6 +812,96 @@ static void refusals_clear(void)
 	memset(refusals, 0, sizeof(refusals));
 }
 
+/* ---- refused passwords ------------------------------------------------------------------------ */
+
+/* The core's 0x05 to one exact login (user name, client id, password), kept when its answer says
+ * so (`"password_refused_s"`: the core sends it for a device login refused for a wrong or stale
+ * token, an unknown serial or a revoked device), so the same wrong password again costs no call on
+ * the broker's one thread (the credential table refuses listed devices' wrong passwords itself;
+ * this covers the unlisted ones). Only the SHA-256 of the password is kept. Why this never refuses
+ * a valid token (HookService.password_refused_s): the core draws tokens at random and commits
+ * their hashes before anyone holds them, so a refused password was not that user's token when it
+ * was refused; besides, every change of that user's login (a `put`/`del` delta, a kick) drops its
+ * entries here, a new snapshot drops them all, and each is kept at most password_refused_s (the
+ * core's number). PROTOCOL section 6: wrong tokens count towards no lockout, so nothing here
+ * refuses any other password. Reported on refused_topic without waiting (the core counts it).
+ * Bounded: DENIAL_SETS x DENIAL_WAYS, a set chosen by the user name (so a delta clears one set);
+ * a full set drops the entry ending first. */
+#define DENIAL_SETS 1024
+#define DENIAL_WAYS 4
+#define DENIAL_NAME_MAX 128
+
+struct denial {
+	double until_ms; /* CLOCK_MONOTONIC; 0: free */
+	unsigned char digest[32]; /* SHA-256 of the password */
+	char username[DENIAL_NAME_MAX];
+	char client_id[DENIAL_NAME_MAX];
+};
+
+static struct denial denials[DENIAL_SETS][DENIAL_WAYS];
+static char refused_topic[128] = "$nxg/refused";
+
+static bool password_digest(const char *password, unsigned char digest[32])
+{
+	unsigned int len = 0;
+	return password != NULL && EVP_Digest(password, strlen(password), digest, &len, EVP_sha256(), NULL) && len == 32;
+}
+
+static bool denial_fits(const char *username, const char *client_id)
+{
+	return username != NULL && client_id != NULL && strlen(username) < DENIAL_NAME_MAX
+			&& strlen(client_id) < DENIAL_NAME_MAX;
+}
+
+/* Whether the core refused exactly this login (0x05) and nothing has changed that user since. */
+static bool denial_held(const char *username, const char *client_id, const char *password)
+{
+	unsigned char digest[32];
+	struct denial *set;
+	double now = now_ms();
+	if(!denial_fits(username, client_id) || !password_digest(password, digest)) return false;
+	set = denials[fnv1a(username) % DENIAL_SETS];
+	for(int i = 0; i < DENIAL_WAYS; i++){
+		struct denial *d = &set[i];
+		if(d->until_ms > now && CRYPTO_memcmp(d->digest, digest, sizeof(digest)) == 0
+				&& !strcmp(d->username, username) && !strcmp(d->client_id, client_id)){
+			return true;
+		}
+	}
+	return false;
+}
+
+static void denial_keep(const char *username, const char *client_id, const char *password, double seconds)
+{
+	unsigned char digest[32];
+	struct denial *set, *pick = NULL;
+	double now = now_ms();
+	if(!(seconds > 0) || !denial_fits(username, client_id) || !password_digest(password, digest)) return;
+	if(seconds > 3600) seconds = 3600; /* a garbled answer must not keep a refusal for long */
+	set = denials[fnv1a(username) % DENIAL_SETS];
+	for(int i = 0; i < DENIAL_WAYS; i++){
+		if(pick == NULL || set[i].until_ms < pick->until_ms) pick = &set[i];
+	}
+	pick->until_ms = now + seconds * 1000.0;
+	memcpy(pick->digest, digest, sizeof(digest));
+	snprintf(pick->username, sizeof(pick->username), "%s", username);
+	snprintf(pick->client_id, sizeof(pick->client_id), "%s", client_id);
+}
+
+/* That user's login changed (a credential delta or a kick): whatever was refused may not be now. */
+static void denials_forget(const char *username)
+{
+	struct denial *set = denials[fnv1a(username) % DENIAL_SETS];
+	for(int i = 0; i < DENIAL_WAYS; i++){
+		if(!strcmp(set[i].username, username)) memset(&set[i], 0, sizeof(set[i]));
+	}
+}
+
+static void denials_clear(void)
+{
+	memset(denials, 0, sizeof(denials));
+}
+
 /* ---- events ----------------------------------------------------------------------------------- */
 
 static void prefill(const char *username, const char *client_id, const char *answer);
@@ -786,13 +915,14 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	char conn[32];
 	const char *reason, *retry;
 	int status, code = 5;
-	const struct cred *known;
+	const struct cred *known = NULL;
+	enum cred_verdict verdict;
 	(void)event;
 	(void)userdata;
 
 	snprintf(conn, sizeof(conn), "%p", (void *)ed->client);
-	known = cred_match(ed->username, mosquitto_client_id(ed->client), ed->password);
-	if(known != NULL){
+	verdict = cred_match(ed->username, mosquitto_client_id(ed->client), ed->password, &known);
+	if(verdict == CRED_ALLOW){
 		/* the core's answer, given ahead of time: no call; the core hears of it afterwards */
 		creds_hits++;
 		superuser_set(ed->client, NULL, NULL, false);
@@ -800,10 +930,24 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		report(connected_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
 		return MOSQ_ERR_SUCCESS;
 	}
+	if(verdict == CRED_REFUSE){
+		/* a listed device with another password: the core holds this device's current token hash
+		 * here before anyone holds that token, so it would refuse too (0x05); no call, reported */
+		creds_refused++;
+		report(refused_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
+		return refuse(ed->client, 5);
+	}
 	if(refusal_held(ed->username, mosquitto_client_address(ed->client))){
 		/* the core's own answer to this user name from this address, still in force: no call */
 		refusals_hits++;
 		return refuse(ed->client, 3);
+	}
+	if(denial_held(ed->username, mosquitto_client_id(ed->client), ed->password)){
+		/* the core refused exactly this login and nothing changed since: the same answer, no call;
+		 * the core hears of it afterwards, as it counts the refusals it makes */
+		denials_hits++;
+		report(refused_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
+		return refuse(ed->client, 5);
 	}
 	put_field(&b, "username", ed->username);
 	put_field(&b, "password", ed->password);
@@ -822,42 +966,14 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		if(code == 3 && (retry = strstr(answer, "\"retry_after_s\":")) != NULL){
 			refusal_keep(ed->username, mosquitto_client_address(ed->client), strtod(retry + 16, NULL));
 		}
+		if(code == 5 && (retry = strstr(answer, "\"password_refused_s\":")) != NULL){
+			denial_keep(ed->username, mosquitto_client_id(ed->client), ed->password, strtod(retry + 21, NULL));
+		}
 		return refuse(ed->client, code);
 	}
 	superuser_set(ed->client, mosquitto_client_id(ed->client), ed->username, strstr(answer, "\"is_superuser\":true") != NULL);
 	prefill(ed->username, mosquitto_client_id(ed->client), answer);
 	return MOSQ_ERR_SUCCESS;
-}
-
-/* The live entry for `key`, else NULL with `*victim` the way to fill: a free or stale one, else
- * the one expiring first. */
-static struct cache_slot *cache_find(uint64_t hash, const char *key, time_t now, struct cache_slot **victim)
-{
-	struct cache_slot *set = &cache[(hash % cache_sets) * CACHE_WAYS];
-	struct cache_slot *pick = NULL;
-	bool pick_live = true;
-	for(int i = 0; i < CACHE_WAYS; i++){
-		struct cache_slot *s = &set[i];
-		bool live = s->generation == cache_generation && s->expires > now;
-		if(live && s->hash == hash && !strcmp(s->key, key)) return s;
-		if(pick == NULL || (pick_live && (!live || s->expires < pick->expires))){
-			pick = s;
-			pick_live = live;
-		}
-	}
-	*victim = pick;
-	return NULL;
-}
-
-static void cache_put(struct cache_slot *slot, const char *key, uint64_t hash, time_t now, bool notify)
-{
-	memcpy(slot->key, key, sizeof(slot->key));
-	slot->hash = hash;
-	slot->generation = cache_generation;
-	slot->notify = notify;
-	/* spread over [ttl/2, ttl]: entries made together must not all be asked again together,
-	 * the broker waits for each answer */
-	slot->expires = now + acl_cache_s / 2 + (time_t)(hash % (uint64_t)(acl_cache_s / 2 + 1));
 }
 
 static int cache_key(char *key, const char *username, const char *client_id, const char *topic, const char *action)
@@ -897,12 +1013,12 @@ static void cache_rule(const char *username, const char *client_id, const char *
 	}
 	for(int i = 0; i < 2; i++){
 		const char *as = as_list[i];
-		struct cache_slot *slot = NULL;
+		struct acl_cache_slot *slot = NULL;
 		uint64_t hash;
 		if(as == NULL || cache_key(key, username, client_id, topic, as) < 0) continue;
 		hash = fnv1a(key);
-		if(cache_find(hash, key, now, &slot) == NULL && slot != NULL){
-			cache_put(slot, key, hash, now, !strcmp(as, "subscribe"));
+		if(acl_cache_find(&cache, hash, key, now, &slot) == NULL && slot != NULL){
+			acl_cache_put(&cache, slot, key, hash, now, acl_cache_s, !strcmp(as, "subscribe"));
 		}
 	}
 }
@@ -980,7 +1096,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	const char *action;
 	const char *username = mosquitto_client_username(ed->client);
 	const char *client_id = mosquitto_client_id(ed->client);
-	struct cache_slot *slot = NULL;
+	struct acl_cache_slot *slot = NULL;
 	uint64_t hash = 0;
 	time_t now = time(NULL);
 	bool cacheable;
@@ -996,9 +1112,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		default: return MOSQ_ERR_SUCCESS; /* unsubscribing reveals and changes nothing */
 	}
 	if(acl_cache_s > 0 && cache_key(key, username, client_id, ed->topic, action) == 0){
-		struct cache_slot *hit;
+		struct acl_cache_slot *hit;
 		hash = fnv1a(key);
-		hit = cache_find(hash, key, now, &slot);
+		hit = acl_cache_find(&cache, hash, key, now, &slot);
 		if(hit != NULL){
 			if(hit->notify) report_subscribed(username, client_id, ed->topic);
 			return MOSQ_ERR_SUCCESS;
@@ -1020,7 +1136,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	if(hook_call("/mqtt/acl", b.data, b.len, answer, sizeof(answer)) != 200 || !answer_is(answer, "allow")){
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	if(cacheable && slot != NULL) cache_put(slot, key, hash, now, false);
+	if(cacheable && slot != NULL) acl_cache_put(&cache, slot, key, hash, now, acl_cache_s, false);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -1127,7 +1243,7 @@ static int on_message(int event, void *event_data, void *userdata)
 		/* the payload is the client id to close */
 		memcpy(client_id, ed->payload, ed->payloadlen);
 		client_id[ed->payloadlen] = '\0';
-		cache_generation++;
+		acl_cache_drop_all(&cache);
 		cred_del(client_id);
 		mosquitto_kick_client_by_clientid(client_id, false);
 	}
@@ -1165,7 +1281,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			acl_cache_s = atoi(value);
 		}else if(!strcmp(key, "acl_cache_entries")){
 			long entries = atol(value);
-			cache_sets = entries >= CACHE_WAYS ? (size_t)entries / CACHE_WAYS : 1;
+			acl_cache_size = entries > 0 ? (size_t)entries : 1;
 		}else if(!strcmp(key, "kick_topic")){
 			snprintf(kick_topic, sizeof(kick_topic), "%s", value);
 		}else if(!strcmp(key, "subscribed_topic")){
@@ -1181,6 +1297,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			credentials_max = entries > 0 ? (size_t)entries : 0;
 		}else if(!strcmp(key, "connected_topic")){
 			snprintf(connected_topic, sizeof(connected_topic), "%s", value);
+		}else if(!strcmp(key, "refused_topic")){
+			snprintf(refused_topic, sizeof(refused_topic), "%s", value);
 		}else if(!strcmp(key, "disconnected_topic")){
 			snprintf(disconnected_topic, sizeof(disconnected_topic), "%s", value);
 		}else if(!strcmp(key, "core_username")){
@@ -1195,8 +1313,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	}
 	if(timeout_ms <= 0) timeout_ms = 2000;
 	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", secret);
-	cache = calloc(cache_sets * CACHE_WAYS, sizeof(*cache));
-	if(cache == NULL) return MOSQ_ERR_NOMEM;
+	if(acl_cache_init(&cache, acl_cache_size) < 0) return MOSQ_ERR_NOMEM;
 	if(credentials_topic[0] && credentials_max > 0){
 		for(creds_slots = 1024; creds_slots < 2 * credentials_max; creds_slots *= 2){
 		}
@@ -1204,7 +1321,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		if(creds == NULL) return MOSQ_ERR_NOMEM;
 	}
 	mosquitto_log_printf(MOSQ_LOG_INFO, "nxg: hooks at http://%s:%d, ACL cache %d s, %zu entries", hook_host, hook_port,
-			acl_cache_s, cache_sets * CACHE_WAYS);
+			acl_cache_s, acl_cache_entries(&cache));
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL)
@@ -1223,9 +1340,9 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
+	stats_flush(time(NULL));
 	hook_close();
-	free(cache);
-	cache = NULL;
+	acl_cache_free(&cache);
 	for(size_t i = 0; creds && i < creds_slots; i++){
 		if(creds[i].state == CRED_USED) cred_free(&creds[i]);
 	}

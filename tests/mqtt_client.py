@@ -116,10 +116,12 @@ class TestClient:
         keepalive: int = 30,
         *,
         will: tuple[str, bytes, int, bool] | None = None,
+        source: str = "",
     ) -> int:
         """The CONNACK return code (0 = accepted; 4 bad credentials; 5 not authorized).
 
-        `session_present` holds the CONNACK's flag; `will` is (topic, payload, qos, retain).
+        `session_present` holds the CONNACK's flag; `will` is (topic, payload, qos, retain);
+        `source`: the local address to connect from (e.g. `127.0.0.2`, another client address).
         """
         if will is not None:
             topic, payload, qos, retain = will
@@ -128,7 +130,7 @@ class TestClient:
             self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(60, 120)  # never reconnect on its own during a test
         self.disconnected.clear()
-        await asyncio.to_thread(self.client.connect, HOST, port, keepalive)  # blocking (WS handshake)
+        await asyncio.to_thread(self.client.connect, HOST, port, keepalive, source)  # blocking (WS handshake)
         self.client.loop_start()
         code = await asyncio.to_thread(self._connack.get, True, WAIT_S)
         if code != 0:

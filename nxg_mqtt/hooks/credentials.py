@@ -15,8 +15,9 @@ not revoked, by its canonical serial, with its client id (= the serial: `AccessD
 stored token hash (SHA-256 hex, as `devices.token_hash`: the plugin never sees a token) and the
 login's ACL rules (`HookService.topics_of`, the same `topic_allowed` decisions as the `acl` of
 `/mqtt/auth`), written with `%u` for the serial so that every device shares one rule list in the
-plugin. Every other login (pairing, the bridge, API keys, a wrong token, a device not listed) is
-asked about as before.
+plugin. A listed device's client id with another password is refused by the plugin (0x05, see the
+ordering guarantee below). Every other login (pairing, the bridge, API keys, a device not listed)
+is asked about as before.
 
 Text lines on `CREDENTIALS_TOPIC` (the format is described in `mosquitto/nxg_plugin.c`): a
 snapshot `begin <gen>`, `put@<gen> ...` in chunks, `end <gen>` replaces the plugin's table; a
@@ -28,6 +29,23 @@ cannot undo (the plugin keeps a `del` made during a snapshot as a dead entry).
 While the link is down no delta can arrive (like kicks): a token revoked meanwhile stays
 listed until the link is back, when the snapshot replaces the table. A kick drops the device's
 entry in the plugin too, so revocations (kick first, then the delta) never rely on the delta alone.
+
+The ordering guarantee (what lets the plugin refuse a wrong token of a listed device itself,
+CONNACK 0x05, without a blocking call): **the plugin holds a device's current token hash before
+anyone can hold that token.** Device tokens are made only by a serving process (pairing over MQTT
+or `/ws/gateway`, `POST /api/v1/devices` registration, secret rotation; the CLI issues none), and
+each of those awaits `DeviceService.credentials_issued` after committing the hash and before
+returning the token: `refresh` publishes the delta at QoS 1 and returns on the broker's PUBACK,
+which Mosquitto sends after the plugin's message callback has applied it (the callback runs on
+the broker's one thread, before the acknowledgement). If the delta is not acknowledged (no link,
+a timeout), `credentials_issued` raises `GatewayError` and the token is not handed out (a
+`pair_error`, a 502): the device keeps its code and pairs again. A second serving process issues
+through its own link the same way. The plugin refuses from the table only while no snapshot is
+under way (a snapshot may be replacing a table another run of the core filled) and only for an
+entry it can use (not dead); everything else is asked. Tested in
+`tests/mosquitto/test_credential_table.py` (a token issued a moment ago logs in on its first try,
+with the table refusing wrong tokens of listed devices; an issuance whose delta cannot be sent
+hands out no token).
 """
 
 from __future__ import annotations
@@ -106,7 +124,13 @@ class CredentialFeed:
             return count
 
     async def refresh(self, serial: str) -> None:
-        """A delta: the device's entry as the store says now (listed, or no longer)."""
+        """A delta: the device's entry as the store says now (listed, or no longer). Returns once
+        the broker acknowledged it, i.e. once the plugin has taken it (see the guarantee above);
+        `GatewayError` if it could not be sent: a new token must then not be handed out. Without
+        a link at all (hooks served with no broker link of this process) there is nothing to keep
+        in step."""
+        if self._link is None:
+            return
         async with self._lock:
             found = await self._core.store.devices.token_hash(serial)
             line = None
@@ -114,10 +138,11 @@ class CredentialFeed:
                 line = await self._entry(str(found[0]), str(found[1]))
             try:
                 await self._send(f"put {line}" if line is not None else f"del {serial}")
-                self.deltas += 1
             except GatewayError as exc:
                 # the plugin keeps its entry until the link is back and the snapshot replaces it
                 log.warning("credential change of %s not sent (%s)", serial, exc)
+                raise
+            self.deltas += 1
 
     async def _entry(self, serial: str, token_hash: str) -> str | None:
         """`<serial> <client id> <hash> <rules>`, or None for a serial the format cannot carry."""

@@ -6,7 +6,10 @@
 - `POST /mqtt/auth` `{"username","password","clientid","peerhost","conn"?}` →
   `{"result":"allow","is_superuser":bool}` or `{"result":"deny","reason_code":4,"reason":"..."}`;
   a lockout's 0x03 adds `"retry_after_s"`: until then every login of that user name from that
-  `peerhost` is refused whatever its password (a device's token is never locked out)
+  `peerhost` is refused whatever its password (a device's token is never locked out); a device
+  login's 0x05 adds `"password_refused_s"`: until then, or until that user's login changes (a
+  credential delta or a kick), the same user name, client id and password get the same answer
+  (`HookService.password_refused_s` says why that never refuses a valid token)
 - `POST /mqtt/acl` `{"username","clientid","topic","action","qos"?}` → `{"result":"allow"|"deny"}`;
   `action` is `publish`, `subscribe` or `receive` (a delivery: Mosquitto's read check)
 - `POST /mqtt/connected` `{"username","clientid","peerhost"?,"conn"?}` → `{"result":"ok"}`
@@ -45,6 +48,11 @@ from nxg_mqtt.services.access import AclAction, Credentials
 from nxg_mqtt.settings import Settings
 
 INVALID = "HOOK_REQUEST_INVALID"
+# uvicorn's C parser (httptools, as the bridge uses since 5e4e2a0): the hooks were written with
+# h11 before that change and never followed it; every hook call blocks Mosquitto's one thread,
+# and h11's pure-Python parsing was ~250 µs of a ~700 µs round trip (`python -m bench.hook_bench`:
+# p50 auth 680-710 -> 450-460 µs, acl 680-700 -> 290-390 µs); keep-alive with the plugin is the same
+HTTP_PARSER = "httptools"
 Handler = Callable[[Request], Awaitable[JSONResponse]]
 _ACTIONS = {a.value: a for a in AclAction}
 
@@ -113,6 +121,11 @@ def create_hook_app(hooks: HookService, secret: str) -> Starlette:
                 # a lockout: every login of this user name from this address gets the same answer
                 # until then (the Mosquitto plugin keeps it and asks nothing meanwhile)
                 denied["retry_after_s"] = round(exc.retry_after, 3)
+            refused_s = hooks.password_refused_s(creds, exc)
+            if refused_s is not None:
+                # this exact login gets the same answer until that user's login changes (a
+                # credential delta or a kick) or this time is up (the plugin keeps it)
+                denied["password_refused_s"] = refused_s
             return JSONResponse(denied)
         answer: dict[str, Any] = {"result": "allow", "is_superuser": grant.superuser}
         rules = await hooks.topics_of(grant, creds.client_id)
@@ -196,7 +209,10 @@ class HookListener:
 
 
 @contextlib.asynccontextmanager
-async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIterator[HookListener]:
+async def open_hook_listener(
+    hooks: HookService, settings: Settings, *, http: str = HTTP_PARSER
+) -> AsyncIterator[HookListener]:
+    """`http`: uvicorn's HTTP/1.1 implementation (`bench.hook_bench` compares them)."""
     family = socket.AF_INET6 if ":" in settings.hook_host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -210,7 +226,7 @@ async def open_hook_listener(hooks: HookService, settings: Settings) -> AsyncIte
     config = uvicorn.Config(
         create_hook_app(hooks, settings.internal_secret),
         lifespan="off",
-        http="h11",
+        http=http,
         log_level=settings.log_level,
         log_config=None,
         access_log=False,  # one line per ACL check would drown the log

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nxg_mqtt.core import Core
-from nxg_mqtt.errors import ConnectRefused
+from nxg_mqtt.errors import ConnectRefused, GatewayError
 from nxg_mqtt.hooks.credentials import CredentialFeed
 from nxg_mqtt.models import ApiKey
 from nxg_mqtt.protocol import CloseReason, RevokeReason, Role
@@ -62,6 +62,14 @@ SUBSCRIBED_TOPIC = "$nxg/subscribed"  # the plugin reports cache-allowed subscri
 # disconnect, here: without a call, so the broker's thread does not wait for this process
 CONNECTED_TOPIC = "$nxg/connected"
 DISCONNECTED_TOPIC = "$nxg/disconnected"
+# logins the plugin refused itself (0x05): a listed device's other password (the credential table,
+# `nxg_mqtt.hooks.credentials`), or exactly a login the core refused before (`password_refused_s`);
+# counted here as the refusals the core answers are
+REFUSED_TOPIC = "$nxg/refused"
+REPORT_TOPICS = (CONNECTED_TOPIC, DISCONNECTED_TOPIC, REFUSED_TOPIC)
+# how long a broker may refuse the same (user name, client id, password) again without asking,
+# unless that user's login changes first (a credential delta or a kick: see `password_refused_s`)
+PASSWORD_REFUSED_S = 60.0
 # the longest queued presence work waits for hook answers being made (`HookService.answering`)
 ANSWERS_FIRST_S = 0.05
 PRESENCE_CHUNK = 32  # presence changes applied in one go (`reported_many`)
@@ -113,6 +121,7 @@ class HookService:
             "acl_deny": 0,
             "kicks": 0,
             "reported_connects": 0,
+            "reported_refusals": 0,
         }
         self.credentials = CredentialFeed(core, self.topics_of)
         core.devices.on_revoked(self._device_revoked)
@@ -154,6 +163,31 @@ class HookService:
         if conn is not None:
             await self.connected(creds.username, creds.client_id, creds.source, conn)
         return grant
+
+    def password_refused_s(self, creds: Credentials, refused: ConnectRefused) -> float | None:
+        """How long a broker may give this exact login (user name, client id, password) the same
+        0x05 without asking again, or None: only a device login (not the `pair`, `bridge` or `key`
+        roles, whose refusals lockouts count), refused 0x05 (a wrong or stale token, an unknown
+        serial, a revoked device, a client id other than the serial).
+
+        Why this never refuses a valid token later: a token is drawn at random by the core and its
+        hash is committed to the store before the token is given to anyone (pairing reply, REST;
+        the CLI makes none), so a password the core refuses was not that serial's token when it
+        was refused, and it becomes valid only if the core happens to draw it for that serial.
+        Besides, every change of a serial's login (pairing, registration, rotation, reset, delete,
+        revoke) reaches the plugin as a credential delta or a kick, which drop the refusals kept
+        for that user name; a snapshot (the link back) drops them all; and `PASSWORD_REFUSED_S`
+        bounds each. Wrong tokens count towards no lockout (PROTOCOL §6), so nothing else is
+        refused because of it."""
+        username = creds.username
+        if (
+            refused.return_code != ConnectRefused.NOT_AUTHORIZED
+            or not username
+            or username in (PAIR_USER, BRIDGE_USER, KEY_USER)
+            or creds.password is None
+        ):
+            return None
+        return PASSWORD_REFUSED_S
 
     async def allowed(self, username: str | None, client_id: str, topic: str, action: AclAction) -> bool:
         client = self._subject(username, client_id)
@@ -253,6 +287,10 @@ class HookService:
                 change = self._connected(_text(username), client_id, _text(report.get("peerhost")), _text(conn))
             elif topic == DISCONNECTED_TOPIC:
                 change = self._disconnected(client_id, _text(conn), None)
+            elif topic == REFUSED_TOPIC:
+                # refused by the plugin from the core's own earlier answer: counted as if asked
+                self.counters["reported_refusals"] += 1
+                self.counters["auth_deny"] += 1
             if change is not None:
                 changes.append(change)
         # in chunks: the queue looks at the hook answers between two (a batch is one loop turn
@@ -305,8 +343,10 @@ class HookService:
         if client is None or client.role is Role.DEVICE:
             await self.kick(serial)
         # the kick dropped the plugin's entry; what the store says now (a rotated or re-paired
-        # device's new hash, or nothing)
-        await self.credentials.refresh(serial)
+        # device's new hash, or nothing). Not sent: the table stays as it was until the link is
+        # back (a token issued meanwhile is not handed out: `DeviceService.credentials_issued`)
+        with contextlib.suppress(GatewayError):
+            await self.credentials.refresh(serial)
         if why in (RevokeReason.REGENERATE, RevokeReason.DELETE):
             for other in list(self.clients.values()):
                 if other.role is Role.PAIR and other.serial == serial and other.connected:

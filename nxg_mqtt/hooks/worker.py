@@ -50,7 +50,7 @@ from pathlib import Path
 from bridge.link import MqttLink
 from nxg_mqtt.core import Core
 from nxg_mqtt.errors import NxgError, PayloadRejected
-from nxg_mqtt.hooks.service import CONNECTED_TOPIC, DISCONNECTED_TOPIC, SUBSCRIBED_TOPIC, HookService
+from nxg_mqtt.hooks.service import REPORT_TOPICS, SUBSCRIBED_TOPIC, HookService
 from nxg_mqtt.mqtt import codec
 from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, Role
 from nxg_mqtt.services.command_requests import handle_command_request
@@ -92,8 +92,8 @@ class _AckLaterLink(MqttLink):
         reports: bool,
         on_up: Callable[[], None] | None,
     ) -> None:
-        # the plugin's connect/disconnect reports: for the one process whose hooks it calls
-        reported = ((CONNECTED_TOPIC, 1), (DISCONNECTED_TOPIC, 1)) if reports else ()
+        # the plugin's connect/disconnect/refusal reports: for the one process whose hooks it calls
+        reported = tuple((topic, 1) for topic in REPORT_TOPICS) if reports else ()
         super().__init__(
             host,
             port,
@@ -115,7 +115,7 @@ class _AckLaterLink(MqttLink):
         for packet in packets:
             if isinstance(packet, codec.Publish):
                 self.received += 1
-                if packet.topic in (CONNECTED_TOPIC, DISCONNECTED_TOPIC):
+                if packet.topic in REPORT_TOPICS:
                     reports.append(packet)  # in order among themselves; nothing else depends on them
                 else:
                     self._worker.on_publish(packet, writer)

@@ -14,7 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
-from nxg_mqtt.errors import AuthError, ConflictError, DeviceNotFound, NxgError, RateLimitedError, ValidationError
+from nxg_mqtt.errors import (
+    AuthError,
+    ConflictError,
+    DeviceNotFound,
+    GatewayError,
+    NxgError,
+    RateLimitedError,
+    ValidationError,
+)
 from nxg_mqtt.listeners import notify_all
 from nxg_mqtt.models import ConnectionRecord, Device, now_ms
 from nxg_mqtt.protocol import RevokeReason, SignalKind
@@ -183,12 +191,18 @@ class DeviceService:
         self._revoke_listeners.append(listener)
 
     def on_credentials(self, listener: CredentialListener) -> None:
-        """`listener(serial)` runs when a device got a new token (paired, registered), before the
-        token is handed out. A token that stops working is a revocation (`on_revoked`)."""
+        """`listener(serial)` runs when a device got a new token (paired, registered, rotated),
+        before the token is handed out. A token that stops working is a revocation (`on_revoked`)."""
         self._credential_listeners.append(listener)
 
     async def credentials_issued(self, serial: str) -> None:
-        await notify_all(self._credential_listeners, serial, log=log, what=f"credential listener for {serial}")
+        """Before a new token is handed out: every listener has taken it, else `GatewayError` and
+        the token must not be handed out. The Mosquitto plugin refuses a listed device's other
+        tokens itself (`nxg_mqtt.hooks.credentials`), so it must hold the new hash before the
+        device can present the token."""
+        failed = await notify_all(self._credential_listeners, serial, log=log, what=f"credential listener for {serial}")
+        if failed:
+            raise GatewayError("the MQTT broker did not take the new credential; try again")
 
     async def end_sessions(self, serial: str, why: RevokeReason) -> None:
         """The device's live sessions end within 1 s, in this process and (by signal) in others,

@@ -94,6 +94,8 @@ class RegistrationService:
             await self._store.device_keys.add(device.tenant, device.serial, version, now_ms())
         await self._store.audit.add(now_ms(), actor, "device.rotate_secret", device.serial, {"key_version": version})
         await self._devices.end_sessions(device.serial, RevokeReason.ROTATED)
+        # the broker's credential table has the new secret's hash before the caller has the secret
+        await self._devices.credentials_issued(device.serial)
         return await self._devices.get(device.serial), secret
 
     async def key_history(self, tenant: str, serial: str) -> list[DeviceKey]:

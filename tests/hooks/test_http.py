@@ -13,7 +13,14 @@ import pytest
 
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.hooks.http import open_hook_listener
-from nxg_mqtt.hooks.service import ANSWERS_FIRST_S, CONNECTED_TOPIC, DISCONNECTED_TOPIC, HookService
+from nxg_mqtt.hooks.service import (
+    ANSWERS_FIRST_S,
+    CONNECTED_TOPIC,
+    DISCONNECTED_TOPIC,
+    PASSWORD_REFUSED_S,
+    REFUSED_TOPIC,
+    HookService,
+)
 from nxg_mqtt.settings import Settings
 
 
@@ -203,6 +210,32 @@ async def test_a_lockout_answer_says_until_when(hooks: Hooks, settings: Settings
     # a device's token is never locked out: its refusal is 0x05 without a time
     stale = await auth(hooks, "H9", "nxgt_stale", "H9")
     assert stale["reason_code"] == 5 and "retry_after_s" not in stale
+
+
+async def test_only_a_device_logins_refusal_may_be_kept_for_the_same_password(hooks: Hooks, settings: Settings) -> None:
+    """A device login's 0x05 names how long the same user name, client id and password may get the
+    same answer unasked (the Mosquitto plugin keeps it until that user's login changes); refusals
+    that lockouts count (pairing codes, the bridge secret, API keys) and other codes never do."""
+    await hooks.core.devices.create("H5")
+    for username, password, clientid in (
+        ("H5", "wrong-token", "H5"),  # a device that exists, not paired or a wrong token
+        ("NOPE1", "nxgt_x", "NOPE1"),  # an unknown serial
+        ("H5", "nxgt_x", "H5-other"),  # a client id other than the serial
+    ):
+        refused = await auth(hooks, username, password, clientid)
+        assert refused["reason_code"] == 5, refused
+        assert refused["password_refused_s"] == PASSWORD_REFUSED_S
+        assert "retry_after_s" not in refused
+    for username, password in (("pair", "0000-0000"), ("bridge", "wrong"), ("key", "nxgk_wrong")):
+        refused = await auth(hooks, username, password, "x1")
+        assert refused["result"] == "deny" and "password_refused_s" not in refused, refused
+    # a login refused by the plugin from that answer is reported and counted like one asked
+    denied = hooks.service.counters["auth_deny"]
+    report = {"username": "H5", "clientid": "H5", "peerhost": "10.0.0.5", "conn": "0x5"}
+    hooks.service.reported_many([(REFUSED_TOPIC, report), (REFUSED_TOPIC, report)])
+    assert hooks.service.counters["auth_deny"] == denied + 2
+    assert hooks.service.counters["reported_refusals"] == 2
+    assert not hooks.core.presence.is_online("H5")
 
 
 async def test_presence_work_waits_while_a_hook_answer_is_being_made(hooks: Hooks) -> None:

@@ -47,8 +47,8 @@ def test_no_websocket_listener_when_it_is_off_and_a_bound_host() -> None:
 def test_the_plugin_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     if not Path("/usr/include/mosquitto_broker.h").exists() or shutil.which("make") is None:
         pytest.skip("mosquitto-dev or make missing (scripts/setup.sh --with-tests installs them)")
-    shutil.copy(ROOT / "mosquitto" / "nxg_plugin.c", tmp_path)
-    shutil.copy(ROOT / "mosquitto" / "Makefile", tmp_path)
+    for name in ("nxg_plugin.c", "acl_cache.h", "Makefile"):
+        shutil.copy(ROOT / "mosquitto" / name, tmp_path)
     built = subprocess.run(["make", "-C", str(tmp_path)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     assert "-Werror" in built.stdout and (tmp_path / "nxg_plugin.so").exists()

@@ -74,9 +74,10 @@ async def test_a_device_paired_at_runtime_logs_in_without_an_auth_call(settings:
         await device.disconnect()
         assert await eventually(lambda: _offline(http, "C1"))
         assert await stack.core.devices.connections("C1"), "the connection log has the login"
-        # a wrong token: asked about, and refused as before
+        # a wrong token: refused from the table (the core would say 0x05), counted as before
         assert await paho("C1").connect(stack.mqtt_port, "C1", token + "x") == NOT_AUTHORIZED
-        assert stack.hooks.counters["auth_deny"] == 1
+        assert await wait_for(lambda: stack.hooks.counters["auth_deny"] == 1)
+        assert stack.hooks.counters["reported_refusals"] == 1  # not asked: the plugin's, reported
         # the right token under another client id: asked about (the core refuses it)
         assert await paho("C1-other").connect(stack.mqtt_port, "C1", token) == NOT_AUTHORIZED
 
@@ -160,14 +161,20 @@ async def test_only_the_core_may_feed_the_table(settings: Settings, paho: Client
 async def test_the_snapshot_on_every_link_connect_lists_what_no_delta_told(settings: Settings, paho: Clients) -> None:
     async with foreign_stack(settings) as (stack, http):
         await pair(stack, http, "S1")
-        # a token set behind the feed's back (as another process without a link would)
+        # a token set behind the feed's back (no path of the product does this: every token is
+        # handed out only after its delta was taken, `DeviceService.credentials_issued`)
         token = "nxgt_set-in-the-store"
         await stack.core.store.devices.set_token("S1", hashlib.sha256(token.encode()).hexdigest(), paired=True)
-        asked = stack.hooks.counters["auth_allow"]
-        first = paho("S1")
-        assert await first.connect(stack.mqtt_port, "S1", token) == 0
-        assert stack.hooks.counters["auth_allow"] == asked + 1  # not listed yet: asked
-        await first.disconnect()
+        asked = stack.hooks.counters["auth_allow"] + stack.hooks.counters["auth_deny"]
+        # the table still lists the old hash: refused from it, without a call (what the ordering
+        # guarantee makes safe), until the snapshot says otherwise
+        assert await paho("S1").connect(stack.mqtt_port, "S1", token) == NOT_AUTHORIZED
+        assert (
+            stack.hooks.counters["auth_allow"]
+            + stack.hooks.counters["auth_deny"]
+            - stack.hooks.counters["reported_refusals"]
+            == asked
+        )
         # the serving process's link is dropped (the plugin kicks it) and comes back: a snapshot
         snapshots = stack.hooks.credentials.snapshots
         with contextlib.suppress(LinkDown):  # it is gone before its PUBACK
@@ -187,16 +194,53 @@ async def test_a_serving_process_that_starts_sends_its_snapshot(settings: Settin
         second = await start_second_process(settings, stack.mqtt_port)
         try:
             # once its snapshot is through, the token logs in without a call (polled: the snapshot
-            # runs in the other process)
+            # runs in the other process; before it the table's old hash refuses it)
+            accepted = False
             for _ in range(40):
                 asked = stack.hooks.counters["auth_allow"]
                 client = paho("S2")
-                assert await client.connect(stack.mqtt_port, "S2", token) == 0
-                await client.disconnect()
-                if stack.hooks.counters["auth_allow"] == asked:
-                    break
+                accepted = await client.connect(stack.mqtt_port, "S2", token) == 0
+                if accepted:
+                    await client.disconnect()
+                    if stack.hooks.counters["auth_allow"] == asked:
+                        break
                 await asyncio.sleep(0.25)
+            assert accepted
             assert stack.hooks.counters["auth_allow"] == asked
         finally:
             second.terminate()
             await second.wait()
+
+
+class _Unreachable:
+    """The feed's link as a link down looks to it (the real link raises the same `LinkDown`)."""
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> int:
+        raise LinkDown("the MQTT broker is not reachable")
+
+
+async def test_a_token_whose_credential_the_broker_did_not_take_is_not_handed_out(
+    settings: Settings, paho: Clients
+) -> None:
+    """The ordering guarantee's other half: the plugin refuses a listed device's other tokens
+    itself, so a token is handed out only after its delta was taken. If it cannot be sent, pairing
+    answers an error (over MQTT and `/ws/gateway`) and the device pairs again later; a token
+    issued once the link is back logs in on its first try."""
+    async with foreign_stack(settings) as (stack, http):
+        await pair(stack, http, "U1")
+        code = (await http.get("/api/devices/U1/code")).json()["code"]
+        stack.hooks.credentials.attach(_Unreachable())
+        try:
+            reply = await pair_over_mqtt(stack.mqtt_port, code, "boot-U1", json.dumps({"t": "pair"}))
+            assert reply["t"] == "pair_error" and "token" not in reply, reply
+            async with connect(f"ws://127.0.0.1:{stack.bridge.http_port}/ws/gateway") as gateway:
+                await send_json(gateway, {"t": "pair", "code": code})
+                answer = await recv_until(gateway, "pair_error")
+                assert "token" not in answer
+        finally:
+            stack.hooks.credentials.attach(stack.worker.link)
+        token = await pair(stack, http, "U2")
+        assert await paho("U2").connect(stack.mqtt_port, "U2", token) == 0
+        reply = await pair_over_mqtt(stack.mqtt_port, code, "boot-U1b", json.dumps({"t": "pair"}))
+        assert reply["t"] == "pair_ok", reply
+        assert await paho("U1").connect(stack.mqtt_port, "U1", str(reply["token"])) == 0

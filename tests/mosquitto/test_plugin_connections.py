@@ -109,3 +109,69 @@ async def test_reports_of_many_logins_at_once_make_every_device_online_then_offl
         for serial in serials:
             [entry] = await stack.core.devices.connections(serial)
             assert entry.ended_at is not None and entry.reason == "disconnected", entry
+
+
+async def test_a_storm_of_wrong_tokens_and_codes_asks_once_per_password_and_lets_valid_tokens_in(
+    settings: Settings, paho: Clients
+) -> None:
+    """The bench's storm in small, from one address: wrong tokens of a listed device are refused
+    from the credential table, the same wrong token of an unlisted serial is asked about once (the
+    plugin keeps the core's 0x05 for that exact login), wrong pairing codes are asked until the
+    lockout; meanwhile and afterwards a valid token from that address gets in (PROTOCOL §6),
+    a token issued a moment ago logs in on its first try even for a serial whose wrong tokens
+    were refused just before (ST2 does not exist during the storm), and a reset token is refused.
+    Every refusal is counted."""
+    bad = "127.0.0.2"
+    async with foreign_stack(settings) as (stack, http):
+        token = await pair(stack, http, "ST1")
+        port = stack.mqtt_port
+        counters = stack.hooks.counters
+
+        def asked() -> int:
+            return counters["auth_allow"] + counters["auth_deny"] - counters["reported_refusals"]
+
+        before, denied = asked(), counters["auth_deny"]
+        wrong = "wrong-token-" + "x" * 20
+        for i in range(8):
+            assert await paho("ST1").connect(port, "ST1", wrong, source=bad) == NOT_AUTHORIZED
+            assert await paho("ST2").connect(port, "ST2", wrong, source=bad) == NOT_AUTHORIZED
+            assert await paho(f"g{i}").connect(port, "pair", "ZZZZ-ZZZZ", source=bad) == BAD_CREDENTIALS
+            if i == 4:
+                # during the storm, from the same address: the valid token is the core's to allow
+                assert await paho("ST1").connect(port, "ST1", token, source=bad) == 0
+        # no call for the listed device, one for the unlisted serial's wrong token, one per code
+        assert asked() == before + 1 + 8
+        # the plugin's own refusals reach the core's count (reported, not waited for)
+        assert await wait_for(lambda: counters["auth_deny"] == denied + 24)
+        assert counters["reported_refusals"] == 15
+        # another wrong token of the unlisted serial is asked about: only that password was kept
+        assert await paho("ST2").connect(port, "ST2", wrong + "y", source=bad) == NOT_AUTHORIZED
+        assert asked() == before + 10
+        # after the storm: the valid token from that address still gets in (from the table)
+        device = paho("ST1")
+        assert await device.connect(port, "ST1", token, source=bad) == 0
+        assert await eventually(lambda: online(http, "ST1"))
+        # ST2 paired a moment ago: its new token logs in on its first try
+        new_token = await pair(stack, http, "ST2")
+        assert await paho("ST2").connect(port, "ST2", new_token, source=bad) == 0
+        # the wrong token of before is still refused: ST2 is listed now (the pairing's delta,
+        # which also dropped the refusal kept for ST2), so from the table, without a call
+        paired, refused = asked(), counters["reported_refusals"]
+        assert await paho("ST2").connect(port, "ST2", wrong, source=bad) == NOT_AUTHORIZED
+        assert asked() == paired
+        assert await wait_for(lambda: counters["reported_refusals"] == refused + 1)
+        # a reset token is refused
+        assert (await http.post("/api/devices/ST1/reset")).status_code == 200
+        assert await device.wait_disconnected()
+        assert await paho("ST1").connect(port, "ST1", token, source=bad) == NOT_AUTHORIZED
+        # a change of an unlisted device's login (here a reset: a `del` delta and a kick) drops
+        # what the plugin kept for it: the same wrong token is asked about again
+        assert (await http.post("/api/devices", json={"serial": "ST3"})).status_code == 201
+        for _ in range(2):
+            assert await paho("ST3").connect(port, "ST3", wrong, source=bad) == NOT_AUTHORIZED
+        kept = asked()
+        assert (await http.post("/api/devices/ST3/reset")).status_code == 200
+        assert await paho("ST3").connect(port, "ST3", wrong, source=bad) == NOT_AUTHORIZED
+        assert asked() == kept + 1
+        assert await paho("ST3").connect(port, "ST3", wrong, source=bad) == NOT_AUTHORIZED
+        assert asked() == kept + 1
