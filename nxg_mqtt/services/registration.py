@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from nxg_mqtt.errors import ConflictError, DeviceNotFound, ValidationError
+from nxg_mqtt.errors import ConflictError, DeviceNotFound, GatewayError, ValidationError
 from nxg_mqtt.models import Device, DeviceKey, now_ms
 from nxg_mqtt.protocol import RevokeReason
 from nxg_mqtt.services import credentials
@@ -73,7 +73,13 @@ class RegistrationService:
             await self._store.device_keys.add(tenant, serial, 1, created)
         self._tenants.remember(serial, tenant)
         await self._store.audit.add(now_ms(), actor, "device.register", serial, {"device_type": device_type})
-        await self._devices.credentials_issued(serial)
+        try:
+            await self._devices.credentials_issued(serial)
+        except GatewayError:
+            # nobody will ever hold this secret: the half-made device goes (audited), so a failed
+            # registration leaves nothing behind and a retry starts clean
+            await self._devices.delete(serial, actor)
+            raise
         return await self._devices.get(serial), secret
 
     async def of_tenant(self, tenant: str) -> list[Device]:

@@ -244,3 +244,25 @@ async def test_a_token_whose_credential_the_broker_did_not_take_is_not_handed_ou
         reply = await pair_over_mqtt(stack.mqtt_port, code, "boot-U1b", json.dumps({"t": "pair"}))
         assert reply["t"] == "pair_ok", reply
         assert await paho("U1").connect(stack.mqtt_port, "U1", str(reply["token"])) == 0
+
+
+async def test_a_registration_whose_secret_the_broker_did_not_take_leaves_no_device(
+    settings: Settings, paho: Clients
+) -> None:
+    """Registration hands out a secret, so it too waits for the plugin to take the hash. If it
+    cannot, the answer is 502 `GATEWAY_ERROR` and the half-made device is gone (nobody can ever
+    hold its secret); once the link is back a registration's secret logs in on its first try."""
+    async with foreign_stack(settings) as (stack, http):
+        before = (await http.get("/api/v1/devices")).json()
+        stack.hooks.credentials.attach(_Unreachable())
+        try:
+            response = await http.post("/api/v1/device/register", json={"device_type": "esp32"})
+        finally:
+            stack.hooks.credentials.attach(stack.worker.link)
+        assert response.status_code == 502 and response.json()["code"] == "GATEWAY_ERROR", response.text
+        assert (await http.get("/api/v1/devices")).json() == before
+        response = await http.post("/api/v1/device/register", json={"device_type": "esp32"})
+        assert response.status_code == 201, response.text
+        registered = response.json()
+        serial = registered["device_id"]
+        assert await paho(serial).connect(stack.mqtt_port, serial, registered["device_secret"]) == 0
