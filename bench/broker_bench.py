@@ -815,6 +815,8 @@ class LoopWindow:
     runq_max: float = 0.0  # longest run-queue wait (OS scheduling) within one late tick, ms
     gil_max: float = 0.0  # longest wall − CPU − run-queue of a late tick: GIL (or poll) wait, ms
     gil_ms: float = 0.0  # the same summed over the window's late ticks
+    gil_max_steal: float = 0.0  # the VM's steal time (all CPUs) during that longest tick, ms (10 ms steps)
+    gil_max_other: float = 0.0  # the process's other threads' CPU around that tick, ms
     cpu_ms: float = 0.0  # loop-thread CPU over the window, ms
     other_ms: float = 0.0  # the other threads' CPU over the window, ms (each of their runs holds the GIL)
     seconds: float = 0.0
@@ -840,14 +842,15 @@ def _cpu_at(samples: list[tuple[float, float, float]], t: float) -> tuple[float,
 def loop_stalls(log: Path, st: StormPhaseResult) -> LoopStats:
     """Per storm-phase window: late ticks, their longest wall/CPU/run-queue/GIL ms, the p99 of CPU
     ms over the window's 1 ms ticks, the loop's CPU, and the garbage collections."""
-    ticks: list[tuple[float, float, float, float]] = []
+    ticks: list[tuple[float, float, float, float, float]] = []
     samples: list[tuple[float, float, float]] = []
     gcs: list[tuple[float, int, float]] = []
     gc_conf = "not recorded"
     for line in log.read_text().splitlines():
         kind, *f = line.split()
         if kind == "tick":
-            ticks.append((float(f[0]), float(f[1]), float(f[2]), float(f[3])))
+            steal = float(f[4]) if len(f) > 4 else math.nan  # older logs have no steal column
+            ticks.append((float(f[0]), float(f[1]), float(f[2]), float(f[3]), steal))
         elif kind == "cpu":
             samples.append((float(f[0]), float(f[1]), float(f[2])))
         elif kind == "gc":
@@ -857,17 +860,23 @@ def loop_stalls(log: Path, st: StormPhaseResult) -> LoopStats:
     out: dict[str, LoopWindow] = {}
     for name, lat in (("quiet", st.quiet), ("storm", st.storm)):
         inside = [x for x in ticks if lat.t0 <= x[0] < lat.t1]
-        cpus = sorted(cpu for _, _, cpu, _ in inside)
+        cpus = sorted(cpu for _, _, cpu, _, _ in inside)
         expected = max(len(cpus), int((lat.t1 - lat.t0) * 1000))
         rank = expected - math.ceil(0.99 * expected)  # ticks above the 99th percentile
         window_gcs = [(gen, ms) for t, gen, ms in gcs if lat.t0 <= t < lat.t1]
         w = LoopWindow(len(inside), seconds=lat.t1 - lat.t0)
-        w.wall_max = max((wall for _, wall, _, _ in inside), default=0.0)
+        w.wall_max = max((wall for _, wall, _, _, _ in inside), default=0.0)
         w.cpu_max = max(cpus, default=0.0)
         w.cpu_p99 = cpus[-rank - 1] if len(cpus) > rank else 0.0
-        w.runq_max = max((runq for _, _, _, runq in inside), default=0.0)
-        w.gil_max = max((wall - cpu - runq for _, wall, cpu, runq in inside), default=0.0)
-        w.gil_ms = sum(max(0.0, wall - cpu - runq) for _, wall, cpu, runq in inside)
+        w.runq_max = max((runq for _, _, _, runq, _ in inside), default=0.0)
+        w.gil_ms = sum(max(0.0, wall - cpu - runq) for _, wall, cpu, runq, _ in inside)
+        if inside:
+            # the longest tick in which the loop neither ran nor waited for a CPU: was the GIL
+            # busy in another thread of ours (their CPU), or was the VM not running (steal)?
+            t, wall, cpu, runq, steal = max(inside, key=lambda x: x[1] - x[2] - x[3])
+            w.gil_max, w.gil_max_steal = wall - cpu - runq, steal
+            before, after = _cpu_at(samples, t - wall / 1000 - 0.01), _cpu_at(samples, t + 0.01)
+            w.gil_max_other = 1000.0 * (after[1] - before[1])
         (cpu0, other0), (cpu1, other1) = _cpu_at(samples, lat.t0), _cpu_at(samples, lat.t1)
         w.cpu_ms, w.other_ms = 1000.0 * (cpu1 - cpu0), 1000.0 * (other1 - other0)
         for gen, ms in window_gcs:
@@ -899,6 +908,9 @@ def loop_lines(title: str, ls: LoopStats) -> list[str]:
         f"longest {q.wall_max:.1f} → {s.wall_max:.1f} ms wall, {q.cpu_max:.1f} → {s.cpu_max:.1f} ms loop-thread CPU "
         f"(p99 {q.cpu_p99:.1f} → {s.cpu_p99:.1f} ms), {q.runq_max:.1f} → {s.runq_max:.1f} ms run-queue wait, "
         f"{q.gil_max:.1f} → {s.gil_max:.1f} ms neither (GIL wait; {pct(q.gil_ms, q)} → {pct(s.gil_ms, s)} of the time)",
+        f"{title} longest 'neither' tick, quiet → storm: the process's other threads used {q.gil_max_other:.1f} → "
+        f"{s.gil_max_other:.1f} ms CPU around it (GIL held by our own threads), the VM lost {q.gil_max_steal:.0f} → "
+        f"{s.gil_max_steal:.0f} ms to steal in it (the host not running our CPUs; all CPUs, 10 ms steps)",
         f"{title} loop CPU: {pct(q.cpu_ms, q)} → {pct(s.cpu_ms, s)} of a core, other threads "
         f"{pct(q.other_ms, q)} → {pct(s.other_ms, s)}; "
         f"{ls.cpu_per_connect_us:.0f} µs per storm CONNECT (storm window less the quiet rate)",

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 from nxg_mqtt import __version__, config, logs
 from nxg_mqtt.core import Core, open_core
 from nxg_mqtt.errors import DryRunRequired, NxgError, SettingError, ValidationError
+from nxg_mqtt.fds import presize_fd_table
 from nxg_mqtt.protocol import DEFAULT_TENANT_SLUG, MessageType
 from nxg_mqtt.services import credentials
 from nxg_mqtt.services.history import DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT
@@ -110,6 +111,7 @@ def _say(line: str) -> None:
 async def _serve(settings: Settings, stop: asyncio.Event, mqtt_url: str | None = None) -> None:
     from bridge.server import open_bridge
 
+    presize_fd_table()  # connections never wait for the descriptor table to grow (nxg_mqtt.fds)
     if settings.broker != "embedded":
         await _serve_foreign(settings, stop, mqtt_url)
         return
@@ -207,6 +209,7 @@ async def _broker(settings: Settings, stop: asyncio.Event) -> None:
             file=sys.stderr,
             flush=True,
         )
+    presize_fd_table()  # connections never wait for the descriptor table to grow (nxg_mqtt.fds)
     async with open_core(settings, serve=True) as core, open_broker(core) as broker:
         tune_gc()
         host = _display_host(settings)
