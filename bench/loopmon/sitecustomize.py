@@ -13,8 +13,8 @@ window's CPU less the quiet rate) and that of the process's other threads (their
 GIL), every garbage collection (generation, duration, thread), and the collector's configuration
 once the broker runs (thresholds, frozen objects: `tune_gc`'s work).
 Written to $NXG_BENCH_LOOP_LOG at exit, one line per record, its kind first:
-`tick unix_ts wall_ms cpu_ms runq_ms steal_ms`, `cpu unix_ts cpu_s other_threads_cpu_s`, `gc unix_ts gen ms collected main`,
-`gcconf t0 t1 t2 frozen`.
+`tick unix_ts wall_ms cpu_ms runq_ms steal_ms`, `cpu unix_ts cpu_s other_threads_cpu_s`,
+`gc unix_ts gen ms collected main`, `gcconf t0 t1 t2 frozen`.
 """
 
 from __future__ import annotations
