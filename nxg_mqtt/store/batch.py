@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from nxg_mqtt.messages import compact
 from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, OnlineChanged, PresenceOp, now_ms
 
 # staging tables: joining a json_each() directly in UPDATE … FROM defeats the indexes (every
@@ -93,7 +94,7 @@ class HistoryWriter:
             body = "value -> 4"  # the body's JSON text
         except ValueError:
             rows = json.dumps(
-                [[e.serial, e.type.value, e.ts, e.device_ts, json.dumps(e.body, separators=(",", ":"))] for e in fresh],
+                [[e.serial, e.type.value, e.ts, e.device_ts, compact(e.body)] for e in fresh],
                 separators=(",", ":"),
             )
             body = "value ->> 4"  # a string holding it
@@ -105,7 +106,7 @@ class HistoryWriter:
                 e.ts,
                 e.device_ts,
                 stored_at,
-                json.dumps(e.body, separators=(",", ":")),
+                compact(e.body),
             )
             for e in entries
             if e.redelivered

@@ -295,6 +295,14 @@ class Database:
             # thread than the one that opened the store: the database thread answers (or raises)
             return None
 
+    async def fetchone_now(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+        """`fetchone`, read on the calling thread when it can (`read_now`), else by the database
+        thread (it would have waited for a lock): for the reads every CONNECT makes."""
+        rows = self.read_now(sql, params)
+        if rows is None:
+            return await self.fetchone(sql, params)
+        return rows[0] if rows else None
+
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
         return list(await self.conn.execute_fetchall(sql, params))
 
