@@ -250,7 +250,7 @@ class MqttWorker:
         if parsed.channel is Channel.ACK:
             raw, ts = unstamp(packet.payload)
             with contextlib.suppress(PayloadRejected):
-                await self.core.commands.on_ack(parsed.serial, raw, ts)
+                await self.core.commands.on_ack(parsed.serial, raw, ts, redelivered=packet.dup)
         elif parsed.channel is Channel.MANIFEST:
             if packet.payload:
                 with contextlib.suppress(NxgError):

@@ -665,12 +665,17 @@ class CommandService:
 
     # ---- acks ------------------------------------------------------------------------------------
 
-    async def on_ack(self, serial: str, raw: bytes, ts: int | None = None) -> Command | None:
-        """A device's ack; returns the closed command, None for a replay or an unknown id."""
+    async def on_ack(
+        self, serial: str, raw: bytes, ts: int | None = None, *, redelivered: bool = False
+    ) -> Command | None:
+        """A device's ack; returns the closed command, None for a replay or an unknown id.
+        `redelivered`: a broker's second delivery (MQTT DUP), stored once like any device payload
+        (`HistoryEntry.redelivered`), its Warning too if it is bad; closing is idempotent anyway."""
         limit = self._settings.max_payload_bytes
-        value = self._ingest.validated(serial, Channel.ACK, lambda: _ack(raw, limit))
         ts = ts or now_ms()
-        self._ingest.record(HistoryEntry(serial, MessageType.ACK, ts, {"t": MessageType.ACK.value, **value}))
+        value = self._ingest.validated(serial, Channel.ACK, lambda: _ack(raw, limit), ts, redelivered=redelivered)
+        body = {"t": MessageType.ACK.value, **value}
+        self._ingest.record(HistoryEntry(serial, MessageType.ACK, ts, body, redelivered=redelivered))
         held = self._deadlines.get(value["id"])
         command = held[0] if held is not None else await self._store.commands.get(value["id"])
         if command is None or command.serial.lower() != serial.lower():

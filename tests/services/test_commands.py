@@ -90,6 +90,26 @@ async def test_the_ack_closes_the_command_and_a_replay_changes_nothing(core: Cor
     assert len(page.messages) == 2 and page.messages[-1]["ts"] == 1234  # both stored, the first with its ts
 
 
+async def test_a_redelivered_ack_is_stored_once_and_a_redelivered_bad_ack_warns_once(core: Core) -> None:
+    """A broker's second delivery (DUP: the other serving process after a kill) carries the first
+    one's receive stamp: the ack row, and a bad ack's Warning, are stored once; the close is not
+    repeated. A device's own replay (no DUP) is still stored, as above."""
+    await ready(core)
+    command = await core.commands.submit("c1", "open")
+    ack = json.dumps({"t": "ack", "id": command.id, "ok": True}).encode()
+    assert await core.commands.on_ack("c1", ack, ts=1234) is not None
+    assert await core.commands.on_ack("c1", ack, ts=1234, redelivered=True) is None
+    for dup in (False, True):
+        with pytest.raises(PayloadRejected):
+            await core.commands.on_ack("c1", b"{not json", ts=2345, redelivered=dup)
+    await core.ingest.flush()
+    acks = await core.history.query(HistoryQuery("c1", MessageType.ACK, 10, None))
+    assert [m["ts"] for m in acks.messages] == [1234]
+    events = await core.history.query(HistoryQuery("c1", MessageType.EVENT, 10, None))
+    warnings = [m for m in events.messages if m.get("type") == "payload_rejected"]
+    assert [m["ts"] for m in warnings] == [2345] and warnings[0]["body"]["channel"] == Channel.ACK.value
+
+
 async def test_an_ack_for_another_device_or_an_unknown_id_closes_nothing(core: Core) -> None:
     await core.devices.create("c2")
     await ready(core)
