@@ -92,7 +92,10 @@ class HistoryService:
             await self._flush()
 
     async def query(self, query: HistoryQuery, within: Collection[str] | None = None) -> HistoryPage:
-        """Newest first; `next_before` is the ts to pass as `before` for the next page (None: no more).
+        """Newest first; `next_before` is the ts to pass as `before` for the next page (None: no
+        more), the ts of this page's oldest message. A page never ends inside a millisecond: it
+        holds fewer than `limit` messages when the next would split one, and more when over `limit`
+        messages share one.
         An unknown serial is DeviceNotFound (404), as everywhere else; `within` (a key's device
         scope) keeps every other device out, as if it did not exist."""
         serial = query.serial
@@ -100,9 +103,24 @@ class HistoryService:
             if within is not None and serial.lower() not in {s.lower() for s in within}:
                 raise DeviceNotFound(serial)
             serial = (await self._devices.get(serial)).serial  # and the stored spelling
-        entries = await self._store.messages.query(serial, query.type, query.limit, query.before, within)
-        next_before = entries[-1].ts if entries and len(entries) == query.limit else None
-        return HistoryPage([e.app_message() for e in entries], next_before)
+        # one more than asked shows whether there is a next page and whether it would split a
+        # millisecond: `before` is a ts, so a page ending inside one would put the rest of that
+        # millisecond on no page at all (not older than `next_before`, and not on this one)
+        found = await self._store.messages.query(serial, query.type, query.limit + 1, query.before, within)
+        if len(found) <= query.limit:
+            return HistoryPage([e.app_message() for e in found], None)
+        boundary = found[query.limit - 1].ts
+        page = found[: query.limit]
+        if found[query.limit].ts == boundary:
+            if found[0].ts != boundary:
+                # the boundary millisecond starts the next page instead
+                page = [e for e in page if e.ts != boundary]
+            else:
+                # more than `limit` messages in one millisecond: this page holds all of it
+                page = await self._store.messages.query(
+                    serial, query.type, None, query.before, within, not_before=boundary
+                )
+        return HistoryPage([e.app_message() for e in page], page[-1].ts)
 
     async def entries(self, serial: str, kind: MessageType, limit: int) -> list[HistoryEntry]:
         """A device's stored messages of one kind, newest first, with what was just accepted (the

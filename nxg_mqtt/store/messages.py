@@ -18,11 +18,13 @@ class MessageRepository:
         self,
         serial: str | None = None,
         type_: MessageType | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
         before: int | None = None,
         within: Collection[str] | None = None,
+        not_before: int | None = None,
     ) -> list[HistoryEntry]:
-        """Newest first; `before` is a ts (exclusive) for paging; `within`: only these serials."""
+        """Newest first; `before` is a ts (exclusive) for paging, `not_before` one (inclusive) below
+        which nothing is returned; `within`: only these serials; `limit` None: every match."""
         clauses = ["tenant_id = ?"]
         params: list[object] = [self._tenant]
         if within is not None:
@@ -37,7 +39,10 @@ class MessageRepository:
         if before is not None:
             clauses.append("ts < ?")
             params.append(before)
-        params.append(limit)
+        if not_before is not None:
+            clauses.append("ts >= ?")
+            params.append(not_before)
+        params.append(-1 if limit is None else limit)  # SQLite: a negative LIMIT is no limit
         sql = (
             "SELECT id, serial, type, ts, device_ts, body FROM messages WHERE "
             + " AND ".join(clauses)
