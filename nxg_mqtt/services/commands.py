@@ -347,7 +347,6 @@ class CommandService:
         command = self._stored(command, limit, stored)
         if not internal:
             self._rate.hit(tenant, loop_now)  # refused commands do not count
-        self._ingest.record(HistoryEntry(command.serial, MessageType.CMD, created, command.device_message()))
         if before_dispatch is not None:
             await before_dispatch(command)
         if direct:
@@ -477,7 +476,6 @@ class CommandService:
                 late.append((i, exc))
                 continue
             self._rate.hit(tenant_of[i], loop_now)  # refused commands do not count
-            self._ingest.record(HistoryEntry(accepted.serial, MessageType.CMD, created, accepted.device_message()))
             outcomes[i] = accepted
             ready.append(accepted)
         if late:  # refused by the writer's own checks: audited after, as `submit` does
@@ -674,12 +672,13 @@ class CommandService:
         limit = self._settings.max_payload_bytes
         ts = ts or now_ms()
         value = self._ingest.validated(serial, Channel.ACK, lambda: _ack(raw, limit), ts, redelivered=redelivered)
-        body = {"t": MessageType.ACK.value, **value}
-        self._ingest.record(HistoryEntry(serial, MessageType.ACK, ts, body, redelivered=redelivered))
+        # stored by the command writer, with the close it causes (`CommandWriter.finish`)
+        ack = HistoryEntry(serial, MessageType.ACK, ts, {"t": MessageType.ACK.value, **value}, redelivered=redelivered)
         held = self._deadlines.get(value["id"])
         command = held[0] if held is not None else await self._store.commands.get(value["id"])
         if command is None or command.serial.lower() != serial.lower():
             self.counters.add("ack_unknown")
+            await self._writer.history(ack)
             return None
         status = CommandStatus.ACKED if value["ok"] else CommandStatus.FAILED
         error = value.get("error")
@@ -688,7 +687,7 @@ class CommandService:
             if broken is not None:
                 status, error = CommandStatus.FAILED, broken
                 self.counters.add("result_invalid")
-        closed = await self._writer.finish(command.id, status, ts, error=error, result=value.get("result"))
+        closed = await self._writer.finish(command.id, status, ts, error=error, result=value.get("result"), ack=ack)
         self._deadlines.pop(command.id, None)
         if not closed:
             self.counters.add("ack_replayed")

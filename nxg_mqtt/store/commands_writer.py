@@ -20,6 +20,12 @@ the lock (busy timeout 5 s) without holding up the loop. A caller's future resol
 COMMIT, so a command acknowledged as accepted is in the database (WAL, `synchronous=NORMAL`:
 it survives the process being killed, like every other write of this store).
 
+History: a stored command's `cmd` message and a device's `ack` are history rows written in the
+same transaction as the command row and its close (the history writer's own thread and connection
+would take the database's one write lock between two command batches: every command batch that
+found it taken went to this writer's thread, and the ack's row cost a second commit). An ack also
+moves its device's `last_seen` here, as the history writer does for what devices send.
+
 The insert re-checks in SQL, inside the transaction, what the service already checked from
 memory: that the device exists and is not revoked, and the bound on its open commands (counted in
 the same write transaction, so the server and the CLI cannot overshoot it together).
@@ -39,7 +45,9 @@ from typing import Any
 
 from nxg_mqtt.errors import StoreError
 from nxg_mqtt.messages import compact
-from nxg_mqtt.models import Command, CommandStatus
+from nxg_mqtt.models import Command, CommandStatus, HistoryEntry, now_ms
+from nxg_mqtt.protocol import MessageType
+from nxg_mqtt.store.batch import INSERT_UNLESS_STORED
 
 # the device (canonical serial, revoked) and its open commands, for each requested serial
 LOOKUP = (
@@ -62,6 +70,9 @@ FINISH = (
     # `+`: the planner would otherwise weigh commands_open for tenant_id and status
     " WHERE id = ? AND +tenant_id = ? AND +status IN ('queued', 'dispatched')"
 )
+HISTORY = "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# by primary key; never moves it back (an older ack arriving late)
+LAST_SEEN = "UPDATE devices SET last_seen = ?1 WHERE tenant_id = ?2 AND serial = ?3 AND COALESCE(last_seen, 0) < ?1"
 
 # why an insert was refused (the service turns these into its errors)
 DEVICE_NOT_FOUND = "DEVICE_NOT_FOUND"
@@ -84,6 +95,12 @@ class _Finish:
     ts: int
     error: str | None
     result: Any
+    ack: HistoryEntry | None  # the device's ack that closes it, stored with the close
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    entry: HistoryEntry  # a device's ack that closes nothing (unknown id, another device's, a replay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +113,7 @@ class _Audit:
     outcome: str
 
 
-_Op = _Insert | _Finish | _Audit
+_Op = _Insert | _Finish | _Audit | _History
 
 
 class CommandWriter:
@@ -135,11 +152,22 @@ class CommandWriter:
         return [str(r) for r in results[: len(futures)]]
 
     async def finish(
-        self, command_id: str, status: CommandStatus, ts: int, error: str | None = None, result: Any = None
+        self,
+        command_id: str,
+        status: CommandStatus,
+        ts: int,
+        error: str | None = None,
+        result: Any = None,
+        ack: HistoryEntry | None = None,
     ) -> bool:
-        """Close an open command; False if it was already final (a replayed ack, say)."""
-        closed: bool = await self._enqueue(_Finish(command_id, status, ts, error, result))
+        """Close an open command; False if it was already final (a replayed ack, say). `ack`, the
+        device's ack message, is stored in history in the same transaction, closing or not."""
+        closed: bool = await self._enqueue(_Finish(command_id, status, ts, error, result, ack))
         return closed
+
+    async def history(self, entry: HistoryEntry) -> None:
+        """Store a device's ack that closes no command (it is history all the same)."""
+        await self._enqueue(_History(entry))
 
     async def audit(
         self, ts: int, actor: str, action: str, serial: str | None, detail: Any = None, outcome: str = "ok"
@@ -209,8 +237,12 @@ class CommandWriter:
         results: list[Any] = [None] * len(ops)
         conn.execute("BEGIN IMMEDIATE")  # the lock taken: nothing below waits for another writer
         try:
-            audits = self._inserts(conn, ops, results)
-            self._finishes(conn, ops, results)
+            history: list[HistoryEntry] = []
+            audits = self._inserts(conn, ops, results, history)
+            self._finishes(conn, ops, results, history)
+            history += [op.entry for op in ops if isinstance(op, _History)]
+            if history:
+                self._history(conn, history)
             tenant = self._tenant
             audits += [
                 (tenant, op.ts, op.actor, op.action, op.serial, _json(op.detail), op.outcome)
@@ -225,7 +257,9 @@ class CommandWriter:
         conn.execute("COMMIT")
         return results
 
-    def _inserts(self, conn: sqlite3.Connection, ops: Sequence[_Op], results: list[Any]) -> list[tuple[Any, ...]]:
+    def _inserts(
+        self, conn: sqlite3.Connection, ops: Sequence[_Op], results: list[Any], history: list[HistoryEntry]
+    ) -> list[tuple[Any, ...]]:
         inserts = [(i, op) for i, op in enumerate(ops) if isinstance(op, _Insert)]
         if not inserts:
             return []
@@ -263,11 +297,14 @@ class CommandWriter:
                     )
                 )
                 audits.append((tenant, c.created_at, op.actor, "command", serial, _json(op.detail), "ok"))
+                history.append(HistoryEntry(serial, MessageType.CMD, c.created_at, c.device_message()))
         if rows:
             conn.executemany(INSERT, rows)
         return audits
 
-    def _finishes(self, conn: sqlite3.Connection, ops: Sequence[_Op], results: list[Any]) -> None:
+    def _finishes(
+        self, conn: sqlite3.Connection, ops: Sequence[_Op], results: list[Any], history: list[HistoryEntry]
+    ) -> None:
         finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, _Finish)]
         if not finishes:
             return
@@ -276,6 +313,27 @@ class CommandWriter:
             # a command closed twice in one batch: the first one counts (the second finds it final)
             cursor = conn.execute(FINISH, (op.status.value, op.ts, op.error, _json(op.result), op.command_id, tenant))
             results[i] = cursor.rowcount == 1
+            if op.ack is not None:
+                history.append(op.ack)
+
+    def _history(self, conn: sqlite3.Connection, entries: Sequence[HistoryEntry]) -> None:
+        tenant = self._tenant
+        stored_at = now_ms()
+        fresh: list[tuple[Any, ...]] = []
+        again: list[tuple[Any, ...]] = []
+        seen: dict[str, int] = {}
+        for e in entries:
+            row = (tenant, e.serial, e.type.value, e.ts, e.device_ts, stored_at, compact(e.body))
+            # a broker's redelivery (DUP) of an ack already stored adds nothing (`INSERT_UNLESS_STORED`)
+            (again if e.redelivered else fresh).append(row)
+            if e.type is MessageType.ACK and e.ts > seen.get(e.serial, 0):
+                seen[e.serial] = e.ts
+        if fresh:
+            conn.executemany(HISTORY, fresh)
+        if again:
+            conn.executemany(INSERT_UNLESS_STORED, again)
+        if seen:
+            conn.executemany(LAST_SEEN, [(ts, tenant, serial) for serial, ts in seen.items()])
 
     # ---- closing ---------------------------------------------------------------------------------
 

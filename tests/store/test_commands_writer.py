@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from nxg_mqtt.errors import StoreError
-from nxg_mqtt.models import Command, CommandStatus
+from nxg_mqtt.models import Command, CommandStatus, HistoryEntry
+from nxg_mqtt.protocol import MessageType
 from nxg_mqtt.store import Store, open_store
-from nxg_mqtt.store.commands_writer import DEVICE_NOT_FOUND, DEVICE_REVOKED, FINISH, LOOKUP, QUEUE_FULL
+from nxg_mqtt.store.commands_writer import DEVICE_NOT_FOUND, DEVICE_REVOKED, FINISH, LAST_SEEN, LOOKUP, QUEUE_FULL
 
 _ids = iter(range(10**6))
 
@@ -147,6 +148,9 @@ async def test_a_batch_that_finds_the_lock_taken_waits_off_the_event_loop(tmp_pa
         pytest.param(
             FINISH, ("acked", 1, None, None, "c_1", "default"), "sqlite_autoindex_commands_1 (id=?)", id="finish"
         ),
+        pytest.param(
+            LAST_SEEN, (1, "default", "S1"), "sqlite_autoindex_devices_1 (tenant_id=? AND serial=?)", id="last-seen"
+        ),
     ],
 )
 async def test_writer_statements_search_by_index(
@@ -183,3 +187,47 @@ async def test_insert_many_is_one_transaction_with_its_audit_rows(tmp_path: Path
             ("b", "ok"),
             ("c", "ACTION_NOT_IN_MANIFEST"),
         ]
+
+
+def ack(serial: str, command_id: str, ts: int, *, again: bool = False) -> HistoryEntry:
+    return HistoryEntry(serial, MessageType.ACK, ts, {"t": "ack", "id": command_id, "ok": True}, redelivered=again)
+
+
+async def test_a_command_and_its_ack_are_history_in_the_same_transactions(tmp_path: Path) -> None:
+    """The `cmd` row commits with the command (none for a refused one), the `ack` row with the close
+    (and without one: an unknown id, a replay), a redelivered ack once; the ack moves `last_seen`
+    forward only."""
+    path = tmp_path / "nxg.sqlite3"
+    async with open_store(path) as store:
+        await device(store, "S1")
+        writer = store.command_writer
+        sent, refused = command("S1", CommandStatus.DISPATCHED), command("ghost")
+        verdicts = await asyncio.gather(writer.insert(sent, 0, "t", {}), writer.insert(refused, 0, "t", {}))
+        assert list(verdicts) == ["S1", DEVICE_NOT_FOUND]
+        other = sqlite3.connect(path)  # committed rows only
+
+        def history() -> list[tuple[str, int, str]]:
+            rows = other.execute("SELECT type, ts, json_extract(body, '$.id') FROM messages ORDER BY id").fetchall()
+            return [tuple(r) for r in rows]
+
+        def last_seen() -> int | None:
+            row = other.execute("SELECT last_seen FROM devices WHERE serial = 'S1'").fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+        try:
+            assert history() == [("cmd", 1000, sent.id)]
+            assert await writer.finish(sent.id, CommandStatus.ACKED, 5000, ack=ack("S1", sent.id, 5000))
+            assert history()[-1] == ("ack", 5000, sent.id) and last_seen() == 5000
+            # a replay closes nothing and is history all the same; an older one leaves last_seen
+            assert not await writer.finish(sent.id, CommandStatus.ACKED, 4000, ack=ack("S1", sent.id, 4000))
+            await writer.history(ack("S1", "c_unknown", 6000))
+            assert history()[-2:] == [("ack", 4000, sent.id), ("ack", 6000, "c_unknown")] and last_seen() == 6000
+            # the broker's second delivery of a stored ack adds nothing; of one never stored, one row
+            await writer.history(ack("S1", "c_unknown", 6000, again=True))
+            await writer.history(ack("S1", "c_other", 7000, again=True))
+            assert [r for r in history() if r[0] == "ack"][-2:] == [
+                ("ack", 6000, "c_unknown"),
+                ("ack", 7000, "c_other"),
+            ]
+        finally:
+            other.close()
