@@ -16,12 +16,15 @@ import contextlib
 import getpass
 import logging
 import os
+import re
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nxg_mqtt.errors import NxgError
+from nxg_mqtt.hooks.worker import WORKER_ID_PREFIX
 from nxg_mqtt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,9 @@ TEMPLATE = ROOT / "mosquitto.conf"
 PLUGIN = ROOT / "mosquitto" / "nxg_plugin.so"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
+# Mosquitto acknowledges a device's QoS 1 message when it receives it; a subscriber whose queue
+# (`max_queued_messages`) is full loses what comes next, and Mosquitto says so once per episode
+DROPPING = re.compile(r"Outgoing messages are being dropped for client (\S+?)\.?$")
 
 
 class MosquittoFailed(NxgError):
@@ -44,6 +50,9 @@ class Mosquitto:
     ws_port: int | None
     config: Path
     process: asyncio.subprocess.Process
+    # Mosquitto's "messages are being dropped" notices, by who lost them: `ingest` (a serving
+    # process's worker: acknowledged device messages that will never be stored) or `other`
+    drops: Counter[str] = field(default_factory=Counter)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -121,10 +130,11 @@ async def run_mosquitto(settings: Settings, hook_url: str) -> AsyncIterator[Mosq
     process = await asyncio.create_subprocess_exec(
         str(binary), "-c", str(config), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    relay = asyncio.create_task(_relay(process))
+    drops: Counter[str] = Counter()
+    relay = asyncio.create_task(_relay(process, drops))
     try:
         await _wait_listening(process, mqtt_port)
-        yield Mosquitto(mqtt_port, ws_port, config, process)
+        yield Mosquitto(mqtt_port, ws_port, config, process, drops)
     finally:
         if process.returncode is None:
             process.terminate()
@@ -138,11 +148,26 @@ async def run_mosquitto(settings: Settings, hook_url: str) -> AsyncIterator[Mosq
             await relay
 
 
-async def _relay(process: asyncio.subprocess.Process) -> None:
-    """Mosquitto's log lines into ours."""
+async def _relay(process: asyncio.subprocess.Process, drops: Counter[str]) -> None:
+    """Mosquitto's log lines into ours; a subscriber losing messages is not left at INFO."""
     assert process.stdout is not None
     while line := await process.stdout.readline():
-        log.info("mosquitto: %s", line.decode(errors="replace").rstrip())
+        text = line.decode(errors="replace").rstrip()
+        dropping = DROPPING.search(text)
+        if dropping is None:
+            log.info("mosquitto: %s", text)
+        elif dropping.group(1).startswith(WORKER_ID_PREFIX):
+            drops["ingest"] += 1
+            log.error(
+                "mosquitto: %s -- device messages Mosquitto has acknowledged are being lost: the serving"
+                " processes do not keep up and its queue for %s (max_queued_messages) is full; run more"
+                ' serving processes or raise max_queued_messages (README "Scaling out")',
+                text,
+                dropping.group(1),
+            )
+        else:
+            drops["other"] += 1
+            log.warning("mosquitto: %s", text)
 
 
 async def _wait_listening(process: asyncio.subprocess.Process, port: int) -> None:

@@ -14,7 +14,7 @@ joining a broker that already runs only writes (`writer=True`): it must not mark
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from bridge.server import BridgeServer, open_bridge
@@ -23,6 +23,7 @@ from nxg_mqtt.hooks.http import HookListener, open_hook_listener
 from nxg_mqtt.hooks.mosquitto import Mosquitto, run_mosquitto
 from nxg_mqtt.hooks.service import HookService
 from nxg_mqtt.hooks.worker import MqttWorker
+from nxg_mqtt.metrics import Family, counter
 from nxg_mqtt.settings import Settings
 
 
@@ -55,6 +56,7 @@ async def open_foreign_stack(
         mosquitto: Mosquitto | None = None
         if broker_at is None:
             mosquitto = await stack.enter_async_context(run_mosquitto(settings, listener.url))
+            stack.callback(core.metrics.add_source(_drop_metrics(mosquitto)))
             host, port, ws_port = "127.0.0.1", mosquitto.mqtt_port, mosquitto.ws_port
         else:
             (host, port), ws_port = broker_at, settings.ws_port
@@ -65,3 +67,18 @@ async def open_foreign_stack(
         bound = replace(settings, mqtt_port=port, ws_port=ws_port)
         bridge = await stack.enter_async_context(open_bridge(bound, core, host, port, mqtt_ws_port=ws_port))
         yield ForeignStack(core, hooks, listener, mosquitto, worker, bridge, host, port, ws_port)
+
+
+def _drop_metrics(mosquitto: Mosquitto) -> Callable[[], list[Family]]:
+    def source() -> list[Family]:
+        return [
+            counter(
+                "nxg_mosquitto_drop_notices",
+                "Mosquitto's notices that a subscriber's queue was full and messages were dropped, by"
+                " subscriber (ingest: a serving process; those messages were acknowledged and never stored)",
+                "subscriber",
+                {"ingest": mosquitto.drops["ingest"], "other": mosquitto.drops["other"]},
+            )
+        ]
+
+    return source

@@ -52,3 +52,34 @@ def test_the_plugin_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     built = subprocess.run(["make", "-C", str(tmp_path)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     assert "-Werror" in built.stdout and (tmp_path / "nxg_plugin.so").exists()
+
+
+async def test_a_full_subscriber_queue_is_an_error_for_a_serving_process_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Mosquitto acknowledges a device's QoS 1 message on receipt; when a serving process's queue is
+    full it drops what comes next and says so once, at notice level. Relayed at INFO that loss was
+    silent: it is an ERROR naming the remedy (another subscriber's, a WARNING), and counted."""
+    import asyncio
+    import logging
+    from collections import Counter
+
+    from nxg_mqtt.hooks.mosquitto import _relay
+
+    lines = [
+        "1795950561: Outgoing messages are being dropped for client nxg-worker-0.",
+        "1795950561: Outgoing messages are being dropped for client bridge-bench.",
+        "1795950562: New client connected from 127.0.0.1:4242 as d1 (p2, c1, k60, u'd1').",
+    ]
+    process = await asyncio.create_subprocess_exec(
+        "printf", "%s\\n", *lines, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    drops: Counter[str] = Counter()
+    with caplog.at_level(logging.INFO, logger="nxg_mqtt.hooks.mosquitto"):
+        await _relay(process, drops)
+    await process.wait()
+    assert drops == {"ingest": 1, "other": 1}
+    levels = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "nxg_mqtt.hooks.mosquitto"]
+    assert [level for level, _ in levels] == [logging.ERROR, logging.WARNING, logging.INFO]
+    assert "nxg-worker-0" in levels[0][1] and "max_queued_messages" in levels[0][1]
+    assert levels[2][1].endswith("u'd1').")

@@ -229,3 +229,15 @@ async def test_mqtt_over_websocket(broker_kind: str, settings: Settings, paho: C
             assert await eventually(lambda: online(stack, "S1"))
         finally:
             device.close()
+
+
+async def test_mosquitto_drop_notices_are_a_metric(broker_kind: str, stack: Stack) -> None:
+    """On Mosquitto, a full serving-process queue (acknowledged messages lost) is on /metrics."""
+    from tests.bridge.test_system import scrape, value
+
+    samples = await scrape(stack)
+    if broker_kind == "mosquitto":
+        assert ("nxg_mosquitto_drop_notices_total", (("subscriber", "ingest"),)) in samples
+        assert value(samples, "nxg_mosquitto_drop_notices_total", subscriber="ingest") == 0
+    else:
+        assert not any(name.startswith("nxg_mosquitto_") for name, _ in samples)
