@@ -33,7 +33,7 @@ from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
 from nxg_mqtt.errors import NxgError, PayloadRejected, ValidationError
-from nxg_mqtt.protocol import DEVICE_DATA, CloseReason, MessageType, RevokeReason, Schema
+from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, CloseReason, MessageType, RevokeReason, Schema
 from nxg_mqtt.services.manifests import check_manifest
 from nxg_mqtt.topics import Channel, device_topic
 
@@ -203,7 +203,9 @@ class GatewaySession:
         await presence.subscribed_commands(serial)
 
     async def data(self, serial: str, t: MessageType, value: dict[str, Any]) -> None:
-        payload = {k: v for k, v in value.items() if k != "t"}
+        # a device's own `server_ts` is not passed on: the broker's stamp is the one ts (the Mosquitto
+        # plugin keeps a stamp the core published: mosquitto/nxg_plugin.c `stamped_by_core`)
+        payload = {k: v for k, v in value.items() if k != "t" and k != SERVER_TS}
         raw = json.dumps(payload, separators=(",", ":")).encode()
         limit = self.settings.max_payload_bytes
 
@@ -219,12 +221,15 @@ class GatewaySession:
 
     async def ack(self, serial: str, value: dict[str, Any]) -> None:
         if await self.validated(serial, Channel.ACK, lambda: messages.validate(Schema.ACK, value)):
-            await self.publish(device_topic(serial, Channel.ACK), json.dumps(value, separators=(",", ":")).encode())
+            unstamped = {k: v for k, v in value.items() if k != SERVER_TS}
+            await self.publish(device_topic(serial, Channel.ACK), json.dumps(unstamped, separators=(",", ":")).encode())
 
     async def manifest(self, serial: str, value: dict[str, Any]) -> None:
         """`{"t":"manifest","capabilities":[…]}`: checked here so the device hears what is wrong,
         then published on `nxg/{S}/manifest`, where the broker stores it like an MQTT device's."""
-        payload = {k: v for k, v in value.items() if k != "t"}
+        # a device's own `server_ts` is not passed on: the broker's stamp is the one ts (the Mosquitto
+        # plugin keeps a stamp the core published: mosquitto/nxg_plugin.c `stamped_by_core`)
+        payload = {k: v for k, v in value.items() if k != "t" and k != SERVER_TS}
         raw = json.dumps(payload, separators=(",", ":")).encode()
         limit = self.settings.max_manifest_bytes
 

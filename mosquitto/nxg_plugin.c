@@ -1217,6 +1217,26 @@ static int stamp(struct mosquitto_evt_message *ed)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* A message the core published (a superuser login: the bridge role) and stamped itself, i.e. ending
+ * in `"<stamp_key>":<digits>}`: a Warning event whose ts the history already holds. A stamp of ours
+ * would win in every reader and give the message a second ts. The core never passes a device's
+ * own stamp key through (`/ws/gateway` drops it), so such an ending is only ever the core's. */
+static bool stamped_by_core(const struct mosquitto_evt_message *ed)
+{
+	const char *p = ed->payload;
+	size_t klen = strlen(stamp_key);
+	uint32_t end = ed->payloadlen, i;
+
+	if(ed->client == NULL || !superuser_is(ed->client)) return false;
+	while(end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t' || p[end - 1] == '\r' || p[end - 1] == '\n')) end--;
+	if(end == 0 || p[end - 1] != '}') return false;
+	i = end - 1;
+	while(i > 0 && p[i - 1] >= '0' && p[i - 1] <= '9') i--;
+	if(i == end - 1 || i < klen + 4) return false;
+	return p[i - 1] == ':' && p[i - 2] == '"' && !memcmp(p + i - 2 - klen, stamp_key, klen)
+			&& p[i - 3 - klen] == '"' && (p[i - 4 - klen] == ',' || p[i - 4 - klen] == '{');
+}
+
 static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
@@ -1228,7 +1248,10 @@ static int on_message(int event, void *event_data, void *userdata)
 	(void)userdata;
 
 	if(!kick && !feed){
-		return stamp_topics[0] && ed->payloadlen > 0 && stamp_wanted(ed->topic) ? stamp(ed) : MOSQ_ERR_SUCCESS;
+		if(!stamp_topics[0] || ed->payloadlen == 0 || !stamp_wanted(ed->topic) || stamped_by_core(ed)){
+			return MOSQ_ERR_SUCCESS;
+		}
+		return stamp(ed);
 	}
 	/* the ACL let only the core publish here; checked again, these messages change who gets in
 	 * (that user name logs in only with the core's secret: the hooks check it) */

@@ -249,6 +249,14 @@ def stamp(payload: bytes, ts: int) -> bytes:
     return b'%s%s"%s":%d}' % (inner, separator, SERVER_TS.encode(), ts)
 
 
+def core_stamp(payload: bytes, ts: int) -> bytes:
+    """A message the core publishes itself (a Warning event), stamped twice with the same ts: the
+    Mosquitto plugin keeps a stamp the core published rather than adding its own (one ts on every
+    surface), and a serving process's worker still finds a stamp after taking the last one off,
+    which is how it knows the event is the core's own, already stored (`hooks.worker`)."""
+    return stamp(stamp(payload, ts), ts)
+
+
 def app_message(
     serial: str, kind: str, ts: int, fields: dict[str, Any], device_ts: int | None = None
 ) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected, StoreError
 from nxg_mqtt.metrics import BATCH_ROWS, WRITE_SECONDS, Buckets
 from nxg_mqtt.models import Counters, HistoryEntry, PresenceOp, now_ms
-from nxg_mqtt.protocol import SENT_BY_DEVICE, MessageType, stamp
+from nxg_mqtt.protocol import SENT_BY_DEVICE, MessageType, core_stamp
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.settings import Settings
 from nxg_mqtt.store import Store
@@ -118,7 +118,7 @@ class IngestService:
         entry = HistoryEntry(serial, MessageType.EVENT, ts or now_ms(), body, redelivered=redelivered)
         self.record(entry)
         event = {k: v for k, v in body.items() if k != "t"}
-        payload = stamp(json.dumps(event).encode(), entry.ts)  # apps see the ts history holds
+        payload = core_stamp(json.dumps(event).encode(), entry.ts)  # apps see the ts history holds
         task = asyncio.get_running_loop().create_task(
             self.publisher.publish(device_topic(serial, Channel.EVENT), payload, qos=0, retain=False)
         )

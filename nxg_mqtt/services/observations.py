@@ -16,7 +16,7 @@ from typing import Any
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected, ValidationError
 from nxg_mqtt.models import HistoryEntry, now_ms
-from nxg_mqtt.protocol import OBSERVATION_CATEGORY, MessageType, stamp
+from nxg_mqtt.protocol import OBSERVATION_CATEGORY, MessageType, core_stamp
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.topics import Channel, device_topic
 
@@ -55,7 +55,7 @@ class ObservationService:
         self._ingest.record(entry)
         # live too, stamped with the ts history holds, as the broker stamps a device's event
         task = asyncio.get_running_loop().create_task(
-            self._ingest.publisher.publish(device_topic(serial, Channel.EVENT), stamp(raw, entry.ts), qos=0)
+            self._ingest.publisher.publish(device_topic(serial, Channel.EVENT), core_stamp(raw, entry.ts), qos=0)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

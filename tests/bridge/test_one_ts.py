@@ -176,3 +176,28 @@ async def test_one_ts_across_a_broker_process_and_a_bridge_process(tmp_path: Pat
         if bridge is not None:
             await _stop(bridge)
         await _stop(broker)
+
+
+async def test_a_gateway_device_cannot_set_the_server_stamp(stack: Stack) -> None:
+    """A `/ws/gateway` device's own `server_ts` is dropped before the core publishes its message:
+    the broker's stamp is the one ts (on Mosquitto the plugin keeps a stamp the core published,
+    so a passed-through one would have been taken for the receive time)."""
+    app = await stack.app_socket()
+    watcher = await integrator(stack, "nxg/TS4/#")
+    ws_device, _ = await pair_gateway(stack, "TS4")
+    await recv_until(app, "device_online", serial="TS4")
+    await send_json(ws_device, {"t": "telemetry", "hum": 41, SERVER_TS: 5})
+    on_app = await recv_until(app, "telemetry", serial="TS4")
+    on_mqtt = await next_on(watcher, "nxg/TS4/telemetry")
+    held: list[dict[str, Any]] = []
+    for _ in range(50):  # on Mosquitto the serving process's worker may store it after the app saw it
+        held = await stored(stack, "TS4", "telemetry")
+        if held:
+            break
+        await asyncio.sleep(0.1)
+    [in_history] = held
+    assert on_app["ts"] == in_history["ts"] == on_mqtt[SERVER_TS] > 1_700_000_000_000
+    assert SERVER_TS not in on_app and on_mqtt["hum"] == 41
+    watcher.close()
+    await ws_device.close()
+    await app.close()
