@@ -203,9 +203,7 @@ class GatewaySession:
         await presence.subscribed_commands(serial)
 
     async def data(self, serial: str, t: MessageType, value: dict[str, Any]) -> None:
-        # a device's own `server_ts` is not passed on: the broker's stamp is the one ts (the Mosquitto
-        # plugin keeps a stamp the core published: mosquitto/nxg_plugin.c `stamped_by_core`)
-        payload = {k: v for k, v in value.items() if k != "t" and k != SERVER_TS}
+        payload = _passed_on(value, "t")
         raw = json.dumps(payload, separators=(",", ":")).encode()
         limit = self.settings.max_payload_bytes
 
@@ -221,15 +219,13 @@ class GatewaySession:
 
     async def ack(self, serial: str, value: dict[str, Any]) -> None:
         if await self.validated(serial, Channel.ACK, lambda: messages.validate(Schema.ACK, value)):
-            unstamped = {k: v for k, v in value.items() if k != SERVER_TS}
-            await self.publish(device_topic(serial, Channel.ACK), json.dumps(unstamped, separators=(",", ":")).encode())
+            raw = json.dumps(_passed_on(value), separators=(",", ":")).encode()
+            await self.publish(device_topic(serial, Channel.ACK), raw)
 
     async def manifest(self, serial: str, value: dict[str, Any]) -> None:
         """`{"t":"manifest","capabilities":[…]}`: checked here so the device hears what is wrong,
         then published on `nxg/{S}/manifest`, where the broker stores it like an MQTT device's."""
-        # a device's own `server_ts` is not passed on: the broker's stamp is the one ts (the Mosquitto
-        # plugin keeps a stamp the core published: mosquitto/nxg_plugin.c `stamped_by_core`)
-        payload = {k: v for k, v in value.items() if k != "t" and k != SERVER_TS}
+        payload = {k: v for k, v in value.items() if k != "t"}
         raw = json.dumps(payload, separators=(",", ":")).encode()
         limit = self.settings.max_manifest_bytes
 
@@ -310,3 +306,11 @@ async def gateway_socket(websocket: WebSocket) -> None:
         )
     finally:
         await session.close()
+
+
+def _passed_on(value: dict[str, Any], *dropped: str) -> dict[str, Any]:
+    """A device's data or ack as the core publishes it on the device's behalf: without `dropped`
+    and without a `server_ts` of the device's own. The broker's stamp is the one ts, and the
+    Mosquitto plugin keeps a stamp the core published (`stamped_by_core` in mosquitto/nxg_plugin.c),
+    so a device's would be taken for the receive time."""
+    return {k: v for k, v in value.items() if k != SERVER_TS and k not in dropped}

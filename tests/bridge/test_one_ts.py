@@ -178,26 +178,42 @@ async def test_one_ts_across_a_broker_process_and_a_bridge_process(tmp_path: Pat
         await _stop(broker)
 
 
-async def test_a_gateway_device_cannot_set_the_server_stamp(stack: Stack) -> None:
-    """A `/ws/gateway` device's own `server_ts` is dropped before the core publishes its message:
-    the broker's stamp is the one ts (on Mosquitto the plugin keeps a stamp the core published,
-    so a passed-through one would have been taken for the receive time)."""
-    app = await stack.app_socket()
-    watcher = await integrator(stack, "nxg/TS4/#")
-    ws_device, _ = await pair_gateway(stack, "TS4")
-    await recv_until(app, "device_online", serial="TS4")
-    await send_json(ws_device, {"t": "telemetry", "hum": 41, SERVER_TS: 5})
-    on_app = await recv_until(app, "telemetry", serial="TS4")
-    on_mqtt = await next_on(watcher, "nxg/TS4/telemetry")
+async def held_in_history(stack: Stack, serial: str, type_: str) -> dict[str, Any]:
+    """The one stored message of this type; on Mosquitto the serving process's worker may store it
+    a moment after the app saw it."""
     held: list[dict[str, Any]] = []
-    for _ in range(50):  # on Mosquitto the serving process's worker may store it after the app saw it
-        held = await stored(stack, "TS4", "telemetry")
+    for _ in range(50):
+        held = await stored(stack, serial, type_)
         if held:
             break
         await asyncio.sleep(0.1)
     [in_history] = held
-    assert on_app["ts"] == in_history["ts"] == on_mqtt[SERVER_TS] > 1_700_000_000_000
-    assert SERVER_TS not in on_app and on_mqtt["hum"] == 41
+    return in_history
+
+
+async def test_a_gateway_device_cannot_set_the_server_stamp(stack: Stack) -> None:
+    """A `/ws/gateway` device's own `server_ts` is dropped before the core publishes its data or
+    ack: the broker's stamp is the one ts (on Mosquitto the plugin keeps a stamp the core
+    published, so a passed-through one would have been taken for the receive time)."""
+    app = await stack.app_socket()
+    watcher = await integrator(stack, "nxg/TS4/#")
+    ws_device, _ = await pair_gateway(stack, "TS4")
+    await recv_until(app, "device_online", serial="TS4")
+    for kind, fields in (("telemetry", {"hum": 41}), ("status", {"state": "ok"})):
+        await send_json(ws_device, {"t": kind, **fields, SERVER_TS: 5})
+        on_app = await recv_until(app, kind, serial="TS4")
+        on_mqtt = await next_on(watcher, f"nxg/TS4/{kind}")
+        in_history = await held_in_history(stack, "TS4", kind)
+        assert on_app["ts"] == in_history["ts"] == on_mqtt[SERVER_TS] > 1_700_000_000_000, kind
+        assert SERVER_TS not in on_app and all(on_mqtt[k] == v for k, v in fields.items())
+
+    await send_json(app, {"t": "cmd", "serial": "TS4", "action": "open"})
+    command = await recv_until(ws_device, "cmd")
+    await send_json(ws_device, {"t": "ack", "id": command["id"], "ok": True, SERVER_TS: 5})
+    ack_on_app = await recv_until(app, "ack", id=command["id"])
+    ack_on_mqtt = await next_on(watcher, "nxg/TS4/ack")
+    ack_in_history = await held_in_history(stack, "TS4", "ack")
+    assert ack_on_app["ts"] == ack_in_history["ts"] == ack_on_mqtt[SERVER_TS] > 1_700_000_000_000
     watcher.close()
     await ws_device.close()
     await app.close()
