@@ -93,6 +93,7 @@
  *                                                     messages are taken (the ACL says the same)
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1183,6 +1184,68 @@ static bool stamp_wanted(const char *topic)
 	return match;
 }
 
+/* Stamps that never repeat for one device (the topic's {S}), as the core's DeviceClock
+ * (nxg_mqtt/models.py): history pages on a ts (`before`, `next_before`), so two messages of one
+ * device in one millisecond could be split by a page boundary. A message in the millisecond of its
+ * device's last one gets the next millisecond. Only devices stamped at or past the newest stamp
+ * given are remembered: the table is emptied (a new generation) whenever the clock passes every
+ * stamp in it, so it holds at most the devices of one busy millisecond. Full (a burst of more
+ * devices than that), a stamp is the plain time: a tie is then paged whole by the core. */
+#define STAMP_SLOTS 4096
+#define STAMP_SERIAL_MAX 64
+
+struct stamp_slot {
+	unsigned long long generation;
+	long long last;
+	char serial[STAMP_SERIAL_MAX];
+};
+
+static struct stamp_slot stamp_table[STAMP_SLOTS];
+static unsigned long long stamp_generation = 1;
+static unsigned stamp_used;
+static long long stamp_newest; /* the newest stamp given */
+
+static long long device_stamp(const char *topic, long long now)
+{
+	const char *serial = strchr(topic, '/');
+	const char *end;
+	size_t len;
+	uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
+
+	if(now > stamp_newest){
+		stamp_generation++;
+		stamp_used = 0;
+		stamp_newest = now;
+	}
+	if(serial == NULL) return now;
+	serial++;
+	end = strchr(serial, '/');
+	len = end ? (size_t)(end - serial) : strlen(serial);
+	if(len == 0 || len >= STAMP_SERIAL_MAX) return now;
+	for(size_t i = 0; i < len; i++){
+		hash ^= (unsigned char)tolower((unsigned char)serial[i]);
+		hash *= 1099511628211ULL;
+	}
+	for(unsigned probe = 0; probe < STAMP_SLOTS; probe++){
+		struct stamp_slot *slot = &stamp_table[(hash + probe) % STAMP_SLOTS];
+		if(slot->generation != stamp_generation){
+			if(stamp_used >= STAMP_SLOTS / 2) return now;
+			slot->generation = stamp_generation;
+			slot->last = now;
+			memcpy(slot->serial, serial, len);
+			slot->serial[len] = '\0';
+			stamp_used++;
+			return now;
+		}
+		if(!strncasecmp(slot->serial, serial, len) && slot->serial[len] == '\0'){
+			slot->last = slot->last < now ? now : slot->last + 1;
+			if(slot->last > stamp_newest) stamp_newest = slot->last;
+			return slot->last;
+		}
+	}
+	return now;
+}
+
 /* `{...}` -> `{...,"<stamp_key>":<ms>}`; anything that is not a JSON object is left alone. */
 static int stamp(struct mosquitto_evt_message *ed)
 {
@@ -1206,7 +1269,7 @@ static int stamp(struct mosquitto_evt_message *ed)
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	n = snprintf(tail, sizeof(tail), "%s\"%s\":%lld}", empty ? "" : ",", stamp_key,
-			(long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+			device_stamp(ed->topic, (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000));
 	if(n < 0 || (size_t)n >= sizeof(tail)) return MOSQ_ERR_SUCCESS;
 	out = mosquitto_malloc((size_t)(end - 1) + (size_t)n);
 	if(out == NULL) return MOSQ_ERR_NOMEM;

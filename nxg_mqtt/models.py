@@ -15,6 +15,43 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class DeviceClock:
+    """Receive stamps that never repeat for one device in this process.
+
+    History pages on a ts (`before`, `next_before`: PROTOCOL §7), so two rows of one device in the
+    same millisecond could be split by a page boundary, and `limit` would have to bend around
+    them. A device's stamps strictly increase instead: a row in the millisecond of its last one
+    gets the next millisecond (a device would have to send over 1,000 messages a second to run
+    ahead of the clock). Only devices stamped at or past the current millisecond are remembered.
+    """
+
+    __slots__ = ("_last", "_ms")
+
+    def __init__(self) -> None:
+        self._ms = 0
+        self._last: dict[str, int] = {}
+
+    def stamp(self, serial: str) -> int:
+        now = now_ms()
+        if now > self._ms:
+            self._ms = now
+            if self._last:
+                self._last = {s: t for s, t in self._last.items() if t >= now}
+        key = serial.lower()
+        last = self._last.get(key)
+        ts = now if last is None or last < now else last + 1
+        self._last[key] = ts
+        return ts
+
+
+_clock = DeviceClock()
+
+
+def history_ts(serial: str) -> int:
+    """The ts of a new history row of `serial`: its receive time, unique for that device."""
+    return _clock.stamp(serial)
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     serial: str

@@ -53,7 +53,7 @@ from nxg_mqtt.errors import (
     ValidationError,
 )
 from nxg_mqtt.listeners import notify_all
-from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, now_ms
+from nxg_mqtt.models import Command, CommandStatus, Counters, Device, HistoryEntry, history_ts, now_ms
 from nxg_mqtt.protocol import InternalAction, MessageType, RevokeReason, Schema, SignalKind
 from nxg_mqtt.ratelimit import SlidingWindow
 from nxg_mqtt.services import Outbox
@@ -317,7 +317,7 @@ class CommandService:
                 f"more than {self._settings.command_rate_limit} commands a minute",
                 retry_after=self._rate.retry_after(device.tenant, loop_now),
             )
-        created = now_ms()
+        created = history_ts(device.serial)  # the ts of its `cmd` history row
         # straight out: the device is ready and nothing of it waits in the queue (order kept)
         direct = dispatch and self._direct(device.serial)
         command = Command(
@@ -416,8 +416,7 @@ class CommandService:
         loop_now = asyncio.get_running_loop().time()
         rate_limit = self._settings.command_rate_limit
         room: dict[str, int] = {}  # per tenant: commands the rate limit still admits
-        created = now_ms()
-        expires = created + int(self._settings.command_ttl_s * 1000)
+        ttl_ms = int(self._settings.command_ttl_s * 1000)
         to_store: list[tuple[int, Command]] = []
         tenants: collections.Counter[str] = collections.Counter()
         for (i, device, _capability), command_id in zip(checked, _command_ids(len(checked)), strict=True):
@@ -434,6 +433,7 @@ class CommandService:
                 room[tenant] -= 1
             tenants[tenant] += 1
             direct = dispatch and self._direct(device.serial)
+            created = history_ts(device.serial)  # the ts of its `cmd` history row
             command = Command(
                 id=command_id,
                 serial=device.serial,
@@ -442,7 +442,7 @@ class CommandService:
                 params=request["params"],
                 status=CommandStatus.DISPATCHED if direct else CommandStatus.QUEUED,
                 created_at=created,
-                expires_at=expires,
+                expires_at=created + ttl_ms,
                 source=source,
                 ref=None,
                 dispatched_at=created if direct else None,
@@ -670,7 +670,7 @@ class CommandService:
         `redelivered`: a broker's second delivery (MQTT DUP), stored once like any device payload
         (`HistoryEntry.redelivered`), its Warning too if it is bad; closing is idempotent anyway."""
         limit = self._settings.max_payload_bytes
-        ts = ts or now_ms()
+        ts = ts or history_ts(serial)
         value = self._ingest.validated(serial, Channel.ACK, lambda: _ack(raw, limit), ts, redelivered=redelivered)
         # stored by the command writer, with the close it causes (`CommandWriter.finish`)
         ack = HistoryEntry(serial, MessageType.ACK, ts, {"t": MessageType.ACK.value, **value}, redelivered=redelivered)

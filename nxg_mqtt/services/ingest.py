@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected, StoreError
 from nxg_mqtt.metrics import BATCH_ROWS, WRITE_SECONDS, Buckets
-from nxg_mqtt.models import Counters, HistoryEntry, PresenceOp, now_ms
+from nxg_mqtt.models import Counters, HistoryEntry, PresenceOp, history_ts, now_ms
 from nxg_mqtt.protocol import SENT_BY_DEVICE, MessageType, core_stamp
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.settings import Settings
@@ -69,7 +69,7 @@ class IngestService:
         serial, type, ts and body (`HistoryEntry.redelivered`)."""
         kind = MessageType(channel.value)
         limit = self._settings.max_payload_bytes
-        ts = ts or now_ms()
+        ts = ts or history_ts(serial)
         message = self.validated(
             serial, channel, lambda: messages.parse_device_message(kind.value, raw, limit), ts, redelivered=redelivered
         )
@@ -115,7 +115,7 @@ class IngestService:
             "category": "protocol",
             "body": {"error": exc.message, "reason": exc.code, "channel": topic_leaf},
         }
-        entry = HistoryEntry(serial, MessageType.EVENT, ts or now_ms(), body, redelivered=redelivered)
+        entry = HistoryEntry(serial, MessageType.EVENT, ts or history_ts(serial), body, redelivered=redelivered)
         self.record(entry)
         event = {k: v for k, v in body.items() if k != "t"}
         payload = core_stamp(json.dumps(event).encode(), entry.ts)  # apps see the ts history holds

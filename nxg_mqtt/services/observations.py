@@ -15,7 +15,7 @@ from typing import Any
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected, ValidationError
-from nxg_mqtt.models import HistoryEntry, now_ms
+from nxg_mqtt.models import HistoryEntry, history_ts
 from nxg_mqtt.protocol import OBSERVATION_CATEGORY, MessageType, core_stamp
 from nxg_mqtt.services.ingest import IngestService
 from nxg_mqtt.topics import Channel, device_topic
@@ -51,7 +51,7 @@ class ObservationService:
             messages.device_message(MessageType.EVENT.value, messages.decode_object(raw, self._max_bytes))
         except PayloadRejected as exc:
             raise ValidationError(f"observation rejected: {exc.message}") from None
-        entry = HistoryEntry(serial, MessageType.EVENT, now_ms(), {"t": MessageType.EVENT.value, **event})
+        entry = HistoryEntry(serial, MessageType.EVENT, history_ts(serial), {"t": MessageType.EVENT.value, **event})
         self._ingest.record(entry)
         # live too, stamped with the ts history holds, as the broker stamps a device's event
         task = asyncio.get_running_loop().create_task(

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from nxg_mqtt.listeners import notify_all
-from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, OnlineChanged, now_ms
+from nxg_mqtt.models import ConnectionClosed, ConnectionOpened, HistoryEntry, OnlineChanged, history_ts, now_ms
 from nxg_mqtt.protocol import CloseReason, MessageType, presence_kind
 from nxg_mqtt.services import Publisher
 from nxg_mqtt.services.ingest import IngestService
@@ -105,7 +105,7 @@ class PresenceService:
 
     def _opened(self, serial: str, transport: str, remote: str | None) -> int | None:
         """The state and the journal of a connect; the ts to publish `online` with, if any."""
-        ts = now_ms()
+        ts = history_ts(serial)
         journal = self._ingest.record_presence
         journal(ConnectionOpened(serial, transport, remote, ts))
         previous = self._online.get(serial)
@@ -123,7 +123,7 @@ class PresenceService:
         online = self._online.get(serial)
         if online is None or (transport is not None and online.transport != transport):
             return None
-        ts = now_ms()
+        ts = history_ts(serial)
         journal = self._ingest.record_presence
         journal(ConnectionClosed(serial, online.since, ts, reason))
         if reason == CloseReason.TAKEN_OVER:

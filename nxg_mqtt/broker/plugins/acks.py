@@ -7,7 +7,7 @@ from nxg_mqtt.broker.message import IncomingMessage
 from nxg_mqtt.broker.plugins.base import NxgPlugin
 from nxg_mqtt.broker.session import BrokerSession
 from nxg_mqtt.errors import PayloadRejected
-from nxg_mqtt.models import now_ms
+from nxg_mqtt.models import history_ts
 from nxg_mqtt.protocol import Role, stamp
 from nxg_mqtt.topics import Channel, parse_device_topic
 
@@ -19,7 +19,7 @@ class AckPlugin(NxgPlugin):
         parsed = parse_device_topic(message.topic)
         if parsed is None or parsed.channel is not Channel.ACK:
             return None
-        ts = now_ms()
+        ts = history_ts(parsed.serial)
         try:
             await self.core.commands.on_ack(parsed.serial, message.data, ts)
         except PayloadRejected:
