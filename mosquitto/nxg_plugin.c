@@ -30,7 +30,9 @@
  *                           disconnected_topic empty: POST /mqtt/disconnected
  *   MOSQ_EVT_MESSAGE     -> a JSON object published on one of stamp_topics gets the receive time
  *                           appended as `"<stamp_key>":<ms since the epoch>`, so the store, the
- *                           bridge and every subscriber carry one time (PROTOCOL section 6);
+ *                           bridge and every subscriber carry one time (PROTOCOL section 6); one
+ *                           device's stamps never repeat, and its connect and disconnect reports
+ *                           carry a stamp of the same clock (`"ts"`: see "device stamps");
  *                           a message on kick_topic (only the core's `bridge` login may publish
  *                           there, the ACL says so) names a client id: it is kicked at once
  *                           (mosquitto_kick_client_by_clientid), the ACL cache is dropped and so
@@ -725,13 +727,96 @@ static enum cred_verdict cred_match(const char *username, const char *client_id,
 
 /* What happened without a call, told to the core without waiting: a message only the core's
  * `bridge` logins receive (`$` topics match no wildcard; the ACL refuses them to everyone else). */
+/* Device stamps: they never repeat for one device (the topic's {S}), as the core's DeviceClock
+ * (nxg_mqtt/models.py): history pages on a ts (`before`, `next_before`), so two messages of one
+ * device in one millisecond could be split by a page boundary. A message in the millisecond of its
+ * device's last one gets the next millisecond. Only devices stamped at or past the newest stamp
+ * given are remembered: the table is emptied (a new generation) whenever the clock passes every
+ * stamp in it, so it holds at most the devices of one busy millisecond. Full (a burst of more
+ * devices than that), a stamp is the plain time: a tie is then paged whole by the core. */
+#define STAMP_SLOTS 4096
+#define STAMP_SERIAL_MAX 64
+
+struct stamp_slot {
+	unsigned long long generation;
+	long long last;
+	char serial[STAMP_SERIAL_MAX];
+};
+
+static struct stamp_slot stamp_table[STAMP_SLOTS];
+static unsigned long long stamp_generation = 1;
+static unsigned stamp_used;
+static long long stamp_newest; /* the newest stamp given */
+
+static long long realtime_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The stamp of something of device `serial` (its first `len` characters) happening now. */
+static long long serial_stamp(const char *serial, size_t len)
+{
+	long long now = realtime_ms();
+	uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
+
+	if(now > stamp_newest){
+		stamp_generation++;
+		stamp_used = 0;
+		stamp_newest = now;
+	}
+	if(len == 0 || len >= STAMP_SERIAL_MAX) return now;
+	for(size_t i = 0; i < len; i++){
+		hash ^= (unsigned char)tolower((unsigned char)serial[i]);
+		hash *= 1099511628211ULL;
+	}
+	for(unsigned probe = 0; probe < STAMP_SLOTS; probe++){
+		struct stamp_slot *slot = &stamp_table[(hash + probe) % STAMP_SLOTS];
+		if(slot->generation != stamp_generation){
+			if(stamp_used >= STAMP_SLOTS / 2) return now;
+			slot->generation = stamp_generation;
+			slot->last = now;
+			memcpy(slot->serial, serial, len);
+			slot->serial[len] = '\0';
+			stamp_used++;
+			return now;
+		}
+		if(!strncasecmp(slot->serial, serial, len) && slot->serial[len] == '\0'){
+			slot->last = slot->last < now ? now : slot->last + 1;
+			if(slot->last > stamp_newest) stamp_newest = slot->last;
+			return slot->last;
+		}
+	}
+	return now;
+}
+
+/* The stamp of a message on `nxg/{S}/...`: {S}'s. */
+static long long device_stamp(const char *topic)
+{
+	const char *serial = strchr(topic, '/');
+	const char *end;
+
+	if(serial == NULL) return realtime_ms();
+	serial++;
+	end = strchr(serial, '/');
+	return serial_stamp(serial, end ? (size_t)(end - serial) : strlen(serial));
+}
+
+/* A connect or disconnect told to the core afterwards. `ts`: when, stamped as the device's messages
+ * are (a device logs in under its serial), so history lists `device_online` before anything the
+ * device sends on that connection and `device_offline` after it, although the core handles the
+ * report later than the plugin stamps those messages. */
 static void report(const char *topic, const char *username, const char *client_id, const char *peerhost, const char *conn)
 {
 	struct buf b = {.data = "{", .len = 1};
+	char ts[32];
+	int n = snprintf(ts, sizeof(ts), ",\"ts\":%lld", username ? serial_stamp(username, strlen(username)) : realtime_ms());
 	put_field(&b, "username", username);
 	put_field(&b, "clientid", client_id);
 	if(peerhost) put_field(&b, "peerhost", peerhost);
 	put_field(&b, "conn", conn);
+	if(n > 0 && (size_t)n < sizeof(ts)) put(&b, ts, (size_t)n);
 	put(&b, "}", 1);
 	if(b.overflow || mosquitto_broker_publish_copy(NULL, topic, (int)b.len, b.data, 1, false, NULL) != MOSQ_ERR_SUCCESS){
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "nxg: %s of %s was not reported", topic, client_id);
@@ -1184,75 +1269,12 @@ static bool stamp_wanted(const char *topic)
 	return match;
 }
 
-/* Stamps that never repeat for one device (the topic's {S}), as the core's DeviceClock
- * (nxg_mqtt/models.py): history pages on a ts (`before`, `next_before`), so two messages of one
- * device in one millisecond could be split by a page boundary. A message in the millisecond of its
- * device's last one gets the next millisecond. Only devices stamped at or past the newest stamp
- * given are remembered: the table is emptied (a new generation) whenever the clock passes every
- * stamp in it, so it holds at most the devices of one busy millisecond. Full (a burst of more
- * devices than that), a stamp is the plain time: a tie is then paged whole by the core. */
-#define STAMP_SLOTS 4096
-#define STAMP_SERIAL_MAX 64
-
-struct stamp_slot {
-	unsigned long long generation;
-	long long last;
-	char serial[STAMP_SERIAL_MAX];
-};
-
-static struct stamp_slot stamp_table[STAMP_SLOTS];
-static unsigned long long stamp_generation = 1;
-static unsigned stamp_used;
-static long long stamp_newest; /* the newest stamp given */
-
-static long long device_stamp(const char *topic, long long now)
-{
-	const char *serial = strchr(topic, '/');
-	const char *end;
-	size_t len;
-	uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
-
-	if(now > stamp_newest){
-		stamp_generation++;
-		stamp_used = 0;
-		stamp_newest = now;
-	}
-	if(serial == NULL) return now;
-	serial++;
-	end = strchr(serial, '/');
-	len = end ? (size_t)(end - serial) : strlen(serial);
-	if(len == 0 || len >= STAMP_SERIAL_MAX) return now;
-	for(size_t i = 0; i < len; i++){
-		hash ^= (unsigned char)tolower((unsigned char)serial[i]);
-		hash *= 1099511628211ULL;
-	}
-	for(unsigned probe = 0; probe < STAMP_SLOTS; probe++){
-		struct stamp_slot *slot = &stamp_table[(hash + probe) % STAMP_SLOTS];
-		if(slot->generation != stamp_generation){
-			if(stamp_used >= STAMP_SLOTS / 2) return now;
-			slot->generation = stamp_generation;
-			slot->last = now;
-			memcpy(slot->serial, serial, len);
-			slot->serial[len] = '\0';
-			stamp_used++;
-			return now;
-		}
-		if(!strncasecmp(slot->serial, serial, len) && slot->serial[len] == '\0'){
-			slot->last = slot->last < now ? now : slot->last + 1;
-			if(slot->last > stamp_newest) stamp_newest = slot->last;
-			return slot->last;
-		}
-	}
-	return now;
-}
-
 /* `{...}` -> `{...,"<stamp_key>":<ms>}`; anything that is not a JSON object is left alone. */
 static int stamp(struct mosquitto_evt_message *ed)
 {
 	const char *p = ed->payload;
 	uint32_t start = 0, end = ed->payloadlen;
 	char tail[96];
-	struct timespec now;
 	char *out;
 	int n;
 	bool empty;
@@ -1267,9 +1289,7 @@ static int stamp(struct mosquitto_evt_message *ed)
 			break;
 		}
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	n = snprintf(tail, sizeof(tail), "%s\"%s\":%lld}", empty ? "" : ",", stamp_key,
-			device_stamp(ed->topic, (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000));
+	n = snprintf(tail, sizeof(tail), "%s\"%s\":%lld}", empty ? "" : ",", stamp_key, device_stamp(ed->topic));
 	if(n < 0 || (size_t)n >= sizeof(tail)) return MOSQ_ERR_SUCCESS;
 	out = mosquitto_malloc((size_t)(end - 1) + (size_t)n);
 	if(out == NULL) return MOSQ_ERR_NOMEM;

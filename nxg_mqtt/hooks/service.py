@@ -251,7 +251,7 @@ class HookService:
         self._presence(self._connected(username, client_id, peerhost, conn))
 
     def _connected(
-        self, username: str | None, client_id: str, peerhost: str | None, conn: str | None
+        self, username: str | None, client_id: str, peerhost: str | None, conn: str | None, ts: int | None = None
     ) -> PresenceChange | None:
         """This process's state of a connect; the presence change it makes, to be applied later."""
         client = self._subject(username, client_id)
@@ -261,7 +261,7 @@ class HookService:
         self.clients[client_id] = client
         self._kicked.discard(client_id)
         if client.role is Role.DEVICE and client.serial:
-            return PresenceChange(client.serial, True, "mqtt", remote=peerhost)
+            return PresenceChange(client.serial, True, "mqtt", remote=peerhost, ts=ts)
         if client.role is Role.PAIR:
             loop = asyncio.get_running_loop()
             old = self._expiry.pop(client_id, None)
@@ -284,9 +284,10 @@ class HookService:
             change = None
             if topic == CONNECTED_TOPIC:
                 self.counters["reported_connects"] += 1
-                change = self._connected(_text(username), client_id, _text(report.get("peerhost")), _text(conn))
+                peerhost = _text(report.get("peerhost"))
+                change = self._connected(_text(username), client_id, peerhost, _text(conn), _stamp(report.get("ts")))
             elif topic == DISCONNECTED_TOPIC:
-                change = self._disconnected(client_id, _text(conn), None)
+                change = self._disconnected(client_id, _text(conn), None, _stamp(report.get("ts")))
             elif topic == REFUSED_TOPIC:
                 # refused by the plugin from the core's own earlier answer: counted as if asked
                 self.counters["reported_refusals"] += 1
@@ -305,7 +306,9 @@ class HookService:
         if change is not None:
             self._after(self.core.presence.apply([change]))
 
-    def _disconnected(self, client_id: str, conn: str | None, reason: str | None) -> PresenceChange | None:
+    def _disconnected(
+        self, client_id: str, conn: str | None, reason: str | None, ts: int | None = None
+    ) -> PresenceChange | None:
         """This process's state of a disconnect; the presence change it makes, to be applied later."""
         client = self.clients.get(client_id)
         if client is None or not client.connected:
@@ -321,7 +324,7 @@ class HookService:
         change = None
         if client.role is Role.DEVICE and client.serial:
             why = CloseReason.KICKED if client_id in self._kicked else _close_reason(reason)
-            change = PresenceChange(client.serial, False, "mqtt", reason=why)
+            change = PresenceChange(client.serial, False, "mqtt", reason=why, ts=ts)
         self._kicked.discard(client_id)
         return change
 
@@ -400,6 +403,13 @@ class HookService:
             handle.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _stamp(value: object) -> int | None:
+    """A report's `ts` (ms since the epoch, the plugin's stamp); None if absent or not one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53:
+        return value
+    return None
 
 
 def _text(value: object) -> str | None:

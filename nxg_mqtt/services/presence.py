@@ -43,6 +43,9 @@ class PresenceChange:
     transport: str
     remote: str | None = None  # a connect's peer address
     reason: str = CloseReason.DISCONNECTED  # a disconnect's
+    # when it happened, if the broker stamped it as it stamps the device's messages (Mosquitto's
+    # plugin): history then orders it among them; None: now, by this process's clock
+    ts: int | None = None
 
 
 class PresenceService:
@@ -92,9 +95,9 @@ class PresenceService:
         published: list[tuple[str, bool, int]] = []
         for change in changes:
             if change.online:
-                ts = self._opened(change.serial, change.transport, change.remote)
+                ts = self._opened(change.serial, change.transport, change.remote, change.ts)
             else:
-                ts = self._closed(change.serial, change.reason, change.transport)
+                ts = self._closed(change.serial, change.reason, change.transport, change.ts)
             if ts is not None:
                 published.append((change.serial, change.online, ts))
         if len(published) == 1:
@@ -103,9 +106,9 @@ class PresenceService:
             # gather starts them in this order, and each writes before its first wait
             await asyncio.gather(*(self._publish(serial, online, ts) for serial, online, ts in published))
 
-    def _opened(self, serial: str, transport: str, remote: str | None) -> int | None:
+    def _opened(self, serial: str, transport: str, remote: str | None, at: int | None = None) -> int | None:
         """The state and the journal of a connect; the ts to publish `online` with, if any."""
-        ts = history_ts(serial)
+        ts = at or history_ts(serial)
         journal = self._ingest.record_presence
         journal(ConnectionOpened(serial, transport, remote, ts))
         previous = self._online.get(serial)
@@ -118,12 +121,12 @@ class PresenceService:
         journal(OnlineChanged(serial, True, ts))
         return ts
 
-    def _closed(self, serial: str, reason: str, transport: str | None) -> int | None:
+    def _closed(self, serial: str, reason: str, transport: str | None, at: int | None = None) -> int | None:
         """The state and the journal of a disconnect; the ts to publish `offline` with, if any."""
         online = self._online.get(serial)
         if online is None or (transport is not None and online.transport != transport):
             return None
-        ts = history_ts(serial)
+        ts = at or history_ts(serial)
         journal = self._ingest.record_presence
         journal(ConnectionClosed(serial, online.since, ts, reason))
         if reason == CloseReason.TAKEN_OVER:

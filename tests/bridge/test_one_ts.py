@@ -57,7 +57,7 @@ async def test_one_telemetry_message_has_one_ts_on_every_surface(stack: Stack) -
     await device.publish("nxg/TS1/telemetry", json.dumps({"temp": 22.5, "ts": 1700000000000}))
     on_app = await recv_until(app, "telemetry", serial="TS1")
     on_mqtt = await next_on(watcher, "nxg/TS1/telemetry")
-    [in_history] = await stored(stack, "TS1", "telemetry")
+    in_history = await held_in_history(stack, "TS1", "telemetry")
 
     assert on_app["ts"] == in_history["ts"] == on_mqtt[SERVER_TS]
     assert on_app == in_history
@@ -77,7 +77,7 @@ async def test_gateway_telemetry_and_acks_have_one_ts(stack: Stack) -> None:
     await send_json(ws_device, {"t": "telemetry", "hum": 41})
     on_app = await recv_until(app, "telemetry", serial="TS2")
     on_mqtt = await next_on(watcher, "nxg/TS2/telemetry")
-    [in_history] = await stored(stack, "TS2", "telemetry")
+    in_history = await held_in_history(stack, "TS2", "telemetry")
     assert on_app["ts"] == in_history["ts"] == on_mqtt[SERVER_TS]
     assert "device_ts" not in on_app
 
@@ -86,7 +86,7 @@ async def test_gateway_telemetry_and_acks_have_one_ts(stack: Stack) -> None:
     await send_json(ws_device, {"t": "ack", "id": command["id"], "ok": True})
     ack_on_app = await recv_until(app, "ack", id=command["id"])
     ack_on_mqtt = await next_on(watcher, "nxg/TS2/ack")
-    [ack_in_history] = await stored(stack, "TS2", "ack")
+    ack_in_history = await held_in_history(stack, "TS2", "ack")
     assert ack_on_app["ts"] == ack_in_history["ts"] == ack_on_mqtt[SERVER_TS]
     assert ack_on_app == ack_in_history
     watcher.close()

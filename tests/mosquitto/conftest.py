@@ -90,18 +90,6 @@ ENGINE_ONLY = {
     "test_slow_subscriber_is_closed_1013_and_never_delays_a_fast_one",
     "test_a_message_the_broker_link_cannot_take_is_answered_not_delivered",
 }
-# PROTOCOL §6 "the one ts" on Mosquitto: device data is stamped by the plugin, but a Warning event
-# the core publishes is stamped again by it, and apps read the plugin's stamp, which differs from
-# the one history holds unless both fall in the same millisecond (so not strict). README "Scaling out".
-ONE_TS_GAP: set[str] = set()  # none left: the plugin keeps the stamp of a Warning event the core published
-# a race of the Mosquitto profile: an app may get a message before history holds it (the worker and
-# the bridge receive it side by side; not strict: most runs the worker is first)
-HISTORY_LAG = {
-    "test_history",
-    "test_mqtt_and_ws_devices_through_one_app",
-    "test_one_telemetry_message_has_one_ts_on_every_surface",
-    "test_gateway_telemetry_and_acks_have_one_ts",
-}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -121,7 +109,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = item.name.split("[", 1)[0]
         if name in ENGINE_ONLY:
             item.add_marker(pytest.mark.skip(reason="drives the embedded engine directly"))
-        elif name in ONE_TS_GAP:
-            item.add_marker(pytest.mark.xfail(strict=False, reason="one ts: Warning events stamped twice (README)"))
-        elif name in HISTORY_LAG:
-            item.add_marker(pytest.mark.xfail(strict=False, reason="history may lag the app feed (README)"))
