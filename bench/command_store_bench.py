@@ -9,7 +9,7 @@ device's `last_seen`), each in the group-commit batches the writer forms. Prints
 time per command and the bytes it wrote per command (`/proc/self/io` write_bytes: the WAL frames
 of every page a transaction dirtied, and any checkpoint). On a shared machine this is steadier
 than the end-to-end `commands_bench`: it shows what a change to the command rows or their indexes
-costs. (It ran the command ids' change to time-ordered ids: issue 9, README Performance.)
+costs (issue 9: README Performance has what it measured of time-ordered command ids).
 """
 
 from __future__ import annotations

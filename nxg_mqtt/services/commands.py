@@ -102,19 +102,13 @@ class DryRunTokenInvalid(CommandRejected):
 
 
 def new_command_id() -> str:
-    return _command_ids(1)[0]
+    return "c_" + random_bytes(8).hex()
 
 
 def _command_ids(count: int) -> list[str]:
-    """`count` new command ids, from one read of the system's random source: `c_`, the time in
-    ms (11 hex digits), then 48 random bits (unguessable, and no two processes collide).
-
-    Time first: the ids are the commands table's primary key, and ids that grow with time are
-    inserted at the end of its index instead of on a random page each, which a command's
-    transaction would otherwise write out (to the WAL, then the checkpoint) for that one entry."""
-    prefix = f"c_{now_ms():011x}"
-    raw = random_bytes(6 * count).hex()
-    return [prefix + raw[k : k + 12] for k in range(0, 12 * count, 12)]
+    """`count` ids like `new_command_id`'s, from one read of the system's random source."""
+    raw = random_bytes(8 * count).hex()
+    return ["c_" + raw[k : k + 16] for k in range(0, 16 * count, 16)]
 
 
 _UNSEEN = object()  # `_check_shared`: no verdict yet for this capability definition
