@@ -38,8 +38,10 @@ async def run(commands: int, devices: int, inflight: int) -> dict[str, float]:
             serials = [(await core.devices.create(f"sb{i:05d}", actor="bench")).serial for i in range(devices)]
             writer = core.store.command_writer
             slots = asyncio.Semaphore(inflight)
+            closed = 0
 
             async def one() -> None:
+                nonlocal closed
                 async with slots:
                     serial = random.choice(serials)
                     command_id = new_command_id()
@@ -57,10 +59,15 @@ async def run(commands: int, devices: int, inflight: int) -> dict[str, float]:
                         ref=None,
                         dispatched_at=now,
                     )
-                    await writer.insert(command, 1000, "bench", {"action": "light_on", "source": "rest"})
-                    await asyncio.sleep(0.002)  # the device's round trip, so closes and inserts mix
+                    stored = await writer.insert(command, 1000, "bench", {"action": "light_on", "source": "rest"})
+                    if stored != serial:
+                        raise RuntimeError(f"command for {serial} not stored: {stored}")
+                    # the device's round trip, uneven, so that closes and inserts share transactions as
+                    # in `serve` (an even one kept every command in step: batches all inserts or all closes)
+                    await asyncio.sleep(random.uniform(0.001, 0.003))
                     ack = HistoryEntry(serial, MessageType.ACK, now + 1, {"t": "ack", "id": command_id, "ok": True})
-                    await writer.finish(command_id, CommandStatus.ACKED, now + 1, result={"r": 1}, ack=ack)
+                    done = await writer.finish(command_id, CommandStatus.ACKED, now + 1, result={"r": 1}, ack=ack)
+                    closed += done  # not `closed += await …`: that reads `closed` before the wait
 
             written, cpu = _written(), time.process_time()
             await asyncio.gather(*(one() for _ in range(commands)))
@@ -68,6 +75,7 @@ async def run(commands: int, devices: int, inflight: int) -> dict[str, float]:
                 "cpu_us": (time.process_time() - cpu) / commands * 1e6,
                 "written_kb": (_written() - written) / commands / 1024,
                 "per_batch": writer.ops / max(writer.batches, 1),
+                "closed": closed,
             }
 
 
