@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +90,26 @@ async def recv_until(ws: ClientConnection, t: str, within_s: float = WAIT_S, **m
             value = await recv_json(ws, within_s)
             if value.get("t") == t and all(value.get(k) == v for k, v in match.items()):
                 return value
+
+
+async def history_when(
+    stack: Stack,
+    params: dict[str, str | int],
+    ready: Callable[[list[dict[str, Any]]], bool],
+    within_s: float = WAIT_S,
+) -> dict[str, Any]:
+    """`GET /api/history` with `params` once `ready(messages)` holds, or as it is after `within_s`:
+    on Mosquitto the serving process's worker may store a message a moment after apps see it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        await stack.core.ingest.flush()
+        response = await stack.http.get("/api/history", params=params)
+        assert response.status_code == 200, response.text
+        page: dict[str, Any] = response.json()
+        if ready(page["messages"]) or loop.time() >= deadline:
+            return page
+        await asyncio.sleep(0.1)
 
 
 async def send_json(ws: ClientConnection, value: dict[str, Any]) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 
 import httpx
 import pytest
 
 from bridge import config_h
-from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
+from tests.bridge.helpers import Stack, history_when, pair_gateway, recv_until, send_json
 
 CODE_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
 ROUTES = [
@@ -125,13 +124,7 @@ async def test_history(stack: Stack) -> None:
         await recv_until(app, "telemetry", n=i)
     await send_json(ws, {"t": "status", "door": "open"})
     await recv_until(app, "status")
-    everything: dict[str, Any] = {}
-    for _ in range(50):  # on Mosquitto the serving process's worker may store a moment after apps see it
-        await stack.core.ingest.flush()
-        everything = (await stack.http.get("/api/history", params={"serial": "H1"})).json()
-        if any(m["t"] == "status" for m in everything["messages"]):
-            break
-        await asyncio.sleep(0.1)
+    everything = await history_when(stack, {"serial": "H1"}, lambda ms: any(m["t"] == "status" for m in ms))
     types = [m["t"] for m in everything["messages"]]
     # newest first, and `device_online` before everything the device sent on that connection
     assert types == ["status"] + ["telemetry"] * 5 + ["device_online"] and everything["next_before"] is None
@@ -162,13 +155,8 @@ async def test_a_burst_pages_by_limit_exactly_and_loses_nothing(stack: Stack) ->
     for i in range(sent):
         await send_json(ws, {"t": "telemetry", "n": i})
     await recv_until(app, "telemetry", n=sent - 1)
-    stored: list[dict[str, Any]] = []
-    for _ in range(100):  # on Mosquitto history may lag the app feed (README): bounded wait
-        everything: dict[str, str | int] = {"serial": "B1", "type": "telemetry", "limit": 1000}
-        stored = (await stack.http.get("/api/history", params=everything)).json()["messages"]
-        if len(stored) == sent:
-            break
-        await asyncio.sleep(0.1)
+    everything: dict[str, str | int] = {"serial": "B1", "type": "telemetry", "limit": 1000}
+    stored = (await history_when(stack, everything, lambda ms: len(ms) == sent, within_s=10))["messages"]
     assert [m["n"] for m in stored] == list(reversed(range(sent)))
     stamps = [m["ts"] for m in stored]
     assert len(set(stamps)) == sent and stamps == sorted(stamps, reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
+from tests.bridge.helpers import Stack, history_when, pair_gateway, recv_until, send_json
 from tests.mqtt_client import TestClient, pair_over_mqtt
 
 
@@ -38,14 +38,8 @@ async def test_history_lists_presence_around_what_the_device_sent(stack: Stack) 
     await device.publish("nxg/P1/status", json.dumps({"door": "open"}))
     await device.disconnect()
     await recv_until(app, "device_offline", serial="P1")
-    types: list[str] = []
-    for _ in range(50):  # on Mosquitto the serving process's worker may store a moment after apps see it
-        await stack.core.ingest.flush()
-        history = (await stack.http.get("/api/history", params={"serial": "P1"})).json()["messages"]
-        types = [m["t"] for m in history]
-        if len(types) >= 6:
-            break
-        await asyncio.sleep(0.1)
+    history = (await history_when(stack, {"serial": "P1"}, lambda ms: len(ms) >= 6))["messages"]
+    types = [m["t"] for m in history]
     assert types == ["device_offline", "status", "telemetry", "telemetry", "telemetry", "device_online"]
     await app.close()
 
@@ -86,15 +80,8 @@ async def test_mqtt_and_ws_devices_through_one_app(stack: Stack) -> None:
     assert all(a["ok"] is True and isinstance(a["ts"], int) for a in acks)
 
     wanted = {"telemetry", "cmd", "ack", "device_online"}
-    kinds: set[str] = set()
-    for _ in range(50):  # on Mosquitto the serving process's worker may store a moment after apps see it
-        await stack.core.ingest.flush()
-        history = (await stack.http.get("/api/history", params={"serial": "W1"})).json()["messages"]
-        kinds = {m["t"] for m in history}
-        if wanted <= kinds:
-            break
-        await asyncio.sleep(0.1)
-    assert wanted <= kinds
+    history = await history_when(stack, {"serial": "W1"}, lambda ms: wanted <= {m["t"] for m in ms})
+    assert wanted <= {m["t"] for m in history["messages"]}
 
     mqtt_device.close()
     await recv_until(app, "device_offline", serial="M1")

@@ -14,7 +14,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from nxg_mqtt.protocol import SERVER_TS
-from tests.bridge.helpers import Stack, pair_gateway, recv_until, send_json
+from tests.bridge.helpers import Stack, history_when, pair_gateway, recv_until, send_json
 from tests.bridge.test_end_to_end import connect_mqtt, pair_mqtt
 from tests.cli_process import CLI
 from tests.mqtt_client import Received, TestClient, pair_over_mqtt
@@ -181,13 +181,9 @@ async def test_one_ts_across_a_broker_process_and_a_bridge_process(tmp_path: Pat
 async def held_in_history(stack: Stack, serial: str, type_: str) -> dict[str, Any]:
     """The one stored message of this type; on Mosquitto the serving process's worker may store it
     a moment after the app saw it."""
-    held: list[dict[str, Any]] = []
-    for _ in range(50):
-        held = await stored(stack, serial, type_)
-        if held:
-            break
-        await asyncio.sleep(0.1)
-    [in_history] = held
+    page = await history_when(stack, {"serial": serial, "type": type_}, bool)
+    messages: list[dict[str, Any]] = page["messages"]
+    [in_history] = messages
     return in_history
 
 
