@@ -55,10 +55,11 @@ UPDATE_ONLINE = (
     "UPDATE devices SET online = o.online, last_seen = MAX(COALESCE(devices.last_seen, 0), o.ts)"
     " FROM temp.online AS o WHERE devices.tenant_id = ? AND devices.serial = o.serial"
 )
+# a history row, in the column order every writer of `messages` gives its values in
+INSERT_MESSAGE = "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body)"
 # a redelivered message: the broker's receive stamp (ts) and the body identify it
 INSERT_UNLESS_STORED = (
-    "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body)"
-    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM messages"
+    INSERT_MESSAGE + " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM messages"
     " WHERE tenant_id = ?1 AND serial = ?2 AND type = ?3 AND ts = ?4 AND body = ?7)"
 )
 
@@ -114,8 +115,8 @@ class HistoryWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
-                "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body)"
-                f" SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?, {body} FROM json_each(?)",
+                INSERT_MESSAGE
+                + f" SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?, {body} FROM json_each(?)",
                 (self._tenant, stored_at, rows),
             )
             if again:

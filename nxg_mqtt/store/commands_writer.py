@@ -47,7 +47,7 @@ from nxg_mqtt.errors import StoreError
 from nxg_mqtt.messages import compact
 from nxg_mqtt.models import Command, CommandStatus, HistoryEntry, now_ms
 from nxg_mqtt.protocol import MessageType
-from nxg_mqtt.store.batch import INSERT_UNLESS_STORED
+from nxg_mqtt.store.batch import INSERT_MESSAGE, INSERT_UNLESS_STORED
 
 # the device (canonical serial, revoked) and its open commands, for each requested serial
 LOOKUP = (
@@ -70,7 +70,7 @@ FINISH = (
     # `+`: the planner would otherwise weigh commands_open for tenant_id and status
     " WHERE id = ? AND +tenant_id = ? AND +status IN ('queued', 'dispatched')"
 )
-HISTORY = "INSERT INTO messages (tenant_id, serial, type, ts, device_ts, stored_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+HISTORY = INSERT_MESSAGE + " VALUES (?, ?, ?, ?, ?, ?, ?)"
 # by primary key; never moves it back (an older ack arriving late)
 LAST_SEEN = "UPDATE devices SET last_seen = ?1 WHERE tenant_id = ?2 AND serial = ?3 AND COALESCE(last_seen, 0) < ?1"
 
