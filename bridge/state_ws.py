@@ -24,6 +24,7 @@ from bridge.hub import AppFeed
 from bridge.state import state_of
 from bridge.tasks import first_completed
 from bridge.ws_app import CLOSE_GRACE_S, CLOSE_TRY_AGAIN_LATER, accept_feed, close_revoked, closer
+from nxg_mqtt.messages import compact
 from nxg_mqtt.protocol import DEVICE_TS, STATE_UPDATE, MessageType
 
 
@@ -39,7 +40,7 @@ async def _pump(websocket: WebSocket, feed: AppFeed) -> None:
     while True:
         update = state_update(json.loads(await feed.queue.get()))
         if update is not None:
-            await websocket.send_text(json.dumps(update, separators=(",", ":")))
+            await websocket.send_text(compact(update))
 
 
 async def _read(websocket: WebSocket) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from nxg_mqtt import messages
 from nxg_mqtt.errors import NxgError, PayloadRejected, ValidationError
+from nxg_mqtt.messages import compact
 from nxg_mqtt.protocol import DEVICE_DATA, SERVER_TS, CloseReason, MessageType, RevokeReason, Schema
 from nxg_mqtt.services.manifests import check_manifest
 from nxg_mqtt.topics import Channel, device_topic
@@ -72,7 +72,7 @@ class GatewaySession:
             self.done.set()
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+        await self.ws.send_text(compact(message))
 
     async def revoked(self, why: RevokeReason) -> None:
         with contextlib.suppress(Exception):
@@ -204,7 +204,7 @@ class GatewaySession:
 
     async def data(self, serial: str, t: MessageType, value: dict[str, Any]) -> None:
         payload = _passed_on(value, "t")
-        raw = json.dumps(payload, separators=(",", ":")).encode()
+        raw = compact(payload).encode()
         limit = self.settings.max_payload_bytes
 
         def check() -> None:
@@ -219,14 +219,14 @@ class GatewaySession:
 
     async def ack(self, serial: str, value: dict[str, Any]) -> None:
         if await self.validated(serial, Channel.ACK, lambda: messages.validate(Schema.ACK, value)):
-            raw = json.dumps(_passed_on(value), separators=(",", ":")).encode()
+            raw = compact(_passed_on(value)).encode()
             await self.publish(device_topic(serial, Channel.ACK), raw)
 
     async def manifest(self, serial: str, value: dict[str, Any]) -> None:
         """`{"t":"manifest","capabilities":[…]}`: checked here so the device hears what is wrong,
         then published on `nxg/{S}/manifest`, where the broker stores it like an MQTT device's."""
         payload = {k: v for k, v in value.items() if k != "t"}
-        raw = json.dumps(payload, separators=(",", ":")).encode()
+        raw = compact(payload).encode()
         limit = self.settings.max_manifest_bytes
 
         def check() -> None:

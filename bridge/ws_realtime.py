@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +32,7 @@ from bridge.state import BridgeState, state_of
 from bridge.tasks import first_completed
 from bridge.ws_app import CLOSE_GRACE_S, CLOSE_TRY_AGAIN_LATER, admit, close_revoked
 from nxg_mqtt.errors import PayloadRejected
-from nxg_mqtt.messages import load_json
+from nxg_mqtt.messages import compact, load_json
 from nxg_mqtt.models import now_ms
 
 MAX_IDS = 1000  # per socket: a bound on what one client can make the hub index
@@ -98,7 +97,7 @@ class RealtimeSession:
             self.busy = False
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+        await self.ws.send_text(compact(message))
 
     async def error(self, text: str) -> None:
         await self.send({"type": "error", "message": text})

@@ -13,7 +13,6 @@ did not set it (the CLI) loads it from the store on first use.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from jsonschema.exceptions import SchemaError
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import CommandRejected, ConflictError, NotFoundError, PayloadRejected, ValidationError
+from nxg_mqtt.messages import compact
 from nxg_mqtt.models import ManifestRecord, now_ms
 from nxg_mqtt.protocol import RejectReason, Schema
 from nxg_mqtt.services.devices import DeviceService
@@ -165,7 +165,7 @@ class ManifestService:
         """Store a new version. `create=True` (POST): 409 if one exists; False (PUT): 404 MANIFEST_NOT_FOUND
         if none does; None (the device): either. Unchanged capabilities add no version."""
         device = await self._devices.get(serial)
-        raw = json.dumps(value, separators=(",", ":")).encode() if not isinstance(value, bytes) else value
+        raw = compact(value).encode() if not isinstance(value, bytes) else value
         if len(raw) > self._settings.max_manifest_bytes:
             raise ValidationError(
                 f"manifest of {len(raw)} bytes exceeds the limit of {self._settings.max_manifest_bytes} bytes",

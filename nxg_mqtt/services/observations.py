@@ -8,13 +8,13 @@ record. The README says so.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from typing import Any
 
 from nxg_mqtt import messages
 from nxg_mqtt.errors import PayloadRejected, ValidationError
+from nxg_mqtt.messages import compact
 from nxg_mqtt.models import HistoryEntry, history_ts
 from nxg_mqtt.protocol import OBSERVATION_CATEGORY, MessageType, core_stamp
 from nxg_mqtt.services.ingest import IngestService
@@ -45,7 +45,7 @@ class ObservationService:
             "eventId": proposal_id,
             "body": {"data": data, "context": context, "proposal_id": proposal_id, "by": actor},
         }
-        raw = json.dumps(event, separators=(",", ":")).encode()
+        raw = compact(event).encode()
         try:
             # the same limits as a device's own event (size, depth, number range)
             messages.device_message(MessageType.EVENT.value, messages.decode_object(raw, self._max_bytes))

@@ -12,6 +12,7 @@ import json
 
 import aiosqlite
 
+from nxg_mqtt.messages import compact
 from nxg_mqtt.models import Command, CommandStatus
 from nxg_mqtt.store.db import Database
 
@@ -66,7 +67,7 @@ class CommandRepository:
                 command.serial,
                 command.target,
                 command.action,
-                json.dumps(command.params, separators=(",", ":")),
+                compact(command.params),
                 command.ref,
                 command.source,
                 command.status.value,

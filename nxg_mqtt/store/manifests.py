@@ -11,6 +11,7 @@ from typing import Any
 
 import aiosqlite
 
+from nxg_mqtt.messages import compact
 from nxg_mqtt.models import ManifestRecord
 from nxg_mqtt.store.db import Database
 
@@ -39,7 +40,7 @@ class ManifestRepository:
             (
                 self._tenant,
                 serial,
-                json.dumps(capabilities, separators=(",", ":")),
+                compact(capabilities),
                 source,
                 ts,
                 self._tenant,
