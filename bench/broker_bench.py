@@ -80,6 +80,7 @@ class Config:
     storm_budget: float = 8.0
     storm_concurrency: int = 100
     storm_bad_addr: str = "127.0.0.2"
+    storm_bad_kind: str = "mixed"  # mixed: wrong tokens + wrong pairing codes; unknown: unknown user names
     storm_only: bool = False  # only the storm phase, on the 0-idle broker
     loop_stalls: bool = False  # NXG: record its event loop's late timer ticks (bench/loopmon)
     pin: Pin | None = None  # --pin: broker CPUs / the bench's own processes' CPUs (bench/affinity.py)
@@ -281,7 +282,10 @@ class Bench:
         good, rest = creds[: len(creds) - n_bad], creds[len(creds) - n_bad :]
         bad: list[Cred] = []
         for i, cred in enumerate(rest):
-            if i % 2 == 0:
+            if cfg.storm_bad_kind == "unknown":
+                # a flood of logins nothing answers ahead of time: each one asks the core
+                bad.append(Cred(f"storm-x-{i:05d}", f"nobody-{i:05d}", f"wrong-{i:05d}-" + "x" * 20))
+            elif i % 2 == 0:
                 bad.append(Cred(cred.serial, cred.serial, "wrong-token-" + "x" * 20))
             else:
                 bad.append(Cred(f"storm-pair-{i:05d}", "pair", "ZZZZ-ZZZZ"))
@@ -1006,6 +1010,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--storm-bad-addr", default="127.0.0.2", help="source address of the failing CONNECTs ('' = 127.0.0.1)"
     )
+    p.add_argument(
+        "--storm-bad-kind",
+        choices=("mixed", "unknown"),
+        default="mixed",
+        help="(b)/(d): mixed = wrong tokens and wrong pairing codes; unknown = unknown user names (each asks the core)",
+    )
     p.add_argument("--storm-only", action="store_true", help="only the CONNECT storm phase (no saturation, no idle)")
     p.add_argument(
         "--loop-stalls",
@@ -1060,6 +1070,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         storm_budget=max(1.0, ns.storm_budget),
         storm_concurrency=max(1, ns.storm_concurrency),
         storm_bad_addr=ns.storm_bad_addr,
+        storm_bad_kind=ns.storm_bad_kind,
         storm_only=ns.storm_only,
         loop_stalls=ns.loop_stalls,
         pin=pin,

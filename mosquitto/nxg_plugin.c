@@ -20,6 +20,8 @@
  *                           POST /mqtt/auth with `conn` (this connection's name): allowed, it
  *                           is also the connection event (the broker waits for every call: one
  *                           per CONNECT, not two; Mosquitto 2.0 has no connect event)
+ *                           and bounded by auth_budget_ms of waiting per second (past it: 0x03
+ *                           without a call, see "the blocking-call budget")
  *   MOSQ_EVT_ACL_CHECK   -> POST /mqtt/acl (publish / subscribe / receive); positive answers for
  *                           publish and receive are cached for acl_cache_s; a device's login
  *                           answer lists its own topics (EMQX's authn `acl`), cached at once, so
@@ -280,6 +282,36 @@ static double now_ms(void)
 
 static void stats_flush(time_t now);
 
+/* The blocking-call budget. Mosquitto 2.0 waits for every /mqtt/auth answer on its only thread,
+ * and a login the plugin cannot answer itself (pairing, API keys, the core's link, an unknown user
+ * name or password) costs one call: a flood of such CONNECTs (random user names from many
+ * addresses get past every per-address lockout) would stall every device on the broker. So the
+ * time this thread may spend waiting for /mqtt/auth is a token bucket of auth_budget_ms per
+ * second (as large as one second's worth): when it is spent, a login that would need a call is
+ * refused with 0x03 (server unavailable: firmware retries later and keeps its token) without one.
+ * A call that takes longer than what is left leaves the bucket at most one second's worth behind,
+ * so the thread waits at most the budget plus one call per second, and a slow answer does not lock
+ * logins out for longer than a second. Devices the credential table answers never call, so they
+ * are never refused by it. 0: no bound. */
+static double auth_budget_ms = 100;
+static double auth_bucket_ms;
+static double auth_bucket_at; /* 0: not started (the bucket starts full) */
+static unsigned long budget_refused; /* logins refused because the budget was spent */
+
+static bool auth_budget_left(double now)
+{
+	if(auth_budget_ms <= 0) return true;
+	if(auth_bucket_at == 0){
+		auth_bucket_ms = auth_budget_ms;
+	}else{
+		auth_bucket_ms += (now - auth_bucket_at) * auth_budget_ms / 1000.0;
+		if(auth_bucket_ms > auth_budget_ms) auth_bucket_ms = auth_budget_ms;
+	}
+	auth_bucket_at = now;
+	return auth_bucket_ms > 0;
+}
+
+
 static void stats_note(const char *path, double ms)
 {
 	int i = !strcmp(path, "/mqtt/auth") ? HP_AUTH : !strcmp(path, "/mqtt/acl") ? HP_ACL : HP_DISCONNECTED;
@@ -315,6 +347,13 @@ static void stats_flush(time_t now)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins refused from the core's lockout answers: %lu in %lds",
 				refusals_hits, (long)(now - stats_since));
 		refusals_hits = 0;
+	}
+	if(budget_refused){
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+				"nxg: %lu logins refused with 0x03 in %lds: the time for blocking auth calls "
+				"(plugin_opt_auth_budget_ms %.0f per second) was spent (a flood of unknown logins?)",
+				budget_refused, (long)(now - stats_since), auth_budget_ms);
+		budget_refused = 0;
 	}
 	if(creds_hits){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins from the credential table: %lu in %lds", creds_hits,
@@ -1001,6 +1040,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	char conn[32];
 	const char *reason, *retry;
 	int status, code = 5;
+	double started;
 	const struct cred *known = NULL;
 	enum cred_verdict verdict;
 	(void)event;
@@ -1035,6 +1075,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		report(refused_topic, ed->username, mosquitto_client_id(ed->client), mosquitto_client_address(ed->client), conn);
 		return refuse(ed->client, 5);
 	}
+	started = now_ms();
+	if(!auth_budget_left(started)){
+		budget_refused++;
+		return refuse(ed->client, 3);
+	}
 	put_field(&b, "username", ed->username);
 	put_field(&b, "password", ed->password);
 	put_field(&b, "clientid", mosquitto_client_id(ed->client));
@@ -1043,6 +1088,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	put(&b, "}", 1);
 	if(b.overflow) return refuse(ed->client, 5);
 	status = hook_call("/mqtt/auth", b.data, b.len, answer, sizeof(answer));
+	if(auth_budget_ms > 0){
+		/* a call longer than what was left leaves the bucket at most one second's worth behind */
+		auth_bucket_ms -= now_ms() - started;
+		if(auth_bucket_ms < -auth_budget_ms) auth_bucket_ms = -auth_budget_ms;
+	}
 	if(status < 0 || status >= 500) return refuse(ed->client, 3);
 	if(status != 200) return refuse(ed->client, 5);
 	if(!answer_is(answer, "allow")){
@@ -1383,6 +1433,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			secret = value;
 		}else if(!strcmp(key, "timeout_ms")){
 			timeout_ms = atoi(value);
+		}else if(!strcmp(key, "auth_budget_ms")){
+			auth_budget_ms = atof(value);
 		}else if(!strcmp(key, "acl_cache_s")){
 			acl_cache_s = atoi(value);
 		}else if(!strcmp(key, "acl_cache_entries")){
