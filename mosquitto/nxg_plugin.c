@@ -28,6 +28,8 @@
  *                           its first publish and its subscriptions ask nothing; a subscription
  *                           allowed that way is reported on subscribed_topic (the core learns
  *                           from it that a device is ready for its queued commands)
+ *                           and a listed device whose rules the core marked complete (`!`) is
+ *                           denied anything else without a call (its rules are all it may use)
  *   MOSQ_EVT_DISCONNECT  -> a message on disconnected_topic (presence), without waiting; with
  *                           disconnected_topic empty: POST /mqtt/disconnected
  *   MOSQ_EVT_MESSAGE     -> a JSON object published on one of stamp_topics gets the receive time
@@ -50,6 +52,8 @@
  *                                  p:<topic> | s:<topic>, `%u` in a topic stands for the user
  *                                  name (Mosquitto's acl_file pattern); p allows publishing, s
  *                                  subscribing and receiving
+ *                                  a last rule `!` says the list is complete: every topic
+ *                                  that login may publish or subscribe to is in it
  *   put <user> <clientid> <sha256 hex> <rules>   a delta: this user's entry is now this
  *   del <user>                     no longer allowed (reset, regenerate, delete, revoke, rotate)
  *   end <gen>                      the snapshot is complete: every entry it did not name goes
@@ -272,6 +276,7 @@ static unsigned long refusals_hits; /* logins refused from the core's lockout an
 static unsigned long denials_hits; /* logins refused from the core's refused passwords (below) */
 static unsigned long creds_refused; /* logins refused from the credential table (another password) */
 static unsigned long acl_asked[3]; /* publish, receive, subscribe: which checks missed the cache */
+static unsigned long acl_denied_locally; /* denied from a complete credential entry, no call */
 
 static double now_ms(void)
 {
@@ -359,6 +364,11 @@ static void stats_flush(time_t now)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: logins from the credential table: %lu in %lds", creds_hits,
 				(long)(now - stats_since));
 		creds_hits = 0;
+	}
+	if(acl_denied_locally){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: topic checks of listed devices denied from their rules: %lu in %lds",
+				acl_denied_locally, (long)(now - stats_since));
+		acl_denied_locally = 0;
 	}
 	if(hook_stats[HP_ACL].calls){
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "nxg: hooks acl asked: publish %lu, receive %lu, subscribe %lu",
@@ -541,6 +551,7 @@ struct cred {
 	uint8_t state;
 	bool from_delta; /* put or deleted by a delta during snapshot `gen`: the snapshot cannot undo it */
 	bool dead; /* deleted during a snapshot: refuses to be brought back by it, allows nothing */
+	bool complete; /* its rules are everything the login may use: anything else is denied, no call */
 };
 
 static char credentials_topic[128] = "$nxg/credentials";
@@ -621,6 +632,21 @@ static int hex_nibble(char c)
 
 static void cred_del(const char *username);
 
+/* A rule list ending in `!` (alone, or after `;`) holds every topic the login may use: the marker
+ * is cut off and true returned. */
+static bool rules_complete(char *rules)
+{
+	size_t len = rules ? strlen(rules) : 0;
+	if(len == 0 || rules[len - 1] != '!') return false;
+	if(len == 1){
+		rules[0] = '\0';
+		return true;
+	}
+	if(rules[len - 2] != ';') return false;
+	rules[len - 2] = '\0';
+	return true;
+}
+
 /* `put <user> <clientid> <hash> <rules>`; `delta`: not part of a snapshot. */
 static void cred_put(char *line, bool delta, uint32_t gen)
 {
@@ -673,6 +699,7 @@ static void cred_put(char *line, bool delta, uint32_t gen)
 		}
 	}
 	memcpy(c->hash, hash, sizeof(hash));
+	c->complete = rules_complete(rules);
 	c->rules = rules ? rules_intern(rules) : "";
 	c->gen = snapping ? snap_gen : 0;
 	c->from_delta = delta;
@@ -1222,6 +1249,47 @@ static void prefill_rules(const char *username, const char *client_id, const cha
 	}
 }
 
+/* Whether a rule of `kind` ('p' publish, 's' subscribe and receive) in `rules` (`p:topic;s:topic`,
+ * `%u` the user name) names exactly `topic`. */
+static bool rules_allow(const char *rules, const char *username, const char *topic, char kind)
+{
+	size_t ulen = strlen(username);
+	while(*rules){
+		size_t len = strcspn(rules, ";");
+		if(len > 2 && rules[0] == kind && rules[1] == ':'){
+			const char *t = topic;
+			size_t i = 2;
+			bool same = true;
+			while(i < len && same){
+				if(rules[i] == '%' && i + 1 < len && rules[i + 1] == 'u'){
+					same = !strncmp(t, username, ulen);
+					t += same ? ulen : 0;
+					i += 2;
+				}else{
+					same = *t == rules[i];
+					t += same ? 1 : 0;
+					i++;
+				}
+			}
+			if(same && *t == '\0') return true;
+		}
+		rules += len;
+		if(*rules == ';') rules++;
+	}
+	return false;
+}
+
+/* The credential entry of a device logged in as `username` with `client_id`, when its rules are
+ * complete (the core marked them so: a device may use its own topics that it lists, nothing else). */
+static const struct cred *complete_entry(const char *username, const char *client_id)
+{
+	const struct cred *c;
+	if(creds == NULL || username == NULL || client_id == NULL) return NULL;
+	c = cred_slot(username, false);
+	if(c == NULL || c->dead || !c->complete || c->rules == NULL || strcmp(c->client_id, client_id)) return NULL;
+	return c;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
@@ -1236,6 +1304,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	uint64_t hash = 0;
 	time_t now = time(NULL);
 	bool cacheable;
+	const struct cred *entry;
 	int n;
 	(void)event;
 	(void)userdata;
@@ -1255,6 +1324,20 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 			if(hit->notify) report_subscribed(username, client_id, ed->topic);
 			return MOSQ_ERR_SUCCESS;
 		}
+	}
+	entry = complete_entry(username, client_id);
+	if(entry != NULL){
+		/* a listed device whose rules are all it may use: the answer is here, no call (a device
+		 * publishing on foreign topics would otherwise stop the broker's thread once a message) */
+		bool subscribing = ed->access == MOSQ_ACL_SUBSCRIBE;
+		if(!rules_allow(entry->rules, username, ed->topic, ed->access == MOSQ_ACL_WRITE ? 'p' : 's')){
+			acl_denied_locally++;
+			return MOSQ_ERR_ACL_DENIED;
+		}
+		/* an entry the cache no longer held (evicted, or dropped by a kick of someone else) */
+		cache_rule(username, client_id, ed->access == MOSQ_ACL_WRITE ? "publish" : "subscribe", ed->topic, now);
+		if(subscribing) report_subscribed(username, client_id, ed->topic);
+		return MOSQ_ERR_SUCCESS;
 	}
 	/* subscribe answers are taken from the login's rules only (prefill), never kept from a call:
 	 * a call is how the core learns of a subscription it did not list */

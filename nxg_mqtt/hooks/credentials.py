@@ -68,6 +68,8 @@ CREDENTIALS_TOPIC = "$nxg/credentials"
 CHUNK_ENTRIES = 256  # ~25 kB per message: a 100k-device snapshot is ~400 acknowledged messages
 _NOT_IN_A_NAME = frozenset(" \t\r\n;%")  # the line format's separators and the pattern marker
 _ROLE_NAMES = frozenset({BRIDGE_USER, KEY_USER, PAIR_USER})
+# the last "rule" of a list that holds every topic the login may use (mosquitto/nxg_plugin.c)
+COMPLETE = "!"
 
 RulesOf = Callable[[Grant, str], Awaitable[list[dict[str, str]]]]
 
@@ -155,6 +157,11 @@ class CredentialFeed:
             if any(c in _NOT_IN_A_NAME for c in topic.replace("%u", "")):
                 continue  # not listed: asked about
             patterns.append(("p:" if rule["action"] == "publish" else "s:") + topic)
+        if len(patterns) == len(rules):
+            # COMPLETE: a device may publish to and subscribe to exactly its own topics that
+            # `topics_of` lists (`topic_allowed`), so the plugin denies anything else without a
+            # call; a paired device publishing on foreign topics cannot stall the broker's thread
+            patterns.append(COMPLETE)
         return f"{serial} {serial} {token_hash} {';'.join(patterns)}"
 
     async def _send(self, text: str) -> None:

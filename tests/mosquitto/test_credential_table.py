@@ -266,3 +266,36 @@ async def test_a_registration_whose_secret_the_broker_did_not_take_leaves_no_dev
         registered = response.json()
         serial = registered["device_id"]
         assert await paho(serial).connect(stack.mqtt_port, serial, registered["device_secret"]) == 0
+
+
+async def test_a_listed_devices_foreign_topics_are_denied_without_a_call(settings: Settings, paho: Clients) -> None:
+    """Its rules are all it may use (marked complete): a device publishing or subscribing outside
+    them is denied by the plugin itself, so it cannot stop the broker's thread once a message."""
+    async with foreign_stack(settings) as (stack, http):
+        token = await pair(stack, http, "F1")
+        await pair(stack, http, "F2")
+        device = paho("F1")
+        assert await device.connect(stack.mqtt_port, "F1", token) == 0
+        counters = stack.hooks.counters
+        asked = counters["acl_allow"] + counters["acl_deny"]
+        for i in range(20):
+            await device.publish("nxg/F2/telemetry", json.dumps({"temp": i}))  # another device's
+            await device.publish("nxg/F1/cmd", json.dumps({"id": f"c{i}"}))  # the server's topic
+            await device.publish(f"made/up/{i}", "x")
+        for foreign in ("nxg/F2/cmd", "nxg/#", "nxg/+/telemetry", "$SYS/#"):
+            assert await device.subscribe(foreign) == [0x80], foreign
+        # (checked before its own subscription: the plugin reports that one to the core afterwards)
+        assert counters["acl_allow"] + counters["acl_deny"] == asked, "no topic check was asked about"
+        # its own topics still work, from its rules
+        assert await device.subscribe("nxg/F1/cmd") == [1]
+        await device.publish("nxg/F1/telemetry", json.dumps({"temp": 99}))
+
+        async def stored() -> bool:
+            rows = (await http.get("/api/history", params={"serial": "F1", "type": "telemetry"})).json()
+            return bool(rows["messages"])
+
+        assert await eventually(stored)
+        # published after the foreign ones on the same connection: those were dropped, not stored
+        other = (await http.get("/api/history", params={"serial": "F2", "type": "telemetry"})).json()
+        assert other["messages"] == []
+        await device.disconnect()
