@@ -298,10 +298,11 @@ static void stats_flush(time_t now);
  * so the thread waits at most the budget plus one call per second, and a slow answer does not lock
  * logins out for longer than a second. Devices the credential table answers never call, so they
  * are never refused by it. 0: no bound. */
-static double auth_budget_ms = 100;
+static double auth_budget_ms = 250;
 static double auth_bucket_ms;
 static double auth_bucket_at; /* 0: not started (the bucket starts full) */
 static unsigned long budget_refused; /* logins refused because the budget was spent */
+static char core_secret[401]; /* plugin_opt_secret: the core's own link logs in with it */
 
 static bool auth_budget_left(double now)
 {
@@ -1059,6 +1060,16 @@ static void denials_clear(void)
 static void prefill(const char *username, const char *client_id, const char *answer);
 static void prefill_rules(const char *username, const char *client_id, const char *rules);
 
+/* The core's own link (its user name and the internal secret) is never refused by the budget: a
+ * flood must not keep the serving process from reconnecting. Anyone else using that user name
+ * with another password is budgeted like every other asked login. */
+static bool core_login(const char *username, const char *password)
+{
+	size_t len = password ? strlen(password) : 0;
+	return username != NULL && password != NULL && !strcmp(username, core_username) && core_secret[0]
+			&& len == strlen(core_secret) && CRYPTO_memcmp(password, core_secret, len) == 0;
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
@@ -1103,7 +1114,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return refuse(ed->client, 5);
 	}
 	started = now_ms();
-	if(!auth_budget_left(started)){
+	if(!core_login(ed->username, ed->password) && !auth_budget_left(started)){
 		budget_refused++;
 		return refuse(ed->client, 3);
 	}
@@ -1548,6 +1559,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			exact_connack = !strcmp(value, "true");
 		}
 	}
+	if(secret != NULL && strlen(secret) <= 400) snprintf(core_secret, sizeof(core_secret), "%s", secret);
 	if(secret == NULL || strlen(secret) > 400){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "nxg: plugin_opt_secret (the core's internal secret) is required");
 		return MOSQ_ERR_INVAL;

@@ -57,6 +57,10 @@ async def test_a_flood_of_unknown_logins_is_refused_with_0x03_once_the_budget_is
         assert codes[SERVER_UNAVAILABLE] >= FLOOD // 2, codes  # one call a second, maybe two
         # every 0x05 was the core's answer to a call, and no 0x03 cost one
         assert asked(stack.hooks.counters) - before == codes[NOT_AUTHORIZED]
+        # the core's own link is never refused by it (a flood must not keep the serving process
+        # out); its user name with another password is budgeted like any other login
+        assert await paho("core-2").connect(stack.mqtt_port, "bridge", settings.internal_secret) == 0
+        assert await paho("fake-core").connect(stack.mqtt_port, "bridge", "not-the-secret") == SERVER_UNAVAILABLE
         # a device the credential table answers is not asked about, so never refused by the budget
         device = paho("B1")
         assert await device.connect(stack.mqtt_port, "B1", token) == 0
