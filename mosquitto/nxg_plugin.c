@@ -292,13 +292,18 @@ static void stats_flush(time_t now);
  * name or password) costs one call: a flood of such CONNECTs (random user names from many
  * addresses get past every per-address lockout) would stall every device on the broker. So the
  * time this thread may spend waiting for /mqtt/auth is a token bucket of auth_budget_ms per
- * second (as large as one second's worth): when it is spent, a login that would need a call is
+ * second (as large as one second's worth), past the first auth_free_calls calls of each second
+ * (so that a short burst is never refused because a loaded machine made its calls slow): when it
+ * is spent, a login that would need a call is
  * refused with 0x03 (server unavailable: firmware retries later and keeps its token) without one.
  * A call that takes longer than what is left leaves the bucket at most one second's worth behind,
  * so the thread waits at most the budget plus one call per second, and a slow answer does not lock
  * logins out for longer than a second. Devices the credential table answers never call, so they
  * are never refused by it. 0: no bound. */
 static double auth_budget_ms = 250;
+static unsigned auth_free_calls = 32; /* calls a second admitted whatever the bucket holds */
+static double auth_window_at; /* the current one-second window of free calls */
+static unsigned auth_window_calls;
 static double auth_bucket_ms;
 static double auth_bucket_at; /* 0: not started (the bucket starts full) */
 static unsigned long budget_refused; /* logins refused because the budget was spent */
@@ -307,6 +312,10 @@ static char core_secret[401]; /* plugin_opt_secret: the core's own link logs in 
 static bool auth_budget_left(double now)
 {
 	if(auth_budget_ms <= 0) return true;
+	if(now - auth_window_at >= 1000.0){
+		auth_window_at = now;
+		auth_window_calls = 0;
+	}
 	if(auth_bucket_at == 0){
 		auth_bucket_ms = auth_budget_ms;
 	}else{
@@ -314,7 +323,13 @@ static bool auth_budget_left(double now)
 		if(auth_bucket_ms > auth_budget_ms) auth_bucket_ms = auth_budget_ms;
 	}
 	auth_bucket_at = now;
-	return auth_bucket_ms > 0;
+	/* the first calls of every second go through even when slow calls spent the bucket: a burst
+	 * of a few dozen logins on a loaded machine (API-key clients reconnecting) is not a flood */
+	if(auth_window_calls < auth_free_calls || auth_bucket_ms > 0){
+		auth_window_calls++;
+		return true;
+	}
+	return false;
 }
 
 
@@ -1529,6 +1544,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			timeout_ms = atoi(value);
 		}else if(!strcmp(key, "auth_budget_ms")){
 			auth_budget_ms = atof(value);
+		}else if(!strcmp(key, "auth_free_calls")){
+			auth_free_calls = (unsigned)atoi(value);
 		}else if(!strcmp(key, "acl_cache_s")){
 			acl_cache_s = atoi(value);
 		}else if(!strcmp(key, "acl_cache_entries")){
