@@ -332,6 +332,14 @@ static bool auth_budget_left(double now)
 	return false;
 }
 
+/* A call that began at `started` has ended: its time comes out of the bucket, which a call longer
+ * than what was left leaves at most one second's worth behind. */
+static void auth_budget_spend(double started)
+{
+	if(auth_budget_ms <= 0) return;
+	auth_bucket_ms -= now_ms() - started;
+	if(auth_bucket_ms < -auth_budget_ms) auth_bucket_ms = -auth_budget_ms;
+}
 
 static void stats_note(const char *path, double ms)
 {
@@ -807,8 +815,6 @@ static enum cred_verdict cred_match(const char *username, const char *client_id,
 	return snapping ? CRED_ASK : CRED_REFUSE;
 }
 
-/* What happened without a call, told to the core without waiting: a message only the core's
- * `bridge` logins receive (`$` topics match no wildcard; the ACL refuses them to everyone else). */
 /* Device stamps: they never repeat for one device (the topic's {S}), as the core's DeviceClock
  * (nxg_mqtt/models.py): history pages on a ts (`before`, `next_before`), so two messages of one
  * device in one millisecond could be split by a page boundary. A message in the millisecond of its
@@ -885,7 +891,9 @@ static long long device_stamp(const char *topic)
 	return serial_stamp(serial, end ? (size_t)(end - serial) : strlen(serial));
 }
 
-/* A connect or disconnect told to the core afterwards. `ts`: when, stamped as the device's messages
+/* What happened without a call, told to the core without waiting: a message only the core's
+ * `bridge` logins receive (`$` topics match no wildcard; the ACL refuses them to everyone else).
+ * A connect or disconnect told to the core afterwards. `ts`: when, stamped as the device's messages
  * are (a device logs in under its serial), so history lists `device_online` before anything the
  * device sends on that connection and `device_offline` after it, although the core handles the
  * report later than the plugin stamps those messages. */
@@ -1141,11 +1149,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	put(&b, "}", 1);
 	if(b.overflow) return refuse(ed->client, 5);
 	status = hook_call("/mqtt/auth", b.data, b.len, answer, sizeof(answer));
-	if(auth_budget_ms > 0){
-		/* a call longer than what was left leaves the bucket at most one second's worth behind */
-		auth_bucket_ms -= now_ms() - started;
-		if(auth_bucket_ms < -auth_budget_ms) auth_bucket_ms = -auth_budget_ms;
-	}
+	auth_budget_spend(started);
 	if(status < 0 || status >= 500) return refuse(ed->client, 3);
 	if(status != 200) return refuse(ed->client, 5);
 	if(!answer_is(answer, "allow")){
@@ -1244,6 +1248,28 @@ static void prefill(const char *username, const char *client_id, const char *ans
 	}
 }
 
+/* The rule at `rule` (its first `len` characters, `p:topic` or `s:topic`) with `%u` replaced by the
+ * user name, into `topic` (`cap` bytes): its kind, 'p' or 's', or 0 when it is no rule or does not
+ * fit. */
+static char rule_topic(const char *rule, size_t len, const char *username, char *topic, size_t cap)
+{
+	size_t out = 0, ulen = strlen(username);
+	if(len <= 2 || rule[1] != ':' || (rule[0] != 'p' && rule[0] != 's')) return 0;
+	for(size_t i = 2; i < len; i++){
+		if(rule[i] == '%' && i + 1 < len && rule[i + 1] == 'u'){
+			if(out + ulen >= cap) return 0;
+			memcpy(topic + out, username, ulen);
+			out += ulen;
+			i++;
+		}else{
+			if(out + 1 >= cap) return 0;
+			topic[out++] = rule[i];
+		}
+	}
+	topic[out] = '\0';
+	return rule[0];
+}
+
 /* A credential entry's rules (`p:topic;s:topic`, `%u` the user name), into the ACL cache. */
 static void prefill_rules(const char *username, const char *client_id, const char *rules)
 {
@@ -1251,25 +1277,9 @@ static void prefill_rules(const char *username, const char *client_id, const cha
 	if(acl_cache_s <= 0) return;
 	while(*rules){
 		char topic[CACHE_KEY_MAX];
-		size_t len = strcspn(rules, ";"), out = 0;
-		const char *action = rules[0] == 'p' ? "publish" : rules[0] == 's' ? "subscribe" : NULL;
-		bool fits = true;
-		for(size_t i = 2; i < len && fits; i++){
-			if(rules[i] == '%' && i + 1 < len && rules[i + 1] == 'u'){
-				size_t ulen = strlen(username);
-				fits = out + ulen < sizeof(topic);
-				if(fits) memcpy(topic + out, username, ulen);
-				out += ulen;
-				i++;
-			}else{
-				fits = out + 1 < sizeof(topic);
-				if(fits) topic[out++] = rules[i];
-			}
-		}
-		if(fits && len > 2 && rules[1] == ':' && action != NULL){
-			topic[out] = '\0';
-			cache_rule(username, client_id, action, topic, now);
-		}
+		size_t len = strcspn(rules, ";");
+		char kind = rule_topic(rules, len, username, topic, sizeof(topic));
+		if(kind) cache_rule(username, client_id, kind == 'p' ? "publish" : "subscribe", topic, now);
 		rules += len;
 		if(*rules == ';') rules++;
 	}
@@ -1279,26 +1289,10 @@ static void prefill_rules(const char *username, const char *client_id, const cha
  * `%u` the user name) names exactly `topic`. */
 static bool rules_allow(const char *rules, const char *username, const char *topic, char kind)
 {
-	size_t ulen = strlen(username);
 	while(*rules){
+		char named[CACHE_KEY_MAX];
 		size_t len = strcspn(rules, ";");
-		if(len > 2 && rules[0] == kind && rules[1] == ':'){
-			const char *t = topic;
-			size_t i = 2;
-			bool same = true;
-			while(i < len && same){
-				if(rules[i] == '%' && i + 1 < len && rules[i + 1] == 'u'){
-					same = !strncmp(t, username, ulen);
-					t += same ? ulen : 0;
-					i += 2;
-				}else{
-					same = *t == rules[i];
-					t += same ? 1 : 0;
-					i++;
-				}
-			}
-			if(same && *t == '\0') return true;
-		}
+		if(rule_topic(rules, len, username, named, sizeof(named)) == kind && !strcmp(named, topic)) return true;
 		rules += len;
 		if(*rules == ';') rules++;
 	}
@@ -1576,11 +1570,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 			exact_connack = !strcmp(value, "true");
 		}
 	}
-	if(secret != NULL && strlen(secret) <= 400) snprintf(core_secret, sizeof(core_secret), "%s", secret);
-	if(secret == NULL || strlen(secret) > 400){
+	if(secret == NULL || strlen(secret) >= sizeof(core_secret)){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "nxg: plugin_opt_secret (the core's internal secret) is required");
 		return MOSQ_ERR_INVAL;
 	}
+	snprintf(core_secret, sizeof(core_secret), "%s", secret);
 	if(timeout_ms <= 0) timeout_ms = 2000;
 	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", secret);
 	if(acl_cache_init(&cache, acl_cache_size) < 0) return MOSQ_ERR_NOMEM;
